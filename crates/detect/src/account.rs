@@ -1,0 +1,225 @@
+//! Per-account state: counters and fixed-size sketches, updated once per exchange.
+//! Its size does not depend on the account's volume (about 1 KB; see the size test).
+
+use serde::Serialize;
+
+use crate::config::Shape;
+use crate::observation::Observation;
+use crate::sketch::{mix, normalised_entropy, HeavyHitters, Histogram, Hll, Moments};
+
+const TOPIC_BINS: usize = 64;
+const HOUR_MS: i64 = 3_600_000;
+/// Gaps longer than this are pauses, not part of a rhythm; they are clipped before the moments.
+const MAX_GAP_SECS: f64 = 1800.0;
+
+#[derive(Debug, Clone, Default)]
+pub struct AccountState {
+    /// Every exchange, generative or not.
+    pub exchanges: u32,
+    /// Chat and completions calls: the ones that can be harvested.
+    pub generative: u32,
+    first_ts: i64,
+    last_ts: i64,
+    single_turn: u32,
+    followups: u32,
+    with_system: u32,
+    tools: u32,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    high_max: u32,
+    finish_length: u32,
+    step_by_step: u32,
+    hidden_reasoning: u32,
+    task_generation: u32,
+    reasoning_high: u32,
+    logprobs: u32,
+    many_top_logprobs: u32,
+    multi_sample: u32,
+    logit_bias: u32,
+    max_one: u32,
+    new_model: u32,
+    signup: Option<i64>,
+    distinct_prompts: Hll<64>,
+    distinct_followups: Hll<32>,
+    distinct_openings: Hll<64>,
+    logit_ids: Hll<32>,
+    ips: Hll<32>,
+    active_hours: Hll<64>,
+    topics: Histogram<TOPIC_BINS>,
+    heads: HeavyHitters<4>,
+    tails: HeavyHitters<4>,
+    systems: HeavyHitters<2>,
+    gaps: Moments,
+}
+
+/// Everything the signals are computed from, in interpretable units. Printed by
+/// `scan --features` for analysis.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Features {
+    pub exchanges: u32,
+    pub generative: u32,
+    pub single_turn: f64,
+    pub unique_prompts: f64,
+    pub conversations: f64,
+    pub breadth: f64,
+    pub template: f64,
+    pub system_share: f64,
+    pub followups: u32,
+    pub followup_repeat: f64,
+    pub mean_output_tokens: f64,
+    pub output_ratio: f64,
+    pub high_max_tokens: f64,
+    pub finish_length: f64,
+    pub step_by_step: f64,
+    pub hidden_reasoning: f64,
+    pub task_generation: f64,
+    pub reasoning_high: f64,
+    pub logprobs: f64,
+    pub many_top_logprobs: f64,
+    pub multi_sample: f64,
+    pub logit_bias: f64,
+    pub logit_ids: f64,
+    pub max_one: f64,
+    pub tools: f64,
+    pub span_hours: f64,
+    pub duty_cycle: f64,
+    pub calls_per_active_hour: f64,
+    pub gap_cv: f64,
+    pub ip_churn: f64,
+    pub account_age_days: Option<f64>,
+    pub new_model: f64,
+}
+
+fn share(count: u32, of: u32) -> f64 {
+    if of == 0 {
+        0.0
+    } else {
+        f64::from(count) / f64::from(of)
+    }
+}
+
+impl AccountState {
+    /// `new_model` says whether the call went to a model released within the configured window.
+    pub fn update(&mut self, obs: &Observation, shape: &Shape, new_model: bool) {
+        if self.exchanges == 0 {
+            self.first_ts = obs.ts;
+            self.last_ts = obs.ts;
+            self.signup = obs.signup;
+        }
+        self.exchanges = self.exchanges.saturating_add(1);
+        // Logs may be slightly out of order: time only moves forward here.
+        if obs.ts > self.last_ts {
+            let gap = (obs.ts - self.last_ts) as f64 / 1000.0;
+            self.gaps.push(gap.min(MAX_GAP_SECS));
+            self.last_ts = obs.ts;
+        } else if self.exchanges > 1 {
+            self.gaps.push(0.0);
+        }
+        self.first_ts = self.first_ts.min(obs.ts);
+        self.active_hours.insert(mix(obs.ts.div_euclid(HOUR_MS) as u64));
+        if let Some((ip, _)) = obs.ip {
+            self.ips.insert(ip);
+        }
+        if !obs.generative {
+            return;
+        }
+        let inc = |c: &mut u32, yes: bool| *c = c.saturating_add(u32::from(yes));
+        self.generative = self.generative.saturating_add(1);
+        inc(&mut self.single_turn, obs.single_turn());
+        inc(&mut self.with_system, obs.system.is_some());
+        inc(&mut self.tools, obs.has_tools);
+        inc(&mut self.high_max, obs.max_tokens.is_some_and(|m| m >= shape.high_max_tokens));
+        inc(&mut self.finish_length, obs.finish_length);
+        inc(&mut self.step_by_step, obs.phrases.step_by_step);
+        inc(&mut self.hidden_reasoning, obs.phrases.hidden_reasoning);
+        inc(&mut self.task_generation, obs.phrases.task_generation);
+        inc(&mut self.reasoning_high, obs.reasoning_high || obs.reasoning_returned);
+        inc(&mut self.logprobs, obs.logprobs);
+        inc(&mut self.many_top_logprobs, obs.top_logprobs >= shape.many_top_logprobs);
+        inc(&mut self.multi_sample, obs.n > 1);
+        inc(&mut self.logit_bias, obs.logit_bias_entries > 0);
+        inc(&mut self.max_one, obs.max_tokens == Some(1));
+        inc(&mut self.new_model, new_model);
+        self.prompt_tokens += obs.prompt_tokens;
+        self.completion_tokens += obs.completion_tokens * u64::from(obs.n.max(1));
+        self.distinct_prompts.insert(obs.prompt.exact);
+        self.distinct_openings.insert(obs.opening);
+        if obs.user_turns > 1 {
+            inc(&mut self.followups, true);
+            self.distinct_followups.insert(obs.prompt.exact);
+        }
+        if obs.prompt.words > 0 {
+            self.topics.add((obs.prompt.minhash >> 58) as usize);
+        }
+        self.heads.insert(obs.prompt.head_skeleton);
+        self.tails.insert(obs.prompt.tail_skeleton);
+        if let Some(s) = obs.system {
+            self.systems.insert(s);
+        }
+    }
+
+    /// Folds one `logit_bias` token id into the sweep sketch.
+    pub fn note_logit_id(&mut self, id_hash: u64) {
+        self.logit_ids.insert(id_hash);
+    }
+
+    pub fn first_ts(&self) -> i64 {
+        self.first_ts
+    }
+
+    pub fn features(&self) -> Features {
+        let g = self.generative;
+        let span_hours = (self.last_ts - self.first_ts) as f64 / HOUR_MS as f64;
+        let active_hours = self.active_hours.estimate().max(1.0);
+        let template = share(self.heads.top_count().max(self.tails.top_count()), g);
+        let distinct_followups = self.distinct_followups.estimate().min(f64::from(self.followups));
+        Features {
+            exchanges: self.exchanges,
+            generative: g,
+            single_turn: share(self.single_turn, g),
+            unique_prompts: (self.distinct_prompts.estimate() / f64::from(g.max(1))).min(1.0),
+            conversations: (self.distinct_openings.estimate() / f64::from(g.max(1))).min(1.0),
+            breadth: normalised_entropy(&self.topics.0),
+            template,
+            system_share: share(self.systems.top_count(), g),
+            followups: self.followups,
+            followup_repeat: if self.followups == 0 {
+                0.0
+            } else {
+                1.0 - distinct_followups / f64::from(self.followups)
+            },
+            mean_output_tokens: self.completion_tokens as f64 / f64::from(g.max(1)),
+            output_ratio: self.completion_tokens as f64 / (self.prompt_tokens.max(1)) as f64,
+            high_max_tokens: share(self.high_max, g),
+            finish_length: share(self.finish_length, g),
+            step_by_step: share(self.step_by_step, g),
+            hidden_reasoning: share(self.hidden_reasoning, g),
+            task_generation: share(self.task_generation, g),
+            reasoning_high: share(self.reasoning_high, g),
+            logprobs: share(self.logprobs, g),
+            many_top_logprobs: share(self.many_top_logprobs, g),
+            multi_sample: share(self.multi_sample, g),
+            logit_bias: share(self.logit_bias, g),
+            logit_ids: if self.logit_bias == 0 { 0.0 } else { self.logit_ids.estimate() },
+            max_one: share(self.max_one, g),
+            tools: share(self.tools, g),
+            span_hours,
+            duty_cycle: (active_hours / (span_hours.ceil() + 1.0)).min(1.0),
+            calls_per_active_hour: f64::from(self.exchanges) / active_hours,
+            gap_cv: self.gaps.cv(),
+            ip_churn: (self.ips.estimate() / f64::from(self.exchanges.max(1))).min(1.0),
+            account_age_days: self.signup.map(|s| (self.first_ts - s) as f64 / (24.0 * HOUR_MS as f64)),
+            new_model: share(self.new_model, g),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_is_small_and_fixed_size() {
+        assert!(std::mem::size_of::<AccountState>() <= 1024, "{}", std::mem::size_of::<AccountState>());
+    }
+}

@@ -1,0 +1,149 @@
+//! Every number the detector uses, in one typed config. `distillguard scan --config FILE`
+//! reads it from TOML; any field left out keeps the default documented here.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub thresholds: Thresholds,
+    pub shape: Shape,
+    pub weights: Weights,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { thresholds: Thresholds::default(), shape: Shape::default(), weights: Weights::default() }
+    }
+}
+
+/// Where scores turn into verdicts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    /// Score at or above which an account is `suspicious` (default 0.5).
+    pub suspicious: f64,
+    /// Score at or above which an account is `distilling` (default 0.9).
+    pub distilling: f64,
+    /// Generation calls an account must have made before it can be `distilling` (default 12):
+    /// a handful of calls is never enough evidence to act on a paying customer.
+    pub min_exchanges: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self { suspicious: 0.5, distilling: 0.9, min_exchanges: 12 }
+    }
+}
+
+/// What counts as "large", "long" or "new".
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Shape {
+    /// A requested `max_tokens` at or above this is "near the model's limit" (default 2048).
+    pub high_max_tokens: u64,
+    /// Mean completion tokens at which output harvest counts fully (default 700).
+    pub long_output_tokens: f64,
+    /// `top_logprobs` at or above this counts as harvesting the distribution (default 5).
+    pub many_top_logprobs: u32,
+    /// Distinct `logit_bias` token ids that make a sweep (default 40).
+    pub logit_sweep_ids: f64,
+    /// A model counts as newly released for this long after it is first seen (default 24 h).
+    pub new_model_hours: f64,
+    /// Models seen in the first hours of a stream are not "new": the stream just started
+    /// (default 24 h). A deployment that knows release times should lower this to 0.
+    pub new_model_warmup_hours: f64,
+    /// An account younger than this at its first call is "new" (default 7 days).
+    pub new_account_days: f64,
+    /// Calls per hour of activity span before volume adds evidence (default 20).
+    pub busy_calls_per_hour: f64,
+    /// Generation calls at which the evidence is trusted fully (default 40); fewer damp it.
+    pub full_confidence_exchanges: f64,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            high_max_tokens: 2048,
+            long_output_tokens: 700.0,
+            many_top_logprobs: 5,
+            logit_sweep_ids: 40.0,
+            new_model_hours: 24.0,
+            new_model_warmup_hours: 24.0,
+            new_account_days: 7.0,
+            busy_calls_per_hour: 20.0,
+            full_confidence_exchanges: 40.0,
+        }
+    }
+}
+
+/// Log-odds each signal adds at full strength. The score is
+/// `sigmoid(bias + confidence(n) · Σ weight · signal)`; see `docs/signals.md`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Weights {
+    pub bias: f64,
+    pub output_harvest: f64,
+    pub reasoning_elicitation: f64,
+    pub hidden_reasoning: f64,
+    pub logprob_harvest: f64,
+    pub logit_bias_sweep: f64,
+    pub fresh_broad_coverage: f64,
+    pub templated_coverage: f64,
+    pub task_generation: f64,
+    pub synthetic_followups: f64,
+    pub machine_timing: f64,
+    pub ip_rotation: f64,
+    pub new_account: f64,
+    pub model_pivot: f64,
+    /// Negative evidence: real multi-turn conversations.
+    pub conversational: f64,
+    /// Negative evidence: the same prompts asked again (evaluation reruns, retries, caches).
+    pub repetition: f64,
+    /// Negative evidence: one narrow task over and over (a batch pipeline).
+    pub narrow_task: f64,
+    /// Negative evidence: short answers (classification, extraction, RAG, agents' tool calls).
+    pub short_answers: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Self {
+            bias: -5.0,
+            output_harvest: 2.5,
+            reasoning_elicitation: 1.5,
+            hidden_reasoning: 4.0,
+            logprob_harvest: 3.0,
+            logit_bias_sweep: 9.0,
+            fresh_broad_coverage: 3.0,
+            templated_coverage: 2.0,
+            task_generation: 4.0,
+            synthetic_followups: 3.5,
+            machine_timing: 1.5,
+            ip_rotation: 1.5,
+            new_account: 0.75,
+            model_pivot: 1.5,
+            conversational: 3.0,
+            repetition: 3.0,
+            narrow_task: 2.0,
+            short_answers: 2.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_toml_keeps_defaults() {
+        let c: Config = toml::from_str("[thresholds]\ndistilling = 0.95\n").unwrap();
+        assert_eq!(c.thresholds.distilling, 0.95);
+        assert_eq!(c.weights, Weights::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(toml::from_str::<Config>("[weights]\nbogus = 1.0\n").is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! What one exchange says, reduced to the facts the signals use. Pure function of the exchange.
+
+use exchange::Exchange;
+
+use crate::sketch::hash_bytes;
+use crate::text::{ip_hashes, normalised_hash, text_facts, PhraseHits, PhraseMatcher, TextFacts};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+    Other,
+}
+
+/// The facts of one exchange.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    pub ts: i64,
+    /// Generation calls (chat or completions); embeddings and others carry little harvest value.
+    pub generative: bool,
+    pub ok: bool,
+    /// Facts of the last user message (chat) or the prompt (completions).
+    pub prompt: TextFacts,
+    pub phrases: PhraseHits,
+    pub system: Option<u64>,
+    pub user_turns: u32,
+    pub assistant_turns: u32,
+    pub tool_turns: u32,
+    /// Hash of the conversation's first user message: one value per conversation.
+    pub opening: u64,
+    pub has_tools: bool,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub max_tokens: Option<u64>,
+    pub finish_length: bool,
+    pub logprobs: bool,
+    pub top_logprobs: u32,
+    pub n: u32,
+    pub logit_bias_entries: usize,
+    pub reasoning_high: bool,
+    pub reasoning_returned: bool,
+    pub model: u64,
+    pub ip: Option<(u64, u64)>,
+    pub signup: Option<i64>,
+}
+
+/// Rough token count for text when the log has no `usage` (about four bytes a token in English).
+pub fn estimate_tokens(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(4)
+}
+
+impl Observation {
+    pub fn of(ex: &Exchange, phrases: &PhraseMatcher) -> Self {
+        let endpoint = if ex.endpoint.ends_with("/chat/completions") {
+            Endpoint::Chat
+        } else if ex.endpoint.ends_with("/completions") {
+            Endpoint::Completions
+        } else if ex.endpoint.ends_with("/embeddings") {
+            Endpoint::Embeddings
+        } else {
+            Endpoint::Other
+        };
+        let req = &ex.request;
+        let mut obs = Observation {
+            ts: ex.ts.millis(),
+            generative: matches!(endpoint, Endpoint::Chat | Endpoint::Completions)
+                || (endpoint == Endpoint::Other && (req.messages.is_some() || req.prompt.is_some())),
+            ok: ex.status < 400,
+            max_tokens: req.max_output_tokens(),
+            logprobs: req.wants_logprobs(),
+            top_logprobs: req.top_logprobs.unwrap_or(0),
+            n: req.n.unwrap_or(1),
+            logit_bias_entries: req.logit_bias.as_ref().map_or(0, |b| b.0.len()),
+            has_tools: req.tools.as_ref().is_some_and(|t| !t.is_empty()),
+            reasoning_high: matches!(req.reasoning_effort.as_deref(), Some("high") | Some("medium")),
+            model: hash_bytes(req.model.as_deref().unwrap_or("").as_bytes()),
+            ip: ex.ip.as_deref().map(ip_hashes),
+            signup: ex.meta.as_ref().and_then(|m| m.signup_millis()),
+            ..Default::default()
+        };
+
+        let mut prompt_bytes = 0usize;
+        if let Some(messages) = &req.messages {
+            let mut last_user: &str = "";
+            let mut first_user: Option<&str> = None;
+            let mut system_text: Option<&str> = None;
+            for m in messages {
+                prompt_bytes += m.content.as_str().len();
+                match m.role.as_str() {
+                    "user" => {
+                        obs.user_turns += 1;
+                        last_user = m.content.as_str();
+                        first_user.get_or_insert(m.content.as_str());
+                    }
+                    "assistant" => obs.assistant_turns += 1,
+                    "tool" | "function" => obs.tool_turns += 1,
+                    "system" | "developer" => {
+                        system_text.get_or_insert(m.content.as_str());
+                    }
+                    _ => {}
+                }
+            }
+            obs.prompt = text_facts(last_user);
+            obs.phrases = phrases.scan(last_user);
+            if let Some(sys) = system_text {
+                obs.system = Some(normalised_hash(sys));
+                let s = phrases.scan(sys);
+                obs.phrases.step_by_step |= s.step_by_step;
+                obs.phrases.hidden_reasoning |= s.hidden_reasoning;
+                obs.phrases.task_generation |= s.task_generation;
+            }
+            obs.opening = normalised_hash(first_user.unwrap_or(""));
+        } else if let Some(p) = req.prompt.as_ref().or(req.input.as_ref()) {
+            let text = p.first_text();
+            prompt_bytes = p.texts.iter().map(String::len).sum::<usize>();
+            obs.user_turns = 1;
+            obs.prompt = text_facts(text);
+            obs.phrases = phrases.scan(text);
+            obs.opening = obs.prompt.exact;
+        }
+
+        match ex.response.as_ref() {
+            Some(resp) => {
+                obs.finish_length = resp.choices.iter().any(|c| c.finish_reason.as_deref() == Some("length"));
+                obs.reasoning_returned = resp
+                    .choices
+                    .iter()
+                    .any(|c| c.message.as_ref().is_some_and(|m| m.reasoning_content.is_some()));
+                match resp.usage {
+                    Some(u) => {
+                        obs.prompt_tokens = u.prompt_tokens;
+                        obs.completion_tokens = u.completion_tokens;
+                    }
+                    None => {
+                        obs.prompt_tokens = estimate_tokens(prompt_bytes);
+                        obs.completion_tokens = estimate_tokens(resp.output_chars());
+                    }
+                }
+            }
+            None => obs.prompt_tokens = estimate_tokens(prompt_bytes),
+        }
+        obs
+    }
+
+    /// A fresh context: one user turn and no earlier answers in the request.
+    pub fn single_turn(&self) -> bool {
+        self.user_turns <= 1 && self.assistant_turns == 0 && self.tool_turns == 0
+    }
+}

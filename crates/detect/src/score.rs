@@ -1,0 +1,156 @@
+//! From features to signals, from signals to a score, and from the score to a verdict with
+//! reasons. Each signal is a number in [0, 1] with a stable name; its weight (log-odds at full
+//! strength) comes from the config. What each one measures, why harvesting differs, and which
+//! legitimate traffic can mimic it is written in `docs/signals.md`.
+
+use serde::Serialize;
+
+use crate::account::Features;
+use crate::config::Config;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Benign,
+    Suspicious,
+    Distilling,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Benign => "benign",
+            Verdict::Suspicious => "suspicious",
+            Verdict::Distilling => "distilling",
+        }
+    }
+}
+
+/// One piece of evidence: a signal's contribution to the log-odds, with a sentence a human can check.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Reason {
+    pub signal: &'static str,
+    pub value: f64,
+    pub detail: String,
+}
+
+/// An account's assessment at one moment.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Assessment {
+    pub score: f64,
+    pub verdict: Verdict,
+    pub reasons: Vec<Reason>,
+}
+
+fn clamp01(x: f64) -> f64 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(0.0, 1.0)
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
+}
+
+/// The signals of one account: (name, strength in [0,1], weight, detail).
+fn signals(f: &Features, c: &Config) -> Vec<(&'static str, f64, f64, String)> {
+    let w = &c.weights;
+    let s = &c.shape;
+    let long = clamp01(f.mean_output_tokens / s.long_output_tokens);
+    let output_harvest = clamp01(0.6 * long + 0.25 * f.high_max_tokens + 0.15 * f.finish_length);
+    let reasoning = clamp01(f.step_by_step.max(f.reasoning_high));
+    let hidden = clamp01(2.0 * f.hidden_reasoning);
+    let logprob = clamp01(f.logprobs * (0.5 + 0.5 * clamp01(f.many_top_logprobs / f.logprobs.max(1e-9))) + 0.3 * f.multi_sample);
+    let sweep = clamp01(f.logit_ids / s.logit_sweep_ids) * clamp01(2.0 * f.max_one.max(f.logit_bias) - 0.5);
+    let fresh_broad = clamp01(f.single_turn * f.unique_prompts * f.breadth);
+    let templated = clamp01(f.template * f.breadth * f.unique_prompts);
+    let generation = clamp01(3.0 * f.task_generation);
+    let synthetic = if f.followups >= 8 { clamp01(f.followup_repeat) } else { 0.0 };
+    let timing = if f.span_hours >= 6.0 { clamp01((f.duty_cycle - 0.5) / 0.4) } else { 0.0 };
+    let rotation = clamp01((f.ip_churn - 0.1) / 0.4);
+    let new_account = match f.account_age_days {
+        Some(d) if d < s.new_account_days => 1.0,
+        _ => 0.0,
+    };
+    let pivot = f.new_model;
+    let conversational = clamp01((1.0 - f.single_turn) * (1.0 - f.followup_repeat));
+    let repetition = clamp01((1.0 - f.unique_prompts - 0.1) / 0.6);
+    let ratio = clamp01(f.output_ratio / 1.5);
+    let narrow = clamp01(f.template * (1.0 - ratio));
+    let short = clamp01(1.0 - f.mean_output_tokens / 150.0);
+
+    vec![
+        ("output_harvest", output_harvest, w.output_harvest, format!(
+            "mean output {:.0} tokens ({:.1}x the input); {} of calls ask for max_tokens >= {}; {} stop at the length cap",
+            f.mean_output_tokens, f.output_ratio, pct(f.high_max_tokens), s.high_max_tokens, pct(f.finish_length))),
+        ("reasoning_elicitation", reasoning, w.reasoning_elicitation, format!(
+            "{} of prompts ask for step-by-step reasoning; {} request high reasoning effort or receive reasoning content",
+            pct(f.step_by_step), pct(f.reasoning_high))),
+        ("hidden_reasoning", hidden, w.hidden_reasoning, format!(
+            "{} of prompts ask for the model's internal or hidden reasoning", pct(f.hidden_reasoning))),
+        ("logprob_harvest", logprob, w.logprob_harvest, format!(
+            "{} of calls request logprobs ({} with top_logprobs >= {}); {} sample n > 1",
+            pct(f.logprobs), pct(f.many_top_logprobs), s.many_top_logprobs, pct(f.multi_sample))),
+        ("logit_bias_sweep", sweep, w.logit_bias_sweep, format!(
+            "logit_bias on {} of calls over about {:.0} distinct token ids; {} of calls use max_tokens = 1",
+            pct(f.logit_bias), f.logit_ids, pct(f.max_one))),
+        ("fresh_broad_coverage", fresh_broad, w.fresh_broad_coverage, format!(
+            "{} of calls are fresh single-turn contexts, {} of prompts are distinct, topic spread {:.2} of the maximum",
+            pct(f.single_turn), pct(f.unique_prompts), f.breadth)),
+        ("templated_coverage", templated, w.templated_coverage, format!(
+            "{} of prompts share one skeleton while their content spreads over topics ({:.2})",
+            pct(f.template), f.breadth)),
+        ("task_generation", generation, w.task_generation, format!(
+            "{} of prompts ask the model to invent new tasks or instructions", pct(f.task_generation))),
+        ("synthetic_followups", synthetic, w.synthetic_followups, format!(
+            "{} of {} follow-up turns repeat earlier follow-ups word for word", pct(f.followup_repeat), f.followups)),
+        ("machine_timing", timing, w.machine_timing, format!(
+            "active in {} of the hours over a {:.0} h span, {:.0} calls per active hour",
+            pct(f.duty_cycle), f.span_hours, f.calls_per_active_hour)),
+        ("ip_rotation", rotation, w.ip_rotation, format!(
+            "{} distinct client addresses per call", pct(f.ip_churn))),
+        ("new_account", new_account, w.new_account, format!(
+            "account was {:.1} days old at its first call", f.account_age_days.unwrap_or(0.0))),
+        ("model_pivot", pivot, w.model_pivot, format!(
+            "{} of calls went to a model within {:.0} h of its release", pct(pivot), s.new_model_hours)),
+        ("conversational", conversational, -w.conversational, format!(
+            "{} of calls continue real conversations with varied follow-ups", pct(1.0 - f.single_turn))),
+        ("repetition", repetition, -w.repetition, format!(
+            "only {} of prompts are distinct (reruns of the same items)", pct(f.unique_prompts))),
+        ("narrow_task", narrow, -w.narrow_task, format!(
+            "{} of prompts share one skeleton and answers are short relative to inputs ({:.1}x): one narrow task",
+            pct(f.template), f.output_ratio)),
+        ("short_answers", short, -w.short_answers, format!(
+            "answers average {:.0} tokens", f.mean_output_tokens)),
+    ]
+}
+
+/// Scores an account from its features.
+pub fn assess(f: &Features, c: &Config) -> Assessment {
+    let n = f64::from(f.generative);
+    let confidence = n / (n + c.shape.full_confidence_exchanges / 4.0);
+    let mut logit = c.weights.bias;
+    let mut reasons = Vec::new();
+    for (signal, strength, weight, detail) in signals(f, c) {
+        let value = confidence * strength * weight;
+        logit += value;
+        if value.abs() >= 0.25 {
+            reasons.push(Reason { signal, value: (value * 100.0).round() / 100.0, detail });
+        }
+    }
+    let score = 1.0 / (1.0 + (-logit).exp());
+    let verdict = if score >= c.thresholds.distilling && f.generative >= c.thresholds.min_exchanges {
+        Verdict::Distilling
+    } else if score >= c.thresholds.suspicious {
+        Verdict::Suspicious
+    } else {
+        Verdict::Benign
+    };
+    // Evidence for first, strongest first; then what speaks against, strongest first.
+    reasons.sort_by(|a, b| {
+        (b.value > 0.0).cmp(&(a.value > 0.0)).then(b.value.abs().total_cmp(&a.value.abs()))
+    });
+    Assessment { score, verdict, reasons }
+}

@@ -1,0 +1,226 @@
+//! Fixed-size sketches that keep per-account state bounded whatever the account's volume.
+
+/// Mixes a 64-bit value into a well-spread hash (SplitMix64 finaliser). Deterministic across
+/// runs and machines, unlike `std`'s randomly seeded hasher, so verdicts replay exactly.
+#[inline]
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Hashes bytes (FNV-1a then [`mix`]).
+#[inline]
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    mix(h)
+}
+
+/// HyperLogLog distinct counter with `M` one-byte registers (`M` a power of two).
+/// With 64 registers the relative error is about 13 %, enough for ratios such as "share of
+/// distinct prompts"; linear counting keeps small counts close to exact.
+#[derive(Debug, Clone)]
+pub struct Hll<const M: usize> {
+    registers: [u8; M],
+}
+
+impl<const M: usize> Default for Hll<M> {
+    fn default() -> Self {
+        Self { registers: [0; M] }
+    }
+}
+
+impl<const M: usize> Hll<M> {
+    const BITS: u32 = M.trailing_zeros();
+
+    pub fn insert(&mut self, hash: u64) {
+        let index = (hash & (M as u64 - 1)) as usize;
+        let rest = hash >> Self::BITS;
+        let rank = (rest.trailing_zeros().min(63 - Self::BITS) + 1) as u8;
+        if rank > self.registers[index] {
+            self.registers[index] = rank;
+        }
+    }
+
+    pub fn estimate(&self) -> f64 {
+        let m = M as f64;
+        let zeros = self.registers.iter().filter(|&&r| r == 0).count();
+        if zeros > 0 {
+            let linear = m * (m / zeros as f64).ln();
+            if linear <= 2.5 * m {
+                return linear;
+            }
+        }
+        let alpha = match M {
+            16 => 0.673,
+            32 => 0.697,
+            64 => 0.709,
+            _ => 0.7213 / (1.0 + 1.079 / m),
+        };
+        let sum: f64 = self.registers.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
+        alpha * m * m / sum
+    }
+}
+
+/// Misra–Gries heavy hitters over hashes with `K` counters: any value seen in more than
+/// `n / (K + 1)` of `n` inserts is kept, and its count is under-estimated by at most that.
+#[derive(Debug, Clone)]
+pub struct HeavyHitters<const K: usize> {
+    keys: [u64; K],
+    counts: [u32; K],
+}
+
+impl<const K: usize> Default for HeavyHitters<K> {
+    fn default() -> Self {
+        Self { keys: [0; K], counts: [0; K] }
+    }
+}
+
+impl<const K: usize> HeavyHitters<K> {
+    pub fn insert(&mut self, key: u64) {
+        if let Some(i) = (0..K).find(|&i| self.counts[i] > 0 && self.keys[i] == key) {
+            self.counts[i] = self.counts[i].saturating_add(1);
+        } else if let Some(i) = (0..K).find(|&i| self.counts[i] == 0) {
+            self.keys[i] = key;
+            self.counts[i] = 1;
+        } else {
+            for c in &mut self.counts {
+                *c -= 1;
+            }
+        }
+    }
+
+    /// The most frequent key and its (lower-bound) count.
+    pub fn top(&self) -> Option<(u64, u32)> {
+        (0..K).filter(|&i| self.counts[i] > 0).map(|i| (self.keys[i], self.counts[i])).max_by_key(|&(_, c)| c)
+    }
+
+    pub fn top_count(&self) -> u32 {
+        self.top().map_or(0, |(_, c)| c)
+    }
+}
+
+/// Counts over `N` fixed bins.
+#[derive(Debug, Clone)]
+pub struct Histogram<const N: usize>(pub [u32; N]);
+
+impl<const N: usize> Default for Histogram<N> {
+    fn default() -> Self {
+        Self([0; N])
+    }
+}
+
+impl<const N: usize> Histogram<N> {
+    pub fn add(&mut self, bin: usize) {
+        self.0[bin % N] = self.0[bin % N].saturating_add(1);
+    }
+}
+
+/// Shannon entropy of a histogram, normalised by the largest entropy its sample size allows
+/// (`ln min(n, bins)`), so that small samples are not penalised for not filling every bin.
+pub fn normalised_entropy(hist: &[u32]) -> f64 {
+    let n: u64 = hist.iter().map(|&c| u64::from(c)).sum();
+    if n < 2 {
+        return 0.0;
+    }
+    let n_f = n as f64;
+    let h: f64 = hist
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n_f;
+            -p * p.ln()
+        })
+        .sum();
+    let max = (n.min(hist.len() as u64) as f64).ln();
+    if max <= 0.0 {
+        0.0
+    } else {
+        (h / max).clamp(0.0, 1.0)
+    }
+}
+
+/// Running mean and variance (Welford), for inter-arrival regularity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Moments {
+    pub n: u32,
+    pub mean: f64,
+    m2: f64,
+}
+
+impl Moments {
+    pub fn push(&mut self, x: f64) {
+        self.n = self.n.saturating_add(1);
+        let d = x - self.mean;
+        self.mean += d / f64::from(self.n);
+        self.m2 += d * (x - self.mean);
+    }
+
+    pub fn variance(&self) -> f64 {
+        if self.n < 2 {
+            0.0
+        } else {
+            self.m2 / f64::from(self.n - 1)
+        }
+    }
+
+    /// Coefficient of variation (standard deviation over mean).
+    pub fn cv(&self) -> f64 {
+        if self.mean <= 0.0 {
+            0.0
+        } else {
+            self.variance().sqrt() / self.mean
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hll_counts_distinct_values_roughly() {
+        let mut h = Hll::<64>::default();
+        for i in 0..1000u64 {
+            h.insert(mix(i % 300));
+        }
+        let e = h.estimate();
+        assert!((240.0..360.0).contains(&e), "estimate {e}");
+        let mut small = Hll::<64>::default();
+        for i in 0..10u64 {
+            small.insert(mix(i));
+        }
+        assert!((8.0..12.5).contains(&small.estimate()));
+    }
+
+    #[test]
+    fn heavy_hitters_keep_the_majority() {
+        let mut hh = HeavyHitters::<4>::default();
+        for i in 0..100u64 {
+            hh.insert(if i % 2 == 0 { 7 } else { mix(i) });
+        }
+        let (k, c) = hh.top().unwrap();
+        assert_eq!(k, 7);
+        assert!(c >= 30, "count {c}");
+    }
+
+    #[test]
+    fn entropy_is_normalised_by_sample_size() {
+        assert_eq!(normalised_entropy(&[5, 0, 0, 0]), 0.0);
+        assert!((normalised_entropy(&[1, 1, 1, 1, 0, 0, 0, 0]) - 1.0).abs() < 1e-9);
+        assert!(normalised_entropy(&[10, 1, 1, 0]) < 0.6);
+    }
+
+    #[test]
+    fn moments_cv_of_constant_is_zero() {
+        let mut m = Moments::default();
+        for _ in 0..10 {
+            m.push(3.0);
+        }
+        assert!(m.cv() < 1e-9);
+    }
+}

@@ -1,0 +1,30 @@
+//! The exchange record (`EXCHANGE_FORMAT.md`, version 1) and the reader of exchange logs.
+//!
+//! An [`Exchange`] is one call to an OpenAI-compatible API: who made it, when, from where,
+//! what was asked and what was answered. The gateway writes them and `scan` reads them; the
+//! detector sees nothing else.
+//!
+//! The types here are a typed *view* of the fields distillguard reasons about. Unknown fields
+//! are accepted and ignored, so logs from newer writers still read.
+//!
+//! [`reader`] turns a file, a gzip file or stdin into a stream of lines and parses each one,
+//! counting every bad line with its number instead of stopping.
+
+pub mod reader;
+mod record;
+mod text;
+mod timestamp;
+
+pub use reader::{BadLine, BadLineKind, BadLineReport, LineSource, RawLine, ReaderOptions};
+pub use record::{
+    Choice, Exchange, Message, Meta, Request, Response,
+    ResponseMessage, Usage,
+};
+pub use text::{Content, LogitBias, Prompt};
+pub use timestamp::Timestamp;
+
+/// Parses one log line into an exchange, classifying the failure when it is not one.
+pub fn parse_line(line: &[u8]) -> Result<Exchange, (BadLineKind, String)> {
+    let text = std::str::from_utf8(line).map_err(|e| (BadLineKind::InvalidUtf8, e.to_string()))?;
+    serde_json::from_str::<Exchange>(text).map_err(|e| (BadLineKind::classify(&e), e.to_string()))
+}
