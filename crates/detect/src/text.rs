@@ -291,8 +291,8 @@ mod tests {
 
     #[test]
     fn skeleton_ignores_slot_contents_and_numbers() {
-        let a = text_facts("Answer the following question carefully and fully: what is the capital of France? Be concise and accurate please.");
-        let b = text_facts("Answer the following question carefully and fully: how do tides work on Earth? Be concise and accurate please.");
+        let a = text_facts("Answer the following question carefully and fully: what is the capital of France? Be concise, accurate and complete please.");
+        let b = text_facts("Answer the following question carefully and fully: how do tides work on Earth? Be concise, accurate and complete please.");
         assert_eq!(a.head_skeleton, b.head_skeleton);
         assert_eq!(a.tail_skeleton, b.tail_skeleton);
         assert_ne!(a.exact, b.exact);
