@@ -1,1 +1,52 @@
-fn main() {}
+//! `distillguard`: a thin command line over the crates that do the work.
+//!
+//! Exit codes (all subcommands):
+//! - 0: success (bad lines, if any, are reported on stderr and counted; the scan went on)
+//! - 1: an error stopped the command (unreadable file, bad config, corpus missing)
+//! - 2: the command line was wrong
+//! - 3: the input ended with a read error (such as a gzip file cut short); verdicts for
+//!   everything read before it were still printed
+//! - 4: `--strict` and a bad line was found
+
+mod cmd;
+mod pipeline;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "distillguard", version, about = "Detect, attribute and stop model distillation through an OpenAI-compatible API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score every account in an exchange log (JSONL, gzip or stdin) and rank them.
+    Scan(cmd::scan::Args),
+    /// Generate labelled traffic in the exchange format from the real corpora.
+    Simulate(cmd::simulate::Args),
+    /// Compare `scan --json` verdicts with simulation labels.
+    Evaluate(cmd::evaluate::Args),
+    /// Benchmarks: detection quality over several seeds and sizes.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Scan(a) => cmd::scan::run(a),
+        Command::Simulate(a) => cmd::simulate::run(a),
+        Command::Evaluate(a) => cmd::evaluate::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,1 +1,138 @@
-//! placeholder
+//! Labelled API traffic for tests and benchmarks, built from real corpora (`shared/data`).
+//!
+//! [`simulate`] draws a population of customers, benign look-alikes first (developers, chat
+//! products, power users, batch and content pipelines, evaluation harnesses, RAG apps, agents)
+//! and distillation campaigns (naive, chain-of-thought, logprob and logit-bias extraction,
+//! hydra groups, low-and-slow, self-instruct, synthetic multi-turn, agentic, model pivot).
+//! Everything is deterministic per seed. [`evaluate`] scores a detector's verdicts against the
+//! labels.
+
+pub mod attack;
+pub mod benign;
+pub mod corpus;
+pub mod evaluate;
+pub mod world;
+
+use exchange::Exchange;
+use rand::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub use corpus::{Corpora, CorpusError};
+pub use evaluate::{evaluate, Evaluation};
+
+use crate::attack::Harvest;
+use crate::world::{World, DAY};
+
+/// Ground truth for one account.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Label {
+    pub account: String,
+    /// `benign` or `attack`.
+    pub class: String,
+    pub archetype: String,
+    /// Campaign id for attack accounts (several accounts share one in a hydra).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+}
+
+impl Label {
+    pub fn is_attack(&self) -> bool {
+        self.class == "attack"
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub benign_accounts: usize,
+    /// Attack campaigns; by default one per 25 benign accounts, at least one of each kind.
+    pub campaigns: Option<usize>,
+    pub days: f64,
+    /// Start of the simulated window, milliseconds since the epoch.
+    pub start_ms: i64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self { seed: 1, benign_accounts: 300, campaigns: None, days: 3.0, start_ms: 1_772_323_200_000 }
+    }
+}
+
+pub struct Simulation {
+    /// Every exchange, in time order.
+    pub exchanges: Vec<Exchange>,
+    pub labels: Vec<Label>,
+}
+
+pub const BENIGN_KINDS: &[(&str, u32)] = &[
+    ("developer", 22),
+    ("chat_product", 15),
+    ("power_user", 13),
+    ("batch_pipeline", 12),
+    ("content_pipeline", 5),
+    ("eval_harness", 10),
+    ("rag_app", 10),
+    ("agent", 13),
+];
+
+pub const ATTACK_KINDS: &[&str] = &[
+    "naive_harvest",
+    "cot_harvest",
+    "logprob_harvest",
+    "logit_bias_sweep",
+    "hydra",
+    "low_and_slow",
+    "self_instruct",
+    "synthetic_multiturn",
+    "agentic_harvest",
+    "model_pivot",
+];
+
+/// Generates one labelled population.
+pub fn simulate(config: &SimConfig, corpora: &Corpora) -> Simulation {
+    let mut w = World::new(config.seed, corpora, config.start_ms, config.days);
+    let mut exchanges = Vec::new();
+    let mut labels = Vec::new();
+    let weights = rand::distributions::WeightedIndex::new(BENIGN_KINDS.iter().map(|k| k.1)).expect("weights");
+    for _ in 0..config.benign_accounts {
+        let kind = BENIGN_KINDS[weights.sample(&mut w.rng)].0;
+        let (who, ex) = match kind {
+            "developer" => benign::developer(&mut w),
+            "chat_product" => benign::chat_product(&mut w),
+            "power_user" => benign::power_user(&mut w),
+            "batch_pipeline" => benign::batch_pipeline(&mut w),
+            "content_pipeline" => benign::content_pipeline(&mut w),
+            "eval_harness" => benign::eval_harness(&mut w),
+            "rag_app" => benign::rag_app(&mut w),
+            _ => benign::agent(&mut w),
+        };
+        labels.push(Label { account: who.account, class: "benign".into(), archetype: kind.into(), campaign: None });
+        exchanges.extend(ex);
+    }
+    let campaigns = config.campaigns.unwrap_or((config.benign_accounts / 25).max(ATTACK_KINDS.len()));
+    for c in 0..campaigns {
+        let kind = ATTACK_KINDS[c % ATTACK_KINDS.len()];
+        let campaign = format!("campaign-{c:03}");
+        let members = match kind {
+            "naive_harvest" => vec![attack::harvest(&mut w, Harvest::Naive)],
+            "cot_harvest" => vec![attack::harvest(&mut w, Harvest::ChainOfThought)],
+            "logprob_harvest" => vec![attack::harvest(&mut w, Harvest::Logprobs)],
+            "model_pivot" => vec![attack::harvest(&mut w, Harvest::ModelPivot)],
+            "logit_bias_sweep" => vec![attack::logit_sweep(&mut w)],
+            "hydra" => attack::hydra(&mut w),
+            "low_and_slow" => vec![attack::low_and_slow(&mut w)],
+            "self_instruct" => vec![attack::self_instruct(&mut w)],
+            "synthetic_multiturn" => vec![attack::synthetic_multiturn(&mut w)],
+            _ => vec![attack::agentic_harvest(&mut w)],
+        };
+        for (who, ex) in members {
+            labels.push(Label { account: who.account, class: "attack".into(), archetype: kind.into(), campaign: Some(campaign.clone()) });
+            exchanges.extend(ex);
+        }
+    }
+    exchanges.retain(|e| e.ts.millis() < config.start_ms + (config.days * DAY as f64) as i64);
+    // Stable sort: same-millisecond calls keep generation order, so output is deterministic.
+    exchanges.sort_by_key(|e| e.ts.millis());
+    labels.shuffle(&mut w.rng);
+    Simulation { exchanges, labels }
+}

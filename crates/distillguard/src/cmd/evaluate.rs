@@ -1,0 +1,95 @@
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use exchange::{parse_line, LineSource, RawLine, ReaderOptions, Timestamp};
+use serde::Deserialize;
+use simulate::evaluate::{evaluate, Evaluation, Verdict};
+use simulate::Label;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Labels written by `simulate --labels`.
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Verdict lines written by `scan --json`.
+    #[arg(long)]
+    pub verdicts: PathBuf,
+    /// The exchange log that was scanned (for time-to-detect).
+    #[arg(long)]
+    pub log: PathBuf,
+    /// Print the evaluation as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Deserialize)]
+struct VerdictLine {
+    account: String,
+    score: f64,
+    verdict: String,
+    first_flagged: Option<String>,
+}
+
+fn read_lines<T: for<'de> Deserialize<'de>>(path: &PathBuf) -> anyhow::Result<Vec<T>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        out.push(serde_json::from_str(&line).with_context(|| format!("{} line {}", path.display(), i + 1))?);
+    }
+    Ok(out)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let labels: Vec<Label> = read_lines(&args.labels)?;
+    let mut verdicts = HashMap::new();
+    for v in read_lines::<VerdictLine>(&args.verdicts)? {
+        let first_flagged = v.first_flagged.as_deref().and_then(|t| Timestamp::parse(t).ok()).map(|t| t.millis());
+        verdicts.insert(v.account, Verdict { score: v.score, distilling: v.verdict == "distilling", first_flagged });
+    }
+    let mut times: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut source = LineSource::open(&args.log, ReaderOptions::default())?;
+    while let Some(line) = source.next_line() {
+        if let RawLine::Line { bytes, .. } = line? {
+            if let Ok(ex) = parse_line(&bytes) {
+                times.entry(ex.account).or_default().push(ex.ts.millis());
+            }
+        }
+    }
+    let e = evaluate(&labels, &verdicts, &times);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+    } else {
+        print!("{}", render(&e));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The human-readable form of an evaluation.
+pub fn render(e: &Evaluation) -> String {
+    let mut s = String::new();
+    let r = |x: &simulate::evaluate::Rate| format!("{:.4} ({}/{})", x.value(), x.hits, x.of);
+    s += &format!("AUROC                         {:.4}\n", e.auroc);
+    s += &format!("TPR at distilling             {}\n", r(&e.tpr));
+    s += &format!("FPR at distilling             {}\n", r(&e.fpr));
+    s += &format!("campaigns caught              {}\n", r(&e.campaigns_caught));
+    s += &format!("campaigns caught before 10%   {}\n", r(&e.campaigns_caught_early));
+    let mut ttd: Vec<f64> = e.time_to_detect.values().copied().collect();
+    ttd.sort_by(f64::total_cmp);
+    if !ttd.is_empty() {
+        s += &format!("time to detect (share of campaign exchanges before first flag): median {:.3}, p90 {:.3}\n", ttd[ttd.len() / 2], ttd[(ttd.len() * 9 / 10).min(ttd.len() - 1)]);
+    }
+    s += "FPR by benign archetype:\n";
+    for (k, v) in &e.fpr_by_archetype {
+        s += &format!("  {:<22} {}\n", k, r(v));
+    }
+    s += "TPR by attack archetype:\n";
+    for (k, v) in &e.tpr_by_archetype {
+        s += &format!("  {:<22} {}\n", k, r(v));
+    }
+    s
+}

@@ -1,0 +1,117 @@
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use detect::{AccountReport, Detector, Verdict};
+use exchange::{LineSource, ReaderOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::pipeline;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Exchange log: a JSONL file, a gzip file, or `-` for stdin.
+    #[arg(default_value = "-")]
+    pub input: PathBuf,
+    /// Print one verdict line per account (EXCHANGE_FORMAT.md) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Detector config (TOML); defaults are documented in docs/signals.md.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Stop at the first bad line (exit 4) instead of counting it and going on.
+    #[arg(long)]
+    pub strict: bool,
+    /// Lines longer than this are bad lines (`too_long`).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_line_bytes: usize,
+    /// Accounts shown in the table.
+    #[arg(long, default_value_t = 25)]
+    pub top: usize,
+    /// Add each account's raw features to the JSON lines (for analysis).
+    #[arg(long)]
+    pub features: bool,
+    /// Parser threads (default: the number of cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(args.config.as_deref())?;
+    let source = LineSource::open(&args.input, ReaderOptions { max_line_bytes: args.max_line_bytes })
+        .with_context(|| format!("opening {}", args.input.display()))?;
+    let mut detector = Detector::new(config);
+    let workers = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {pos} exchanges read ({per_sec}) {elapsed}").expect("template"));
+    let outcome = pipeline::run(source, &mut detector, workers, args.strict, |_| {}, |n| bar.set_position(n));
+    bar.finish_and_clear();
+
+    let reports = detector.reports();
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if args.json {
+        for r in &reports {
+            if args.features {
+                let mut v = serde_json::to_value(r)?;
+                v["features"] = serde_json::to_value(detector.features(&r.account))?;
+                serde_json::to_writer(&mut out, &v)?;
+            } else {
+                serde_json::to_writer(&mut out, r)?;
+            }
+            out.write_all(b"\n")?;
+        }
+    } else {
+        print_table(&mut out, &reports, args.top, outcome.exchanges)?;
+    }
+    out.flush()?;
+
+    eprint!("{}", outcome.bad);
+    if let Some(bad) = &outcome.strict_stop {
+        eprintln!("error: --strict: stopped at {bad}");
+        return Ok(ExitCode::from(4));
+    }
+    if let Some(e) = &outcome.read_error {
+        eprintln!("error: input ended with a read error after {} exchanges: {e}", outcome.exchanges);
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(out: &mut impl Write, reports: &[AccountReport], top: usize, exchanges: u64) -> io::Result<()> {
+    let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
+    writeln!(
+        out,
+        "{} exchanges, {} accounts: {} distilling, {} suspicious, {} benign",
+        exchanges,
+        reports.len(),
+        count(Verdict::Distilling),
+        count(Verdict::Suspicious),
+        count(Verdict::Benign)
+    )?;
+    writeln!(out)?;
+    writeln!(out, "{:<28} {:<11} {:>6} {:>9}  {:<24}  top reasons", "account", "verdict", "score", "exchanges", "first flagged")?;
+    for r in reports.iter().take(top) {
+        let reasons: Vec<String> = r.reasons.iter().filter(|x| x.value > 0.0).take(3).map(|x| format!("{} (+{:.1})", x.signal, x.value)).collect();
+        writeln!(
+            out,
+            "{:<28} {:<11} {:>6.3} {:>9}  {:<24}  {}",
+            r.account,
+            r.verdict.as_str(),
+            r.score,
+            r.exchanges,
+            r.first_flagged.as_deref().unwrap_or("-"),
+            reasons.join(", ")
+        )?;
+    }
+    if let Some(first) = reports.first().filter(|r| r.verdict != Verdict::Benign) {
+        writeln!(out)?;
+        writeln!(out, "why {} is {}:", first.account, first.verdict.as_str())?;
+        for reason in &first.reasons {
+            writeln!(out, "  {:+.2} {}: {}", reason.value, reason.signal, reason.detail)?;
+        }
+    }
+    Ok(())
+}

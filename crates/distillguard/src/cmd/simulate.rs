@@ -1,0 +1,64 @@
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use simulate::{simulate, Corpora, SimConfig};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The shared data folder with corpora/ and traces/.
+    #[arg(long, default_value = "../shared/data")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Benign accounts; attack campaigns scale with them (one per 25, at least one of each kind).
+    #[arg(long, default_value_t = 300)]
+    pub accounts: usize,
+    /// Attack campaigns (overrides the default proportion).
+    #[arg(long)]
+    pub campaigns: Option<usize>,
+    #[arg(long, default_value_t = 3.0)]
+    pub days: f64,
+    /// Where to write the exchange log (`-` for stdout; a name ending in .gz is compressed).
+    #[arg(long, short, default_value = "-")]
+    pub out: PathBuf,
+    /// Where to write the labels (one JSON object per account).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let corpora = Corpora::load(&args.data_dir)?;
+    let config = SimConfig { seed: args.seed, benign_accounts: args.accounts, campaigns: args.campaigns, days: args.days, ..SimConfig::default() };
+    let sim = simulate(&config, &corpora);
+    let sink: Box<dyn Write> = if args.out.as_os_str() == "-" {
+        Box::new(io::stdout().lock())
+    } else {
+        let file = File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+        if args.out.extension().is_some_and(|e| e == "gz") {
+            Box::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()))
+        } else {
+            Box::new(file)
+        }
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, sink);
+    for ex in &sim.exchanges {
+        serde_json::to_writer(&mut out, ex)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    drop(out);
+    if let Some(path) = &args.labels {
+        let mut w = BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
+        for l in &sim.labels {
+            serde_json::to_writer(&mut w, l)?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()?;
+    }
+    let attacks = sim.labels.iter().filter(|l| l.is_attack()).count();
+    eprintln!("simulated {} exchanges from {} accounts ({} attacking), seed {}", sim.exchanges.len(), sim.labels.len(), attacks, args.seed);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,137 @@
+//! The scan pipeline: source → transform → sink.
+//!
+//! - source: one thread reads the log ([`exchange::LineSource`]) in batches of lines;
+//! - transform: worker threads parse each batch and reduce each exchange to its
+//!   [`detect::Observation`] (the expensive, pure part);
+//! - sink: the calling thread puts batches back in order and feeds the detector, which must
+//!   see exchanges in log order to be deterministic.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::thread;
+
+use crossbeam_channel::bounded;
+use detect::text::PhraseMatcher;
+use detect::{Detector, Observation, VerdictChange};
+use exchange::{parse_line, BadLine, BadLineKind, BadLineReport, Exchange, LineSource, RawLine};
+
+const BATCH: usize = 512;
+
+/// How the run ended.
+pub struct Outcome {
+    pub exchanges: u64,
+    pub bad: BadLineReport,
+    /// The read error that ended the input early, if any.
+    pub read_error: Option<io::Error>,
+    /// Set when `strict` stopped the run at a bad line.
+    pub strict_stop: Option<BadLine>,
+}
+
+type Parsed = Vec<(u64, Result<(Exchange, Observation), (BadLineKind, String)>)>;
+
+/// Runs `source` through the detector. `on_change` sees each verdict change as it happens;
+/// `progress` is called with the count of exchanges read so far, once per batch.
+pub fn run(
+    source: LineSource,
+    detector: &mut Detector,
+    workers: usize,
+    strict: bool,
+    mut on_change: impl FnMut(&VerdictChange),
+    mut progress: impl FnMut(u64),
+) -> Outcome {
+    let workers = workers.max(1);
+    let (line_tx, line_rx) = bounded::<(u64, Vec<RawLine>)>(workers * 4);
+    let (parsed_tx, parsed_rx) = bounded::<(u64, Parsed)>(workers * 4);
+    let mut outcome = Outcome { exchanges: 0, bad: BadLineReport::default(), read_error: None, strict_stop: None };
+
+    thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut source = source;
+            let mut seq = 0u64;
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut error = None;
+            while let Some(item) = source.next_line() {
+                match item {
+                    Ok(line) => batch.push(line),
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+                if batch.len() == BATCH {
+                    if line_tx.send((seq, std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err() {
+                        return error;
+                    }
+                    seq += 1;
+                }
+            }
+            if !batch.is_empty() {
+                let _ = line_tx.send((seq, batch));
+            }
+            error
+        });
+        for _ in 0..workers {
+            let rx = line_rx.clone();
+            let tx = parsed_tx.clone();
+            scope.spawn(move || {
+                let phrases = PhraseMatcher::default();
+                for (seq, lines) in rx {
+                    let parsed: Parsed = lines
+                        .into_iter()
+                        .map(|line| match line {
+                            RawLine::Line { number, bytes } => (
+                                number,
+                                parse_line(&bytes).map(|ex| {
+                                    let obs = Observation::of(&ex, &phrases);
+                                    (ex, obs)
+                                }),
+                            ),
+                            RawLine::TooLong { number, bytes } => {
+                                (number, Err((BadLineKind::TooLong, format!("line of {bytes} bytes is over the limit"))))
+                            }
+                        })
+                        .collect();
+                    if tx.send((seq, parsed)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(line_rx);
+        drop(parsed_tx);
+
+        // Batches finish out of order; hold early ones until their turn.
+        let mut pending: BTreeMap<u64, Parsed> = BTreeMap::new();
+        let mut next = 0u64;
+        'outer: for (seq, parsed) in &parsed_rx {
+            pending.insert(seq, parsed);
+            while let Some(batch) = pending.remove(&next) {
+                next += 1;
+                for (line, item) in batch {
+                    match item {
+                        Ok((ex, obs)) => {
+                            outcome.exchanges += 1;
+                            if let Some(change) = detector.observe_facts(&ex, &obs) {
+                                on_change(&change);
+                            }
+                        }
+                        Err((kind, message)) => {
+                            let bad = BadLine { line, kind, message };
+                            if strict {
+                                outcome.strict_stop = Some(bad.clone());
+                                outcome.bad.record(bad);
+                                break 'outer;
+                            }
+                            outcome.bad.record(bad);
+                        }
+                    }
+                }
+                progress(outcome.exchanges);
+            }
+        }
+        // Stop the reader and workers early when strict mode ended the run.
+        drop(parsed_rx);
+        outcome.read_error = reader.join().expect("reader thread");
+    });
+    outcome
+}
