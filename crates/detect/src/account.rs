@@ -21,9 +21,12 @@ pub struct AccountState {
     first_ts: i64,
     last_ts: i64,
     single_turn: u32,
+    fresh_step_by_step: u32,
     followups: u32,
     with_system: u32,
     tools: u32,
+    /// Calls answered with text (not a tool call): the denominator of output volume.
+    answers: u32,
     prompt_tokens: u64,
     completion_tokens: u64,
     high_max: u32,
@@ -50,6 +53,7 @@ pub struct AccountState {
     tails: HeavyHitters<4>,
     systems: HeavyHitters<2>,
     gaps: Moments,
+    hour_of_day: Histogram<24>,
 }
 
 /// Everything the signals are computed from, in interpretable units. Printed by
@@ -62,15 +66,22 @@ pub struct Features {
     pub unique_prompts: f64,
     pub conversations: f64,
     pub breadth: f64,
+    /// Share of fresh calls that share the most common prompt skeleton.
     pub template: f64,
     pub system_share: f64,
     pub followups: u32,
+    /// Share of calls that carry a second or later user turn.
+    pub followup_share: f64,
     pub followup_repeat: f64,
     pub mean_output_tokens: f64,
     pub output_ratio: f64,
     pub high_max_tokens: f64,
     pub finish_length: f64,
     pub step_by_step: f64,
+    /// Share of fresh (single-turn) calls that ask for step-by-step reasoning.
+    pub fresh_step_by_step: f64,
+    /// Fresh single-turn calls.
+    pub fresh: u32,
     pub hidden_reasoning: f64,
     pub task_generation: f64,
     pub reasoning_high: f64,
@@ -85,6 +96,9 @@ pub struct Features {
     pub duty_cycle: f64,
     pub calls_per_active_hour: f64,
     pub gap_cv: f64,
+    /// Activity in the quietest six hours of the day relative to an even spread: near 0 for
+    /// people (they sleep), near 1 for round-the-clock machines. 0 until a day is covered.
+    pub quiet_hours_activity: f64,
     pub ip_churn: f64,
     pub account_age_days: Option<f64>,
     pub new_model: f64,
@@ -117,6 +131,7 @@ impl AccountState {
         }
         self.first_ts = self.first_ts.min(obs.ts);
         self.active_hours.insert(mix(obs.ts.div_euclid(HOUR_MS) as u64));
+        self.hour_of_day.add((obs.ts.rem_euclid(24 * HOUR_MS) / HOUR_MS) as usize);
         if let Some((ip, _)) = obs.ip {
             self.ips.insert(ip);
         }
@@ -140,19 +155,28 @@ impl AccountState {
         inc(&mut self.logit_bias, obs.logit_bias_entries > 0);
         inc(&mut self.max_one, obs.max_tokens == Some(1));
         inc(&mut self.new_model, new_model);
-        self.prompt_tokens += obs.prompt_tokens;
-        self.completion_tokens += obs.completion_tokens * u64::from(obs.n.max(1));
-        self.distinct_prompts.insert(obs.prompt.exact);
+        if !obs.tool_call_answer {
+            self.answers = self.answers.saturating_add(1);
+            self.prompt_tokens += obs.prompt_tokens;
+            self.completion_tokens += obs.completion_tokens;
+        }
+        self.distinct_prompts.insert(obs.request_hash);
         self.distinct_openings.insert(obs.opening);
         if obs.user_turns > 1 {
             inc(&mut self.followups, true);
             self.distinct_followups.insert(obs.prompt.exact);
         }
-        if obs.prompt.words > 0 {
-            self.topics.add((obs.prompt.minhash >> 58) as usize);
+        // Breadth and templates are read on fresh contexts only: that is where a harvest
+        // shows, and where ordinary chat mixed in around it cannot dilute it.
+        if obs.single_turn() {
+            if obs.prompt.words > 0 {
+                // The minimum itself is biased small; a re-mix of it is a uniform bucket.
+                self.topics.add((mix(obs.prompt.minhash) >> 58) as usize);
+            }
+            self.heads.insert(obs.prompt.head_skeleton);
+            self.tails.insert(obs.prompt.tail_skeleton);
+            inc(&mut self.fresh_step_by_step, obs.phrases.step_by_step);
         }
-        self.heads.insert(obs.prompt.head_skeleton);
-        self.tails.insert(obs.prompt.tail_skeleton);
         if let Some(s) = obs.system {
             self.systems.insert(s);
         }
@@ -171,7 +195,7 @@ impl AccountState {
         let g = self.generative;
         let span_hours = (self.last_ts - self.first_ts) as f64 / HOUR_MS as f64;
         let active_hours = self.active_hours.estimate().max(1.0);
-        let template = share(self.heads.top_count().max(self.tails.top_count()), g);
+        let template = share(self.heads.top_count().max(self.tails.top_count()), self.single_turn);
         let distinct_followups = self.distinct_followups.estimate().min(f64::from(self.followups));
         Features {
             exchanges: self.exchanges,
@@ -183,16 +207,19 @@ impl AccountState {
             template,
             system_share: share(self.systems.top_count(), g),
             followups: self.followups,
+            followup_share: share(self.followups, g),
             followup_repeat: if self.followups == 0 {
                 0.0
             } else {
                 1.0 - distinct_followups / f64::from(self.followups)
             },
-            mean_output_tokens: self.completion_tokens as f64 / f64::from(g.max(1)),
+            mean_output_tokens: self.completion_tokens as f64 / f64::from(self.answers.max(1)),
             output_ratio: self.completion_tokens as f64 / (self.prompt_tokens.max(1)) as f64,
             high_max_tokens: share(self.high_max, g),
             finish_length: share(self.finish_length, g),
             step_by_step: share(self.step_by_step, g),
+            fresh_step_by_step: share(self.fresh_step_by_step, self.single_turn),
+            fresh: self.single_turn,
             hidden_reasoning: share(self.hidden_reasoning, g),
             task_generation: share(self.task_generation, g),
             reasoning_high: share(self.reasoning_high, g),
@@ -207,6 +234,7 @@ impl AccountState {
             duty_cycle: (active_hours / (span_hours.ceil() + 1.0)).min(1.0),
             calls_per_active_hour: f64::from(self.exchanges) / active_hours,
             gap_cv: self.gaps.cv(),
+            quiet_hours_activity: if span_hours >= 24.0 { quiet_ratio(&self.hour_of_day.0) } else { 0.0 },
             ip_churn: (self.ips.estimate() / f64::from(self.exchanges.max(1))).min(1.0),
             account_age_days: self.signup.map(|s| (self.first_ts - s) as f64 / (24.0 * HOUR_MS as f64)),
             new_model: share(self.new_model, g),
@@ -214,9 +242,30 @@ impl AccountState {
     }
 }
 
+/// Calls in the quietest 6-hour window of the day (wrapping midnight), over the calls an
+/// even spread would put there.
+fn quiet_ratio(hours: &[u32; 24]) -> f64 {
+    let total: u32 = hours.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let quietest = (0..24).map(|s| (0..6).map(|k| hours[(s + k) % 24]).sum::<u32>()).min().unwrap_or(0);
+    f64::from(quietest) / (f64::from(total) / 4.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiet_ratio_tells_sleepers_from_machines() {
+        let mut human = [10u32; 24];
+        for h in human.iter_mut().take(7) {
+            *h = 0;
+        }
+        assert_eq!(quiet_ratio(&human), 0.0);
+        assert!((quiet_ratio(&[5u32; 24]) - 1.0).abs() < 1e-9);
+    }
 
     #[test]
     fn state_is_small_and_fixed_size() {

@@ -23,7 +23,7 @@ impl Default for Config {
 pub struct Thresholds {
     /// Score at or above which an account is `suspicious` (default 0.5).
     pub suspicious: f64,
-    /// Score at or above which an account is `distilling` (default 0.9).
+    /// Score at or above which an account is `distilling` (default 0.85).
     pub distilling: f64,
     /// Generation calls an account must have made before it can be `distilling` (default 12):
     /// a handful of calls is never enough evidence to act on a paying customer.
@@ -32,7 +32,7 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self { suspicious: 0.5, distilling: 0.9, min_exchanges: 12 }
+        Self { suspicious: 0.5, distilling: 0.85, min_exchanges: 12 }
     }
 }
 
@@ -109,17 +109,17 @@ pub struct Weights {
 impl Default for Weights {
     fn default() -> Self {
         Self {
-            bias: -5.0,
+            bias: -4.0,
             output_harvest: 2.5,
             reasoning_elicitation: 1.5,
             hidden_reasoning: 4.0,
             logprob_harvest: 3.0,
             logit_bias_sweep: 9.0,
-            fresh_broad_coverage: 3.0,
+            fresh_broad_coverage: 4.5,
             templated_coverage: 2.0,
             task_generation: 4.0,
             synthetic_followups: 3.5,
-            machine_timing: 1.5,
+            machine_timing: 2.0,
             ip_rotation: 1.5,
             new_account: 0.75,
             model_pivot: 1.5,

@@ -2,7 +2,7 @@
 
 use exchange::Exchange;
 
-use crate::sketch::hash_bytes;
+use crate::sketch::{hash_bytes, mix};
 use crate::text::{ip_hashes, normalised_hash, text_facts, PhraseHits, PhraseMatcher, TextFacts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,11 +29,16 @@ pub struct Observation {
     pub tool_turns: u32,
     /// Hash of the conversation's first user message: one value per conversation.
     pub opening: u64,
+    /// Identity of the request as a whole (opening, last prompt, position in the conversation,
+    /// logit-bias ids): equal only when the same request is sent again.
+    pub request_hash: u64,
     pub has_tools: bool,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub max_tokens: Option<u64>,
     pub finish_length: bool,
+    /// The answer was a tool call: its length says nothing about harvested text.
+    pub tool_call_answer: bool,
     pub logprobs: bool,
     pub top_logprobs: u32,
     pub n: u32,
@@ -120,9 +125,21 @@ impl Observation {
             obs.opening = obs.prompt.exact;
         }
 
+        let mut h = mix(obs.opening ^ mix(obs.prompt.exact) ^ u64::from(obs.user_turns + obs.assistant_turns + obs.tool_turns));
+        if let Some(bias) = &req.logit_bias {
+            for (id, _) in bias.0.iter().take(64) {
+                h = mix(h ^ hash_bytes(id.as_bytes()));
+            }
+        }
+        obs.request_hash = h;
+
         match ex.response.as_ref() {
             Some(resp) => {
                 obs.finish_length = resp.choices.iter().any(|c| c.finish_reason.as_deref() == Some("length"));
+                obs.tool_call_answer = resp.choices.iter().any(|c| {
+                    c.finish_reason.as_deref() == Some("tool_calls")
+                        || c.message.as_ref().is_some_and(|m| m.tool_calls.as_ref().is_some_and(|t| !t.is_empty()))
+                });
                 obs.reasoning_returned = resp
                     .choices
                     .iter()

@@ -60,22 +60,27 @@ fn signals(f: &Features, c: &Config) -> Vec<(&'static str, f64, f64, String)> {
     let s = &c.shape;
     let long = clamp01(f.mean_output_tokens / s.long_output_tokens);
     let output_harvest = clamp01(0.6 * long + 0.25 * f.high_max_tokens + 0.15 * f.finish_length);
-    let reasoning = clamp01(f.step_by_step.max(f.reasoning_high));
+    // Fresh-call shares need enough fresh calls to mean anything.
+    let fresh_conf = f64::from(f.fresh) / (f64::from(f.fresh) + 10.0);
+    let reasoning = clamp01(f.step_by_step.max(f.fresh_step_by_step * fresh_conf).max(f.reasoning_high));
     let hidden = clamp01(2.0 * f.hidden_reasoning);
     let logprob = clamp01(f.logprobs * (0.5 + 0.5 * clamp01(f.many_top_logprobs / f.logprobs.max(1e-9))) + 0.3 * f.multi_sample);
     let sweep = clamp01(f.logit_ids / s.logit_sweep_ids) * clamp01(2.0 * f.max_one.max(f.logit_bias) - 0.5);
-    let fresh_broad = clamp01(f.single_turn * f.unique_prompts * f.breadth);
-    let templated = clamp01(f.template * f.breadth * f.unique_prompts);
+    // The model must do the work: answers that are large next to the prompt. Retrieval and
+    // extraction (long inputs, short outputs) do not harvest the model's knowledge.
+    let generative_value = clamp01(f.output_ratio / 0.8);
+    let fresh_broad = clamp01(f.single_turn * f.unique_prompts * f.breadth * generative_value);
+    let templated = clamp01(f.template * f.breadth * f.unique_prompts * fresh_conf);
     let generation = clamp01(3.0 * f.task_generation);
     let synthetic = if f.followups >= 8 { clamp01(f.followup_repeat) } else { 0.0 };
-    let timing = if f.span_hours >= 6.0 { clamp01((f.duty_cycle - 0.5) / 0.4) } else { 0.0 };
+    let timing = if f.exchanges >= 48 { clamp01((f.quiet_hours_activity - 0.3) / 0.5) } else { 0.0 };
     let rotation = clamp01((f.ip_churn - 0.1) / 0.4);
     let new_account = match f.account_age_days {
         Some(d) if d < s.new_account_days => 1.0,
         _ => 0.0,
     };
     let pivot = f.new_model;
-    let conversational = clamp01((1.0 - f.single_turn) * (1.0 - f.followup_repeat));
+    let conversational = clamp01(f.followup_share * (1.0 - f.followup_repeat));
     let repetition = clamp01((1.0 - f.unique_prompts - 0.1) / 0.6);
     let ratio = clamp01(f.output_ratio / 1.5);
     let narrow = clamp01(f.template * (1.0 - ratio));
@@ -86,8 +91,8 @@ fn signals(f: &Features, c: &Config) -> Vec<(&'static str, f64, f64, String)> {
             "mean output {:.0} tokens ({:.1}x the input); {} of calls ask for max_tokens >= {}; {} stop at the length cap",
             f.mean_output_tokens, f.output_ratio, pct(f.high_max_tokens), s.high_max_tokens, pct(f.finish_length))),
         ("reasoning_elicitation", reasoning, w.reasoning_elicitation, format!(
-            "{} of prompts ask for step-by-step reasoning; {} request high reasoning effort or receive reasoning content",
-            pct(f.step_by_step), pct(f.reasoning_high))),
+            "{} of prompts ({} of fresh single-turn prompts) ask for step-by-step reasoning; {} request high reasoning effort or receive reasoning content",
+            pct(f.step_by_step), pct(f.fresh_step_by_step), pct(f.reasoning_high))),
         ("hidden_reasoning", hidden, w.hidden_reasoning, format!(
             "{} of prompts ask for the model's internal or hidden reasoning", pct(f.hidden_reasoning))),
         ("logprob_harvest", logprob, w.logprob_harvest, format!(
@@ -100,15 +105,15 @@ fn signals(f: &Features, c: &Config) -> Vec<(&'static str, f64, f64, String)> {
             "{} of calls are fresh single-turn contexts, {} of prompts are distinct, topic spread {:.2} of the maximum",
             pct(f.single_turn), pct(f.unique_prompts), f.breadth)),
         ("templated_coverage", templated, w.templated_coverage, format!(
-            "{} of prompts share one skeleton while their content spreads over topics ({:.2})",
-            pct(f.template), f.breadth)),
+            "{} of {} fresh prompts share one skeleton while their content spreads over topics ({:.2})",
+            pct(f.template), f.fresh, f.breadth)),
         ("task_generation", generation, w.task_generation, format!(
             "{} of prompts ask the model to invent new tasks or instructions", pct(f.task_generation))),
         ("synthetic_followups", synthetic, w.synthetic_followups, format!(
             "{} of {} follow-up turns repeat earlier follow-ups word for word", pct(f.followup_repeat), f.followups)),
         ("machine_timing", timing, w.machine_timing, format!(
-            "active in {} of the hours over a {:.0} h span, {:.0} calls per active hour",
-            pct(f.duty_cycle), f.span_hours, f.calls_per_active_hour)),
+            "no daily rhythm: the quietest six hours of the day carry {} of an even share of calls (people sleep; machines do not); active in {} of the hours over {:.0} h",
+            pct(f.quiet_hours_activity), pct(f.duty_cycle), f.span_hours)),
         ("ip_rotation", rotation, w.ip_rotation, format!(
             "{} distinct client addresses per call", pct(f.ip_churn))),
         ("new_account", new_account, w.new_account, format!(
@@ -116,7 +121,7 @@ fn signals(f: &Features, c: &Config) -> Vec<(&'static str, f64, f64, String)> {
         ("model_pivot", pivot, w.model_pivot, format!(
             "{} of calls went to a model within {:.0} h of its release", pct(pivot), s.new_model_hours)),
         ("conversational", conversational, -w.conversational, format!(
-            "{} of calls continue real conversations with varied follow-ups", pct(1.0 - f.single_turn))),
+            "{} of calls are follow-up turns of conversations, {} of them distinct", pct(f.followup_share), pct(1.0 - f.followup_repeat))),
         ("repetition", repetition, -w.repetition, format!(
             "only {} of prompts are distinct (reruns of the same items)", pct(f.unique_prompts))),
         ("narrow_task", narrow, -w.narrow_task, format!(

@@ -77,6 +77,7 @@ pub fn text_facts(text: &str) -> TextFacts {
     let mut first: [u64; SKELETON_WORDS] = [0; SKELETON_WORDS];
     let mut last: [u64; SKELETON_WORDS] = [0; SKELETON_WORDS];
     let mut count = 0usize;
+    let mut word_hashes: Vec<u64> = Vec::with_capacity(256);
     let mut visit = |h: u64, numeric: bool| {
         let masked = if numeric { NUMBER } else { h };
         if count < SKELETON_WORDS {
@@ -86,11 +87,19 @@ pub fn text_facts(text: &str) -> TextFacts {
         count += 1;
         exact = mix(exact ^ h);
         if !numeric {
-            facts.minhash = facts.minhash.min(mix(h ^ 0x5eed));
+            word_hashes.push(mix(h ^ 0x5eed));
         }
     };
     for_each_word(head.as_bytes(), &mut visit);
     for_each_word(tail.as_bytes(), &mut visit);
+    // The topic of a templated prompt is in its slot, not in the fixed wrapper around it:
+    // on long prompts, leave the skeleton's words out of the MinHash.
+    let content = if word_hashes.len() > 4 * SKELETON_WORDS {
+        &word_hashes[SKELETON_WORDS..word_hashes.len() - SKELETON_WORDS]
+    } else {
+        &word_hashes[..]
+    };
+    facts.minhash = content.iter().copied().min().unwrap_or(u64::MAX);
     facts.words = count as u32;
     facts.exact = exact;
     let mut hs: u64 = 1;
