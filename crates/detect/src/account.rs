@@ -130,8 +130,10 @@ impl AccountState {
             self.gaps.push(0.0);
         }
         self.first_ts = self.first_ts.min(obs.ts);
-        self.active_hours.insert(mix(obs.ts.div_euclid(HOUR_MS) as u64));
-        self.hour_of_day.add((obs.ts.rem_euclid(24 * HOUR_MS) / HOUR_MS) as usize);
+        self.active_hours
+            .insert(mix(obs.ts.div_euclid(HOUR_MS) as u64));
+        self.hour_of_day
+            .add((obs.ts.rem_euclid(24 * HOUR_MS) / HOUR_MS) as usize);
         if let Some((ip, _)) = obs.ip {
             self.ips.insert(ip);
         }
@@ -143,14 +145,23 @@ impl AccountState {
         inc(&mut self.single_turn, obs.single_turn());
         inc(&mut self.with_system, obs.system.is_some());
         inc(&mut self.tools, obs.has_tools);
-        inc(&mut self.high_max, obs.max_tokens.is_some_and(|m| m >= shape.high_max_tokens));
+        inc(
+            &mut self.high_max,
+            obs.max_tokens.is_some_and(|m| m >= shape.high_max_tokens),
+        );
         inc(&mut self.finish_length, obs.finish_length);
         inc(&mut self.step_by_step, obs.phrases.step_by_step);
         inc(&mut self.hidden_reasoning, obs.phrases.hidden_reasoning);
         inc(&mut self.task_generation, obs.phrases.task_generation);
-        inc(&mut self.reasoning_high, obs.reasoning_high || obs.reasoning_returned);
+        inc(
+            &mut self.reasoning_high,
+            obs.reasoning_high || obs.reasoning_returned,
+        );
         inc(&mut self.logprobs, obs.logprobs);
-        inc(&mut self.many_top_logprobs, obs.top_logprobs >= shape.many_top_logprobs);
+        inc(
+            &mut self.many_top_logprobs,
+            obs.top_logprobs >= shape.many_top_logprobs,
+        );
         inc(&mut self.multi_sample, obs.n > 1);
         inc(&mut self.logit_bias, obs.logit_bias_entries > 0);
         inc(&mut self.max_one, obs.max_tokens == Some(1));
@@ -195,8 +206,14 @@ impl AccountState {
         let g = self.generative;
         let span_hours = (self.last_ts - self.first_ts) as f64 / HOUR_MS as f64;
         let active_hours = self.active_hours.estimate().max(1.0);
-        let template = share(self.heads.top_count().max(self.tails.top_count()), self.single_turn);
-        let distinct_followups = self.distinct_followups.estimate().min(f64::from(self.followups));
+        let template = share(
+            self.heads.top_count().max(self.tails.top_count()),
+            self.single_turn,
+        );
+        let distinct_followups = self
+            .distinct_followups
+            .estimate()
+            .min(f64::from(self.followups));
         Features {
             exchanges: self.exchanges,
             generative: g,
@@ -227,16 +244,26 @@ impl AccountState {
             many_top_logprobs: share(self.many_top_logprobs, g),
             multi_sample: share(self.multi_sample, g),
             logit_bias: share(self.logit_bias, g),
-            logit_ids: if self.logit_bias == 0 { 0.0 } else { self.logit_ids.estimate() },
+            logit_ids: if self.logit_bias == 0 {
+                0.0
+            } else {
+                self.logit_ids.estimate()
+            },
             max_one: share(self.max_one, g),
             tools: share(self.tools, g),
             span_hours,
             duty_cycle: (active_hours / (span_hours.ceil() + 1.0)).min(1.0),
             calls_per_active_hour: f64::from(self.exchanges) / active_hours,
             gap_cv: self.gaps.cv(),
-            quiet_hours_activity: if span_hours >= 24.0 { quiet_ratio(&self.hour_of_day.0) } else { 0.0 },
+            quiet_hours_activity: if span_hours >= 24.0 {
+                quiet_ratio(&self.hour_of_day.0)
+            } else {
+                0.0
+            },
             ip_churn: (self.ips.estimate() / f64::from(self.exchanges.max(1))).min(1.0),
-            account_age_days: self.signup.map(|s| (self.first_ts - s) as f64 / (24.0 * HOUR_MS as f64)),
+            account_age_days: self
+                .signup
+                .map(|s| (self.first_ts - s) as f64 / (24.0 * HOUR_MS as f64)),
             new_model: share(self.new_model, g),
         }
     }
@@ -249,7 +276,10 @@ fn quiet_ratio(hours: &[u32; 24]) -> f64 {
     if total == 0 {
         return 0.0;
     }
-    let quietest = (0..24).map(|s| (0..6).map(|k| hours[(s + k) % 24]).sum::<u32>()).min().unwrap_or(0);
+    let quietest = (0..24)
+        .map(|s| (0..6).map(|k| hours[(s + k) % 24]).sum::<u32>())
+        .min()
+        .unwrap_or(0);
     f64::from(quietest) / (f64::from(total) / 4.0)
 }
 
@@ -269,6 +299,10 @@ mod tests {
 
     #[test]
     fn state_is_small_and_fixed_size() {
-        assert!(std::mem::size_of::<AccountState>() <= 1024, "{}", std::mem::size_of::<AccountState>());
+        assert!(
+            std::mem::size_of::<AccountState>() <= 1024,
+            "{}",
+            std::mem::size_of::<AccountState>()
+        );
     }
 }

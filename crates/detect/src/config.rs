@@ -3,18 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub thresholds: Thresholds,
     pub shape: Shape,
     pub weights: Weights,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self { thresholds: Thresholds::default(), shape: Shape::default(), weights: Weights::default() }
-    }
 }
 
 /// Where scores turn into verdicts.
@@ -32,7 +26,11 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Self { suspicious: 0.5, distilling: 0.85, min_exchanges: 12 }
+        Self {
+            suspicious: 0.5,
+            distilling: 0.85,
+            min_exchanges: 12,
+        }
     }
 }
 

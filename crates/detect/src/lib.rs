@@ -15,7 +15,7 @@ pub mod text;
 
 use std::collections::HashMap;
 
-use exchange::{Exchange, Timestamp};
+use exchange::Exchange;
 use serde::Serialize;
 
 pub use account::{AccountState, Features};
@@ -23,7 +23,6 @@ pub use config::Config;
 pub use observation::Observation;
 pub use score::{Assessment, Reason, Verdict};
 
-use crate::sketch::hash_bytes;
 use crate::text::PhraseMatcher;
 
 /// Models tracked for release times; beyond this, new model names are not tracked.
@@ -34,7 +33,7 @@ struct Account {
     state: AccountState,
     peak_score: f64,
     verdict: Verdict,
-    first_flagged: Option<Timestamp>,
+    first_flagged: Option<String>,
 }
 
 /// A verdict moved up for an account.
@@ -84,7 +83,7 @@ impl Detector {
     }
 
     /// Reduces an exchange to its observation. Separate from [`Detector::observe_facts`] so
-    /// callers can do this part on other threads.
+    /// callers can do this part on other threads (it is pure and the costly part).
     pub fn observation(&self, ex: &Exchange) -> Observation {
         Observation::of(ex, &self.phrases)
     }
@@ -92,11 +91,11 @@ impl Detector {
     /// Takes one exchange into account; returns the verdict change it caused, if any.
     pub fn observe(&mut self, ex: &Exchange) -> Option<VerdictChange> {
         let obs = self.observation(ex);
-        self.observe_facts(ex, &obs)
+        self.observe_facts(&obs)
     }
 
     /// [`Detector::observe`] with the observation already made.
-    pub fn observe_facts(&mut self, ex: &Exchange, obs: &Observation) -> Option<VerdictChange> {
+    pub fn observe_facts(&mut self, obs: &Observation) -> Option<VerdictChange> {
         let start = *self.stream_start.get_or_insert(obs.ts);
         let shape = &self.config.shape;
         let new_model = if obs.generative {
@@ -116,37 +115,38 @@ impl Detector {
             false
         };
 
-        let account = match self.accounts.get_mut(ex.account.as_str()) {
+        let account = match self.accounts.get_mut(obs.account.as_str()) {
             Some(a) => a,
-            None => self.accounts.entry(ex.account.clone()).or_insert_with(|| Account {
-                state: AccountState::default(),
-                peak_score: 0.0,
-                verdict: Verdict::Benign,
-                first_flagged: None,
-            }),
+            None => self
+                .accounts
+                .entry(obs.account.clone())
+                .or_insert_with(|| Account {
+                    state: AccountState::default(),
+                    peak_score: 0.0,
+                    verdict: Verdict::Benign,
+                    first_flagged: None,
+                }),
         };
         account.state.update(obs, shape, new_model);
-        if let Some(bias) = &ex.request.logit_bias {
-            for (id, _) in bias.0.iter().take(64) {
-                account.state.note_logit_id(hash_bytes(id.as_bytes()));
-            }
+        for &id in &obs.logit_ids {
+            account.state.note_logit_id(id);
         }
-        let assessment = score::assess(&account.state.features(), &self.config);
-        if assessment.score > account.peak_score {
-            account.peak_score = assessment.score;
+        let (score, verdict) = score::score(&account.state.features(), &self.config);
+        if score > account.peak_score {
+            account.peak_score = score;
         }
-        if assessment.verdict > account.verdict {
+        if verdict > account.verdict {
             let from = account.verdict;
-            account.verdict = assessment.verdict;
-            if assessment.verdict == Verdict::Distilling {
-                account.first_flagged = Some(ex.ts.clone());
+            account.verdict = verdict;
+            if verdict == Verdict::Distilling {
+                account.first_flagged = Some(obs.ts_text.clone());
             }
             return Some(VerdictChange {
-                account: ex.account.clone(),
+                account: obs.account.clone(),
                 from,
-                to: assessment.verdict,
-                score: assessment.score,
-                ts: ex.ts.as_str().to_owned(),
+                to: verdict,
+                score,
+                ts: obs.ts_text.clone(),
             });
         }
         None
@@ -158,7 +158,9 @@ impl Detector {
 
     /// The current verdict of one account, with fresh reasons.
     pub fn report(&self, account: &str) -> Option<AccountReport> {
-        self.accounts.get(account).map(|a| self.report_of(account, a))
+        self.accounts
+            .get(account)
+            .map(|a| self.report_of(account, a))
     }
 
     fn report_of(&self, name: &str, a: &Account) -> AccountReport {
@@ -168,7 +170,7 @@ impl Detector {
             score: (a.peak_score.max(assessment.score) * 10_000.0).round() / 10_000.0,
             verdict: a.verdict,
             cluster: None,
-            first_flagged: a.first_flagged.as_ref().map(|t| t.as_str().to_owned()),
+            first_flagged: a.first_flagged.clone(),
             exchanges: u64::from(a.state.exchanges),
             reasons: assessment.reasons,
         }
@@ -177,8 +179,16 @@ impl Detector {
     /// Reports for every account, highest score first (ties by account name), so the output
     /// is the same whatever order the accounts were first seen in.
     pub fn reports(&self) -> Vec<AccountReport> {
-        let mut out: Vec<AccountReport> = self.accounts.iter().map(|(n, a)| self.report_of(n, a)).collect();
-        out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.account.cmp(&b.account)));
+        let mut out: Vec<AccountReport> = self
+            .accounts
+            .iter()
+            .map(|(n, a)| self.report_of(n, a))
+            .collect();
+        out.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.account.cmp(&b.account))
+        });
         out
     }
 

@@ -16,6 +16,9 @@ pub enum Endpoint {
 /// The facts of one exchange.
 #[derive(Debug, Clone, Default)]
 pub struct Observation {
+    pub account: String,
+    /// The exchange's `ts` as written, echoed in `first_flagged`.
+    pub ts_text: String,
     pub ts: i64,
     /// Generation calls (chat or completions); embeddings and others carry little harvest value.
     pub generative: bool,
@@ -43,6 +46,8 @@ pub struct Observation {
     pub top_logprobs: u32,
     pub n: u32,
     pub logit_bias_entries: usize,
+    /// Hashes of the first `logit_bias` token ids (bounded), for the sweep sketch.
+    pub logit_ids: Vec<u64>,
     pub reasoning_high: bool,
     pub reasoning_returned: bool,
     pub model: u64,
@@ -68,9 +73,12 @@ impl Observation {
         };
         let req = &ex.request;
         let mut obs = Observation {
+            account: ex.account.clone(),
+            ts_text: ex.ts.as_str().to_owned(),
             ts: ex.ts.millis(),
             generative: matches!(endpoint, Endpoint::Chat | Endpoint::Completions)
-                || (endpoint == Endpoint::Other && (req.messages.is_some() || req.prompt.is_some())),
+                || (endpoint == Endpoint::Other
+                    && (req.messages.is_some() || req.prompt.is_some())),
             ok: ex.status < 400,
             max_tokens: req.max_output_tokens(),
             logprobs: req.wants_logprobs(),
@@ -78,7 +86,10 @@ impl Observation {
             n: req.n.unwrap_or(1),
             logit_bias_entries: req.logit_bias.as_ref().map_or(0, |b| b.0.len()),
             has_tools: req.tools.as_ref().is_some_and(|t| !t.is_empty()),
-            reasoning_high: matches!(req.reasoning_effort.as_deref(), Some("high") | Some("medium")),
+            reasoning_high: matches!(
+                req.reasoning_effort.as_deref(),
+                Some("high") | Some("medium")
+            ),
             model: hash_bytes(req.model.as_deref().unwrap_or("").as_bytes()),
             ip: ex.ip.as_deref().map(ip_hashes),
             signup: ex.meta.as_ref().and_then(|m| m.signup_millis()),
@@ -125,25 +136,39 @@ impl Observation {
             obs.opening = obs.prompt.exact;
         }
 
-        let mut h = mix(obs.opening ^ mix(obs.prompt.exact) ^ u64::from(obs.user_turns + obs.assistant_turns + obs.tool_turns));
+        let mut h = mix(obs.opening
+            ^ mix(obs.prompt.exact)
+            ^ u64::from(obs.user_turns + obs.assistant_turns + obs.tool_turns));
         if let Some(bias) = &req.logit_bias {
-            for (id, _) in bias.0.iter().take(64) {
-                h = mix(h ^ hash_bytes(id.as_bytes()));
+            obs.logit_ids = bias
+                .0
+                .iter()
+                .take(64)
+                .map(|(id, _)| hash_bytes(id.as_bytes()))
+                .collect();
+            for id in &obs.logit_ids {
+                h = mix(h ^ id);
             }
         }
         obs.request_hash = h;
 
         match ex.response.as_ref() {
             Some(resp) => {
-                obs.finish_length = resp.choices.iter().any(|c| c.finish_reason.as_deref() == Some("length"));
-                obs.tool_call_answer = resp.choices.iter().any(|c| {
-                    c.finish_reason.as_deref() == Some("tool_calls")
-                        || c.message.as_ref().is_some_and(|m| m.tool_calls.as_ref().is_some_and(|t| !t.is_empty()))
-                });
-                obs.reasoning_returned = resp
+                obs.finish_length = resp
                     .choices
                     .iter()
-                    .any(|c| c.message.as_ref().is_some_and(|m| m.reasoning_content.is_some()));
+                    .any(|c| c.finish_reason.as_deref() == Some("length"));
+                obs.tool_call_answer = resp.choices.iter().any(|c| {
+                    c.finish_reason.as_deref() == Some("tool_calls")
+                        || c.message
+                            .as_ref()
+                            .is_some_and(|m| m.tool_calls.as_ref().is_some_and(|t| !t.is_empty()))
+                });
+                obs.reasoning_returned = resp.choices.iter().any(|c| {
+                    c.message
+                        .as_ref()
+                        .is_some_and(|m| m.reasoning_content.is_some())
+                });
                 match resp.usage {
                     Some(u) => {
                         obs.prompt_tokens = u.prompt_tokens;

@@ -54,26 +54,50 @@ fn pct(x: f64) -> String {
     format!("{:.0}%", x * 100.0)
 }
 
-/// The signals of one account: (name, strength in [0,1], weight, detail).
-fn signals(f: &Features, c: &Config) -> Vec<(&'static str, f64, f64, String)> {
+/// Formats a reason's sentence only when reasons are wanted: scoring runs on every exchange,
+/// explaining only when someone asks.
+macro_rules! detail {
+    ($explain:expr, $($arg:tt)*) => {
+        if $explain { format!($($arg)*) } else { String::new() }
+    };
+}
+
+/// The signals of one account: (name, strength in [0,1], weight, detail when `explain`).
+fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64, String); 17] {
     let w = &c.weights;
     let s = &c.shape;
     let long = clamp01(f.mean_output_tokens / s.long_output_tokens);
     let output_harvest = clamp01(0.6 * long + 0.25 * f.high_max_tokens + 0.15 * f.finish_length);
     // Fresh-call shares need enough fresh calls to mean anything.
     let fresh_conf = f64::from(f.fresh) / (f64::from(f.fresh) + 10.0);
-    let reasoning = clamp01(f.step_by_step.max(f.fresh_step_by_step * fresh_conf).max(f.reasoning_high));
+    let reasoning = clamp01(
+        f.step_by_step
+            .max(f.fresh_step_by_step * fresh_conf)
+            .max(f.reasoning_high),
+    );
     let hidden = clamp01(2.0 * f.hidden_reasoning);
-    let logprob = clamp01(f.logprobs * (0.5 + 0.5 * clamp01(f.many_top_logprobs / f.logprobs.max(1e-9))) + 0.3 * f.multi_sample);
-    let sweep = clamp01(f.logit_ids / s.logit_sweep_ids) * clamp01(2.0 * f.max_one.max(f.logit_bias) - 0.5);
+    let logprob = clamp01(
+        f.logprobs * (0.5 + 0.5 * clamp01(f.many_top_logprobs / f.logprobs.max(1e-9)))
+            + 0.3 * f.multi_sample,
+    );
+    let sweep =
+        clamp01(f.logit_ids / s.logit_sweep_ids) * clamp01(2.0 * f.max_one.max(f.logit_bias) - 0.5);
     // The model must do the work: answers that are large next to the prompt. Retrieval and
     // extraction (long inputs, short outputs) do not harvest the model's knowledge.
     let generative_value = clamp01(f.output_ratio / 0.8);
     let fresh_broad = clamp01(f.single_turn * f.unique_prompts * f.breadth * generative_value);
     let templated = clamp01(f.template * f.breadth * f.unique_prompts * fresh_conf);
     let generation = clamp01(3.0 * f.task_generation);
-    let synthetic = if f.followups >= 8 { clamp01(f.followup_repeat) } else { 0.0 };
-    let timing = if f.exchanges >= 48 { clamp01((f.quiet_hours_activity - 0.3) / 0.5) } else { 0.0 };
+    let synthetic = if f.followups >= 8 {
+        clamp01(f.followup_repeat)
+    } else {
+        0.0
+    };
+    let timing = if f.exchanges >= 48 {
+        clamp01((f.quiet_hours_activity - 0.3) / 0.5)
+    } else {
+        0.0
+    };
     let rotation = clamp01((f.ip_churn - 0.1) / 0.4);
     let new_account = match f.account_age_days {
         Some(d) if d < s.new_account_days => 1.0,
@@ -86,67 +110,82 @@ fn signals(f: &Features, c: &Config) -> Vec<(&'static str, f64, f64, String)> {
     let narrow = clamp01(f.template * (1.0 - ratio));
     let short = clamp01(1.0 - f.mean_output_tokens / 150.0);
 
-    vec![
-        ("output_harvest", output_harvest, w.output_harvest, format!(
+    [
+        ("output_harvest", output_harvest, w.output_harvest, detail!(explain,
             "mean output {:.0} tokens ({:.1}x the input); {} of calls ask for max_tokens >= {}; {} stop at the length cap",
             f.mean_output_tokens, f.output_ratio, pct(f.high_max_tokens), s.high_max_tokens, pct(f.finish_length))),
-        ("reasoning_elicitation", reasoning, w.reasoning_elicitation, format!(
+        ("reasoning_elicitation", reasoning, w.reasoning_elicitation, detail!(explain,
             "{} of prompts ({} of fresh single-turn prompts) ask for step-by-step reasoning; {} request high reasoning effort or receive reasoning content",
             pct(f.step_by_step), pct(f.fresh_step_by_step), pct(f.reasoning_high))),
-        ("hidden_reasoning", hidden, w.hidden_reasoning, format!(
+        ("hidden_reasoning", hidden, w.hidden_reasoning, detail!(explain,
             "{} of prompts ask for the model's internal or hidden reasoning", pct(f.hidden_reasoning))),
-        ("logprob_harvest", logprob, w.logprob_harvest, format!(
+        ("logprob_harvest", logprob, w.logprob_harvest, detail!(explain,
             "{} of calls request logprobs ({} with top_logprobs >= {}); {} sample n > 1",
             pct(f.logprobs), pct(f.many_top_logprobs), s.many_top_logprobs, pct(f.multi_sample))),
-        ("logit_bias_sweep", sweep, w.logit_bias_sweep, format!(
+        ("logit_bias_sweep", sweep, w.logit_bias_sweep, detail!(explain,
             "logit_bias on {} of calls over about {:.0} distinct token ids; {} of calls use max_tokens = 1",
             pct(f.logit_bias), f.logit_ids, pct(f.max_one))),
-        ("fresh_broad_coverage", fresh_broad, w.fresh_broad_coverage, format!(
+        ("fresh_broad_coverage", fresh_broad, w.fresh_broad_coverage, detail!(explain,
             "{} of calls are fresh single-turn contexts, {} of prompts are distinct, topic spread {:.2} of the maximum",
             pct(f.single_turn), pct(f.unique_prompts), f.breadth)),
-        ("templated_coverage", templated, w.templated_coverage, format!(
+        ("templated_coverage", templated, w.templated_coverage, detail!(explain,
             "{} of {} fresh prompts share one skeleton while their content spreads over topics ({:.2})",
             pct(f.template), f.fresh, f.breadth)),
-        ("task_generation", generation, w.task_generation, format!(
+        ("task_generation", generation, w.task_generation, detail!(explain,
             "{} of prompts ask the model to invent new tasks or instructions", pct(f.task_generation))),
-        ("synthetic_followups", synthetic, w.synthetic_followups, format!(
+        ("synthetic_followups", synthetic, w.synthetic_followups, detail!(explain,
             "{} of {} follow-up turns repeat earlier follow-ups word for word", pct(f.followup_repeat), f.followups)),
-        ("machine_timing", timing, w.machine_timing, format!(
+        ("machine_timing", timing, w.machine_timing, detail!(explain,
             "no daily rhythm: the quietest six hours of the day carry {} of an even share of calls (people sleep; machines do not); active in {} of the hours over {:.0} h",
             pct(f.quiet_hours_activity), pct(f.duty_cycle), f.span_hours)),
-        ("ip_rotation", rotation, w.ip_rotation, format!(
+        ("ip_rotation", rotation, w.ip_rotation, detail!(explain,
             "{} distinct client addresses per call", pct(f.ip_churn))),
-        ("new_account", new_account, w.new_account, format!(
+        ("new_account", new_account, w.new_account, detail!(explain,
             "account was {:.1} days old at its first call", f.account_age_days.unwrap_or(0.0))),
-        ("model_pivot", pivot, w.model_pivot, format!(
+        ("model_pivot", pivot, w.model_pivot, detail!(explain,
             "{} of calls went to a model within {:.0} h of its release", pct(pivot), s.new_model_hours)),
-        ("conversational", conversational, -w.conversational, format!(
+        ("conversational", conversational, -w.conversational, detail!(explain,
             "{} of calls are follow-up turns of conversations, {} of them distinct", pct(f.followup_share), pct(1.0 - f.followup_repeat))),
-        ("repetition", repetition, -w.repetition, format!(
+        ("repetition", repetition, -w.repetition, detail!(explain,
             "only {} of prompts are distinct (reruns of the same items)", pct(f.unique_prompts))),
-        ("narrow_task", narrow, -w.narrow_task, format!(
+        ("narrow_task", narrow, -w.narrow_task, detail!(explain,
             "{} of prompts share one skeleton and answers are short relative to inputs ({:.1}x): one narrow task",
             pct(f.template), f.output_ratio)),
-        ("short_answers", short, -w.short_answers, format!(
+        ("short_answers", short, -w.short_answers, detail!(explain,
             "answers average {:.0} tokens", f.mean_output_tokens)),
     ]
 }
 
-/// Scores an account from its features.
+/// Scores an account from its features, with the reasons behind the score.
 pub fn assess(f: &Features, c: &Config) -> Assessment {
+    evaluate(f, c, true)
+}
+
+/// Score and verdict only: the per-exchange fast path.
+pub fn score(f: &Features, c: &Config) -> (f64, Verdict) {
+    let a = evaluate(f, c, false);
+    (a.score, a.verdict)
+}
+
+fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     let n = f64::from(f.generative);
     let confidence = n / (n + c.shape.full_confidence_exchanges / 4.0);
     let mut logit = c.weights.bias;
     let mut reasons = Vec::new();
-    for (signal, strength, weight, detail) in signals(f, c) {
+    for (signal, strength, weight, detail) in signals(f, c, explain) {
         let value = confidence * strength * weight;
         logit += value;
-        if value.abs() >= 0.25 {
-            reasons.push(Reason { signal, value: (value * 100.0).round() / 100.0, detail });
+        if explain && value.abs() >= 0.25 {
+            reasons.push(Reason {
+                signal,
+                value: (value * 100.0).round() / 100.0,
+                detail,
+            });
         }
     }
     let score = 1.0 / (1.0 + (-logit).exp());
-    let verdict = if score >= c.thresholds.distilling && f.generative >= c.thresholds.min_exchanges {
+    let verdict = if score >= c.thresholds.distilling && f.generative >= c.thresholds.min_exchanges
+    {
         Verdict::Distilling
     } else if score >= c.thresholds.suspicious {
         Verdict::Suspicious
@@ -155,7 +194,13 @@ pub fn assess(f: &Features, c: &Config) -> Assessment {
     };
     // Evidence for first, strongest first; then what speaks against, strongest first.
     reasons.sort_by(|a, b| {
-        (b.value > 0.0).cmp(&(a.value > 0.0)).then(b.value.abs().total_cmp(&a.value.abs()))
+        (b.value > 0.0)
+            .cmp(&(a.value > 0.0))
+            .then(b.value.abs().total_cmp(&a.value.abs()))
     });
-    Assessment { score, verdict, reasons }
+    Assessment {
+        score,
+        verdict,
+        reasons,
+    }
 }

@@ -61,7 +61,12 @@ impl<const M: usize> Hll<M> {
             64 => 0.709,
             _ => 0.7213 / (1.0 + 1.079 / m),
         };
-        let sum: f64 = self.registers.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
+        // 2^-r built from its exponent bits: no pow call on the per-exchange path.
+        let sum: f64 = self
+            .registers
+            .iter()
+            .map(|&r| f64::from_bits((1023 - u64::from(r)) << 52))
+            .sum();
         alpha * m * m / sum
     }
 }
@@ -76,7 +81,10 @@ pub struct HeavyHitters<const K: usize> {
 
 impl<const K: usize> Default for HeavyHitters<K> {
     fn default() -> Self {
-        Self { keys: [0; K], counts: [0; K] }
+        Self {
+            keys: [0; K],
+            counts: [0; K],
+        }
     }
 }
 
@@ -96,7 +104,10 @@ impl<const K: usize> HeavyHitters<K> {
 
     /// The most frequent key and its (lower-bound) count.
     pub fn top(&self) -> Option<(u64, u32)> {
-        (0..K).filter(|&i| self.counts[i] > 0).map(|i| (self.keys[i], self.counts[i])).max_by_key(|&(_, c)| c)
+        (0..K)
+            .filter(|&i| self.counts[i] > 0)
+            .map(|i| (self.keys[i], self.counts[i]))
+            .max_by_key(|&(_, c)| c)
     }
 
     pub fn top_count(&self) -> u32 {

@@ -3,13 +3,15 @@
 //! elicitation, task generation). Only a bounded window of each prompt is read, so the cost
 //! per exchange does not grow with context length.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use crate::sketch::{hash_bytes, mix};
 
 /// How many bytes of a prompt's start and end are read.
-const HEAD_BYTES: usize = 6144;
-const TAIL_BYTES: usize = 1536;
+const HEAD_BYTES: usize = 3072;
+const TAIL_BYTES: usize = 1024;
+/// How much of a text identifies it (a conversation opening, a system prompt).
+const IDENTITY_BYTES: usize = 768;
 /// Words at each end of a prompt that form its skeleton.
 const SKELETON_WORDS: usize = 6;
 
@@ -72,7 +74,10 @@ pub fn window(text: &str) -> (&str, &str) {
 
 pub fn text_facts(text: &str) -> TextFacts {
     let (head, tail) = window(text);
-    let mut facts = TextFacts { minhash: u64::MAX, ..TextFacts::default() };
+    let mut facts = TextFacts {
+        minhash: u64::MAX,
+        ..TextFacts::default()
+    };
     let mut exact: u64 = 0;
     let mut first: [u64; SKELETON_WORDS] = [0; SKELETON_WORDS];
     let mut last: [u64; SKELETON_WORDS] = [0; SKELETON_WORDS];
@@ -118,9 +123,10 @@ pub fn text_facts(text: &str) -> TextFacts {
 
 /// Hash of a short text such as a system prompt, insensitive to case and spacing.
 pub fn normalised_hash(text: &str) -> u64 {
-    let (head, _) = window(text);
-    let mut h: u64 = 3;
-    for_each_word(head.as_bytes(), |w, _| h = mix(h ^ w));
+    // The start and the length identify a text well enough, and cost the same at any length.
+    let head = &text.as_bytes()[..text.len().min(IDENTITY_BYTES)];
+    let mut h: u64 = mix(3 ^ (text.len() as u64 / 64));
+    for_each_word(head, |w, _| h = mix(h ^ w));
     h
 }
 
@@ -246,9 +252,13 @@ impl Default for PhraseMatcher {
         let automaton = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&patterns)
             .expect("static phrase list builds");
-        Self { automaton, families }
+        Self {
+            automaton,
+            families,
+        }
     }
 }
 
@@ -265,7 +275,7 @@ impl PhraseMatcher {
         let mut hits = PhraseHits::default();
         let (head, tail) = window(text);
         for part in [head, tail] {
-            for m in self.automaton.find_overlapping_iter(part) {
+            for m in self.automaton.find_iter(part) {
                 match self.families[m.pattern().as_usize()] {
                     Phrase::StepByStep => hits.step_by_step = true,
                     Phrase::HiddenReasoning => hits.hidden_reasoning = true,
@@ -312,7 +322,10 @@ mod tests {
 
     #[test]
     fn exact_hash_is_case_and_space_insensitive() {
-        assert_eq!(text_facts("Hello,   World").exact, text_facts("hello world").exact);
+        assert_eq!(
+            text_facts("Hello,   World").exact,
+            text_facts("hello world").exact
+        );
     }
 
     #[test]
@@ -321,7 +334,10 @@ mod tests {
         let h = m.scan("Please THINK step by step. Then reveal your internal reasoning.");
         assert!(h.step_by_step && h.hidden_reasoning && !h.task_generation);
         assert_eq!(m.scan("What is 2+2?"), PhraseHits::default());
-        assert!(m.scan("Come up with a series of tasks: Task 1: ...").task_generation);
+        assert!(
+            m.scan("Come up with a series of tasks: Task 1: ...")
+                .task_generation
+        );
     }
 
     #[test]
@@ -335,6 +351,9 @@ mod tests {
     fn ip_networks_group_neighbours() {
         assert_eq!(ip_hashes("198.51.100.7").1, ip_hashes("198.51.100.200").1);
         assert_ne!(ip_hashes("198.51.100.7").1, ip_hashes("198.51.101.7").1);
-        assert_eq!(ip_hashes("2001:db8:1::1").1, ip_hashes("2001:db8:1:ffff::2").1);
+        assert_eq!(
+            ip_hashes("2001:db8:1::1").1,
+            ip_hashes("2001:db8:1:ffff::2").1
+        );
     }
 }

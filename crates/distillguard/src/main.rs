@@ -16,7 +16,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "distillguard", version, about = "Detect, attribute and stop model distillation through an OpenAI-compatible API")]
+#[command(
+    name = "distillguard",
+    version,
+    about = "Detect, attribute and stop model distillation through an OpenAI-compatible API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

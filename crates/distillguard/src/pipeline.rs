@@ -13,7 +13,7 @@ use std::thread;
 use crossbeam_channel::bounded;
 use detect::text::PhraseMatcher;
 use detect::{Detector, Observation, VerdictChange};
-use exchange::{parse_line, BadLine, BadLineKind, BadLineReport, Exchange, LineSource, RawLine};
+use exchange::{parse_line, BadLine, BadLineKind, BadLineReport, LineSource, RawLine};
 
 const BATCH: usize = 512;
 
@@ -27,7 +27,7 @@ pub struct Outcome {
     pub strict_stop: Option<BadLine>,
 }
 
-type Parsed = Vec<(u64, Result<(Exchange, Observation), (BadLineKind, String)>)>;
+type Parsed = Vec<(u64, Result<Observation, (BadLineKind, String)>)>;
 
 /// Runs `source` through the detector. `on_change` sees each verdict change as it happens;
 /// `progress` is called with the count of exchanges read so far, once per batch.
@@ -42,7 +42,12 @@ pub fn run(
     let workers = workers.max(1);
     let (line_tx, line_rx) = bounded::<(u64, Vec<RawLine>)>(workers * 4);
     let (parsed_tx, parsed_rx) = bounded::<(u64, Parsed)>(workers * 4);
-    let mut outcome = Outcome { exchanges: 0, bad: BadLineReport::default(), read_error: None, strict_stop: None };
+    let mut outcome = Outcome {
+        exchanges: 0,
+        bad: BadLineReport::default(),
+        read_error: None,
+        strict_stop: None,
+    };
 
     thread::scope(|scope| {
         let reader = scope.spawn(move || {
@@ -59,7 +64,13 @@ pub fn run(
                     }
                 }
                 if batch.len() == BATCH {
-                    if line_tx.send((seq, std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err() {
+                    if line_tx
+                        .send((
+                            seq,
+                            std::mem::replace(&mut batch, Vec::with_capacity(BATCH)),
+                        ))
+                        .is_err()
+                    {
                         return error;
                     }
                     seq += 1;
@@ -81,14 +92,15 @@ pub fn run(
                         .map(|line| match line {
                             RawLine::Line { number, bytes } => (
                                 number,
-                                parse_line(&bytes).map(|ex| {
-                                    let obs = Observation::of(&ex, &phrases);
-                                    (ex, obs)
-                                }),
+                                parse_line(&bytes).map(|ex| Observation::of(&ex, &phrases)),
                             ),
-                            RawLine::TooLong { number, bytes } => {
-                                (number, Err((BadLineKind::TooLong, format!("line of {bytes} bytes is over the limit"))))
-                            }
+                            RawLine::TooLong { number, bytes } => (
+                                number,
+                                Err((
+                                    BadLineKind::TooLong,
+                                    format!("line of {bytes} bytes is over the limit"),
+                                )),
+                            ),
                         })
                         .collect();
                     if tx.send((seq, parsed)).is_err() {
@@ -109,14 +121,18 @@ pub fn run(
                 next += 1;
                 for (line, item) in batch {
                     match item {
-                        Ok((ex, obs)) => {
+                        Ok(obs) => {
                             outcome.exchanges += 1;
-                            if let Some(change) = detector.observe_facts(&ex, &obs) {
+                            if let Some(change) = detector.observe_facts(&obs) {
                                 on_change(&change);
                             }
                         }
                         Err((kind, message)) => {
-                            let bad = BadLine { line, kind, message };
+                            let bad = BadLine {
+                                line,
+                                kind,
+                                message,
+                            };
                             if strict {
                                 outcome.strict_stop = Some(bad.clone());
                                 outcome.bad.record(bad);
@@ -134,4 +150,51 @@ pub fn run(
         outcome.read_error = reader.join().expect("reader thread");
     });
     outcome
+}
+
+/// The same source and worker threads as [`run`], but workers only parse: the baseline that
+/// scan throughput is measured against. Returns (exchanges, bad lines).
+pub fn parse_only(source: LineSource, workers: usize) -> (u64, u64) {
+    let (line_tx, line_rx) = bounded::<Vec<RawLine>>(workers * 4);
+    thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut source = source;
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(Ok(line)) = source.next_line() {
+                batch.push(line);
+                if batch.len() == BATCH
+                    && line_tx
+                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                        .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = line_tx.send(batch);
+        });
+        let handles: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                let rx = line_rx.clone();
+                scope.spawn(move || {
+                    let (mut ok, mut bad) = (0u64, 0u64);
+                    for lines in rx {
+                        for line in lines {
+                            match line {
+                                RawLine::Line { bytes, .. } if parse_line(&bytes).is_ok() => {
+                                    ok += 1
+                                }
+                                _ => bad += 1,
+                            }
+                        }
+                    }
+                    (ok, bad)
+                })
+            })
+            .collect();
+        drop(line_rx);
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("parser thread"))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    })
 }

@@ -16,10 +16,7 @@ mod text;
 mod timestamp;
 
 pub use reader::{BadLine, BadLineKind, BadLineReport, LineSource, RawLine, ReaderOptions};
-pub use record::{
-    Choice, Exchange, Message, Meta, Request, Response,
-    ResponseMessage, Usage,
-};
+pub use record::{Choice, Exchange, Message, Meta, Request, Response, ResponseMessage, Usage};
 pub use text::{Content, LogitBias, Prompt};
 pub use timestamp::Timestamp;
 

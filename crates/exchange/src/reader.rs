@@ -21,7 +21,9 @@ pub struct ReaderOptions {
 
 impl Default for ReaderOptions {
     fn default() -> Self {
-        Self { max_line_bytes: 16 << 20 }
+        Self {
+            max_line_bytes: 16 << 20,
+        }
     }
 }
 
@@ -111,13 +113,21 @@ impl fmt::Display for BadLineReport {
         if self.total == 0 {
             return writeln!(f, "bad lines: 0");
         }
-        let kinds: Vec<String> = self.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let kinds: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         writeln!(f, "bad lines: {} ({})", self.total, kinds.join(", "))?;
         for b in &self.first {
             writeln!(f, "  {b}")?;
         }
         if self.total > self.first.len() as u64 {
-            writeln!(f, "  … {} more, counted above by kind", self.total - self.first.len() as u64)?;
+            writeln!(
+                f,
+                "  … {} more, counted above by kind",
+                self.total - self.first.len() as u64
+            )?;
         }
         Ok(())
     }
@@ -126,9 +136,15 @@ impl fmt::Display for BadLineReport {
 /// One line as read from the source, without its line ending.
 #[derive(Debug)]
 pub enum RawLine {
-    Line { number: u64, bytes: Vec<u8> },
+    Line {
+        number: u64,
+        bytes: Vec<u8>,
+    },
     /// A line longer than the limit; its bytes were discarded.
-    TooLong { number: u64, bytes: u64 },
+    TooLong {
+        number: u64,
+        bytes: u64,
+    },
 }
 
 /// The lines of a log, one at a time.
@@ -154,13 +170,24 @@ impl LineSource {
     /// Wraps any byte source, unpacking it when it starts with the gzip magic bytes.
     pub fn from_reader(reader: impl Read + Send + 'static, options: ReaderOptions) -> Self {
         let mut buffered = BufReader::with_capacity(1 << 20, reader);
-        let is_gzip = buffered.fill_buf().map(|b| b.starts_with(&GZIP_MAGIC)).unwrap_or(false);
+        let is_gzip = buffered
+            .fill_buf()
+            .map(|b| b.starts_with(&GZIP_MAGIC))
+            .unwrap_or(false);
         let input: Box<dyn BufRead + Send> = if is_gzip {
-            Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(buffered)))
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                MultiGzDecoder::new(buffered),
+            ))
         } else {
             Box::new(buffered)
         };
-        Self { input, options, number: 0, done: false }
+        Self {
+            input,
+            options,
+            number: 0,
+            done: false,
+        }
     }
 
     /// Number of the last line returned.
@@ -176,7 +203,9 @@ impl LineSource {
                 return None;
             }
             match self.read_one() {
-                Ok(Some(RawLine::Line { bytes, .. })) if bytes.iter().all(u8::is_ascii_whitespace) => {
+                Ok(Some(RawLine::Line { bytes, .. }))
+                    if bytes.iter().all(u8::is_ascii_whitespace) =>
+                {
                     continue
                 }
                 Ok(Some(line)) => return Some(Ok(line)),
@@ -228,12 +257,18 @@ impl LineSource {
         }
         self.number += 1;
         if skipped > 0 {
-            return Ok(Some(RawLine::TooLong { number: self.number, bytes: skipped }));
+            return Ok(Some(RawLine::TooLong {
+                number: self.number,
+                bytes: skipped,
+            }));
         }
         if bytes.last() == Some(&b'\r') {
             bytes.pop();
         }
-        Ok(Some(RawLine::Line { number: self.number, bytes }))
+        Ok(Some(RawLine::Line {
+            number: self.number,
+            bytes,
+        }))
     }
 }
 
@@ -242,12 +277,18 @@ mod tests {
     use super::*;
 
     fn lines(input: &[u8], max: usize) -> Vec<String> {
-        let mut src =
-            LineSource::from_reader(io::Cursor::new(input.to_vec()), ReaderOptions { max_line_bytes: max });
+        let mut src = LineSource::from_reader(
+            io::Cursor::new(input.to_vec()),
+            ReaderOptions {
+                max_line_bytes: max,
+            },
+        );
         let mut out = Vec::new();
         while let Some(item) = src.next_line() {
             out.push(match item {
-                Ok(RawLine::Line { number, bytes }) => format!("{number}:{}", String::from_utf8_lossy(&bytes)),
+                Ok(RawLine::Line { number, bytes }) => {
+                    format!("{number}:{}", String::from_utf8_lossy(&bytes))
+                }
                 Ok(RawLine::TooLong { number, bytes }) => format!("{number}:too_long({bytes})"),
                 Err(e) => format!("err:{e}"),
             });

@@ -177,7 +177,8 @@ impl Response {
             .map(|c| {
                 c.text.as_deref().map_or(0, str::len)
                     + c.message.as_ref().map_or(0, |m| {
-                        m.content.as_str().len() + m.reasoning_content.as_deref().map_or(0, str::len)
+                        m.content.as_str().len()
+                            + m.reasoning_content.as_deref().map_or(0, str::len)
                     })
             })
             .sum()

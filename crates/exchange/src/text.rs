@@ -117,7 +117,10 @@ pub struct Prompt {
 
 impl Prompt {
     pub fn text(s: impl Into<String>) -> Self {
-        Prompt { texts: vec![s.into()], token_ids: 0 }
+        Prompt {
+            texts: vec![s.into()],
+            token_ids: 0,
+        }
     }
 
     /// The first text, the part that carries the instruction in practice.
@@ -268,6 +271,9 @@ mod tests {
     #[test]
     fn logit_bias_keeps_entries() {
         let b: LogitBias = serde_json::from_str(r#"{"50256": -100, "13": 5.5}"#).unwrap();
-        assert_eq!(b.0, vec![("50256".to_owned(), -100.0), ("13".to_owned(), 5.5)]);
+        assert_eq!(
+            b.0,
+            vec![("50256".to_owned(), -100.0), ("13".to_owned(), 5.5)]
+        );
     }
 }

@@ -14,13 +14,19 @@ impl Timestamp {
     /// Parses RFC 3339 text (offset required).
     pub fn parse(text: &str) -> Result<Self, chrono::ParseError> {
         let parsed = chrono::DateTime::parse_from_rfc3339(text)?;
-        Ok(Self { millis: parsed.timestamp_millis(), text: text.to_owned() })
+        Ok(Self {
+            millis: parsed.timestamp_millis(),
+            text: text.to_owned(),
+        })
     }
 
     /// The UTC instant `millis` after the epoch, written with millisecond precision and `Z`.
     pub fn from_millis(millis: i64) -> Self {
         let dt = chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default();
-        Self { millis, text: dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string() }
+        Self {
+            millis,
+            text: dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        }
     }
 
     pub fn millis(&self) -> i64 {
@@ -53,7 +59,8 @@ impl<'de> Deserialize<'de> for Timestamp {
                 f.write_str("an RFC 3339 timestamp string")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Timestamp, E> {
-                Timestamp::parse(v).map_err(|e| E::custom(format_args!("invalid timestamp {v:?}: {e}")))
+                Timestamp::parse(v)
+                    .map_err(|e| E::custom(format_args!("invalid timestamp {v:?}: {e}")))
             }
         }
         d.deserialize_str(Visitor)
@@ -76,6 +83,9 @@ mod tests {
     #[test]
     fn from_millis_round_trips() {
         let t = Timestamp::from_millis(1_772_366_400_123);
-        assert_eq!(Timestamp::parse(t.as_str()).unwrap().millis(), 1_772_366_400_123);
+        assert_eq!(
+            Timestamp::parse(t.as_str()).unwrap().millis(),
+            1_772_366_400_123
+        );
     }
 }

@@ -76,7 +76,11 @@ impl Evasion {
             sticky_home_ip: w.chance(0.4),
             aged: w.chance(0.3),
             max_tokens: *w.pick(&[4096, 4096, 8192, 2048, 1500, 1024]),
-            cover_chat: if w.chance(0.3) { w.rng.gen_range(0.05..0.2) } else { 0.0 },
+            cover_chat: if w.chance(0.3) {
+                w.rng.gen_range(0.05..0.2)
+            } else {
+                0.0
+            },
             paraphrase: w.chance(0.5),
         }
     }
@@ -85,10 +89,19 @@ impl Evasion {
 fn wrap(w: &mut World, wrapper: &str, q: &str, paraphrase: bool) -> String {
     let mut p = wrapper.replace("{}", q);
     if paraphrase && w.chance(0.5) {
-        let tweak = *w.pick(&["Please. ", "Hi! ", "", "Task: ", "Quick one: ", "I need help. "]);
+        let tweak = *w.pick(&[
+            "Please. ",
+            "Hi! ",
+            "",
+            "Task: ",
+            "Quick one: ",
+            "I need help. ",
+        ]);
         p = format!("{tweak}{p}");
         if w.chance(0.3) {
-            p = p.replace("detailed", "thorough").replace("comprehensive", "complete");
+            p = p
+                .replace("detailed", "thorough")
+                .replace("comprehensive", "complete");
         }
     }
     p
@@ -103,9 +116,18 @@ pub fn harvester_identity(w: &mut World, ev: &Evasion) -> Identity {
         let (ips, asn) = w.cloud_ips(r102);
         (Addresses::Fixed(ips), asn)
     } else {
-        (Addresses::Rotating { nets: w.isp_nets(6) }, 0)
+        (
+            Addresses::Rotating {
+                nets: w.isp_nets(6),
+            },
+            0,
+        )
     };
-    let age = if ev.aged { w.rng.gen_range(60.0..700.0) } else { w.rng.gen_range(0.0..5.0) };
+    let age = if ev.aged {
+        w.rng.gen_range(60.0..700.0)
+    } else {
+        w.rng.gen_range(0.0..5.0)
+    };
     w.identity(addresses, (asn > 0).then_some(asn), age)
 }
 
@@ -135,7 +157,10 @@ pub fn harvest(w: &mut World, kind: Harvest) -> (Identity, Vec<Exchange>) {
     let calls = w.rng.gen_range(400..3500);
     let wrappers: Vec<&str> = match kind {
         Harvest::ChainOfThought => {
-            let mut v: Vec<&str> = COT_WRAPPERS.choose_multiple(&mut w.rng, 2).copied().collect();
+            let mut v: Vec<&str> = COT_WRAPPERS
+                .choose_multiple(&mut w.rng, 2)
+                .copied()
+                .collect();
             if w.chance(0.4) {
                 v.push(*w.pick(HIDDEN_WRAPPERS));
             }
@@ -143,7 +168,10 @@ pub fn harvest(w: &mut World, kind: Harvest) -> (Identity, Vec<Exchange>) {
         }
         _ => {
             let k = w.rng.gen_range(1..3);
-            PLAIN_WRAPPERS.choose_multiple(&mut w.rng, k).copied().collect()
+            PLAIN_WRAPPERS
+                .choose_multiple(&mut w.rng, k)
+                .copied()
+                .collect()
         }
     };
     let reasoning_effort = matches!(kind, Harvest::ChainOfThought) && w.chance(0.5);
@@ -162,7 +190,18 @@ pub fn harvest(w: &mut World, kind: Harvest) -> (Identity, Vec<Exchange>) {
     for ts in times {
         if ev.cover_chat > 0.0 && w.chance(ev.cover_chat) {
             let conv = w.corpora.chats.choose(&mut w.rng).expect("chats").clone();
-            converse(w, &who, &mut out, &conv, None, ts, 3, &Params::default(), None, old);
+            converse(
+                w,
+                &who,
+                &mut out,
+                &conv,
+                None,
+                ts,
+                3,
+                &Params::default(),
+                None,
+                old,
+            );
             continue;
         }
         let q = w.broad_prompt();
@@ -182,14 +221,29 @@ pub fn harvest(w: &mut World, kind: Harvest) -> (Identity, Vec<Exchange>) {
         if matches!(kind, Harvest::Logprobs) {
             params.logprobs = true;
             params.top_logprobs = Some(*w.pick(&[5, 10, 20]));
-            params.n = if w.chance(0.5) { Some(w.rng.gen_range(2..5)) } else { None };
+            params.n = if w.chance(0.5) {
+                Some(w.rng.gen_range(2..5))
+            } else {
+                None
+            };
             params.completions = false;
         }
         let model = match kind {
             Harvest::ModelPivot if ts >= pivot_at => w.new_model.to_owned(),
             _ => w.old_models[old].to_owned(),
         };
-        out.push(w.exchange(&who, Call { ts, model, messages: vec![msg("user", &prompt)], answer: q.answer, reasoning, tool_call: None, params }));
+        out.push(w.exchange(
+            &who,
+            Call {
+                ts,
+                model,
+                messages: vec![msg("user", &prompt)],
+                answer: q.answer,
+                reasoning,
+                tool_call: None,
+                params,
+            },
+        ));
     }
     (who, out)
 }
@@ -199,7 +253,9 @@ pub fn logit_sweep(w: &mut World) -> (Identity, Vec<Exchange>) {
     let ev = Evasion::draw(w);
     let who = harvester_identity(w, &ev);
     let calls = w.rng.gen_range(400..2500);
-    let prompts: Vec<Pair> = (0..w.rng.gen_range(3..30)).map(|_| w.broad_prompt()).collect();
+    let prompts: Vec<Pair> = (0..w.rng.gen_range(3..30))
+        .map(|_| w.broad_prompt())
+        .collect();
     let from = w.start + w.rng.gen_range(0..(w.end - w.start) / 2);
     let times = harvest_times(w, &ev, from, w.end, calls);
     let old = w.rng.gen_range(0..2);
@@ -214,9 +270,27 @@ pub fn logit_sweep(w: &mut World) -> (Identity, Vec<Exchange>) {
                 (next_id.to_string(), 100.0)
             })
             .collect();
-        let params = Params { max_tokens: Some(1), temperature: Some(0.0), logprobs: w.chance(0.5), top_logprobs: None, logit_bias: Some(bias), ..Params::default() };
+        let params = Params {
+            max_tokens: Some(1),
+            temperature: Some(0.0),
+            logprobs: w.chance(0.5),
+            top_logprobs: None,
+            logit_bias: Some(bias),
+            ..Params::default()
+        };
         let answer = p.answer.chars().take(4).collect();
-        out.push(w.exchange(&who, Call { ts, model: w.old_models[old].to_owned(), messages: vec![msg("user", &p.prompt)], answer, reasoning: None, tool_call: None, params }));
+        out.push(w.exchange(
+            &who,
+            Call {
+                ts,
+                model: w.old_models[old].to_owned(),
+                messages: vec![msg("user", &p.prompt)],
+                answer,
+                reasoning: None,
+                tool_call: None,
+                params,
+            },
+        ));
     }
     (who, out)
 }
@@ -228,7 +302,11 @@ pub fn low_and_slow(w: &mut World) -> (Identity, Vec<Exchange>) {
     let who = w.identity(Addresses::Fixed(vec![ip]), Some(asn), age);
     let tz = w.tz();
     let harvest_share = w.rng.gen_range(0.3..0.6);
-    let wrapper = if w.chance(0.5) { *w.pick(COT_WRAPPERS) } else { *w.pick(PLAIN_WRAPPERS) };
+    let wrapper = if w.chance(0.5) {
+        *w.pick(COT_WRAPPERS)
+    } else {
+        *w.pick(PLAIN_WRAPPERS)
+    };
     let calls = w.rng.gen_range(250..1200);
     let old = w.rng.gen_range(0..2);
     let mut out = Vec::new();
@@ -236,11 +314,37 @@ pub fn low_and_slow(w: &mut World) -> (Identity, Vec<Exchange>) {
         if w.chance(harvest_share) {
             let q = w.broad_prompt();
             let prompt = wrap(w, wrapper, &q.prompt, true);
-            let params = Params { max_tokens: Some(*w.pick(&[2048, 4096])), temperature: Some(0.7), ..Params::default() };
-            out.push(w.exchange(&who, Call { ts, model: w.old_models[old].to_owned(), messages: vec![msg("user", &prompt)], answer: q.answer, reasoning: None, tool_call: None, params }));
+            let params = Params {
+                max_tokens: Some(*w.pick(&[2048, 4096])),
+                temperature: Some(0.7),
+                ..Params::default()
+            };
+            out.push(w.exchange(
+                &who,
+                Call {
+                    ts,
+                    model: w.old_models[old].to_owned(),
+                    messages: vec![msg("user", &prompt)],
+                    answer: q.answer,
+                    reasoning: None,
+                    tool_call: None,
+                    params,
+                },
+            ));
         } else {
             let conv = w.corpora.chats.choose(&mut w.rng).expect("chats").clone();
-            converse(w, &who, &mut out, &conv, None, ts, 2, &Params::default(), None, old);
+            converse(
+                w,
+                &who,
+                &mut out,
+                &conv,
+                None,
+                ts,
+                2,
+                &Params::default(),
+                None,
+                old,
+            );
         }
     }
     (who, out)
@@ -260,24 +364,62 @@ pub fn self_instruct(w: &mut World) -> (Identity, Vec<Exchange>) {
     let mut out = Vec::new();
     for ts in times {
         let (prompt, answer) = if w.chance(gen_share) {
-            let examples: Vec<Pair> = w.corpora.seeds.choose_multiple(&mut w.rng, 8).cloned().collect();
+            let examples: Vec<Pair> = w
+                .corpora
+                .seeds
+                .choose_multiple(&mut w.rng, 8)
+                .cloned()
+                .collect();
             let mut p = match style {
                 0 => "Come up with a series of tasks:\n\n".to_owned(),
                 1 => "You are asked to come up with a set of 20 diverse task instructions. These task instructions will be given to a GPT model.\n\nHere are some examples:\n".to_owned(),
                 _ => "Brainstorm new tasks similar to the examples below, covering different kinds of tasks.\n\n".to_owned(),
             };
             for (i, e) in examples.iter().enumerate() {
-                p.push_str(&format!("Task {}: {}\n", i + 1, e.prompt.lines().next().unwrap_or("")));
+                p.push_str(&format!(
+                    "Task {}: {}\n",
+                    i + 1,
+                    e.prompt.lines().next().unwrap_or("")
+                ));
             }
             p.push_str("Task 9:");
-            let answer = (0..10).map(|i| format!("Task {}: {}", i + 9, w.broad_prompt().prompt.lines().next().unwrap_or(""))).collect::<Vec<_>>().join("\n");
+            let answer = (0..10)
+                .map(|i| {
+                    format!(
+                        "Task {}: {}",
+                        i + 9,
+                        w.broad_prompt().prompt.lines().next().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
             (p, answer)
         } else {
-            let q = if w.chance(0.3) { w.corpora.seeds.choose(&mut w.rng).expect("seeds").clone() } else { w.broad_prompt() };
+            let q = if w.chance(0.3) {
+                w.corpora.seeds.choose(&mut w.rng).expect("seeds").clone()
+            } else {
+                w.broad_prompt()
+            };
             (q.prompt, q.answer)
         };
-        let params = Params { max_tokens: Some(ev.max_tokens), temperature: Some(0.7), completions: style == 0, ..Params::default() };
-        out.push(w.exchange(&who, Call { ts, model: w.old_models[old].to_owned(), messages: vec![msg("user", &prompt)], answer, reasoning: None, tool_call: None, params }));
+        let params = Params {
+            max_tokens: Some(ev.max_tokens),
+            temperature: Some(0.7),
+            completions: style == 0,
+            ..Params::default()
+        };
+        out.push(w.exchange(
+            &who,
+            Call {
+                ts,
+                model: w.old_models[old].to_owned(),
+                messages: vec![msg("user", &prompt)],
+                answer,
+                reasoning: None,
+                tool_call: None,
+                params,
+            },
+        ));
     }
     (who, out)
 }
@@ -287,12 +429,19 @@ pub fn synthetic_multiturn(w: &mut World) -> (Identity, Vec<Exchange>) {
     let ev = Evasion::draw(w);
     let who = harvester_identity(w, &ev);
     let r285 = w.rng.gen_range(8..20);
-    let pool: Vec<&str> = FOLLOW_UPS.choose_multiple(&mut w.rng, r285).copied().collect();
+    let pool: Vec<&str> = FOLLOW_UPS
+        .choose_multiple(&mut w.rng, r285)
+        .copied()
+        .collect();
     let conversations = w.rng.gen_range(120..900);
     let from = w.start + w.rng.gen_range(0..(w.end - w.start) / 3);
     let times = harvest_times(w, &ev, from, w.end, conversations);
     let old = w.rng.gen_range(0..2);
-    let params = Params { max_tokens: Some(ev.max_tokens), temperature: Some(0.8), ..Params::default() };
+    let params = Params {
+        max_tokens: Some(ev.max_tokens),
+        temperature: Some(0.8),
+        ..Params::default()
+    };
     let mut out = Vec::new();
     for start in times {
         let q = w.broad_prompt();
@@ -300,10 +449,25 @@ pub fn synthetic_multiturn(w: &mut World) -> (Identity, Vec<Exchange>) {
         let mut answer = q.answer;
         let mut ts = start;
         for turn in 0..w.rng.gen_range(2..6) {
-            out.push(w.exchange(&who, Call { ts, model: w.old_models[old].to_owned(), messages: history.clone(), answer: answer.clone(), reasoning: None, tool_call: None, params: params.clone() }));
+            out.push(w.exchange(
+                &who,
+                Call {
+                    ts,
+                    model: w.old_models[old].to_owned(),
+                    messages: history.clone(),
+                    answer: answer.clone(),
+                    reasoning: None,
+                    tool_call: None,
+                    params: params.clone(),
+                },
+            ));
             history.push(msg("assistant", &answer));
             let follow = *w.pick(&pool);
-            let follow = if ev.paraphrase && turn % 2 == 1 { format!("{follow} Please be detailed.") } else { follow.to_owned() };
+            let follow = if ev.paraphrase && turn % 2 == 1 {
+                format!("{follow} Please be detailed.")
+            } else {
+                follow.to_owned()
+            };
             history.push(msg("user", &follow));
             answer = w.some_answer();
             ts += w.rng.gen_range(2_000..30_000);
@@ -321,19 +485,45 @@ pub fn agentic_harvest(w: &mut World) -> (Identity, Vec<Exchange>) {
     let from = w.start + w.rng.gen_range(0..(w.end - w.start) / 3);
     let times = harvest_times(w, &ev, from, w.end, tasks);
     let old = w.rng.gen_range(0..2);
-    let params = Params { max_tokens: Some(ev.max_tokens), temperature: Some(0.7), tools: Some(tools.clone()), ..Params::default() };
+    let params = Params {
+        max_tokens: Some(ev.max_tokens),
+        temperature: Some(0.7),
+        tools: Some(tools.clone()),
+        ..Params::default()
+    };
     let mut out = Vec::new();
     for start in times {
         let q = w.broad_prompt();
-        let mut history = vec![msg("system", "You are a helpful agent with tools."), msg("user", &q.prompt)];
+        let mut history = vec![
+            msg("system", "You are a helpful agent with tools."),
+            msg("user", &q.prompt),
+        ];
         let steps = w.rng.gen_range(2..6);
         let mut ts = start;
         for s in 0..steps {
             let last = s + 1 == steps;
-            let tool = tools.choose(&mut w.rng).expect("tools")["function"]["name"].as_str().unwrap_or("tool").to_owned();
+            let tool = tools.choose(&mut w.rng).expect("tools")["function"]["name"]
+                .as_str()
+                .unwrap_or("tool")
+                .to_owned();
             let tc = (!last).then(|| serde_json::json!({"id": format!("call_{}", w.hex(8)), "type": "function", "function": {"name": tool, "arguments": "{\"arg\":\"...\"}"}}));
-            let answer = if last { q.answer.clone() } else { String::new() };
-            out.push(w.exchange(&who, Call { ts, model: w.old_models[old].to_owned(), messages: history.clone(), answer, reasoning: None, tool_call: tc.clone(), params: params.clone() }));
+            let answer = if last {
+                q.answer.clone()
+            } else {
+                String::new()
+            };
+            out.push(w.exchange(
+                &who,
+                Call {
+                    ts,
+                    model: w.old_models[old].to_owned(),
+                    messages: history.clone(),
+                    answer,
+                    reasoning: None,
+                    tool_call: tc.clone(),
+                    params: params.clone(),
+                },
+            ));
             if let Some(tc) = tc {
                 let mut m = msg("assistant", "");
                 m.tool_calls = Some(vec![tc]);
@@ -354,8 +544,20 @@ pub fn hydra(w: &mut World) -> Vec<(Identity, Vec<Exchange>)> {
     let per_member = w.rng.gen_range(30..150);
     let total = members * per_member;
     let cot = w.chance(0.5);
-    let wrappers: Vec<&str> = if cot { COT_WRAPPERS.choose_multiple(&mut w.rng, 2).copied().collect() } else { PLAIN_WRAPPERS.choose_multiple(&mut w.rng, 2).copied().collect() };
-    let payments: Vec<String> = (0..w.rng.gen_range(1..5)).map(|_| format!("pf_{}", w.hex(12))).collect();
+    let wrappers: Vec<&str> = if cot {
+        COT_WRAPPERS
+            .choose_multiple(&mut w.rng, 2)
+            .copied()
+            .collect()
+    } else {
+        PLAIN_WRAPPERS
+            .choose_multiple(&mut w.rng, 2)
+            .copied()
+            .collect()
+    };
+    let payments: Vec<String> = (0..w.rng.gen_range(1..5))
+        .map(|_| format!("pf_{}", w.hex(12)))
+        .collect();
     let nets = w.isp_nets(8);
     let signup = w.start - w.rng.gen_range(0..3 * 24) * HOUR;
     let max_tokens = *w.pick(&[1024, 2048, 4096]);
@@ -368,7 +570,11 @@ pub fn hydra(w: &mut World) -> Vec<(Identity, Vec<Exchange>)> {
             let mut who = w.identity(Addresses::Rotating { nets: nets.clone() }, None, 0.0);
             let m = &mut who.meta;
             m.payment_fingerprint = Some(w.pick(&payments).clone());
-            m.signup_ts = Some(exchange::Timestamp::from_millis(signup + w.rng.gen_range(0..6 * HOUR)).as_str().to_owned());
+            m.signup_ts = Some(
+                exchange::Timestamp::from_millis(signup + w.rng.gen_range(0..6 * HOUR))
+                    .as_str()
+                    .to_owned(),
+            );
             m.asn = None;
             (who, Vec::new())
         })
@@ -378,9 +584,24 @@ pub fn hydra(w: &mut World) -> Vec<(Identity, Vec<Exchange>)> {
         let q = w.broad_prompt();
         let wrapper = *w.pick(&wrappers);
         let prompt = wrap(w, wrapper, &q.prompt, true);
-        let params = Params { max_tokens: Some(max_tokens), temperature: Some(0.7), ..Params::default() };
+        let params = Params {
+            max_tokens: Some(max_tokens),
+            temperature: Some(0.7),
+            ..Params::default()
+        };
         let who = group[member].0.clone();
-        let ex = w.exchange(&who, Call { ts, model: w.old_models[old].to_owned(), messages: vec![msg("user", &prompt)], answer: q.answer, reasoning: None, tool_call: None, params });
+        let ex = w.exchange(
+            &who,
+            Call {
+                ts,
+                model: w.old_models[old].to_owned(),
+                messages: vec![msg("user", &prompt)],
+                answer: q.answer,
+                reasoning: None,
+                tool_call: None,
+                params,
+            },
+        );
         group[member].1.push(ex);
     }
     group

@@ -13,9 +13,16 @@ pub enum CorpusError {
     #[error("corpus directory {0} not found: pass --data-dir pointing at shared/data (it holds corpora/ and traces/)")]
     Missing(PathBuf),
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} line {line}: {message}")]
-    Parse { path: PathBuf, line: usize, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,10 +89,19 @@ struct MathRecord {
     answer: String,
 }
 
-fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path, mut each: impl FnMut(T)) -> Result<(), CorpusError> {
-    let file = File::open(path).map_err(|source| CorpusError::Io { path: path.to_owned(), source })?;
+fn read_jsonl<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    mut each: impl FnMut(T),
+) -> Result<(), CorpusError> {
+    let file = File::open(path).map_err(|source| CorpusError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|source| CorpusError::Io { path: path.to_owned(), source })?;
+        let line = line.map_err(|source| CorpusError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         let record = serde_json::from_str(&line).map_err(|e| CorpusError::Parse {
             path: path.to_owned(),
             line: i + 1,
@@ -98,7 +114,10 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path, mut each: impl FnMut(T)
 
 /// Arrival gaps (seconds, positive) from a `TIMESTAMP,ContextTokens,GeneratedTokens` trace.
 fn read_gaps(path: &Path) -> Result<Vec<f64>, CorpusError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CorpusError::Io { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| CorpusError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     let mut times = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         let stamp = line.split(',').next().unwrap_or("").trim();
@@ -114,7 +133,11 @@ fn read_gaps(path: &Path) -> Result<Vec<f64>, CorpusError> {
         }
         times.push(secs);
     }
-    Ok(times.windows(2).map(|w| w[1] - w[0]).filter(|g| *g > 0.0).collect())
+    Ok(times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|g| *g > 0.0)
+        .collect())
 }
 
 impl Corpora {
@@ -129,27 +152,47 @@ impl Corpora {
         read_jsonl(&c.join("benign-sharegpt.jsonl"), |r: ConversationRecord| {
             out.chats.push(Conversation { turns: r.turns })
         })?;
-        read_jsonl(&c.join("benign-hh-harmless.jsonl"), |r: ConversationRecord| {
-            out.dialogues.push(Conversation { turns: r.turns })
-        })?;
-        read_jsonl(&c.join("instruct-selfinstruct-seeds.jsonl"), |r: SeedRecord| {
-            let prompt = if r.input.is_empty() { r.instruction } else { format!("{}\n\n{}", r.instruction, r.input) };
-            out.seeds.push(Pair { prompt, answer: r.output })
-        })?;
+        read_jsonl(
+            &c.join("benign-hh-harmless.jsonl"),
+            |r: ConversationRecord| out.dialogues.push(Conversation { turns: r.turns }),
+        )?;
+        read_jsonl(
+            &c.join("instruct-selfinstruct-seeds.jsonl"),
+            |r: SeedRecord| {
+                let prompt = if r.input.is_empty() {
+                    r.instruction
+                } else {
+                    format!("{}\n\n{}", r.instruction, r.input)
+                };
+                out.seeds.push(Pair {
+                    prompt,
+                    answer: r.output,
+                })
+            },
+        )?;
         let mut current: Option<String> = None;
         read_jsonl(&c.join("templated-t0-dev.jsonl"), |r: TemplatedRecord| {
             if current.as_deref() != Some(&r.template) {
                 out.templated.push(Vec::new());
                 current = Some(r.template);
             }
-            out.templated.last_mut().expect("pushed").push(Pair { prompt: r.prompt, answer: r.completion });
+            out.templated.last_mut().expect("pushed").push(Pair {
+                prompt: r.prompt,
+                answer: r.completion,
+            });
         })?;
         read_jsonl(&c.join("math-gsm8k-train.jsonl"), |r: MathRecord| {
-            out.math.push(Pair { prompt: r.question, answer: r.answer })
+            out.math.push(Pair {
+                prompt: r.question,
+                answer: r.answer,
+            })
         })?;
         out.chat_gaps = read_gaps(&t.join("azure-llm-conv-2023.csv"))?;
         out.code_gaps = read_gaps(&t.join("azure-llm-code-2023.csv"))?;
-        out.chats.retain(|c| c.turns.iter().any(|t| t.role == "user") && c.turns.iter().any(|t| t.role == "assistant"));
+        out.chats.retain(|c| {
+            c.turns.iter().any(|t| t.role == "user")
+                && c.turns.iter().any(|t| t.role == "assistant")
+        });
         Ok(out)
     }
 

@@ -74,7 +74,11 @@ pub fn auroc(scored: &[(f64, bool)]) -> f64 {
 }
 
 /// `exchange_times` maps each account to the times (ms) of its exchanges.
-pub fn evaluate(labels: &[Label], verdicts: &HashMap<String, Verdict>, exchange_times: &HashMap<String, Vec<i64>>) -> Evaluation {
+pub fn evaluate(
+    labels: &[Label],
+    verdicts: &HashMap<String, Verdict>,
+    exchange_times: &HashMap<String, Vec<i64>>,
+) -> Evaluation {
     let mut e = Evaluation::default();
     let mut scored = Vec::new();
     let mut campaigns: BTreeMap<String, (Vec<i64>, Option<i64>)> = BTreeMap::new();
@@ -89,7 +93,9 @@ pub fn evaluate(labels: &[Label], verdicts: &HashMap<String, Verdict>, exchange_
             let r = e.tpr_by_archetype.entry(l.archetype.clone()).or_default();
             r.of += 1;
             r.hits += usize::from(flagged);
-            let c = campaigns.entry(l.campaign.clone().unwrap_or_else(|| l.account.clone())).or_default();
+            let c = campaigns
+                .entry(l.campaign.clone().unwrap_or_else(|| l.account.clone()))
+                .or_default();
             if let Some(t) = exchange_times.get(&l.account) {
                 c.0.extend(t);
             }
@@ -103,7 +109,8 @@ pub fn evaluate(labels: &[Label], verdicts: &HashMap<String, Verdict>, exchange_
             r.of += 1;
             r.hits += usize::from(flagged);
             if flagged {
-                e.false_positives.push(format!("{} ({})", l.account, l.archetype));
+                e.false_positives
+                    .push(format!("{} ({})", l.account, l.archetype));
             }
         }
     }
@@ -139,8 +146,20 @@ mod tests {
 
     #[test]
     fn time_to_detect_counts_exchanges_before_the_flag() {
-        let labels = vec![Label { account: "a".into(), class: "attack".into(), archetype: "x".into(), campaign: Some("c".into()) }];
-        let verdicts = HashMap::from([("a".to_owned(), Verdict { score: 1.0, distilling: true, first_flagged: Some(5) })]);
+        let labels = vec![Label {
+            account: "a".into(),
+            class: "attack".into(),
+            archetype: "x".into(),
+            campaign: Some("c".into()),
+        }];
+        let verdicts = HashMap::from([(
+            "a".to_owned(),
+            Verdict {
+                score: 1.0,
+                distilling: true,
+                first_flagged: Some(5),
+            },
+        )]);
         let times = HashMap::from([("a".to_owned(), (0..100).collect::<Vec<i64>>())]);
         let e = evaluate(&labels, &verdicts, &times);
         assert_eq!(e.time_to_detect["c"], 0.05);

@@ -54,7 +54,13 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        Self { seed: 1, benign_accounts: 300, campaigns: None, days: 3.0, start_ms: 1_772_323_200_000 }
+        Self {
+            seed: 1,
+            benign_accounts: 300,
+            campaigns: None,
+            days: 3.0,
+            start_ms: 1_772_323_200_000,
+        }
     }
 }
 
@@ -93,7 +99,8 @@ pub fn simulate(config: &SimConfig, corpora: &Corpora) -> Simulation {
     let mut w = World::new(config.seed, corpora, config.start_ms, config.days);
     let mut exchanges = Vec::new();
     let mut labels = Vec::new();
-    let weights = rand::distributions::WeightedIndex::new(BENIGN_KINDS.iter().map(|k| k.1)).expect("weights");
+    let weights =
+        rand::distributions::WeightedIndex::new(BENIGN_KINDS.iter().map(|k| k.1)).expect("weights");
     for _ in 0..config.benign_accounts {
         let kind = BENIGN_KINDS[weights.sample(&mut w.rng)].0;
         let (who, ex) = match kind {
@@ -106,10 +113,17 @@ pub fn simulate(config: &SimConfig, corpora: &Corpora) -> Simulation {
             "rag_app" => benign::rag_app(&mut w),
             _ => benign::agent(&mut w),
         };
-        labels.push(Label { account: who.account, class: "benign".into(), archetype: kind.into(), campaign: None });
+        labels.push(Label {
+            account: who.account,
+            class: "benign".into(),
+            archetype: kind.into(),
+            campaign: None,
+        });
         exchanges.extend(ex);
     }
-    let campaigns = config.campaigns.unwrap_or((config.benign_accounts / 25).max(ATTACK_KINDS.len()));
+    let campaigns = config
+        .campaigns
+        .unwrap_or((config.benign_accounts / 25).max(ATTACK_KINDS.len()));
     for c in 0..campaigns {
         let kind = ATTACK_KINDS[c % ATTACK_KINDS.len()];
         let campaign = format!("campaign-{c:03}");
@@ -126,7 +140,12 @@ pub fn simulate(config: &SimConfig, corpora: &Corpora) -> Simulation {
             _ => vec![attack::agentic_harvest(&mut w)],
         };
         for (who, ex) in members {
-            labels.push(Label { account: who.account, class: "attack".into(), archetype: kind.into(), campaign: Some(campaign.clone()) });
+            labels.push(Label {
+                account: who.account,
+                class: "attack".into(),
+                archetype: kind.into(),
+                campaign: Some(campaign.clone()),
+            });
             exchanges.extend(ex);
         }
     }

@@ -2,7 +2,10 @@
 //! (ids, keys, addresses, clients, payment), arrival-time models and the builder that
 //! turns a call into a logged [`Exchange`] with a plausible response.
 
-use exchange::{Choice, Content, Exchange, LogitBias, Message, Meta, Prompt, Request, Response, ResponseMessage, Timestamp, Usage};
+use exchange::{
+    Choice, Content, Exchange, LogitBias, Message, Meta, Prompt, Request, Response,
+    ResponseMessage, Timestamp, Usage,
+};
 use rand::distributions::WeightedIndex;
 use rand::prelude::*;
 use rand_chacha::ChaCha8Rng;
@@ -14,8 +17,8 @@ pub const DAY: i64 = 24 * HOUR;
 
 /// Relative activity of people by local hour of day.
 const HUMAN_DAY: [f64; 24] = [
-    0.10, 0.05, 0.03, 0.03, 0.03, 0.05, 0.15, 0.35, 0.60, 0.85, 1.00, 1.00, 0.90, 0.95, 1.00, 1.00, 0.95, 0.80,
-    0.60, 0.50, 0.50, 0.45, 0.35, 0.20,
+    0.10, 0.05, 0.03, 0.03, 0.03, 0.05, 0.15, 0.35, 0.60, 0.85, 1.00, 1.00, 0.90, 0.95, 1.00, 1.00,
+    0.95, 0.80, 0.60, 0.50, 0.50, 0.45, 0.35, 0.20,
 ];
 
 pub const USER_AGENTS: &[&str] = &[
@@ -33,11 +36,42 @@ pub const USER_AGENTS: &[&str] = &[
 ];
 
 /// Networks of large clouds: (first octets, ASN). Many unrelated customers live here.
-const CLOUDS: &[([u8; 2], u64)] = &[([34, 82], 15169), ([35, 190], 15169), ([52, 14], 16509), ([3, 120], 16509), ([20, 51], 8075), ([13, 64], 8075), ([104, 131], 14061)];
+const CLOUDS: &[([u8; 2], u64)] = &[
+    ([34, 82], 15169),
+    ([35, 190], 15169),
+    ([52, 14], 16509),
+    ([3, 120], 16509),
+    ([20, 51], 8075),
+    ([13, 64], 8075),
+    ([104, 131], 14061),
+];
 /// Consumer ISP networks.
-const ISPS: &[([u8; 2], u64)] = &[([73, 162], 7922), ([24, 16], 7922), ([98, 207], 7018), ([87, 122], 3320), ([2, 205], 3215), ([181, 46], 7303), ([112, 96], 4134), ([49, 36], 4837), ([95, 24], 12389), ([189, 6], 8151)];
-const COUNTRIES: &[&str] = &["US", "US", "US", "DE", "GB", "FR", "IN", "BR", "JP", "CN", "SG", "CA", "KR", "NL"];
-const EMAIL_DOMAINS: &[&str] = &["gmail.com", "outlook.com", "proton.me", "yahoo.com", "qq.com", "company.example", "corp.example", "startup.example", "uni.example"];
+const ISPS: &[([u8; 2], u64)] = &[
+    ([73, 162], 7922),
+    ([24, 16], 7922),
+    ([98, 207], 7018),
+    ([87, 122], 3320),
+    ([2, 205], 3215),
+    ([181, 46], 7303),
+    ([112, 96], 4134),
+    ([49, 36], 4837),
+    ([95, 24], 12389),
+    ([189, 6], 8151),
+];
+const COUNTRIES: &[&str] = &[
+    "US", "US", "US", "DE", "GB", "FR", "IN", "BR", "JP", "CN", "SG", "CA", "KR", "NL",
+];
+const EMAIL_DOMAINS: &[&str] = &[
+    "gmail.com",
+    "outlook.com",
+    "proton.me",
+    "yahoo.com",
+    "qq.com",
+    "company.example",
+    "corp.example",
+    "startup.example",
+    "uni.example",
+];
 
 pub struct World<'c> {
     pub rng: ChaCha8Rng,
@@ -97,7 +131,11 @@ pub struct Call {
 }
 
 pub fn msg(role: &str, content: &str) -> Message {
-    Message { role: role.to_owned(), content: Content::from(content), tool_calls: None }
+    Message {
+        role: role.to_owned(),
+        content: Content::from(content),
+        tool_calls: None,
+    }
 }
 
 fn tokens(text: &str) -> u64 {
@@ -119,7 +157,9 @@ impl<'c> World<'c> {
     }
 
     pub fn hex(&mut self, n: usize) -> String {
-        (0..n).map(|_| char::from_digit(self.rng.gen_range(0..16), 16).expect("digit")).collect()
+        (0..n)
+            .map(|_| char::from_digit(self.rng.gen_range(0..16), 16).expect("digit"))
+            .collect()
     }
 
     pub fn chance(&mut self, p: f64) -> bool {
@@ -131,7 +171,13 @@ impl<'c> World<'c> {
     }
 
     pub fn ip_in(&mut self, net: [u8; 2]) -> String {
-        format!("{}.{}.{}.{}", net[0], net[1], self.rng.gen_range(0..=255), self.rng.gen_range(1..=254))
+        format!(
+            "{}.{}.{}.{}",
+            net[0],
+            net[1],
+            self.rng.gen_range(0..=255),
+            self.rng.gen_range(1..=254)
+        )
     }
 
     pub fn cloud_ips(&mut self, count: usize) -> (Vec<String>, u64) {
@@ -156,9 +202,13 @@ impl<'c> World<'c> {
             1 => format!("org-{}", self.hex(20)),
             _ => format!("user_{}", self.rng.gen_range(10_000_000u64..99_999_999)),
         };
-        let keys = (0..self.rng.gen_range(1..=3)).map(|_| format!("key_{}", self.hex(10))).collect();
+        let keys = (0..self.rng.gen_range(1..=3))
+            .map(|_| format!("key_{}", self.hex(10)))
+            .collect();
         let ua_count = if self.chance(0.8) { 1 } else { 2 };
-        let user_agents = (0..ua_count).map(|_| self.pick(USER_AGENTS).to_string()).collect();
+        let user_agents = (0..ua_count)
+            .map(|_| self.pick(USER_AGENTS).to_string())
+            .collect();
         let signup = self.start - (age_days * DAY as f64) as i64;
         let meta = Meta {
             payment_fingerprint: Some(format!("pf_{}", self.hex(12))),
@@ -169,7 +219,13 @@ impl<'c> World<'c> {
             email_domain: Some(self.pick(EMAIL_DOMAINS).to_string()),
             tls_fingerprint: Some(format!("t13d{}", self.hex(8))),
         };
-        Identity { account, keys, addresses, user_agents, meta }
+        Identity {
+            account,
+            keys,
+            addresses,
+            user_agents,
+            meta,
+        }
     }
 
     /// An account age: most customers have been around for months, some signed up this week.
@@ -205,14 +261,20 @@ impl<'c> World<'c> {
 
     /// `count` arrivals spread evenly at random over `[from, to)`: a steady Poisson-like stream.
     pub fn steady(&mut self, from: i64, to: i64, count: usize) -> Vec<i64> {
-        let mut out: Vec<i64> = (0..count).map(|_| self.rng.gen_range(from..to.max(from + 1))).collect();
+        let mut out: Vec<i64> = (0..count)
+            .map(|_| self.rng.gen_range(from..to.max(from + 1)))
+            .collect();
         out.sort_unstable();
         out
     }
 
     /// A burst of `count` arrivals from `from`, with gaps drawn from a real trace and scaled.
     pub fn burst(&mut self, from: i64, count: usize, code: bool, scale: f64) -> Vec<i64> {
-        let gaps = if code { &self.corpora.code_gaps } else { &self.corpora.chat_gaps };
+        let gaps = if code {
+            &self.corpora.code_gaps
+        } else {
+            &self.corpora.chat_gaps
+        };
         let mut t = from;
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
@@ -241,9 +303,20 @@ impl<'c> World<'c> {
     /// A conversation opening with its first answer, from real chats.
     pub fn chat_opening(&mut self) -> Pair {
         let c = self.corpora.chats.choose(&mut self.rng).expect("chats");
-        let user = c.turns.iter().find(|t| t.role == "user").map_or("", |t| t.content.as_str());
-        let answer = c.turns.iter().find(|t| t.role == "assistant").map_or("", |t| t.content.as_str());
-        Pair { prompt: user.to_owned(), answer: answer.to_owned() }
+        let user = c
+            .turns
+            .iter()
+            .find(|t| t.role == "user")
+            .map_or("", |t| t.content.as_str());
+        let answer = c
+            .turns
+            .iter()
+            .find(|t| t.role == "assistant")
+            .map_or("", |t| t.content.as_str());
+        Pair {
+            prompt: user.to_owned(),
+            answer: answer.to_owned(),
+        }
     }
 
     /// Any assistant answer from real chats (for calls whose own answer the corpora lack).
@@ -267,7 +340,10 @@ impl<'c> World<'c> {
                 let d = c.dialogues.choose(&mut self.rng).expect("dialogues");
                 Pair {
                     prompt: d.turns[0].content.clone(),
-                    answer: d.turns.get(1).map_or_else(String::new, |t| t.content.clone()),
+                    answer: d
+                        .turns
+                        .get(1)
+                        .map_or_else(String::new, |t| t.content.clone()),
                 }
             }
         }
@@ -291,7 +367,11 @@ impl<'c> World<'c> {
         let p = &call.params;
         let completions = p.completions && call.tool_call.is_none();
         let failed = self.chance(0.01);
-        let status = if failed { *self.pick(&[429u16, 500, 502, 400]) } else { 200 };
+        let status = if failed {
+            *self.pick(&[429u16, 500, 502, 400])
+        } else {
+            200
+        };
         let mut answer = call.answer;
         let mut finish = "stop";
         if let Some(max) = p.max_tokens {
@@ -308,14 +388,21 @@ impl<'c> World<'c> {
             finish = "tool_calls";
         }
         let prompt_text: String = if completions {
-            call.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n\n")
+            call.messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n\n")
         } else {
             String::new()
         };
         let prompt_tokens = if completions {
             tokens(&prompt_text)
         } else {
-            call.messages.iter().map(|m| tokens(m.content.as_str()) + 4).sum()
+            call.messages
+                .iter()
+                .map(|m| tokens(m.content.as_str()) + 4)
+                .sum()
         };
         let n = p.n.unwrap_or(1).max(1);
         let response = (!failed).then(|| Response {
@@ -324,7 +411,11 @@ impl<'c> World<'c> {
                     index: i,
                     message: (!completions).then(|| ResponseMessage {
                         role: "assistant".into(),
-                        content: Content::from(if call.tool_call.is_some() { "" } else { answer.as_str() }),
+                        content: Content::from(if call.tool_call.is_some() {
+                            ""
+                        } else {
+                            answer.as_str()
+                        }),
                         reasoning_content: call.reasoning.clone(),
                         tool_calls: call.tool_call.clone().map(|t| vec![t]),
                     }),
@@ -335,7 +426,8 @@ impl<'c> World<'c> {
                 .collect(),
             usage: Some(Usage {
                 prompt_tokens,
-                completion_tokens: (tokens(&answer) + call.reasoning.as_deref().map_or(0, tokens)) * u64::from(n),
+                completion_tokens: (tokens(&answer) + call.reasoning.as_deref().map_or(0, tokens))
+                    * u64::from(n),
             }),
         });
         let request = Request {
@@ -345,7 +437,7 @@ impl<'c> World<'c> {
             max_tokens: p.max_tokens,
             temperature: p.temperature,
             n: p.n,
-            logprobs: p.logprobs.then(|| serde_json::Value::Bool(true)),
+            logprobs: p.logprobs.then_some(serde_json::Value::Bool(true)),
             top_logprobs: p.top_logprobs,
             logit_bias: p.logit_bias.clone().map(LogitBias),
             stream: p.stream.then_some(true),
@@ -353,7 +445,10 @@ impl<'c> World<'c> {
             reasoning_effort: p.reasoning_effort.map(str::to_owned),
             ..Request::default()
         };
-        let out_tokens = response.as_ref().and_then(|r| r.usage).map_or(0, |u| u.completion_tokens);
+        let out_tokens = response
+            .as_ref()
+            .and_then(|r| r.usage)
+            .map_or(0, |u| u.completion_tokens);
         Exchange {
             id: format!("req_{}", self.hex(20)),
             ts: Timestamp::from_millis(call.ts),
@@ -362,7 +457,12 @@ impl<'c> World<'c> {
             ip: Some(self.address(who)),
             user_agent: Some(self.pick(&who.user_agents).clone()),
             meta: Some(who.meta.clone()),
-            endpoint: if completions { "/v1/completions" } else { "/v1/chat/completions" }.into(),
+            endpoint: if completions {
+                "/v1/completions"
+            } else {
+                "/v1/chat/completions"
+            }
+            .into(),
             status,
             latency_ms: Some((150.0 + out_tokens as f64 * self.rng.gen_range(8.0..20.0)).round()),
             request,

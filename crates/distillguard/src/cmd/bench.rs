@@ -21,6 +21,31 @@ pub struct Args {
 pub enum What {
     /// Detection quality: AUROC, TPR/FPR at `distilling`, per archetype, time to detect.
     Detect(DetectArgs),
+    /// Parse-only pass over a log (read + serde_json into the exchange type, no detection):
+    /// the baseline `scan` throughput is compared with.
+    Parse(ParseArgs),
+    /// Detector memory: replay simulated exchanges spread over N distinct accounts and
+    /// report the process's peak resident memory.
+    Memory(MemoryArgs),
+}
+
+#[derive(clap::Args)]
+pub struct MemoryArgs {
+    #[arg(long, default_value = "../shared/data")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value_t = 100_000)]
+    pub accounts: usize,
+    /// Exchanges fed per account.
+    #[arg(long, default_value_t = 20)]
+    pub per_account: usize,
+}
+
+#[derive(clap::Args)]
+pub struct ParseArgs {
+    pub input: PathBuf,
+    /// Parser threads (default: the number of cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -48,29 +73,72 @@ pub struct DetectArgs {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
         What::Detect(a) => detect(a),
+        What::Parse(a) => parse(a),
+        What::Memory(a) => memory(a),
     }
+}
+
+fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
+    let source = exchange::LineSource::open(&args.input, exchange::ReaderOptions::default())?;
+    let workers = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let start = std::time::Instant::now();
+    let (ok, bad) = crate::pipeline::parse_only(source, workers);
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "parsed {ok} exchanges ({bad} bad lines) in {secs:.2} s: {:.0} exchanges/s",
+        ok as f64 / secs
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(args.config.as_deref())?;
     let corpora = Corpora::load(&args.data_dir)?;
-    let mut dump = args.dump.as_ref().map(|p| File::create(p).map(BufWriter::new)).transpose()?;
+    let mut dump = args
+        .dump
+        .as_ref()
+        .map(|p| File::create(p).map(BufWriter::new))
+        .transpose()?;
     let mut all_labels: Vec<Label> = Vec::new();
     let mut all_verdicts = HashMap::new();
     let mut all_times: HashMap<String, Vec<i64>> = HashMap::new();
     for &size in &args.sizes {
         for seed in 1..=args.seeds {
-            let sim = simulate(&SimConfig { seed, benign_accounts: size, days: args.days, ..SimConfig::default() }, &corpora);
+            let sim = simulate(
+                &SimConfig {
+                    seed,
+                    benign_accounts: size,
+                    days: args.days,
+                    ..SimConfig::default()
+                },
+                &corpora,
+            );
             let mut detector = Detector::new(config.clone());
             let mut times: HashMap<String, Vec<i64>> = HashMap::new();
             for ex in &sim.exchanges {
                 detector.observe(ex);
-                times.entry(ex.account.clone()).or_default().push(ex.ts.millis());
+                times
+                    .entry(ex.account.clone())
+                    .or_default()
+                    .push(ex.ts.millis());
             }
             let mut verdicts = HashMap::new();
             for r in detector.reports() {
-                let first_flagged = r.first_flagged.as_deref().and_then(|t| exchange::Timestamp::parse(t).ok()).map(|t| t.millis());
-                verdicts.insert(r.account.clone(), Verdict { score: r.score, distilling: r.verdict == DetectVerdict::Distilling, first_flagged });
+                let first_flagged = r
+                    .first_flagged
+                    .as_deref()
+                    .and_then(|t| exchange::Timestamp::parse(t).ok())
+                    .map(|t| t.millis());
+                verdicts.insert(
+                    r.account.clone(),
+                    Verdict {
+                        score: r.score,
+                        distilling: r.verdict == DetectVerdict::Distilling,
+                        first_flagged,
+                    },
+                );
             }
             let e = evaluate(&sim.labels, &verdicts, &times);
             println!(
@@ -115,7 +183,10 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let pooled: Evaluation = evaluate(&all_labels, &all_verdicts, &all_times);
-    println!("\npooled over {} runs:", args.sizes.len() as u64 * args.seeds);
+    println!(
+        "\npooled over {} runs:",
+        args.sizes.len() as u64 * args.seeds
+    );
     print!("{}", super::evaluate::render(&pooled));
     Ok(ExitCode::SUCCESS)
 }
@@ -126,7 +197,63 @@ fn print_misses(e: &Evaluation, labels: &[Label], verdicts: &HashMap<String, Ver
     }
     for l in labels.iter().filter(|l| l.is_attack()) {
         if !verdicts.get(&l.account).is_some_and(|v| v.distilling) {
-            println!("  missed: {} ({}) score {:.3}", l.account, l.archetype, verdicts.get(&l.account).map_or(0.0, |v| v.score));
+            println!(
+                "  missed: {} ({}) score {:.3}",
+                l.account,
+                l.archetype,
+                verdicts.get(&l.account).map_or(0.0, |v| v.score)
+            );
         }
     }
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn memory(args: MemoryArgs) -> anyhow::Result<ExitCode> {
+    let corpora = Corpora::load(&args.data_dir)?;
+    let sim = simulate(
+        &SimConfig {
+            seed: 1,
+            benign_accounts: 40,
+            ..SimConfig::default()
+        },
+        &corpora,
+    );
+    // Observations are made once; each is replayed under many account names.
+    let mut detector = Detector::new(detect::Config::default());
+    let observations: Vec<detect::Observation> = sim
+        .exchanges
+        .iter()
+        .take(2000)
+        .map(|e| detector.observation(e))
+        .collect();
+    drop(sim);
+    drop(corpora);
+    let before = peak_rss_mib().unwrap_or(0.0);
+    let mut obs_index = 0;
+    for round in 0..args.per_account {
+        for a in 0..args.accounts {
+            let mut obs = observations[obs_index % observations.len()].clone();
+            obs_index += 1;
+            obs.account = format!("acct_{a:08}");
+            obs.ts += (round * 60_000) as i64;
+            detector.observe_facts(&obs);
+        }
+    }
+    let after = peak_rss_mib().unwrap_or(0.0);
+    println!(
+        "{} accounts x {} exchanges: peak RSS {:.0} MiB ({:.0} MiB before the detector grew), about {:.0} bytes per account; per-account state {} bytes",
+        detector.account_count(),
+        args.per_account,
+        after,
+        before,
+        (after - before) * 1024.0 * 1024.0 / args.accounts as f64,
+        std::mem::size_of::<detect::AccountState>()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -39,7 +39,10 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &PathBuf) -> anyhow::Result<Ve
     let mut out = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line?;
-        out.push(serde_json::from_str(&line).with_context(|| format!("{} line {}", path.display(), i + 1))?);
+        out.push(
+            serde_json::from_str(&line)
+                .with_context(|| format!("{} line {}", path.display(), i + 1))?,
+        );
     }
     Ok(out)
 }
@@ -48,8 +51,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let labels: Vec<Label> = read_lines(&args.labels)?;
     let mut verdicts = HashMap::new();
     for v in read_lines::<VerdictLine>(&args.verdicts)? {
-        let first_flagged = v.first_flagged.as_deref().and_then(|t| Timestamp::parse(t).ok()).map(|t| t.millis());
-        verdicts.insert(v.account, Verdict { score: v.score, distilling: v.verdict == "distilling", first_flagged });
+        let first_flagged = v
+            .first_flagged
+            .as_deref()
+            .and_then(|t| Timestamp::parse(t).ok())
+            .map(|t| t.millis());
+        verdicts.insert(
+            v.account,
+            Verdict {
+                score: v.score,
+                distilling: v.verdict == "distilling",
+                first_flagged,
+            },
+        );
     }
     let mut times: HashMap<String, Vec<i64>> = HashMap::new();
     let mut source = LineSource::open(&args.log, ReaderOptions::default())?;
@@ -77,7 +91,10 @@ pub fn render(e: &Evaluation) -> String {
     s += &format!("TPR at distilling             {}\n", r(&e.tpr));
     s += &format!("FPR at distilling             {}\n", r(&e.fpr));
     s += &format!("campaigns caught              {}\n", r(&e.campaigns_caught));
-    s += &format!("campaigns caught before 10%   {}\n", r(&e.campaigns_caught_early));
+    s += &format!(
+        "campaigns caught before 10%   {}\n",
+        r(&e.campaigns_caught_early)
+    );
     let mut ttd: Vec<f64> = e.time_to_detect.values().copied().collect();
     ttd.sort_by(f64::total_cmp);
     if !ttd.is_empty() {

@@ -14,7 +14,8 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<detect::Config> {
     match path {
         None => Ok(detect::Config::default()),
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading config {}", p.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))
         }
     }

@@ -39,14 +39,31 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = super::load_config(args.config.as_deref())?;
-    let source = LineSource::open(&args.input, ReaderOptions { max_line_bytes: args.max_line_bytes })
-        .with_context(|| format!("opening {}", args.input.display()))?;
+    let source = LineSource::open(
+        &args.input,
+        ReaderOptions {
+            max_line_bytes: args.max_line_bytes,
+        },
+    )
+    .with_context(|| format!("opening {}", args.input.display()))?;
     let mut detector = Detector::new(config);
-    let workers = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let workers = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
 
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {pos} exchanges read ({per_sec}) {elapsed}").expect("template"));
-    let outcome = pipeline::run(source, &mut detector, workers, args.strict, |_| {}, |n| bar.set_position(n));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos} exchanges read ({per_sec}) {elapsed}")
+            .expect("template"),
+    );
+    let outcome = pipeline::run(
+        source,
+        &mut detector,
+        workers,
+        args.strict,
+        |_| {},
+        |n| bar.set_position(n),
+    );
     bar.finish_and_clear();
 
     let reports = detector.reports();
@@ -74,13 +91,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(4));
     }
     if let Some(e) = &outcome.read_error {
-        eprintln!("error: input ended with a read error after {} exchanges: {e}", outcome.exchanges);
+        eprintln!(
+            "error: input ended with a read error after {} exchanges: {e}",
+            outcome.exchanges
+        );
         return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(out: &mut impl Write, reports: &[AccountReport], top: usize, exchanges: u64) -> io::Result<()> {
+fn print_table(
+    out: &mut impl Write,
+    reports: &[AccountReport],
+    top: usize,
+    exchanges: u64,
+) -> io::Result<()> {
     let count = |v: Verdict| reports.iter().filter(|r| r.verdict == v).count();
     writeln!(
         out,
@@ -92,9 +117,19 @@ fn print_table(out: &mut impl Write, reports: &[AccountReport], top: usize, exch
         count(Verdict::Benign)
     )?;
     writeln!(out)?;
-    writeln!(out, "{:<28} {:<11} {:>6} {:>9}  {:<24}  top reasons", "account", "verdict", "score", "exchanges", "first flagged")?;
+    writeln!(
+        out,
+        "{:<28} {:<11} {:>6} {:>9}  {:<24}  top reasons",
+        "account", "verdict", "score", "exchanges", "first flagged"
+    )?;
     for r in reports.iter().take(top) {
-        let reasons: Vec<String> = r.reasons.iter().filter(|x| x.value > 0.0).take(3).map(|x| format!("{} (+{:.1})", x.signal, x.value)).collect();
+        let reasons: Vec<String> = r
+            .reasons
+            .iter()
+            .filter(|x| x.value > 0.0)
+            .take(3)
+            .map(|x| format!("{} (+{:.1})", x.signal, x.value))
+            .collect();
         writeln!(
             out,
             "{:<28} {:<11} {:>6.3} {:>9}  {:<24}  {}",
@@ -110,7 +145,11 @@ fn print_table(out: &mut impl Write, reports: &[AccountReport], top: usize, exch
         writeln!(out)?;
         writeln!(out, "why {} is {}:", first.account, first.verdict.as_str())?;
         for reason in &first.reasons {
-            writeln!(out, "  {:+.2} {}: {}", reason.value, reason.signal, reason.detail)?;
+            writeln!(
+                out,
+                "  {:+.2} {}: {}",
+                reason.value, reason.signal, reason.detail
+            )?;
         }
     }
     Ok(())

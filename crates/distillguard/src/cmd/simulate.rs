@@ -31,14 +31,24 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let corpora = Corpora::load(&args.data_dir)?;
-    let config = SimConfig { seed: args.seed, benign_accounts: args.accounts, campaigns: args.campaigns, days: args.days, ..SimConfig::default() };
+    let config = SimConfig {
+        seed: args.seed,
+        benign_accounts: args.accounts,
+        campaigns: args.campaigns,
+        days: args.days,
+        ..SimConfig::default()
+    };
     let sim = simulate(&config, &corpora);
     let sink: Box<dyn Write> = if args.out.as_os_str() == "-" {
         Box::new(io::stdout().lock())
     } else {
-        let file = File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+        let file =
+            File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
         if args.out.extension().is_some_and(|e| e == "gz") {
-            Box::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()))
+            Box::new(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::fast(),
+            ))
         } else {
             Box::new(file)
         }
@@ -51,7 +61,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     out.flush()?;
     drop(out);
     if let Some(path) = &args.labels {
-        let mut w = BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
+        let mut w = BufWriter::new(
+            File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        );
         for l in &sim.labels {
             serde_json::to_writer(&mut w, l)?;
             w.write_all(b"\n")?;
@@ -59,6 +71,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         w.flush()?;
     }
     let attacks = sim.labels.iter().filter(|l| l.is_attack()).count();
-    eprintln!("simulated {} exchanges from {} accounts ({} attacking), seed {}", sim.exchanges.len(), sim.labels.len(), attacks, args.seed);
+    eprintln!(
+        "simulated {} exchanges from {} accounts ({} attacking), seed {}",
+        sim.exchanges.len(),
+        sim.labels.len(),
+        attacks,
+        args.seed
+    );
     Ok(ExitCode::SUCCESS)
 }

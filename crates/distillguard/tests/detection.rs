@@ -1,0 +1,156 @@
+//! The detector on simulated traffic from the real corpora (`../shared/data`): verdicts do
+//! not depend on names, never look ahead, and separate benign customers from campaigns.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use detect::{Config, Detector, Verdict};
+use exchange::Exchange;
+use simulate::{simulate, Corpora, SimConfig, Simulation};
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+}
+
+fn small_simulation(seed: u64) -> Simulation {
+    let corpora = Corpora::load(&data_dir()).expect("shared/data beside the project (see README)");
+    simulate(
+        &SimConfig {
+            seed,
+            benign_accounts: 40,
+            campaigns: Some(10),
+            days: 2.0,
+            ..SimConfig::default()
+        },
+        &corpora,
+    )
+}
+
+fn run(exchanges: &[Exchange]) -> HashMap<String, detect::AccountReport> {
+    let mut d = Detector::new(Config::default());
+    for ex in exchanges {
+        d.observe(ex);
+    }
+    d.reports()
+        .into_iter()
+        .map(|r| (r.account.clone(), r))
+        .collect()
+}
+
+#[test]
+fn verdicts_do_not_change_when_accounts_keys_and_ids_are_renamed() {
+    let sim = small_simulation(11);
+    let original = run(&sim.exchanges);
+    let rename = |s: &str| format!("x{:016x}", detect::sketch::hash_bytes(s.as_bytes()));
+    let renamed: Vec<Exchange> = sim
+        .exchanges
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e.account = rename(&e.account);
+            e.key = e.key.as_deref().map(rename);
+            e.id = rename(&e.id);
+            e
+        })
+        .collect();
+    let after = run(&renamed);
+    assert_eq!(original.len(), after.len());
+    for (account, r) in &original {
+        let a = &after[&rename(account)];
+        assert_eq!(
+            (r.verdict, r.score, &r.first_flagged),
+            (a.verdict, a.score, &a.first_flagged),
+            "{account}"
+        );
+    }
+}
+
+#[test]
+fn first_flagged_needs_no_look_ahead() {
+    let sim = small_simulation(12);
+    let full = run(&sim.exchanges);
+    let flagged: Vec<_> = full
+        .values()
+        .filter(|r| r.first_flagged.is_some())
+        .collect();
+    assert!(!flagged.is_empty(), "some campaign is flagged");
+    for r in flagged.iter().take(5) {
+        let at = r.first_flagged.clone().unwrap();
+        // Cut the log right after the flagging exchange: the verdict must already be there.
+        let cut = sim
+            .exchanges
+            .iter()
+            .position(|e| e.account == r.account && e.ts.as_str() == at)
+            .unwrap();
+        let partial = run(&sim.exchanges[..=cut]);
+        assert_eq!(partial[&r.account].verdict, Verdict::Distilling);
+        assert_eq!(
+            partial[&r.account].first_flagged.as_deref(),
+            Some(at.as_str())
+        );
+        let before = run(&sim.exchanges[..cut]);
+        assert_ne!(
+            before.get(&r.account).map(|x| x.verdict),
+            Some(Verdict::Distilling)
+        );
+    }
+}
+
+#[test]
+fn benign_customers_are_not_flagged_and_campaigns_rank_above_them() {
+    let sim = small_simulation(13);
+    let reports = run(&sim.exchanges);
+    let mut scored = Vec::new();
+    for l in &sim.labels {
+        let r = &reports[&l.account];
+        if !l.is_attack() {
+            assert_ne!(
+                r.verdict,
+                Verdict::Distilling,
+                "benign {} ({}) flagged: {:?}",
+                l.account,
+                l.archetype,
+                r.reasons
+            );
+        }
+        scored.push((r.score, l.is_attack()));
+    }
+    let auroc = simulate::evaluate::auroc(&scored);
+    assert!(auroc > 0.95, "AUROC {auroc}");
+    let caught = sim
+        .labels
+        .iter()
+        .filter(|l| l.is_attack() && reports[&l.account].verdict == Verdict::Distilling)
+        .count();
+    let attacks = sim.labels.iter().filter(|l| l.is_attack()).count();
+    assert!(caught * 10 >= attacks * 7, "caught {caught} of {attacks}");
+}
+
+#[test]
+fn scan_of_the_written_log_equals_the_in_process_detector() {
+    let sim = small_simulation(14);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.jsonl");
+    let mut text = String::new();
+    for e in &sim.exchanges {
+        text.push_str(&serde_json::to_string(e).unwrap());
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_distillguard"))
+        .args(["scan", "--json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let in_process = run(&sim.exchanges);
+    let lines = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(lines.lines().count(), in_process.len());
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let r = &in_process[v["account"].as_str().unwrap()];
+        assert_eq!(v["verdict"], r.verdict.as_str());
+        assert_eq!(v["score"].as_f64().unwrap(), r.score);
+        assert_eq!(v["first_flagged"].as_str(), r.first_flagged.as_deref());
+    }
+}
