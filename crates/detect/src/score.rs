@@ -98,6 +98,16 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
     } else {
         0.0
     };
+    // Before a whole day is seen, the spacing of calls already tells a steady machine stream
+    // (gaps about as variable as their mean, CV ~1 or less) from people, who come in sessions.
+    let steady = if f.generative >= 30 && f.quiet_hours_activity == 0.0 && f.span_hours < 24.0 {
+        clamp01((1.3 - f.gap_cv) / 0.5)
+    } else if f.generative >= 30 {
+        0.5 * clamp01((1.3 - f.gap_cv) / 0.5)
+    } else {
+        0.0
+    };
+    let timing = timing.max(steady);
     let rotation = clamp01((f.ip_churn - 0.1) / 0.4);
     let new_account = match f.account_age_days {
         Some(d) if d < s.new_account_days => 1.0,
@@ -136,8 +146,8 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
         ("synthetic_followups", synthetic, w.synthetic_followups, detail!(explain,
             "{} of {} follow-up turns repeat earlier follow-ups word for word", pct(f.followup_repeat), f.followups)),
         ("machine_timing", timing, w.machine_timing, detail!(explain,
-            "no daily rhythm: the quietest six hours of the day carry {} of an even share of calls (people sleep; machines do not); active in {} of the hours over {:.0} h",
-            pct(f.quiet_hours_activity), pct(f.duty_cycle), f.span_hours)),
+            "machine rhythm: the quietest six hours of the day carry {} of an even share of calls (people sleep; machines do not); gaps between calls vary by {:.2}x their mean (sessions of people vary more); active in {} of the hours over {:.0} h",
+            pct(f.quiet_hours_activity), f.gap_cv, pct(f.duty_cycle), f.span_hours)),
         ("ip_rotation", rotation, w.ip_rotation, detail!(explain,
             "{} distinct client addresses per call", pct(f.ip_churn))),
         ("new_account", new_account, w.new_account, detail!(explain,

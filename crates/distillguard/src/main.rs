@@ -28,6 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job end to end: simulate traffic, scan it, grade the verdicts.
+    Demo(cmd::demo::Args),
     /// Score every account in an exchange log (JSONL, gzip or stdin) and rank them.
     Scan(cmd::scan::Args),
     /// Generate labelled traffic in the exchange format from the real corpora.
@@ -41,6 +43,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(a) => cmd::demo::run(a),
         Command::Scan(a) => cmd::scan::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Evaluate(a) => cmd::evaluate::run(a),

@@ -1,6 +1,7 @@
 //! One module per subcommand: argument parsing and output only; the work is in the crates.
 
 pub mod bench;
+pub mod demo;
 pub mod evaluate;
 pub mod scan;
 pub mod simulate;

@@ -35,6 +35,9 @@ pub struct Args {
     /// Parser threads (default: the number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Write the output to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -67,8 +70,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
 
     let reports = detector.reports();
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let sink: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut out = BufWriter::new(sink);
     if args.json {
         for r in &reports {
             if args.features {
