@@ -80,8 +80,8 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
         f.logprobs * (0.5 + 0.5 * clamp01(f.many_top_logprobs / f.logprobs.max(1e-9)))
             + 0.3 * f.multi_sample,
     );
-    let sweep =
-        clamp01(f.logit_ids / s.logit_sweep_ids) * clamp01(2.0 * f.max_one.max(f.logit_bias) - 0.5);
+    // A sweep walks through many token ids; a fixed ban or boost list, however often sent, does not.
+    let sweep = clamp01((f.logit_ids - 10.0) / (s.logit_sweep_ids - 10.0)) * clamp01((f.logit_bias - 0.2) / 0.5);
     // The model must do the work: answers that are large next to the prompt. Retrieval and
     // extraction (long inputs, short outputs) do not harvest the model's knowledge.
     let generative_value = clamp01(f.output_ratio / 0.8);
