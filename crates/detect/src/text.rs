@@ -8,10 +8,10 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use crate::sketch::{hash_bytes, mix};
 
 /// How many bytes of a prompt's start and end are read.
-const HEAD_BYTES: usize = 3072;
-const TAIL_BYTES: usize = 1024;
+const HEAD_BYTES: usize = 2048;
+const TAIL_BYTES: usize = 768;
 /// How much of a text identifies it (a conversation opening, a system prompt).
-const IDENTITY_BYTES: usize = 768;
+const IDENTITY_BYTES: usize = 384;
 /// Words at each end of a prompt that form its skeleton.
 const SKELETON_WORDS: usize = 6;
 
