@@ -1,0 +1,118 @@
+//! The record: accounts and their limits, API keys (stored only as SHA-256 hashes), the
+//! exchange log, the latest verdict per account, manual overrides and the audit trail.
+//!
+//! [`Store`] is the one interface the gateway and the CLI use; [`SqliteStore`] is the embedded
+//! default (one file, WAL mode, so readers never block the log writer).
+
+mod keys;
+mod sqlite;
+
+use serde::{Deserialize, Serialize};
+
+pub use keys::{hash_key, new_key, NewKey};
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Per-account limits; `None` means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Requests admitted in any 60-second window.
+    pub rpm: Option<u32>,
+    /// Tokens (input + output) in any 60-second window.
+    pub tpm: Option<u32>,
+    /// Calls in flight at once.
+    pub concurrency: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub name: String,
+    pub limits: Limits,
+    pub allowlisted: bool,
+    pub created_ms: i64,
+}
+
+/// What a presented key resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub account: String,
+    pub hash: [u8; 32],
+    pub revoked: bool,
+}
+
+/// The detector's latest word on an account, as persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredVerdict {
+    pub account: String,
+    pub score: f64,
+    pub verdict: String,
+    pub first_flagged: Option<String>,
+    pub reasons: serde_json::Value,
+    pub updated_ms: i64,
+}
+
+/// A human decision that overrides the policy for one account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Override {
+    pub account: String,
+    pub action: String,
+    pub by: String,
+    pub reason: String,
+    pub ts_ms: i64,
+}
+
+/// One line of the audit trail: an action taken on an account, when, by whom, why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub ts_ms: i64,
+    pub account: String,
+    pub action: String,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// One logged exchange: its id, time, account and the JSON line of EXCHANGE_FORMAT.md.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedExchange {
+    pub id: String,
+    pub ts_ms: i64,
+    pub account: String,
+    pub line: String,
+}
+
+/// Everything the gateway and CLI keep. Implementations are synchronous; async callers run
+/// them on a blocking thread.
+pub trait Store: Send + Sync {
+    fn upsert_account(&self, name: &str, limits: Option<Limits>, now_ms: i64) -> Result<Account>;
+    fn account(&self, name: &str) -> Result<Option<Account>>;
+    fn accounts(&self) -> Result<Vec<Account>>;
+    fn set_allowlisted(&self, name: &str, allowlisted: bool) -> Result<()>;
+    /// Creates a key for an existing account; the secret is returned once and never stored.
+    fn create_key(&self, account: &str, now_ms: i64) -> Result<NewKey>;
+    fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>>;
+    fn keys(&self) -> Result<Vec<KeyRecord>>;
+    fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool>;
+    /// Appends exchanges in one transaction (group commit); duplicates by id are ignored.
+    fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<()>;
+    /// Exchanges in log order, optionally for one account, from `after_seq`, at most `limit`.
+    fn exchanges(&self, account: Option<&str>, after_seq: i64, limit: usize) -> Result<Vec<(i64, LoggedExchange)>>;
+    fn exchange_count(&self) -> Result<u64>;
+    /// Deletes exchanges older than `before_ms`; returns how many.
+    fn expire_exchanges(&self, before_ms: i64) -> Result<u64>;
+    fn put_verdict(&self, v: &StoredVerdict) -> Result<()>;
+    fn verdicts(&self) -> Result<Vec<StoredVerdict>>;
+    fn set_override(&self, o: Option<&Override>, account: &str) -> Result<()>;
+    fn overrides(&self) -> Result<Vec<Override>>;
+    fn audit(&self, entry: &AuditEntry) -> Result<()>;
+    fn audit_log(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
+}

@@ -1,0 +1,349 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous = NORMAL`, so a commit
+//! is durable against a process crash (the WAL is written before commit returns) and costs no
+//! fsync per transaction.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::keys::new_key;
+use crate::{Account, AuditEntry, KeyRecord, Limits, LoggedExchange, NewKey, Override, Result, Store, StoreError, StoredVerdict};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS accounts (
+    name TEXT PRIMARY KEY,
+    rpm INTEGER, tpm INTEGER, concurrency INTEGER,
+    allowlisted INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL REFERENCES accounts(name),
+    hash BLOB NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS exchanges (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    ts_ms INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS exchanges_by_account ON exchanges(account, seq);
+CREATE INDEX IF NOT EXISTS exchanges_by_time ON exchanges(ts_ms);
+CREATE TABLE IF NOT EXISTS verdicts (
+    account TEXT PRIMARY KEY,
+    score REAL NOT NULL,
+    verdict TEXT NOT NULL,
+    first_flagged TEXT,
+    reasons TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS overrides (
+    account TEXT PRIMARY KEY,
+    action TEXT NOT NULL,
+    by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ms INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_account ON audit(account, seq);
+";
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `distillguard.db` in `dir`.
+    pub fn open_dir(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+        Self::open(&dir.join("distillguard.db"))
+    }
+
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn limit_from(v: Option<i64>) -> Option<u32> {
+    v.and_then(|x| u32::try_from(x).ok())
+}
+
+fn account_row(row: &rusqlite::Row) -> rusqlite::Result<Account> {
+    Ok(Account {
+        name: row.get(0)?,
+        limits: Limits { rpm: limit_from(row.get(1)?), tpm: limit_from(row.get(2)?), concurrency: limit_from(row.get(3)?) },
+        allowlisted: row.get::<_, i64>(4)? != 0,
+        created_ms: row.get(5)?,
+    })
+}
+
+fn key_row(row: &rusqlite::Row) -> rusqlite::Result<KeyRecord> {
+    let hash: Vec<u8> = row.get(2)?;
+    let mut h = [0u8; 32];
+    if hash.len() == 32 {
+        h.copy_from_slice(&hash);
+    }
+    Ok(KeyRecord { id: row.get(0)?, account: row.get(1)?, hash: h, revoked: row.get::<_, Option<i64>>(3)?.is_some() })
+}
+
+impl Store for SqliteStore {
+    fn upsert_account(&self, name: &str, limits: Option<Limits>, now_ms: i64) -> Result<Account> {
+        if name.is_empty() || name.len() > 200 {
+            return Err(StoreError::Invalid("account name must be 1 to 200 characters".into()));
+        }
+        let conn = self.conn();
+        conn.execute("INSERT OR IGNORE INTO accounts (name, created_ms) VALUES (?1, ?2)", params![name, now_ms])?;
+        if let Some(l) = limits {
+            conn.execute(
+                "UPDATE accounts SET rpm = ?2, tpm = ?3, concurrency = ?4 WHERE name = ?1",
+                params![name, l.rpm, l.tpm, l.concurrency],
+            )?;
+        }
+        let account = conn.query_row(
+            "SELECT name, rpm, tpm, concurrency, allowlisted, created_ms FROM accounts WHERE name = ?1",
+            [name],
+            account_row,
+        )?;
+        Ok(account)
+    }
+
+    fn account(&self, name: &str) -> Result<Option<Account>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms FROM accounts WHERE name = ?1", [name], account_row)
+            .optional()?)
+    }
+
+    fn accounts(&self) -> Result<Vec<Account>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms FROM accounts ORDER BY name")?;
+        let rows = stmt.query_map([], account_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn set_allowlisted(&self, name: &str, allowlisted: bool) -> Result<()> {
+        let n = self.conn().execute("UPDATE accounts SET allowlisted = ?2 WHERE name = ?1", params![name, allowlisted as i64])?;
+        if n == 0 {
+            return Err(StoreError::Invalid(format!("no account {name:?}")));
+        }
+        Ok(())
+    }
+
+    fn create_key(&self, account: &str, now_ms: i64) -> Result<NewKey> {
+        let (key, hash) = new_key(account);
+        self.conn().execute(
+            "INSERT INTO keys (id, account, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![key.id, account, &hash[..], now_ms],
+        )?;
+        Ok(key)
+    }
+
+    fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT id, account, hash, revoked_ms FROM keys WHERE hash = ?1", [&hash[..]], key_row)
+            .optional()?)
+    }
+
+    fn keys(&self) -> Result<Vec<KeyRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, account, hash, revoked_ms FROM keys ORDER BY id")?;
+        let rows = stmt.query_map([], key_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool> {
+        let n = self.conn().execute("UPDATE keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL", params![id, now_ms])?;
+        Ok(n > 0)
+    }
+
+    fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO exchanges (id, ts_ms, account, line) VALUES (?1, ?2, ?3, ?4)")?;
+            for e in batch {
+                stmt.execute(params![e.id, e.ts_ms, e.account, e.line])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn exchanges(&self, account: Option<&str>, after_seq: i64, limit: usize) -> Result<Vec<(i64, LoggedExchange)>> {
+        let conn = self.conn();
+        let map = |row: &rusqlite::Row| -> rusqlite::Result<(i64, LoggedExchange)> {
+            Ok((row.get(0)?, LoggedExchange { id: row.get(1)?, ts_ms: row.get(2)?, account: row.get(3)?, line: row.get(4)? }))
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match account {
+            Some(a) => conn
+                .prepare_cached("SELECT seq, id, ts_ms, account, line FROM exchanges WHERE account = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?
+                .query_map(params![a, after_seq, limit], map)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+            None => conn
+                .prepare_cached("SELECT seq, id, ts_ms, account, line FROM exchanges WHERE seq > ?1 ORDER BY seq LIMIT ?2")?
+                .query_map(params![after_seq, limit], map)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+        };
+        Ok(rows)
+    }
+
+    fn exchange_count(&self) -> Result<u64> {
+        let n: i64 = self.conn().query_row("SELECT COUNT(*) FROM exchanges", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    fn expire_exchanges(&self, before_ms: i64) -> Result<u64> {
+        Ok(self.conn().execute("DELETE FROM exchanges WHERE ts_ms < ?1", [before_ms])? as u64)
+    }
+
+    fn put_verdict(&self, v: &StoredVerdict) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO verdicts (account, score, verdict, first_flagged, reasons, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(account) DO UPDATE SET score = ?2, verdict = ?3, first_flagged = ?4, reasons = ?5, updated_ms = ?6",
+            params![v.account, v.score, v.verdict, v.first_flagged, v.reasons.to_string(), v.updated_ms],
+        )?;
+        Ok(())
+    }
+
+    fn verdicts(&self) -> Result<Vec<StoredVerdict>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT account, score, verdict, first_flagged, reasons, updated_ms FROM verdicts")?;
+        let rows = stmt
+            .query_map([], |row| {
+                let reasons: String = row.get(4)?;
+                Ok(StoredVerdict {
+                    account: row.get(0)?,
+                    score: row.get(1)?,
+                    verdict: row.get(2)?,
+                    first_flagged: row.get(3)?,
+                    reasons: serde_json::from_str(&reasons).unwrap_or(serde_json::Value::Null),
+                    updated_ms: row.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn set_override(&self, o: Option<&Override>, account: &str) -> Result<()> {
+        let conn = self.conn();
+        match o {
+            Some(o) => conn.execute(
+                "INSERT INTO overrides (account, action, by, reason, ts_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(account) DO UPDATE SET action = ?2, by = ?3, reason = ?4, ts_ms = ?5",
+                params![o.account, o.action, o.by, o.reason, o.ts_ms],
+            )?,
+            None => conn.execute("DELETE FROM overrides WHERE account = ?1", [account])?,
+        };
+        Ok(())
+    }
+
+    fn overrides(&self) -> Result<Vec<Override>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT account, action, by, reason, ts_ms FROM overrides")?;
+        let rows = stmt
+            .query_map([], |row| Ok(Override { account: row.get(0)?, action: row.get(1)?, by: row.get(2)?, reason: row.get(3)?, ts_ms: row.get(4)? }))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn audit(&self, e: &AuditEntry) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO audit (ts_ms, account, action, actor, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![e.ts_ms, e.account, e.action, e.actor, e.reason],
+        )?;
+        Ok(())
+    }
+
+    fn audit_log(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let conn = self.conn();
+        let map = |row: &rusqlite::Row| -> rusqlite::Result<AuditEntry> {
+            Ok(AuditEntry { ts_ms: row.get(0)?, account: row.get(1)?, action: row.get(2)?, actor: row.get(3)?, reason: row.get(4)? })
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match account {
+            Some(a) => conn
+                .prepare("SELECT ts_ms, account, action, actor, reason FROM audit WHERE account = ?1 ORDER BY seq DESC LIMIT ?2")?
+                .query_map(params![a, limit], map)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+            None => conn
+                .prepare("SELECT ts_ms, account, action, actor, reason FROM audit ORDER BY seq DESC LIMIT ?1")?
+                .query_map(params![limit], map)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+        };
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash_key;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open_dir(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn keys_are_stored_only_as_hashes_and_resolve_to_their_account() {
+        let (dir, s) = store();
+        s.upsert_account("acme", Some(Limits { rpm: Some(60), tpm: None, concurrency: None }), 1).unwrap();
+        let key = s.create_key("acme", 2).unwrap();
+        let rec = s.key_by_hash(&hash_key(&key.secret)).unwrap().unwrap();
+        assert_eq!((rec.account.as_str(), rec.revoked), ("acme", false));
+        drop(s);
+        let raw = std::fs::read(dir.path().join("distillguard.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("distillguard.db-wal")).unwrap_or_default();
+        let needle = key.secret.as_bytes();
+        assert!(!raw.windows(needle.len()).any(|w| w == needle) && !wal.windows(needle.len()).any(|w| w == needle));
+    }
+
+    #[test]
+    fn revoked_keys_say_so_and_keys_need_an_account() {
+        let (_d, s) = store();
+        s.upsert_account("a", None, 1).unwrap();
+        let key = s.create_key("a", 1).unwrap();
+        assert!(s.revoke_key(&key.id, 5).unwrap());
+        assert!(!s.revoke_key(&key.id, 6).unwrap());
+        assert!(s.key_by_hash(&hash_key(&key.secret)).unwrap().unwrap().revoked);
+        assert!(s.create_key("nobody", 1).is_err());
+    }
+
+    #[test]
+    fn exchanges_append_once_by_id_and_page_in_order() {
+        let (_d, s) = store();
+        let ex = |id: &str, acct: &str| LoggedExchange { id: id.into(), ts_ms: 1, account: acct.into(), line: "{}".into() };
+        s.append_exchanges(&[ex("1", "a"), ex("2", "b"), ex("3", "a")]).unwrap();
+        s.append_exchanges(&[ex("2", "b")]).unwrap();
+        assert_eq!(s.exchange_count().unwrap(), 3);
+        let a: Vec<String> = s.exchanges(Some("a"), 0, 10).unwrap().into_iter().map(|(_, e)| e.id).collect();
+        assert_eq!(a, vec!["1", "3"]);
+        let page = s.exchanges(None, 1, 1).unwrap();
+        assert_eq!(page[0].1.id, "2");
+    }
+}
