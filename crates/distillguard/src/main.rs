@@ -30,6 +30,12 @@ struct Cli {
 enum Command {
     /// The main job end to end: simulate traffic, scan it, grade the verdicts.
     Demo(cmd::demo::Args),
+    /// Run the gateway: an OpenAI-compatible proxy that logs, detects and enforces.
+    Serve(cmd::serve::Args),
+    /// Manage API keys in the embedded store.
+    Keys(cmd::keys::Args),
+    /// Write the logged exchanges as JSONL (EXCHANGE_FORMAT.md).
+    Export(cmd::export::Args),
     /// Score every account in an exchange log (JSONL, gzip or stdin) and rank them.
     Scan(cmd::scan::Args),
     /// Generate labelled traffic in the exchange format from the real corpora.
@@ -45,6 +51,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Scan(a) => cmd::scan::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Keys(a) => cmd::keys::run(a),
+        Command::Export(a) => cmd::export::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Evaluate(a) => cmd::evaluate::run(a),
         Command::Bench(a) => cmd::bench::run(a),

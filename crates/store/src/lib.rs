@@ -22,16 +22,7 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Per-account limits; `None` means unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Requests admitted in any 60-second window.
-    pub rpm: Option<u32>,
-    /// Tokens (input + output) in any 60-second window.
-    pub tpm: Option<u32>,
-    /// Calls in flight at once.
-    pub concurrency: Option<u32>,
-}
+pub use limits::Limits;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {
@@ -106,6 +97,8 @@ pub trait Store: Send + Sync {
     fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<()>;
     /// Exchanges in log order, optionally for one account, from `after_seq`, at most `limit`.
     fn exchanges(&self, account: Option<&str>, after_seq: i64, limit: usize) -> Result<Vec<(i64, LoggedExchange)>>;
+    /// The newest `limit` exchanges of an account, newest first.
+    fn recent_exchanges(&self, account: &str, limit: usize) -> Result<Vec<LoggedExchange>>;
     fn exchange_count(&self) -> Result<u64>;
     /// Deletes exchanges older than `before_ms`; returns how many.
     fn expire_exchanges(&self, before_ms: i64) -> Result<u64>;

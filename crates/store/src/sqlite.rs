@@ -211,6 +211,17 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn recent_exchanges(&self, account: &str, limit: usize) -> Result<Vec<LoggedExchange>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT id, ts_ms, account, line FROM exchanges WHERE account = ?1 ORDER BY seq DESC LIMIT ?2")?;
+        let rows = stmt
+            .query_map(params![account, i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                Ok(LoggedExchange { id: row.get(0)?, ts_ms: row.get(1)?, account: row.get(2)?, line: row.get(3)? })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     fn exchange_count(&self) -> Result<u64> {
         let n: i64 = self.conn().query_row("SELECT COUNT(*) FROM exchanges", [], |r| r.get(0))?;
         Ok(n as u64)

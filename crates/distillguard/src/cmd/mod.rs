@@ -3,7 +3,10 @@
 pub mod bench;
 pub mod demo;
 pub mod evaluate;
+pub mod export;
+pub mod keys;
 pub mod scan;
+pub mod serve;
 pub mod simulate;
 
 use std::path::Path;

@@ -1,0 +1,43 @@
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use store::{SqliteStore, Store};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Folder of the embedded store (the gateway's --data).
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Only this account's exchanges.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Output file (default stdout). The lines are EXCHANGE_FORMAT.md, ready for `scan`.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open_dir(&args.data).with_context(|| format!("opening the store in {}", args.data.display()))?;
+    let sink: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = BufWriter::new(sink);
+    let mut after = 0;
+    let mut n = 0u64;
+    loop {
+        let page = store.exchanges(args.account.as_deref(), after, 10_000)?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        for (_, e) in page {
+            out.write_all(e.line.as_bytes())?;
+            out.write_all(b"\n")?;
+            n += 1;
+        }
+    }
+    out.flush()?;
+    eprintln!("exported {n} exchanges");
+    Ok(ExitCode::SUCCESS)
+}

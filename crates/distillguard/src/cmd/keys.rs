@@ -1,0 +1,84 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use store::{Limits, SqliteStore, Store};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(clap::Args)]
+pub struct StoreArgs {
+    /// Folder of the embedded store (the gateway's --data).
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+}
+
+#[derive(clap::Subcommand)]
+pub enum What {
+    /// Create an API key (and the account if needed); the key is printed once, alone on the last line.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        account: String,
+        /// Requests per minute.
+        #[arg(long)]
+        rpm: Option<u32>,
+        /// Tokens (input + output) per minute.
+        #[arg(long)]
+        tpm: Option<u32>,
+        /// Calls in flight at once.
+        #[arg(long)]
+        concurrency: Option<u32>,
+    },
+    /// Revoke a key by its id.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        id: String,
+    },
+    /// List keys (ids, accounts, revoked); never the secrets, which are not stored.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn open(s: &StoreArgs) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open_dir(&s.data).with_context(|| format!("opening the store in {}", s.data.display()))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.what {
+        What::Create { store, account, rpm, tpm, concurrency } => {
+            let s = open(&store)?;
+            let limits = (rpm.is_some() || tpm.is_some() || concurrency.is_some()).then_some(Limits { rpm, tpm, concurrency });
+            let a = s.upsert_account(&account, limits, now_ms())?;
+            let key = s.create_key(&account, now_ms())?;
+            eprintln!("created key {} for account {} (limits: rpm {:?}, tpm {:?}, concurrency {:?}); it is shown once:", key.id, a.name, a.limits.rpm, a.limits.tpm, a.limits.concurrency);
+            println!("{}", key.secret);
+        }
+        What::Revoke { store, id } => {
+            let s = open(&store)?;
+            if !s.revoke_key(&id, now_ms())? {
+                anyhow::bail!("no active key with id {id}");
+            }
+            println!("revoked {id}");
+        }
+        What::List { store } => {
+            for k in open(&store)?.keys()? {
+                println!("{}\t{}\t{}", k.id, k.account, if k.revoked { "revoked" } else { "active" });
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

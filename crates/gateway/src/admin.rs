@@ -1,0 +1,211 @@
+//! The admin API, behind its own bearer token (`DISTILLGUARD_ADMIN_TOKEN`): accounts with
+//! their score, verdict, reasons and action; an account's recent exchanges; accounts, keys and
+//! limits; manual overrides and the allowlist; the audit trail. Every human action is audited.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use store::{AuditEntry, Override};
+
+use crate::auth::{admin_token_matches, bearer};
+use crate::error::ApiError;
+use crate::policy::Action;
+use crate::tap::now_ms;
+use crate::AppState;
+
+/// Refuses admin calls without the admin token.
+pub async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(expected) = state.admin_token.as_deref() else {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "api_error", Some("admin_disabled"), "The admin API is disabled: set DISTILLGUARD_ADMIN_TOKEN.").into_response();
+    };
+    match bearer(req.headers()) {
+        Some(t) if admin_token_matches(t, expected) => next.run(req).await,
+        _ => ApiError::unauthorized("A valid admin token is required.").into_response(),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> store::Result<T> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(|e| match e {
+        store::StoreError::Invalid(m) => ApiError::invalid_request(m),
+        other => ApiError::internal(other.to_string()),
+    })
+}
+
+fn account_view(state: &AppState, name: &str, account: Option<&store::Account>) -> Value {
+    let report = state.shared.detector.lock().unwrap_or_else(|p| p.into_inner()).report(name);
+    let standing = state.shared.table.standing(&state.shared.policy, name);
+    json!({
+        "account": name,
+        "score": report.as_ref().map_or(0.0, |r| r.score),
+        "verdict": report.as_ref().map_or("benign", |r| r.verdict.as_str()),
+        "action": standing.action.as_str(),
+        "action_source": standing.source,
+        "first_flagged": report.as_ref().and_then(|r| r.first_flagged.clone()),
+        "exchanges": report.as_ref().map_or(0, |r| r.exchanges),
+        "reasons": report.as_ref().map(|r| serde_json::to_value(&r.reasons).unwrap_or(Value::Null)),
+        "limits": account.map(|a| serde_json::to_value(a.limits).unwrap_or(Value::Null)),
+        "allowlisted": account.is_some_and(|a| a.allowlisted),
+    })
+}
+
+/// `GET /admin/accounts`: every account known to the store or seen by the detector, highest score first.
+pub async fn list_accounts(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let store = state.shared.store.clone();
+    let accounts = blocking(move || store.accounts()).await?;
+    let mut names: BTreeMap<String, Option<store::Account>> = accounts.into_iter().map(|a| (a.name.clone(), Some(a))).collect();
+    for r in state.shared.detector.lock().unwrap_or_else(|p| p.into_inner()).reports() {
+        names.entry(r.account).or_insert(None);
+    }
+    let mut out: Vec<Value> = names.iter().map(|(n, a)| account_view(&state, n, a.as_ref())).collect();
+    out.sort_by(|a, b| b["score"].as_f64().unwrap_or(0.0).total_cmp(&a["score"].as_f64().unwrap_or(0.0)));
+    Ok(Json(json!({"accounts": out})))
+}
+
+pub async fn get_account(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let store = state.shared.store.clone();
+    let n = name.clone();
+    let account = blocking(move || store.account(&n)).await?;
+    Ok(Json(account_view(&state, &name, account.as_ref())))
+}
+
+#[derive(Deserialize)]
+pub struct LimitQuery {
+    limit: Option<usize>,
+    account: Option<String>,
+}
+
+/// `GET /admin/accounts/{name}/exchanges?limit=N`: newest first.
+pub async fn account_exchanges(State(state): State<Arc<AppState>>, Path(name): Path<String>, Query(q): Query<LimitQuery>) -> Result<Json<Value>, ApiError> {
+    let store = state.shared.store.clone();
+    let limit = q.limit.unwrap_or(50).min(1000);
+    let rows = blocking(move || store.recent_exchanges(&name, limit)).await?;
+    let items: Vec<Value> = rows.into_iter().map(|r| serde_json::from_str(&r.line).unwrap_or(Value::Null)).collect();
+    Ok(Json(json!({"exchanges": items})))
+}
+
+#[derive(Deserialize)]
+pub struct NewAccount {
+    name: String,
+    rpm: Option<u32>,
+    tpm: Option<u32>,
+    concurrency: Option<u32>,
+}
+
+/// `POST /admin/accounts`: creates an account or sets its limits.
+pub async fn upsert_account(State(state): State<Arc<AppState>>, Json(a): Json<NewAccount>) -> Result<Json<Value>, ApiError> {
+    let store = state.shared.store.clone();
+    let limits = limits::Limits { rpm: a.rpm, tpm: a.tpm, concurrency: a.concurrency };
+    let account = blocking(move || store.upsert_account(&a.name, Some(limits), now_ms())).await?;
+    state.keys.set_limits(&account.name, account.limits);
+    Ok(Json(serde_json::to_value(account).unwrap_or(Value::Null)))
+}
+
+/// `POST /admin/accounts/{name}/keys`: a new key, shown once.
+pub async fn create_key(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let store = state.shared.store.clone();
+    let key = blocking(move || {
+        store.upsert_account(&name, None, now_ms())?;
+        store.create_key(&name, now_ms())
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": key.id, "account": key.account, "key": key.secret}))))
+}
+
+/// `DELETE /admin/keys/{id}`: revokes a key at once.
+pub async fn revoke_key(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let store = state.shared.store.clone();
+    let key_id = id.clone();
+    let revoked = blocking(move || store.revoke_key(&key_id, now_ms())).await?;
+    state.keys.mark_revoked(&id);
+    Ok(Json(json!({"id": id, "revoked": revoked})))
+}
+
+#[derive(Deserialize)]
+pub struct OverrideBody {
+    action: String,
+    reason: String,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// `PUT /admin/accounts/{name}/override`: a human decision that beats the detector.
+pub async fn set_override(State(state): State<Arc<AppState>>, Path(name): Path<String>, Json(b): Json<OverrideBody>) -> Result<Json<Value>, ApiError> {
+    let action = Action::parse(&b.action).ok_or_else(|| ApiError::invalid_request("action must be one of allow, watch, throttle, degrade, block"))?;
+    if b.reason.trim().is_empty() {
+        return Err(ApiError::invalid_request("a reason is required"));
+    }
+    let by = b.by.unwrap_or_else(|| "admin".into());
+    let o = Override { account: name.clone(), action: action.as_str().into(), by: by.clone(), reason: b.reason.clone(), ts_ms: now_ms() };
+    let store = state.shared.store.clone();
+    let entry = AuditEntry { ts_ms: o.ts_ms, account: name.clone(), action: action.as_str().into(), actor: by.clone(), reason: format!("override: {}", b.reason) };
+    let n = name.clone();
+    blocking(move || {
+        store.set_override(Some(&o), &n)?;
+        store.audit(&entry)
+    })
+    .await?;
+    state.shared.table.set_override(&name, Some((action, by)));
+    Ok(Json(account_view(&state, &name, None)))
+}
+
+#[derive(Deserialize)]
+pub struct ClearBody {
+    reason: String,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// `DELETE /admin/accounts/{name}/override`: back to the policy.
+pub async fn clear_override(State(state): State<Arc<AppState>>, Path(name): Path<String>, Json(b): Json<ClearBody>) -> Result<Json<Value>, ApiError> {
+    let by = b.by.unwrap_or_else(|| "admin".into());
+    let store = state.shared.store.clone();
+    let entry = AuditEntry { ts_ms: now_ms(), account: name.clone(), action: "clear_override".into(), actor: by, reason: b.reason };
+    let n = name.clone();
+    blocking(move || {
+        store.set_override(None, &n)?;
+        store.audit(&entry)
+    })
+    .await?;
+    state.shared.table.set_override(&name, None);
+    Ok(Json(account_view(&state, &name, None)))
+}
+
+#[derive(Deserialize)]
+pub struct AllowBody {
+    allowlisted: bool,
+    reason: String,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// `PUT /admin/accounts/{name}/allowlist`: never act on this account automatically.
+pub async fn set_allowlist(State(state): State<Arc<AppState>>, Path(name): Path<String>, Json(b): Json<AllowBody>) -> Result<Json<Value>, ApiError> {
+    let by = b.by.unwrap_or_else(|| "admin".into());
+    let store = state.shared.store.clone();
+    let entry = AuditEntry { ts_ms: now_ms(), account: name.clone(), action: if b.allowlisted { "allowlist" } else { "unallowlist" }.into(), actor: by, reason: b.reason };
+    let n = name.clone();
+    let allow = b.allowlisted;
+    blocking(move || {
+        store.upsert_account(&n, None, now_ms())?;
+        store.set_allowlisted(&n, allow)?;
+        store.audit(&entry)
+    })
+    .await?;
+    state.shared.table.set_allowlisted(&name, allow);
+    Ok(Json(account_view(&state, &name, None)))
+}
+
+/// `GET /admin/audit?account=NAME&limit=N`: newest first.
+pub async fn audit(State(state): State<Arc<AppState>>, Query(q): Query<LimitQuery>) -> Result<Json<Value>, ApiError> {
+    let store = state.shared.store.clone();
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let rows = blocking(move || store.audit_log(q.account.as_deref(), limit)).await?;
+    Ok(Json(json!({"audit": rows})))
+}

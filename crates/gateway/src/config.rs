@@ -1,0 +1,99 @@
+//! Everything an operator sets for the gateway, in one typed config (TOML via `--config`;
+//! the main options also as flags). Defaults are documented next to each field.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Policy;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on (default 127.0.0.1:8080).
+    pub listen: SocketAddr,
+    /// Where the embedded store lives (default `./data`).
+    pub data: PathBuf,
+    /// Upstreams; the first whose `models` list contains the request's model serves it.
+    /// An upstream with an empty `models` list serves every model not routed elsewhere.
+    pub upstreams: Vec<Upstream>,
+    /// Largest request body accepted, in bytes (default 8 MiB); larger gets 413.
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request headers (default 10 s).
+    pub header_timeout_secs: u64,
+    /// Time a client has to send its request body (default 30 s).
+    pub body_timeout_secs: u64,
+    /// Largest upstream response body buffered for a non-streamed call (default 64 MiB).
+    pub max_response_bytes: usize,
+    /// Exchange log: queue size between requests and the writer (default 65536). When full,
+    /// requests wait for room (back-pressure) rather than dropping log lines.
+    pub log_queue: usize,
+    /// Group commit: the writer commits at least this often (default 50 ms) or every 1024 lines.
+    pub log_flush_ms: u64,
+    /// What of each exchange's text the log keeps: `full`, `hashes` or `metadata` (default full).
+    /// The detector always sees the full exchange, in memory.
+    pub content: ContentPolicy,
+    /// Delete logged exchanges older than this many days (default: keep forever).
+    pub retention_days: Option<f64>,
+    /// Verdicts to actions.
+    pub policy: Policy,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("static address"),
+            data: PathBuf::from("data"),
+            upstreams: Vec::new(),
+            max_body_bytes: 8 << 20,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_response_bytes: 64 << 20,
+            log_queue: 65536,
+            log_flush_ms: 50,
+            content: ContentPolicy::Full,
+            retention_days: None,
+            policy: Policy::default(),
+        }
+    }
+}
+
+impl GatewayConfig {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Base URL including the API prefix, e.g. `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    /// Key sent upstream as `Authorization: Bearer …` (never logged).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Models this upstream serves; empty means any.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Whole-call timeout in seconds (default 600).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_timeout() -> u64 {
+    600
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentPolicy {
+    Full,
+    Hashes,
+    Metadata,
+}

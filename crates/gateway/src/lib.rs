@@ -1,0 +1,313 @@
+//! The distillguard gateway: an OpenAI-compatible reverse proxy that authenticates, limits,
+//! logs every exchange, feeds the detector and enforces its verdicts in real time.
+//!
+//! ```text
+//! client ─► auth ─► parse ─► policy ─► route ─► limits ─► proxy ─► upstream
+//!                                                           │
+//!                                  (tap, off the hot path)  ▼
+//!                                exchange log (SQLite) ◄─ Finished ─► detector ─► policy table
+//! ```
+//!
+//! [`Gateway::start`] binds the listener and starts the background threads; the returned
+//! [`Running`] handle tells the bound address and shuts down gracefully (in-flight calls
+//! drain, then the log writer commits what is queued).
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod policy;
+pub mod proxy;
+pub mod stream;
+pub mod tap;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use detect::Detector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+pub use config::{ContentPolicy, GatewayConfig, Upstream};
+pub use policy::{Action, Policy};
+
+/// Everything a request handler can reach.
+pub struct AppState {
+    pub config: GatewayConfig,
+    pub keys: auth::KeyCache,
+    pub limiter: limits::Limiter,
+    pub shared: Arc<tap::Shared>,
+    pub tap: tap::Tap,
+    pub client: reqwest::Client,
+    pub admin_token: Option<String>,
+    pub metrics: PrometheusHandle,
+}
+
+/// One Prometheus recorder per process (tests start several gateways in one process).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let admin = Router::new()
+        .route("/admin/accounts", get(admin::list_accounts).post(admin::upsert_account))
+        .route("/admin/accounts/{name}", get(admin::get_account))
+        .route("/admin/accounts/{name}/exchanges", get(admin::account_exchanges))
+        .route("/admin/accounts/{name}/keys", post(admin::create_key))
+        .route("/admin/accounts/{name}/override", put(admin::set_override).delete(admin::clear_override))
+        .route("/admin/accounts/{name}/allowlist", put(admin::set_allowlist))
+        .route("/admin/keys/{id}", delete(admin::revoke_key))
+        .route("/admin/audit", get(admin::audit))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_admin));
+    Router::new()
+        .route("/v1/chat/completions", post(proxy::generate))
+        .route("/v1/completions", post(proxy::generate))
+        .route("/v1/embeddings", post(proxy::generate))
+        .route("/v1/models", get(proxy::models))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(|axum::extract::State(s): axum::extract::State<Arc<AppState>>| async move { s.metrics.render() }))
+        .merge(admin)
+        .fallback(|| async {
+            error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "invalid_request_error", Some("unknown_url"), "Unknown request URL.")
+        })
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn(body_too_large_as_openai_error))
+        .with_state(state)
+}
+
+/// axum answers an oversized body with a plain-text 413; clients expect OpenAI's error shape.
+async fn body_too_large_as_openai_error(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let resp = next.run(req).await;
+    if resp.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE && resp.headers().get(axum::http::header::CONTENT_TYPE).is_none_or(|v| v != "application/json") {
+        return error::ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", Some("request_too_large"), "The request body is larger than this gateway accepts.").into_response();
+    }
+    resp
+}
+
+pub struct Gateway;
+
+/// A running gateway.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Opens the detector state from the stored log, binds the listener and starts serving.
+    pub async fn start(config: GatewayConfig, store: Arc<dyn Store>, admin_token: Option<String>) -> anyhow_like::Result<Running> {
+        let shared = Arc::new(tap::Shared {
+            store: store.clone(),
+            detector: Arc::new(Mutex::new(Detector::new(detect::Config::default()))),
+            table: Arc::new(policy::PolicyTable::default()),
+            policy: config.policy.clone(),
+        });
+        // Restore state: human decisions, then the detector's verdicts by replaying the log.
+        {
+            let s = shared.clone();
+            tokio::task::spawn_blocking(move || -> store::Result<()> {
+                for o in s.store.overrides()? {
+                    if let Some(a) = Action::parse(&o.action) {
+                        s.table.set_override(&o.account, Some((a, o.by)));
+                    }
+                }
+                for a in s.store.accounts()? {
+                    if a.allowlisted {
+                        s.table.set_allowlisted(&a.name, true);
+                    }
+                }
+                let n = tap::replay(&s)?;
+                tracing::info!(exchanges = n, "detector state restored from the exchange log");
+                Ok(())
+            })
+            .await
+            .map_err(|e| anyhow_like::Error(e.to_string()))??;
+        }
+        let keys = auth::KeyCache::new(store.clone());
+        keys.refresh()?;
+        keys.spawn_refresher(Duration::from_secs(1));
+        let (tap, writer) = tap::start(shared.clone(), config.log_queue, Duration::from_millis(config.log_flush_ms));
+        if let Some(days) = config.retention_days {
+            spawn_retention(store.clone(), days);
+        }
+        let client = reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build().map_err(|e| anyhow_like::Error(e.to_string()))?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| anyhow_like::Error(format!("cannot listen on {}: {e}", config.listen)))?;
+        let addr = listener.local_addr().map_err(|e| anyhow_like::Error(e.to_string()))?;
+        let state = Arc::new(AppState { config, keys, limiter: limits::Limiter::new(), shared, tap, client, admin_token, metrics: metrics_handle() });
+        let (shutdown, rx) = watch::channel(false);
+        let server = tokio::spawn(accept_loop(listener, state.clone(), rx));
+        Ok(Running { addr, state, shutdown, server, writer: Some(writer) })
+    }
+}
+
+fn spawn_retention(store: Arc<dyn Store>, days: f64) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let s = store.clone();
+            let before = tap::now_ms() - (days * 86_400_000.0) as i64;
+            match tokio::task::spawn_blocking(move || s.expire_exchanges(before)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "expired exchanges past the retention period"),
+                Ok(Err(e)) => tracing::error!(error = %e, "expiring old exchanges failed"),
+                _ => {}
+            }
+        }
+    });
+}
+
+/// Accepts connections until shutdown. Each connection gets a header-read timeout (slow
+/// clients cannot hold a socket open without sending a request) and is watched for graceful
+/// shutdown.
+async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let app = router(state.clone());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let body_timeout = state.config.body_timeout();
+    loop {
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
+            // A client that stalls while sending its body is cut off.
+            let req = req.map(|b| axum::body::Body::new(http_body_timeout::TimeoutBody::new(b, body_timeout)));
+            app.clone().oneshot(req)
+        });
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(state.config.header_timeout());
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    // Let in-flight calls finish (bounded, so a stuck stream cannot hold shutdown forever).
+    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight calls, then waits for the log to be committed.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let writer = self.writer.take();
+        // The tap senders live in the state; dropping it lets the writer drain and exit.
+        drop(self.state);
+        if let Some(w) = writer {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+    }
+}
+
+mod http_body_timeout {
+    //! A request body that fails if no data arrives for a while.
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use axum::body::Bytes;
+    use hyper::body::{Body, Frame, SizeHint};
+    use tokio::time::{sleep, Instant, Sleep};
+
+    pub struct TimeoutBody<B> {
+        inner: B,
+        timeout: Duration,
+        sleep: Pin<Box<Sleep>>,
+    }
+
+    impl<B> TimeoutBody<B> {
+        pub fn new(inner: B, timeout: Duration) -> Self {
+            Self { inner, timeout, sleep: Box::pin(sleep(timeout)) }
+        }
+    }
+
+    impl<B> Body for TimeoutBody<B>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<axum::BoxError>,
+    {
+        type Data = Bytes;
+        type Error = axum::BoxError;
+
+        fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            let this = &mut *self;
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(r) => {
+                    let t = this.timeout;
+                    this.sleep.as_mut().reset(Instant::now() + t);
+                    Poll::Ready(r.map(|r| r.map_err(Into::into)))
+                }
+                Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err("request body timed out".into()))),
+                    Poll::Pending => Poll::Pending,
+                },
+            }
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.inner.is_end_stream()
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            self.inner.size_hint()
+        }
+    }
+}
+
+/// A small error type for start-up, so this library does not pull in anyhow.
+pub mod anyhow_like {
+    #[derive(Debug)]
+    pub struct Error(pub String);
+
+    impl std::fmt::Display for Error {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::error::Error for Error {}
+
+    impl From<store::StoreError> for Error {
+        fn from(e: store::StoreError) -> Self {
+            Error(e.to_string())
+        }
+    }
+
+    pub type Result<T> = std::result::Result<T, Error>;
+}

@@ -1,0 +1,236 @@
+//! From verdicts to actions, and what each action does to a call.
+//!
+//! The detector only judges; this module only maps its verdicts to actions, lets humans
+//! override them (allowlist, manual actions), and applies the action to each call. The gateway
+//! never re-implements a detection rule.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What the gateway does with an account's calls, mildest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Serve as usual.
+    Allow,
+    /// Serve as usual, but mark the account for review (metrics, admin API).
+    Watch,
+    /// Serve under lower limits (`throttle_factor` of the account's limits; 10 per minute when unlimited).
+    Throttle,
+    /// Serve a reduced product: no logprobs, no logit_bias, `max_tokens` capped, no reasoning content.
+    Degrade,
+    /// Refuse every call with 403.
+    Block,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Watch => "watch",
+            Action::Throttle => "throttle",
+            Action::Degrade => "degrade",
+            Action::Block => "block",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "allow" => Action::Allow,
+            "watch" => Action::Watch,
+            "throttle" => Action::Throttle,
+            "degrade" => Action::Degrade,
+            "block" => Action::Block,
+            _ => return None,
+        })
+    }
+}
+
+/// The policy file: which action each verdict gets, and how strong throttling and degrading are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Default `allow`.
+    pub benign: Action,
+    /// Default `watch`: a suspicion alone changes nothing for the customer.
+    pub suspicious: Action,
+    /// Default `degrade`: harvesting stops paying off, while a wrongly flagged customer keeps a
+    /// working product until a human reviews; set `block` to refuse outright.
+    pub distilling: Action,
+    /// Share of the account's limits left when throttled (default 0.1).
+    pub throttle_factor: f64,
+    /// Requests per minute when throttling an account that has no limit (default 10).
+    pub throttle_rpm: u32,
+    /// `max_tokens` cap when degraded (default 256).
+    pub degrade_max_tokens: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            benign: Action::Allow,
+            suspicious: Action::Watch,
+            distilling: Action::Degrade,
+            throttle_factor: 0.1,
+            throttle_rpm: 10,
+            degrade_max_tokens: 256,
+        }
+    }
+}
+
+impl Policy {
+    pub fn for_verdict(&self, verdict: detect::Verdict) -> Action {
+        match verdict {
+            detect::Verdict::Benign => self.benign,
+            detect::Verdict::Suspicious => self.suspicious,
+            detect::Verdict::Distilling => self.distilling,
+        }
+    }
+
+    /// The limits an account runs under for an action.
+    pub fn limits_for(&self, action: Action, limits: limits::Limits) -> limits::Limits {
+        if action != Action::Throttle {
+            return limits;
+        }
+        let scale = |v: Option<u32>, unlimited: u32| Some(v.map_or(unlimited, |x| ((f64::from(x) * self.throttle_factor) as u32).max(1)));
+        limits::Limits {
+            rpm: scale(limits.rpm, self.throttle_rpm),
+            tpm: limits.tpm.map(|t| ((f64::from(t) * self.throttle_factor) as u32).max(1)),
+            concurrency: scale(limits.concurrency, 1),
+        }
+    }
+}
+
+/// Why an account has its current action.
+#[derive(Debug, Clone, Serialize)]
+pub struct Standing {
+    pub action: Action,
+    /// `detector`, `override:<who>`, `allowlist` or `default`.
+    pub source: String,
+}
+
+/// The live table the request path reads: per account, the detector's verdict, any human
+/// override and the allowlist, folded into one action.
+#[derive(Default)]
+pub struct PolicyTable {
+    inner: RwLock<Tables>,
+}
+
+#[derive(Default)]
+struct Tables {
+    verdicts: HashMap<String, detect::Verdict>,
+    overrides: HashMap<String, (Action, String)>,
+    allowlist: HashMap<String, bool>,
+}
+
+impl PolicyTable {
+    pub fn standing(&self, policy: &Policy, account: &str) -> Standing {
+        let t = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((action, by)) = t.overrides.get(account) {
+            return Standing { action: *action, source: format!("override:{by}") };
+        }
+        if t.allowlist.get(account).copied().unwrap_or(false) {
+            return Standing { action: Action::Allow, source: "allowlist".into() };
+        }
+        match t.verdicts.get(account) {
+            Some(v) => Standing { action: policy.for_verdict(*v), source: "detector".into() },
+            None => Standing { action: policy.benign, source: "default".into() },
+        }
+    }
+
+    pub fn set_verdict(&self, account: &str, verdict: detect::Verdict) {
+        self.inner.write().unwrap_or_else(|p| p.into_inner()).verdicts.insert(account.to_owned(), verdict);
+    }
+
+    pub fn set_override(&self, account: &str, action: Option<(Action, String)>) {
+        let mut t = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        match action {
+            Some(a) => t.overrides.insert(account.to_owned(), a),
+            None => t.overrides.remove(account),
+        };
+    }
+
+    pub fn set_allowlisted(&self, account: &str, allowlisted: bool) {
+        self.inner.write().unwrap_or_else(|p| p.into_inner()).allowlist.insert(account.to_owned(), allowlisted);
+    }
+}
+
+/// Rewrites a request body for `Degrade`. Returns an error message when the request cannot be
+/// served degraded (a `logit_bias` request: refusing is clearer than silently ignoring it).
+pub fn degrade_request(body: &mut Value, policy: &Policy) -> Result<(), String> {
+    let Some(obj) = body.as_object_mut() else { return Ok(()) };
+    if obj.get("logit_bias").is_some_and(|v| !v.is_null() && v.as_object().is_none_or(|m| !m.is_empty())) {
+        return Err("logit_bias is not available for this account".into());
+    }
+    obj.remove("logprobs");
+    obj.remove("top_logprobs");
+    for field in ["max_tokens", "max_completion_tokens"] {
+        if let Some(v) = obj.get(field).and_then(Value::as_u64) {
+            obj.insert(field.into(), Value::from(v.min(policy.degrade_max_tokens)));
+        }
+    }
+    if obj.get("max_tokens").is_none() && obj.get("max_completion_tokens").is_none() {
+        obj.insert("max_tokens".into(), Value::from(policy.degrade_max_tokens));
+    }
+    if obj.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        obj.insert("n".into(), Value::from(1));
+    }
+    obj.remove("reasoning_effort");
+    Ok(())
+}
+
+/// Removes reasoning text and logprobs from a response (or one streamed chunk) for `Degrade`.
+pub fn strip_response(body: &mut Value) {
+    if let Some(choices) = body.get_mut("choices").and_then(Value::as_array_mut) {
+        for c in choices {
+            if let Some(obj) = c.as_object_mut() {
+                obj.remove("logprobs");
+                for part in ["message", "delta"] {
+                    if let Some(m) = obj.get_mut(part).and_then(Value::as_object_mut) {
+                        m.remove("reasoning_content");
+                        m.remove("reasoning");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn degrade_caps_and_strips_and_refuses_logit_bias() {
+        let p = Policy::default();
+        let mut body = json!({"model": "m", "max_tokens": 4096, "logprobs": true, "top_logprobs": 20, "n": 4});
+        degrade_request(&mut body, &p).unwrap();
+        assert_eq!(body, json!({"model": "m", "max_tokens": 256, "n": 1}));
+        let mut bias = json!({"model": "m", "logit_bias": {"42": 100}});
+        assert!(degrade_request(&mut bias, &p).is_err());
+    }
+
+    #[test]
+    fn overrides_beat_allowlist_beat_verdicts() {
+        let p = Policy::default();
+        let t = PolicyTable::default();
+        t.set_verdict("a", detect::Verdict::Distilling);
+        assert_eq!(t.standing(&p, "a").action, Action::Degrade);
+        t.set_allowlisted("a", true);
+        assert_eq!(t.standing(&p, "a").action, Action::Allow);
+        t.set_override("a", Some((Action::Block, "alice".into())));
+        assert_eq!(t.standing(&p, "a").action, Action::Block);
+        assert_eq!(t.standing(&p, "b").action, Action::Allow);
+    }
+
+    #[test]
+    fn reasoning_is_stripped_from_messages_and_deltas() {
+        let mut r = json!({"choices": [{"message": {"content": "a", "reasoning_content": "secret"}, "logprobs": {}}, {"delta": {"reasoning_content": "x"}}]});
+        strip_response(&mut r);
+        assert_eq!(r, json!({"choices": [{"message": {"content": "a"}}, {"delta": {}}]}));
+    }
+}

@@ -1,0 +1,317 @@
+//! The OpenAI-compatible endpoints. Each call goes through the same steps, in this order:
+//!
+//! 1. **auth**: the bearer key names the account (401 otherwise);
+//! 2. **parse**: a JSON object body (415 for another content type, 400 for bad JSON; 413 for
+//!    an oversized body is enforced before this by the body limit);
+//! 3. **policy**: the account's action: `block` answers 403, `degrade` rewrites the request,
+//!    `throttle` lowers the limits;
+//! 4. **route**: the model picks the upstream (404 for a model no upstream serves);
+//! 5. **limits**: requests, tokens (reserved now, trued up at the end) and concurrency (429
+//!    with `Retry-After`);
+//! 6. **proxy**: the body goes upstream unchanged except for the policy's rewrite (and
+//!    `stream_options.include_usage`, whose extra chunk is hidden from a client that did not
+//!    ask for it); the answer comes back unchanged except for the policy's stripping;
+//! 7. **tap**: the exchange, success or failure after auth, is handed to the log and the
+//!    detector off the request path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::auth::Principal;
+use crate::config::Upstream;
+use crate::error::ApiError;
+use crate::policy::{degrade_request, strip_response, Action};
+use crate::stream::{Assembler, Tapped};
+use crate::tap::now_ms;
+use crate::AppState;
+
+/// What is known about a call so far, for its log line.
+struct CallRecord {
+    id: String,
+    ts_ms: i64,
+    started: Instant,
+    account: String,
+    key_id: String,
+    ip: String,
+    user_agent: Option<String>,
+    endpoint: String,
+    request: Value,
+}
+
+impl CallRecord {
+    fn line(&self, status: u16, response: Option<Value>) -> Value {
+        let mut v = json!({
+            "id": self.id,
+            "ts": exchange::Timestamp::from_millis(self.ts_ms).as_str(),
+            "account": self.account,
+            "key": self.key_id,
+            "ip": self.ip,
+            "endpoint": self.endpoint,
+            "status": status,
+            "latency_ms": (self.started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+            "request": self.request,
+        });
+        if let Some(ua) = &self.user_agent {
+            v["user_agent"] = json!(ua);
+        }
+        if let Some(r) = response {
+            v["response"] = r;
+        }
+        v
+    }
+}
+
+fn request_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    format!("req_{}", (0..24).map(|_| char::from_digit(rng.gen_range(0..16), 16).expect("hex digit")).collect::<String>())
+}
+
+fn tokens_of(usage: Option<&Value>, key: &str) -> Option<u64> {
+    usage.and_then(|u| u.get(key)).and_then(Value::as_u64)
+}
+
+/// `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`.
+pub async fn generate(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let endpoint = uri.path().to_owned();
+    metrics::counter!("distillguard_requests_total", "endpoint" => endpoint.clone()).increment(1);
+    let principal = match state.keys.authenticate(&headers).await {
+        Ok(p) => p,
+        Err(e) => {
+            metrics::counter!("distillguard_rejected_total", "reason" => "auth").increment(1);
+            return e.into_response();
+        }
+    };
+    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/json"));
+    let parsed: Result<Value, ApiError> = if !is_json {
+        Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request_error", None, "Content-Type must be application/json."))
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) if v.is_object() => Ok(v),
+            Ok(_) => Err(ApiError::invalid_request("The request body must be a JSON object.")),
+            Err(e) => Err(ApiError::invalid_request(format!("We could not parse the JSON body of your request: {e}"))),
+        }
+    };
+    let request = match &parsed {
+        Ok(v) => v.clone(),
+        // Log what was sent even when it is not JSON, as a string, so nothing is lost.
+        Err(_) => json!({"unparsed_body": String::from_utf8_lossy(&body[..body.len().min(4096)])}),
+    };
+    let call = CallRecord {
+        id: request_id(),
+        ts_ms: now_ms(),
+        started,
+        account: principal.account.clone(),
+        key_id: principal.key_id.clone(),
+        ip: remote.ip().to_string(),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        endpoint,
+        request,
+    };
+    match serve_call(&state, &principal, &call, parsed).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            state.tap.record(call.line(e.status.as_u16(), None), state.config.content).await;
+            metrics::counter!("distillguard_responses_total", "status" => e.status.as_str().to_owned()).increment(1);
+            e.into_response()
+        }
+    }
+}
+
+fn route<'a>(upstreams: &'a [Upstream], model: Option<&str>) -> Option<&'a Upstream> {
+    if let Some(m) = model {
+        if let Some(u) = upstreams.iter().find(|u| u.models.iter().any(|x| x == m)) {
+            return Some(u);
+        }
+    }
+    upstreams.iter().find(|u| u.models.is_empty())
+}
+
+async fn serve_call(state: &Arc<AppState>, principal: &Principal, call: &CallRecord, parsed: Result<Value, ApiError>) -> Result<Response, ApiError> {
+    let mut body = parsed?;
+    let policy = &state.shared.policy;
+    let standing = state.shared.table.standing(policy, &principal.account);
+    metrics::counter!("distillguard_policy_applied_total", "action" => standing.action.as_str()).increment(1);
+    if standing.action == Action::Block {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "permission_denied", Some("account_blocked"), "This account is blocked. Contact support if you believe this is a mistake."));
+    }
+    let degrade = standing.action == Action::Degrade;
+    if degrade {
+        degrade_request(&mut body, policy).map_err(ApiError::invalid_request)?;
+    }
+    let model = body.get("model").and_then(Value::as_str).map(str::to_owned);
+    let upstream = route(&state.config.upstreams, model.as_deref()).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", Some("model_not_found"), format!("The model `{}` does not exist or you do not have access to it.", model.as_deref().unwrap_or("")))
+    })?;
+
+    // Reserve what the call can use at most: its prompt (about four bytes a token) and its output cap.
+    let max_out = body.get("max_completion_tokens").or_else(|| body.get("max_tokens")).and_then(Value::as_u64).unwrap_or(1024);
+    let prompt_estimate = (call.request.to_string().len() as u64).div_ceil(4);
+    let limits = policy.limits_for(standing.action, principal.limits);
+    let permit = state.limiter.admit(&principal.account, limits, prompt_estimate + max_out, Instant::now()).map_err(|d| {
+        metrics::counter!("distillguard_rejected_total", "reason" => "limit").increment(1);
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", Some("rate_limit_exceeded"), format!("Rate limit reached for {}. Please try again in {:.1}s.", d.limit.name(), d.retry_after.as_secs_f64()));
+        e.retry_after_secs = Some(d.retry_after.as_secs_f64().ceil() as u64);
+        e
+    })?;
+
+    let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let mut hide_usage_chunk = false;
+    if streaming && call.endpoint.ends_with("completions") {
+        let opts = body.as_object_mut().expect("object").entry("stream_options").or_insert_with(|| json!({}));
+        if opts.get("include_usage").and_then(Value::as_bool) != Some(true) {
+            hide_usage_chunk = true;
+            if let Some(o) = opts.as_object_mut() {
+                o.insert("include_usage".into(), Value::Bool(true));
+            }
+        }
+    }
+
+    let path = call.endpoint.strip_prefix("/v1").unwrap_or(&call.endpoint);
+    let url = format!("{}{}", upstream.base_url.trim_end_matches('/'), path);
+    let mut req = state.client.post(&url).timeout(Duration::from_secs(upstream.timeout_secs)).json(&body);
+    if let Some(k) = &upstream.api_key {
+        req = req.bearer_auth(k);
+    }
+    let upstream_started = Instant::now();
+    let resp = req.send().await.map_err(|e| {
+        if e.is_timeout() {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "api_error", Some("upstream_timeout"), "The model server did not answer in time.")
+        } else {
+            ApiError::upstream(format!("The model server could not be reached: {}", without_url(&e)))
+        }
+    })?;
+    let status = resp.status();
+    let is_sse = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with("text/event-stream"));
+
+    if streaming && is_sse && status.is_success() {
+        let tap = state.tap.clone();
+        let content = state.config.content;
+        let call_line = call.line(status.as_u16(), None);
+        let prompt_chars = call.request.to_string().len();
+        let call_started = call.started;
+        let on_done = Box::new(move |a: &Assembler, cut_short: bool| {
+            let mut line = call_line;
+            let assembled = a.finish(cut_short);
+            let used = match assembled.get("usage") {
+                Some(u) => tokens_of(Some(u), "prompt_tokens").unwrap_or(0) + tokens_of(Some(u), "completion_tokens").unwrap_or(0),
+                None => (prompt_chars as u64).div_ceil(4) + (a.output_chars() as u64).div_ceil(4),
+            };
+            permit.settle(used);
+            drop(permit);
+            line["response"] = assembled;
+            // The whole call, from request to last byte.
+            line["latency_ms"] = json!((call_started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0);
+            metrics::counter!("distillguard_tokens_total", "kind" => "total").increment(used);
+            tokio::spawn(async move { tap.record(line, content).await });
+        });
+        let tapped = Tapped::new(resp.bytes_stream(), degrade, hide_usage_chunk, on_done);
+        let mut out = Response::new(Body::from_stream(tapped));
+        *out.status_mut() = status;
+        out.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        out.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return Ok(out);
+    }
+
+    let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+    let bytes = read_limited(resp, state.config.max_response_bytes).await?;
+    metrics::histogram!("distillguard_upstream_seconds").record(upstream_started.elapsed().as_secs_f64());
+    let mut json_body: Option<Value> = serde_json::from_slice(&bytes).ok();
+    if degrade {
+        if let Some(v) = json_body.as_mut() {
+            strip_response(v);
+        }
+    }
+    let usage = json_body.as_ref().and_then(|v| v.get("usage"));
+    let used = tokens_of(usage, "total_tokens")
+        .or_else(|| Some(tokens_of(usage, "prompt_tokens")? + tokens_of(usage, "completion_tokens").unwrap_or(0)))
+        .unwrap_or(prompt_estimate);
+    permit.settle(used);
+    drop(permit);
+    metrics::counter!("distillguard_tokens_total", "kind" => "total").increment(used);
+    let out_body = match (&json_body, degrade) {
+        (Some(v), true) => Bytes::from(v.to_string()),
+        _ => bytes,
+    };
+    let logged_response = if status.is_success() { json_body } else { None };
+    state.tap.record(call.line(status.as_u16(), logged_response), state.config.content).await;
+    metrics::counter!("distillguard_responses_total", "status" => status.as_str().to_owned()).increment(1);
+    let overhead = call.started.elapsed().saturating_sub(upstream_started.elapsed());
+    metrics::histogram!("distillguard_overhead_seconds").record(overhead.as_secs_f64());
+    let mut out = Response::new(Body::from(out_body));
+    *out.status_mut() = status;
+    out.headers_mut().insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("application/json")));
+    Ok(out)
+}
+
+/// An upstream error without its URL, which may carry credentials in a query string.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(u.as_str(), "(upstream)");
+    }
+    s
+}
+
+async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Bytes, ApiError> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::upstream(format!("The model server's answer broke off: {}", without_url(&e))))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::upstream("The model server's answer is larger than this gateway accepts."));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// `GET /v1/models`: the union of the upstreams' model lists.
+pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = state.keys.authenticate(&headers).await {
+        return e.into_response();
+    }
+    let mut data: Vec<Value> = Vec::new();
+    for u in &state.config.upstreams {
+        let mut req = state.client.get(format!("{}/models", u.base_url.trim_end_matches('/'))).timeout(Duration::from_secs(u.timeout_secs.min(30)));
+        if let Some(k) = &u.api_key {
+            req = req.bearer_auth(k);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => {
+                if let Ok(v) = r.json::<Value>().await {
+                    for m in v["data"].as_array().cloned().unwrap_or_default() {
+                        let id = m.get("id").cloned();
+                        let routed_here = u.models.is_empty() || id.as_ref().and_then(Value::as_str).is_some_and(|i| u.models.iter().any(|x| x == i));
+                        if routed_here && !data.iter().any(|d| d.get("id") == id.as_ref()) {
+                            data.push(m);
+                        }
+                    }
+                }
+            }
+            Ok(r) => tracing::warn!(status = %r.status(), "an upstream refused to list its models"),
+            Err(e) => tracing::warn!(error = %without_url(&e), "an upstream could not list its models"),
+        }
+        for m in &u.models {
+            if !data.iter().any(|d| d["id"] == json!(m)) {
+                data.push(json!({"id": m, "object": "model", "created": 0, "owned_by": "distillguard"}));
+            }
+        }
+    }
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}

@@ -1,0 +1,316 @@
+//! Server-sent events relayed chunk by chunk, with a tap: each complete event is forwarded as
+//! soon as it arrives (changed only when the policy strips reasoning, or to hide the usage
+//! chunk the gateway asked for itself) and folded into the assembled response that the log
+//! records. If the client goes away, dropping the stream drops the upstream call, and the
+//! exchange is still logged with the partial answer.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use serde_json::{json, Map, Value};
+
+use crate::policy::strip_response;
+
+/// Builds the non-streamed equivalent of a stream from its chunks.
+#[derive(Default)]
+pub struct Assembler {
+    head: Map<String, Value>,
+    choices: Vec<Choice>,
+    pub usage: Option<Value>,
+}
+
+#[derive(Default)]
+struct Choice {
+    content: String,
+    text: String,
+    reasoning: String,
+    role: Option<String>,
+    finish_reason: Option<Value>,
+    tool_calls: Vec<Value>,
+    completions: bool,
+}
+
+impl Assembler {
+    pub fn add(&mut self, chunk: &Value) {
+        if self.head.is_empty() {
+            for k in ["id", "model", "created", "system_fingerprint"] {
+                if let Some(v) = chunk.get(k) {
+                    self.head.insert(k.into(), v.clone());
+                }
+            }
+        }
+        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+            self.usage = Some(u.clone());
+        }
+        let Some(choices) = chunk.get("choices").and_then(Value::as_array) else { return };
+        for c in choices {
+            let i = c.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+            if i > 128 {
+                continue;
+            }
+            if self.choices.len() <= i {
+                self.choices.resize_with(i + 1, Choice::default);
+            }
+            let slot = &mut self.choices[i];
+            if let Some(t) = c.get("text").and_then(Value::as_str) {
+                slot.text.push_str(t);
+                slot.completions = true;
+            }
+            if let Some(d) = c.get("delta") {
+                if let Some(r) = d.get("role").and_then(Value::as_str) {
+                    slot.role = Some(r.to_owned());
+                }
+                if let Some(t) = d.get("content").and_then(Value::as_str) {
+                    slot.content.push_str(t);
+                }
+                if let Some(t) = d.get("reasoning_content").or_else(|| d.get("reasoning")).and_then(Value::as_str) {
+                    slot.reasoning.push_str(t);
+                }
+                if let Some(calls) = d.get("tool_calls").and_then(Value::as_array) {
+                    for call in calls {
+                        merge_tool_call(&mut slot.tool_calls, call);
+                    }
+                }
+            }
+            if let Some(f) = c.get("finish_reason").filter(|f| !f.is_null()) {
+                slot.finish_reason = Some(f.clone());
+            }
+        }
+    }
+
+    /// The assembled response; `cut_short` marks an answer the client did not wait for.
+    pub fn finish(&self, cut_short: bool) -> Value {
+        let mut out = self.head.clone();
+        let choices: Vec<Value> = self
+            .choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let finish = c.finish_reason.clone().unwrap_or(if cut_short { json!("client_disconnected") } else { Value::Null });
+                if c.completions {
+                    json!({"index": i, "text": c.text, "finish_reason": finish})
+                } else {
+                    let mut m = json!({"role": c.role.clone().unwrap_or_else(|| "assistant".into()), "content": c.content});
+                    if !c.reasoning.is_empty() {
+                        m["reasoning_content"] = json!(c.reasoning);
+                    }
+                    if !c.tool_calls.is_empty() {
+                        m["tool_calls"] = json!(c.tool_calls);
+                    }
+                    json!({"index": i, "message": m, "finish_reason": finish})
+                }
+            })
+            .collect();
+        out.insert("choices".into(), Value::Array(choices));
+        if let Some(u) = &self.usage {
+            out.insert("usage".into(), u.clone());
+        }
+        Value::Object(out)
+    }
+
+    /// Characters of answer text so far (for token estimates when upstream sends no usage).
+    pub fn output_chars(&self) -> usize {
+        self.choices.iter().map(|c| c.content.len() + c.text.len() + c.reasoning.len()).sum()
+    }
+}
+
+fn merge_tool_call(calls: &mut Vec<Value>, delta: &Value) {
+    let i = delta.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+    if i > 128 {
+        return;
+    }
+    while calls.len() <= i {
+        calls.push(json!({"type": "function", "function": {"name": "", "arguments": ""}}));
+    }
+    let slot = &mut calls[i];
+    if let Some(id) = delta.get("id") {
+        slot["id"] = id.clone();
+    }
+    if let Some(f) = delta.get("function") {
+        for key in ["name", "arguments"] {
+            if let Some(part) = f.get(key).and_then(Value::as_str) {
+                let prev = slot["function"][key].as_str().unwrap_or("").to_owned();
+                slot["function"][key] = json!(prev + part);
+            }
+        }
+    }
+}
+
+/// Called once when the stream ends, normally or not.
+pub type OnDone = Box<dyn FnOnce(&Assembler, bool) + Send>;
+
+/// The relayed stream.
+pub struct Tapped<S> {
+    inner: Pin<Box<S>>,
+    buf: BytesMut,
+    pub assembler: Assembler,
+    strip: bool,
+    hide_usage_chunk: bool,
+    on_done: Option<OnDone>,
+}
+
+impl<S> Tapped<S> {
+    pub fn new(inner: S, strip: bool, hide_usage_chunk: bool, on_done: OnDone) -> Self {
+        Self { inner: Box::pin(inner), buf: BytesMut::new(), assembler: Assembler::default(), strip, hide_usage_chunk, on_done: Some(on_done) }
+    }
+
+    /// Takes every complete event out of the buffer and returns the bytes to forward.
+    fn drain_events(&mut self, at_end: bool) -> Bytes {
+        let mut out = BytesMut::new();
+        loop {
+            let end = find_event_end(&self.buf);
+            let (event_len, sep_len) = match end {
+                Some(x) => x,
+                None if at_end && !self.buf.is_empty() => (self.buf.len(), 0),
+                None => break,
+            };
+            let event = self.buf.split_to(event_len + sep_len).freeze();
+            let body = &event[..event_len];
+            out.extend_from_slice(&self.process(body, &event));
+        }
+        out.freeze()
+    }
+
+    fn process(&mut self, body: &[u8], raw: &Bytes) -> Bytes {
+        let text = String::from_utf8_lossy(body);
+        let data: String = text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect::<Vec<_>>().join("\n");
+        if data.is_empty() || data == "[DONE]" {
+            return raw.clone();
+        }
+        let Ok(mut chunk) = serde_json::from_str::<Value>(&data) else { return raw.clone() };
+        self.assembler.add(&chunk);
+        let usage_only = chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) && chunk.get("usage").is_some_and(|u| !u.is_null());
+        if usage_only && self.hide_usage_chunk {
+            return Bytes::new();
+        }
+        if self.hide_usage_chunk {
+            if let Some(obj) = chunk.as_object_mut() {
+                if obj.get("usage").is_some_and(Value::is_null) {
+                    obj.remove("usage");
+                }
+            }
+        }
+        if self.strip {
+            strip_response(&mut chunk);
+            return Bytes::from(format!("data: {chunk}\n\n"));
+        }
+        raw.clone()
+    }
+
+    fn done(&mut self, cut_short: bool) {
+        if let Some(f) = self.on_done.take() {
+            f(&self.assembler, cut_short);
+        }
+    }
+}
+
+/// Length of the first complete event and of its separator (`\n\n` or `\r\n\r\n`).
+fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+impl<S, E> Stream for Tapped<S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match self.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    self.buf.extend_from_slice(&chunk);
+                    let out = self.drain_events(false);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let out = self.drain_events(true);
+                    self.done(true);
+                    tracing::warn!(error = %e, "upstream stream failed mid-answer");
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                    return Poll::Ready(Some(Err(std::io::Error::other(format!("upstream stream failed: {e}")))));
+                }
+                Poll::Ready(None) => {
+                    let out = self.drain_events(true);
+                    self.done(false);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<S> Drop for Tapped<S> {
+    fn drop(&mut self) {
+        // Dropped before the end: the client went away. Log what was answered so far.
+        self.done(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    fn sse(chunks: &[&str]) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+        let v: Vec<Result<Bytes, std::io::Error>> = chunks.iter().map(|c| Ok(Bytes::from(c.to_string()))).collect();
+        futures_util::stream::iter(v)
+    }
+
+    #[tokio::test]
+    async fn events_split_across_chunks_are_relayed_whole_and_assembled() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = Tapped::new(
+            sse(&[
+                "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"del",
+                "ta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n",
+                "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
+            ]),
+            false,
+            true,
+            Box::new(move |a: &Assembler, cut| tx.send((a.finish(cut), cut)).unwrap()),
+        );
+        let out: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
+        let text: String = out.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+        assert!(text.contains("\"Hel\"") && text.contains("\"lo\"") && text.ends_with("data: [DONE]\n\n"));
+        assert!(!text.contains("usage"), "the usage chunk the gateway asked for is hidden");
+        let (assembled, cut) = rx.recv().unwrap();
+        assert!(!cut);
+        assert_eq!(assembled["choices"][0]["message"]["content"], "Hello");
+        assert_eq!(assembled["choices"][0]["finish_reason"], "stop");
+        assert_eq!(assembled["usage"]["completion_tokens"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stream_is_still_reported_as_cut_short() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut s = Tapped::new(
+            sse(&["data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"par\"}}]}\n\n", "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tial\"}}]}\n\n"]),
+            false,
+            false,
+            Box::new(move |a: &Assembler, cut| tx.send((a.finish(cut), cut)).unwrap()),
+        );
+        let _first = s.next().await;
+        drop(s);
+        let (assembled, cut) = rx.recv().unwrap();
+        assert!(cut);
+        assert_eq!(assembled["choices"][0]["message"]["content"], "par");
+        assert_eq!(assembled["choices"][0]["finish_reason"], "client_disconnected");
+    }
+}

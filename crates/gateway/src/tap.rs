@@ -1,0 +1,229 @@
+//! The exchange tap, off the request path: every finished call becomes one exchange line
+//! (EXCHANGE_FORMAT.md) that goes two ways.
+//!
+//! - **sink: the log.** A writer thread drains its queue and appends everything waiting in
+//!   one transaction (group commit): under load a commit carries many lines, when idle one
+//!   line is committed at once, so a completed exchange is durable within one commit time.
+//!   The queue is bounded; when it is full, finishing requests wait for room (back-pressure)
+//!   rather than dropping lines.
+//! - **transform: the detector.** A detector thread parses the same line with the same parser
+//!   `scan` uses and feeds the same `Detector`, so live verdicts equal a replay's. Verdict
+//!   changes update the policy table, the stored verdict and the audit trail.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use detect::{Detector, Verdict};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use store::{AuditEntry, LoggedExchange, Store, StoredVerdict};
+use tokio::sync::mpsc;
+
+use crate::config::ContentPolicy;
+use crate::policy::{Policy, PolicyTable};
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A finished exchange on its way to the sinks.
+pub struct Finished {
+    pub id: String,
+    pub ts_ms: i64,
+    pub account: String,
+    /// The full line, for the detector.
+    pub line: String,
+    /// The line as the log keeps it (redacted per the content policy).
+    pub stored_line: String,
+}
+
+#[derive(Clone)]
+pub struct Tap {
+    log: mpsc::Sender<Finished>,
+}
+
+impl Tap {
+    /// Queues an exchange; waits for room when the writer is behind.
+    pub async fn record(&self, exchange: Value, content: ContentPolicy) {
+        let id = exchange["id"].as_str().unwrap_or_default().to_owned();
+        let account = exchange["account"].as_str().unwrap_or_default().to_owned();
+        let ts_ms = exchange::Timestamp::parse(exchange["ts"].as_str().unwrap_or_default()).map_or_else(|_| now_ms(), |t| t.millis());
+        let line = exchange.to_string();
+        let stored_line = match content {
+            ContentPolicy::Full => line.clone(),
+            other => {
+                let mut redacted = exchange;
+                redact(&mut redacted, other);
+                redacted.to_string()
+            }
+        };
+        metrics::gauge!("distillguard_log_queue_free").set(self.log.capacity() as f64);
+        if self.log.send(Finished { id, ts_ms, account, line, stored_line }).await.is_err() {
+            tracing::error!("exchange log writer is gone; an exchange was not logged");
+            metrics::counter!("distillguard_log_lost_total").increment(1);
+        }
+    }
+}
+
+/// Replaces message and answer text by a hash (`hashes`) or nothing (`metadata`), keeping the
+/// shape the reader expects.
+pub fn redact(v: &mut Value, policy: ContentPolicy) {
+    let fix = |s: &mut Value| {
+        if let Some(text) = s.as_str() {
+            *s = match policy {
+                ContentPolicy::Hashes => Value::String(format!("sha256:{:x} chars:{}", Sha256::digest(text.as_bytes()), text.chars().count())),
+                _ => Value::String(String::new()),
+            };
+        }
+    };
+    if let Some(messages) = v.pointer_mut("/request/messages").and_then(Value::as_array_mut) {
+        for m in messages {
+            if let Some(c) = m.get_mut("content") {
+                fix(c);
+            }
+        }
+    }
+    for field in ["/request/prompt", "/request/input"] {
+        if let Some(p) = v.pointer_mut(field) {
+            fix(p);
+        }
+    }
+    if let Some(choices) = v.pointer_mut("/response/choices").and_then(Value::as_array_mut) {
+        for c in choices {
+            if let Some(t) = c.get_mut("text") {
+                fix(t);
+            }
+            if let Some(m) = c.get_mut("message").and_then(Value::as_object_mut) {
+                for key in ["content", "reasoning_content"] {
+                    if let Some(t) = m.get_mut(key) {
+                        fix(t);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the background threads share with the request path.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub detector: Arc<Mutex<Detector>>,
+    pub table: Arc<PolicyTable>,
+    pub policy: Policy,
+}
+
+/// Starts the writer and detector threads; returns the tap and a handle that finishes when
+/// both have drained (after every `Tap` clone is dropped).
+pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread::JoinHandle<()>) {
+    let (log_tx, mut log_rx) = mpsc::channel::<Finished>(queue.max(1));
+    let (det_tx, det_rx) = std::sync::mpsc::sync_channel::<String>(queue.max(1));
+    let detector_shared = shared.clone();
+    let detector_thread = thread::Builder::new()
+        .name("detector".into())
+        .spawn(move || {
+            for line in det_rx {
+                observe_line(&detector_shared, &line, true);
+            }
+        })
+        .expect("spawn detector thread");
+    let writer = thread::Builder::new()
+        .name("exchange-log".into())
+        .spawn(move || {
+            let mut batch: Vec<Finished> = Vec::with_capacity(1024);
+            while let Some(first) = log_rx.blocking_recv() {
+                batch.push(first);
+                // Take what else is already waiting: one commit for all of it.
+                let deadline = std::time::Instant::now() + flush;
+                while batch.len() < 1024 && std::time::Instant::now() < deadline {
+                    match log_rx.try_recv() {
+                        Ok(f) => batch.push(f),
+                        Err(_) => break,
+                    }
+                }
+                let rows: Vec<LoggedExchange> = batch
+                    .iter()
+                    .map(|f| LoggedExchange { id: f.id.clone(), ts_ms: f.ts_ms, account: f.account.clone(), line: f.stored_line.clone() })
+                    .collect();
+                let mut attempt = 0;
+                while let Err(e) = shared.store.append_exchanges(&rows) {
+                    attempt += 1;
+                    tracing::error!(error = %e, attempt, "writing exchanges failed; retrying");
+                    thread::sleep(Duration::from_millis(100 * attempt.min(50)));
+                }
+                metrics::counter!("distillguard_exchanges_logged_total").increment(rows.len() as u64);
+                for f in batch.drain(..) {
+                    if det_tx.send(f.line).is_err() {
+                        tracing::error!("detector thread is gone");
+                    }
+                }
+            }
+            drop(det_tx);
+            let _ = detector_thread.join();
+        })
+        .expect("spawn writer thread");
+    (Tap { log: log_tx }, writer)
+}
+
+/// Feeds one line to the detector; on a verdict change, updates the table, the stored verdict
+/// and (when `audit`) the audit trail.
+pub fn observe_line(shared: &Shared, line: &str, audit: bool) {
+    let Ok(ex) = exchange::parse_line(line.as_bytes()) else {
+        tracing::warn!("an exchange line did not parse; the detector skipped it");
+        return;
+    };
+    let mut detector = shared.detector.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(change) = detector.observe(&ex) else { return };
+    let report = detector.report(&change.account);
+    drop(detector);
+    shared.table.set_verdict(&change.account, change.to);
+    metrics::counter!("distillguard_verdict_changes_total", "verdict" => change.to.as_str()).increment(1);
+    let Some(report) = report else { return };
+    let stored = StoredVerdict {
+        account: change.account.clone(),
+        score: report.score,
+        verdict: change.to.as_str().into(),
+        first_flagged: report.first_flagged.clone(),
+        reasons: serde_json::to_value(&report.reasons).unwrap_or(Value::Null),
+        updated_ms: ex.ts.millis(),
+    };
+    if let Err(e) = shared.store.put_verdict(&stored) {
+        tracing::error!(error = %e, "storing a verdict failed");
+    }
+    if audit {
+        let (from, to) = (shared.policy.for_verdict(change.from), shared.policy.for_verdict(change.to));
+        let why: Vec<String> = report.reasons.iter().filter(|r| r.value > 0.0).take(3).map(|r| format!("{} (+{:.1}): {}", r.signal, r.value, r.detail)).collect();
+        let entry = AuditEntry {
+            ts_ms: ex.ts.millis(),
+            account: change.account.clone(),
+            action: if from == to { format!("verdict {}", change.to.as_str()) } else { to.as_str().into() },
+            actor: "detector".into(),
+            reason: format!("verdict {} -> {} (score {:.3}): {}", change.from.as_str(), change.to.as_str(), change.score, why.join("; ")),
+        };
+        if let Err(e) = shared.store.audit(&entry) {
+            tracing::error!(error = %e, "writing the audit trail failed");
+        }
+        if to != from {
+            metrics::counter!("distillguard_actions_total", "action" => to.as_str()).increment(1);
+        }
+    }
+    if change.to == Verdict::Distilling {
+        tracing::warn!(account = %change.account, score = change.score, "account flagged as distilling");
+    }
+}
+
+/// Replays the stored log through the detector at start-up, so verdicts survive restarts.
+pub fn replay(shared: &Shared) -> store::Result<u64> {
+    let mut after = 0;
+    let mut n = 0;
+    loop {
+        let page = shared.store.exchanges(None, after, 4096)?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        for (_, e) in &page {
+            observe_line(shared, &e.line, false);
+            n += 1;
+        }
+    }
+    Ok(n)
+}
