@@ -81,7 +81,8 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
             + 0.3 * f.multi_sample,
     );
     // A sweep walks through many token ids; a fixed ban or boost list, however often sent, does not.
-    let sweep = clamp01((f.logit_ids - 10.0) / (s.logit_sweep_ids - 10.0)) * clamp01((f.logit_bias - 0.2) / 0.5);
+    let sweep = clamp01((f.logit_ids - 10.0) / (s.logit_sweep_ids - 10.0))
+        * clamp01((f.logit_bias - 0.2) / 0.5);
     // The model must do the work: answers that are large next to the prompt. Retrieval and
     // extraction (long inputs, short outputs) do not harvest the model's knowledge.
     let generative_value = clamp01(f.output_ratio / 0.8);

@@ -21,9 +21,19 @@ use crate::tap::now_ms;
 use crate::AppState;
 
 /// Refuses admin calls without the admin token.
-pub async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub async fn require_admin(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(expected) = state.admin_token.as_deref() else {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "api_error", Some("admin_disabled"), "The admin API is disabled: set DISTILLGUARD_ADMIN_TOKEN.").into_response();
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            Some("admin_disabled"),
+            "The admin API is disabled: set DISTILLGUARD_ADMIN_TOKEN.",
+        )
+        .into_response();
     };
     match bearer(req.headers()) {
         Some(t) if admin_token_matches(t, expected) => next.run(req).await,
@@ -31,15 +41,25 @@ pub async fn require_admin(State(state): State<Arc<AppState>>, req: Request, nex
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> store::Result<T> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(|e| match e {
-        store::StoreError::Invalid(m) => ApiError::invalid_request(m),
-        other => ApiError::internal(other.to_string()),
-    })
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> store::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| match e {
+            store::StoreError::Invalid(m) => ApiError::invalid_request(m),
+            other => ApiError::internal(other.to_string()),
+        })
 }
 
 fn account_view(state: &AppState, name: &str, account: Option<&store::Account>) -> Value {
-    let report = state.shared.detector.lock().unwrap_or_else(|p| p.into_inner()).report(name);
+    let report = state
+        .shared
+        .detector
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .report(name);
     let standing = state.shared.table.standing(&state.shared.policy, name);
     json!({
         "account": name,
@@ -59,16 +79,36 @@ fn account_view(state: &AppState, name: &str, account: Option<&store::Account>) 
 pub async fn list_accounts(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = state.shared.store.clone();
     let accounts = blocking(move || store.accounts()).await?;
-    let mut names: BTreeMap<String, Option<store::Account>> = accounts.into_iter().map(|a| (a.name.clone(), Some(a))).collect();
-    for r in state.shared.detector.lock().unwrap_or_else(|p| p.into_inner()).reports() {
+    let mut names: BTreeMap<String, Option<store::Account>> = accounts
+        .into_iter()
+        .map(|a| (a.name.clone(), Some(a)))
+        .collect();
+    for r in state
+        .shared
+        .detector
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .reports()
+    {
         names.entry(r.account).or_insert(None);
     }
-    let mut out: Vec<Value> = names.iter().map(|(n, a)| account_view(&state, n, a.as_ref())).collect();
-    out.sort_by(|a, b| b["score"].as_f64().unwrap_or(0.0).total_cmp(&a["score"].as_f64().unwrap_or(0.0)));
+    let mut out: Vec<Value> = names
+        .iter()
+        .map(|(n, a)| account_view(&state, n, a.as_ref()))
+        .collect();
+    out.sort_by(|a, b| {
+        b["score"]
+            .as_f64()
+            .unwrap_or(0.0)
+            .total_cmp(&a["score"].as_f64().unwrap_or(0.0))
+    });
     Ok(Json(json!({"accounts": out})))
 }
 
-pub async fn get_account(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_account(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let store = state.shared.store.clone();
     let n = name.clone();
     let account = blocking(move || store.account(&n)).await?;
@@ -82,11 +122,18 @@ pub struct LimitQuery {
 }
 
 /// `GET /admin/accounts/{name}/exchanges?limit=N`: newest first.
-pub async fn account_exchanges(State(state): State<Arc<AppState>>, Path(name): Path<String>, Query(q): Query<LimitQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn account_exchanges(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<Value>, ApiError> {
     let store = state.shared.store.clone();
     let limit = q.limit.unwrap_or(50).min(1000);
     let rows = blocking(move || store.recent_exchanges(&name, limit)).await?;
-    let items: Vec<Value> = rows.into_iter().map(|r| serde_json::from_str(&r.line).unwrap_or(Value::Null)).collect();
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|r| serde_json::from_str(&r.line).unwrap_or(Value::Null))
+        .collect();
     Ok(Json(json!({"exchanges": items})))
 }
 
@@ -99,27 +146,43 @@ pub struct NewAccount {
 }
 
 /// `POST /admin/accounts`: creates an account or sets its limits.
-pub async fn upsert_account(State(state): State<Arc<AppState>>, Json(a): Json<NewAccount>) -> Result<Json<Value>, ApiError> {
+pub async fn upsert_account(
+    State(state): State<Arc<AppState>>,
+    Json(a): Json<NewAccount>,
+) -> Result<Json<Value>, ApiError> {
     let store = state.shared.store.clone();
-    let limits = limits::Limits { rpm: a.rpm, tpm: a.tpm, concurrency: a.concurrency };
+    let limits = limits::Limits {
+        rpm: a.rpm,
+        tpm: a.tpm,
+        concurrency: a.concurrency,
+    };
     let account = blocking(move || store.upsert_account(&a.name, Some(limits), now_ms())).await?;
     state.keys.set_limits(&account.name, account.limits);
     Ok(Json(serde_json::to_value(account).unwrap_or(Value::Null)))
 }
 
 /// `POST /admin/accounts/{name}/keys`: a new key, shown once.
-pub async fn create_key(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create_key(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let store = state.shared.store.clone();
     let key = blocking(move || {
         store.upsert_account(&name, None, now_ms())?;
         store.create_key(&name, now_ms())
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": key.id, "account": key.account, "key": key.secret}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": key.id, "account": key.account, "key": key.secret})),
+    ))
 }
 
 /// `DELETE /admin/keys/{id}`: revokes a key at once.
-pub async fn revoke_key(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let store = state.shared.store.clone();
     let key_id = id.clone();
     let revoked = blocking(move || store.revoke_key(&key_id, now_ms())).await?;
@@ -136,15 +199,33 @@ pub struct OverrideBody {
 }
 
 /// `PUT /admin/accounts/{name}/override`: a human decision that beats the detector.
-pub async fn set_override(State(state): State<Arc<AppState>>, Path(name): Path<String>, Json(b): Json<OverrideBody>) -> Result<Json<Value>, ApiError> {
-    let action = Action::parse(&b.action).ok_or_else(|| ApiError::invalid_request("action must be one of allow, watch, throttle, degrade, block"))?;
+pub async fn set_override(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Json(b): Json<OverrideBody>,
+) -> Result<Json<Value>, ApiError> {
+    let action = Action::parse(&b.action).ok_or_else(|| {
+        ApiError::invalid_request("action must be one of allow, watch, throttle, degrade, block")
+    })?;
     if b.reason.trim().is_empty() {
         return Err(ApiError::invalid_request("a reason is required"));
     }
     let by = b.by.unwrap_or_else(|| "admin".into());
-    let o = Override { account: name.clone(), action: action.as_str().into(), by: by.clone(), reason: b.reason.clone(), ts_ms: now_ms() };
+    let o = Override {
+        account: name.clone(),
+        action: action.as_str().into(),
+        by: by.clone(),
+        reason: b.reason.clone(),
+        ts_ms: now_ms(),
+    };
     let store = state.shared.store.clone();
-    let entry = AuditEntry { ts_ms: o.ts_ms, account: name.clone(), action: action.as_str().into(), actor: by.clone(), reason: format!("override: {}", b.reason) };
+    let entry = AuditEntry {
+        ts_ms: o.ts_ms,
+        account: name.clone(),
+        action: action.as_str().into(),
+        actor: by.clone(),
+        reason: format!("override: {}", b.reason),
+    };
     let n = name.clone();
     blocking(move || {
         store.set_override(Some(&o), &n)?;
@@ -163,10 +244,20 @@ pub struct ClearBody {
 }
 
 /// `DELETE /admin/accounts/{name}/override`: back to the policy.
-pub async fn clear_override(State(state): State<Arc<AppState>>, Path(name): Path<String>, Json(b): Json<ClearBody>) -> Result<Json<Value>, ApiError> {
+pub async fn clear_override(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Json(b): Json<ClearBody>,
+) -> Result<Json<Value>, ApiError> {
     let by = b.by.unwrap_or_else(|| "admin".into());
     let store = state.shared.store.clone();
-    let entry = AuditEntry { ts_ms: now_ms(), account: name.clone(), action: "clear_override".into(), actor: by, reason: b.reason };
+    let entry = AuditEntry {
+        ts_ms: now_ms(),
+        account: name.clone(),
+        action: "clear_override".into(),
+        actor: by,
+        reason: b.reason,
+    };
     let n = name.clone();
     blocking(move || {
         store.set_override(None, &n)?;
@@ -186,10 +277,25 @@ pub struct AllowBody {
 }
 
 /// `PUT /admin/accounts/{name}/allowlist`: never act on this account automatically.
-pub async fn set_allowlist(State(state): State<Arc<AppState>>, Path(name): Path<String>, Json(b): Json<AllowBody>) -> Result<Json<Value>, ApiError> {
+pub async fn set_allowlist(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Json(b): Json<AllowBody>,
+) -> Result<Json<Value>, ApiError> {
     let by = b.by.unwrap_or_else(|| "admin".into());
     let store = state.shared.store.clone();
-    let entry = AuditEntry { ts_ms: now_ms(), account: name.clone(), action: if b.allowlisted { "allowlist" } else { "unallowlist" }.into(), actor: by, reason: b.reason };
+    let entry = AuditEntry {
+        ts_ms: now_ms(),
+        account: name.clone(),
+        action: if b.allowlisted {
+            "allowlist"
+        } else {
+            "unallowlist"
+        }
+        .into(),
+        actor: by,
+        reason: b.reason,
+    };
     let n = name.clone();
     let allow = b.allowlisted;
     blocking(move || {
@@ -203,7 +309,10 @@ pub async fn set_allowlist(State(state): State<Arc<AppState>>, Path(name): Path<
 }
 
 /// `GET /admin/audit?account=NAME&limit=N`: newest first.
-pub async fn audit(State(state): State<Arc<AppState>>, Query(q): Query<LimitQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn audit(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<LimitQuery>,
+) -> Result<Json<Value>, ApiError> {
     let store = state.shared.store.clone();
     let limit = q.limit.unwrap_or(100).min(10_000);
     let rows = blocking(move || store.audit_log(q.account.as_deref(), limit)).await?;

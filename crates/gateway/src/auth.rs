@@ -40,14 +40,22 @@ pub struct KeyCache {
 
 /// The bearer token of a request, if it has one.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 impl KeyCache {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, cache: Arc::new(RwLock::new(Cache::default())) }
+        Self {
+            store,
+            cache: Arc::new(RwLock::new(Cache::default())),
+        }
     }
 
     /// Reloads keys and account limits from the store.
@@ -56,7 +64,14 @@ impl KeyCache {
         let accounts = self.store.accounts()?;
         let mut c = Cache::default();
         for k in keys {
-            c.keys.insert(k.hash, CachedKey { id: k.id, account: k.account, revoked: k.revoked });
+            c.keys.insert(
+                k.hash,
+                CachedKey {
+                    id: k.id,
+                    account: k.account,
+                    revoked: k.revoked,
+                },
+            );
         }
         for a in accounts {
             c.limits.insert(a.name, a.limits);
@@ -90,18 +105,30 @@ impl KeyCache {
     }
 
     pub fn set_limits(&self, account: &str, limits: limits::Limits) {
-        self.cache.write().unwrap_or_else(|p| p.into_inner()).limits.insert(account.to_owned(), limits);
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .limits
+            .insert(account.to_owned(), limits);
     }
 
     /// Resolves the request's key to its account.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         let Some(secret) = bearer(headers) else {
-            return Err(ApiError::unauthorized("You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."));
+            return Err(ApiError::unauthorized(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+            ));
         };
         // Only the hash is ever compared or kept; equal hashes are found by map lookup, which
         // reveals nothing about the secret (SHA-256 preimages are not guessable).
         let hash = hash_key(secret);
-        let cached = self.cache.read().unwrap_or_else(|p| p.into_inner()).keys.get(&hash).cloned();
+        let cached = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys
+            .get(&hash)
+            .cloned();
         let key = match cached {
             Some(k) => k,
             None => {
@@ -113,7 +140,11 @@ impl KeyCache {
                 let Some(rec) = found else {
                     return Err(ApiError::unauthorized("Incorrect API key provided."));
                 };
-                let entry = CachedKey { id: rec.id, account: rec.account.clone(), revoked: rec.revoked };
+                let entry = CachedKey {
+                    id: rec.id,
+                    account: rec.account.clone(),
+                    revoked: rec.revoked,
+                };
                 let store = self.store.clone();
                 let account = rec.account.clone();
                 let limits = tokio::task::spawn_blocking(move || store.account(&account))
@@ -132,8 +163,19 @@ impl KeyCache {
         if key.revoked {
             return Err(ApiError::unauthorized("This API key has been revoked."));
         }
-        let limits = self.cache.read().unwrap_or_else(|p| p.into_inner()).limits.get(&key.account).copied().unwrap_or_default();
-        Ok(Principal { account: key.account, key_id: key.id, limits })
+        let limits = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .limits
+            .get(&key.account)
+            .copied()
+            .unwrap_or_default();
+        Ok(Principal {
+            account: key.account,
+            key_id: key.id,
+            limits,
+        })
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod demo_upstream;
 pub mod error;
 pub mod policy;
 pub mod proxy;
@@ -68,25 +69,52 @@ fn metrics_handle() -> PrometheusHandle {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let admin = Router::new()
-        .route("/admin/accounts", get(admin::list_accounts).post(admin::upsert_account))
+        .route(
+            "/admin/accounts",
+            get(admin::list_accounts).post(admin::upsert_account),
+        )
         .route("/admin/accounts/{name}", get(admin::get_account))
-        .route("/admin/accounts/{name}/exchanges", get(admin::account_exchanges))
+        .route(
+            "/admin/accounts/{name}/exchanges",
+            get(admin::account_exchanges),
+        )
         .route("/admin/accounts/{name}/keys", post(admin::create_key))
-        .route("/admin/accounts/{name}/override", put(admin::set_override).delete(admin::clear_override))
-        .route("/admin/accounts/{name}/allowlist", put(admin::set_allowlist))
+        .route(
+            "/admin/accounts/{name}/override",
+            put(admin::set_override).delete(admin::clear_override),
+        )
+        .route(
+            "/admin/accounts/{name}/allowlist",
+            put(admin::set_allowlist),
+        )
         .route("/admin/keys/{id}", delete(admin::revoke_key))
         .route("/admin/audit", get(admin::audit))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::require_admin));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ));
     Router::new()
         .route("/v1/chat/completions", post(proxy::generate))
         .route("/v1/completions", post(proxy::generate))
         .route("/v1/embeddings", post(proxy::generate))
         .route("/v1/models", get(proxy::models))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(|axum::extract::State(s): axum::extract::State<Arc<AppState>>| async move { s.metrics.render() }))
+        .route(
+            "/metrics",
+            get(
+                |axum::extract::State(s): axum::extract::State<Arc<AppState>>| async move {
+                    s.metrics.render()
+                },
+            ),
+        )
         .merge(admin)
         .fallback(|| async {
-            error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "invalid_request_error", Some("unknown_url"), "Unknown request URL.")
+            error::ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("unknown_url"),
+                "Unknown request URL.",
+            )
         })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn(body_too_large_as_openai_error))
@@ -94,11 +122,25 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// axum answers an oversized body with a plain-text 413; clients expect OpenAI's error shape.
-async fn body_too_large_as_openai_error(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn body_too_large_as_openai_error(
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let resp = next.run(req).await;
-    if resp.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE && resp.headers().get(axum::http::header::CONTENT_TYPE).is_none_or(|v| v != "application/json") {
-        return error::ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", Some("request_too_large"), "The request body is larger than this gateway accepts.").into_response();
+    if resp.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE
+        && resp
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_none_or(|v| v != "application/json")
+    {
+        return error::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            Some("request_too_large"),
+            "The request body is larger than this gateway accepts.",
+        )
+        .into_response();
     }
     resp
 }
@@ -116,7 +158,11 @@ pub struct Running {
 
 impl Gateway {
     /// Opens the detector state from the stored log, binds the listener and starts serving.
-    pub async fn start(config: GatewayConfig, store: Arc<dyn Store>, admin_token: Option<String>) -> anyhow_like::Result<Running> {
+    pub async fn start(
+        config: GatewayConfig,
+        store: Arc<dyn Store>,
+        admin_token: Option<String>,
+    ) -> anyhow_like::Result<Running> {
         let shared = Arc::new(tap::Shared {
             store: store.clone(),
             detector: Arc::new(Mutex::new(Detector::new(detect::Config::default()))),
@@ -138,7 +184,10 @@ impl Gateway {
                     }
                 }
                 let n = tap::replay(&s)?;
-                tracing::info!(exchanges = n, "detector state restored from the exchange log");
+                tracing::info!(
+                    exchanges = n,
+                    "detector state restored from the exchange log"
+                );
                 Ok(())
             })
             .await
@@ -147,17 +196,44 @@ impl Gateway {
         let keys = auth::KeyCache::new(store.clone());
         keys.refresh()?;
         keys.spawn_refresher(Duration::from_secs(1));
-        let (tap, writer) = tap::start(shared.clone(), config.log_queue, Duration::from_millis(config.log_flush_ms));
+        let (tap, writer) = tap::start(
+            shared.clone(),
+            config.log_queue,
+            Duration::from_millis(config.log_flush_ms),
+        );
         if let Some(days) = config.retention_days {
             spawn_retention(store.clone(), days);
         }
-        let client = reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build().map_err(|e| anyhow_like::Error(e.to_string()))?;
-        let listener = TcpListener::bind(config.listen).await.map_err(|e| anyhow_like::Error(format!("cannot listen on {}: {e}", config.listen)))?;
-        let addr = listener.local_addr().map_err(|e| anyhow_like::Error(e.to_string()))?;
-        let state = Arc::new(AppState { config, keys, limiter: limits::Limiter::new(), shared, tap, client, admin_token, metrics: metrics_handle() });
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| anyhow_like::Error(e.to_string()))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow_like::Error(format!("cannot listen on {}: {e}", config.listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| anyhow_like::Error(e.to_string()))?;
+        let state = Arc::new(AppState {
+            config,
+            keys,
+            limiter: limits::Limiter::new(),
+            shared,
+            tap,
+            client,
+            admin_token,
+            metrics: metrics_handle(),
+        });
         let (shutdown, rx) = watch::channel(false);
         let server = tokio::spawn(accept_loop(listener, state.clone(), rx));
-        Ok(Running { addr, state, shutdown, server, writer: Some(writer) })
+        Ok(Running {
+            addr,
+            state,
+            shutdown,
+            server,
+            writer: Some(writer),
+        })
     }
 }
 
@@ -169,7 +245,9 @@ fn spawn_retention(store: Arc<dyn Store>, days: f64) {
             let s = store.clone();
             let before = tap::now_ms() - (days * 86_400_000.0) as i64;
             match tokio::task::spawn_blocking(move || s.expire_exchanges(before)).await {
-                Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "expired exchanges past the retention period"),
+                Ok(Ok(n)) if n > 0 => {
+                    tracing::info!(deleted = n, "expired exchanges past the retention period")
+                }
                 Ok(Err(e)) => tracing::error!(error = %e, "expiring old exchanges failed"),
                 _ => {}
             }
@@ -180,7 +258,11 @@ fn spawn_retention(store: Arc<dyn Store>, days: f64) {
 /// Accepts connections until shutdown. Each connection gets a header-read timeout (slow
 /// clients cannot hold a socket open without sending a request) and is watched for graceful
 /// shutdown.
-async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let app = router(state.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let body_timeout = state.config.body_timeout();
@@ -198,16 +280,25 @@ async fn accept_loop(listener: TcpListener, state: Arc<AppState>, mut shutdown: 
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let mut req = req.map(axum::body::Body::new);
-            req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
-            // A client that stalls while sending its body is cut off.
-            let req = req.map(|b| axum::body::Body::new(http_body_timeout::TimeoutBody::new(b, body_timeout)));
-            app.clone().oneshot(req)
-        });
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(remote));
+                // A client that stalls while sending its body is cut off.
+                let req = req.map(|b| {
+                    axum::body::Body::new(http_body_timeout::TimeoutBody::new(b, body_timeout))
+                });
+                app.clone().oneshot(req)
+            });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(state.config.header_timeout());
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(state.config.header_timeout());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -253,7 +344,11 @@ mod http_body_timeout {
 
     impl<B> TimeoutBody<B> {
         pub fn new(inner: B, timeout: Duration) -> Self {
-            Self { inner, timeout, sleep: Box::pin(sleep(timeout)) }
+            Self {
+                inner,
+                timeout,
+                sleep: Box::pin(sleep(timeout)),
+            }
         }
     }
 
@@ -265,7 +360,10 @@ mod http_body_timeout {
         type Data = Bytes;
         type Error = axum::BoxError;
 
-        fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
             let this = &mut *self;
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(r) => {

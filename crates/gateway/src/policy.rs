@@ -95,10 +95,16 @@ impl Policy {
         if action != Action::Throttle {
             return limits;
         }
-        let scale = |v: Option<u32>, unlimited: u32| Some(v.map_or(unlimited, |x| ((f64::from(x) * self.throttle_factor) as u32).max(1)));
+        let scale = |v: Option<u32>, unlimited: u32| {
+            Some(v.map_or(unlimited, |x| {
+                ((f64::from(x) * self.throttle_factor) as u32).max(1)
+            }))
+        };
         limits::Limits {
             rpm: scale(limits.rpm, self.throttle_rpm),
-            tpm: limits.tpm.map(|t| ((f64::from(t) * self.throttle_factor) as u32).max(1)),
+            tpm: limits
+                .tpm
+                .map(|t| ((f64::from(t) * self.throttle_factor) as u32).max(1)),
             concurrency: scale(limits.concurrency, 1),
         }
     }
@@ -130,19 +136,35 @@ impl PolicyTable {
     pub fn standing(&self, policy: &Policy, account: &str) -> Standing {
         let t = self.inner.read().unwrap_or_else(|p| p.into_inner());
         if let Some((action, by)) = t.overrides.get(account) {
-            return Standing { action: *action, source: format!("override:{by}") };
+            return Standing {
+                action: *action,
+                source: format!("override:{by}"),
+            };
         }
         if t.allowlist.get(account).copied().unwrap_or(false) {
-            return Standing { action: Action::Allow, source: "allowlist".into() };
+            return Standing {
+                action: Action::Allow,
+                source: "allowlist".into(),
+            };
         }
         match t.verdicts.get(account) {
-            Some(v) => Standing { action: policy.for_verdict(*v), source: "detector".into() },
-            None => Standing { action: policy.benign, source: "default".into() },
+            Some(v) => Standing {
+                action: policy.for_verdict(*v),
+                source: "detector".into(),
+            },
+            None => Standing {
+                action: policy.benign,
+                source: "default".into(),
+            },
         }
     }
 
     pub fn set_verdict(&self, account: &str, verdict: detect::Verdict) {
-        self.inner.write().unwrap_or_else(|p| p.into_inner()).verdicts.insert(account.to_owned(), verdict);
+        self.inner
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .verdicts
+            .insert(account.to_owned(), verdict);
     }
 
     pub fn set_override(&self, account: &str, action: Option<(Action, String)>) {
@@ -154,15 +176,24 @@ impl PolicyTable {
     }
 
     pub fn set_allowlisted(&self, account: &str, allowlisted: bool) {
-        self.inner.write().unwrap_or_else(|p| p.into_inner()).allowlist.insert(account.to_owned(), allowlisted);
+        self.inner
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .allowlist
+            .insert(account.to_owned(), allowlisted);
     }
 }
 
 /// Rewrites a request body for `Degrade`. Returns an error message when the request cannot be
 /// served degraded (a `logit_bias` request: refusing is clearer than silently ignoring it).
 pub fn degrade_request(body: &mut Value, policy: &Policy) -> Result<(), String> {
-    let Some(obj) = body.as_object_mut() else { return Ok(()) };
-    if obj.get("logit_bias").is_some_and(|v| !v.is_null() && v.as_object().is_none_or(|m| !m.is_empty())) {
+    let Some(obj) = body.as_object_mut() else {
+        return Ok(());
+    };
+    if obj
+        .get("logit_bias")
+        .is_some_and(|v| !v.is_null() && v.as_object().is_none_or(|m| !m.is_empty()))
+    {
         return Err("logit_bias is not available for this account".into());
     }
     obj.remove("logprobs");
@@ -207,7 +238,8 @@ mod tests {
     #[test]
     fn degrade_caps_and_strips_and_refuses_logit_bias() {
         let p = Policy::default();
-        let mut body = json!({"model": "m", "max_tokens": 4096, "logprobs": true, "top_logprobs": 20, "n": 4});
+        let mut body =
+            json!({"model": "m", "max_tokens": 4096, "logprobs": true, "top_logprobs": 20, "n": 4});
         degrade_request(&mut body, &p).unwrap();
         assert_eq!(body, json!({"model": "m", "max_tokens": 256, "n": 1}));
         let mut bias = json!({"model": "m", "logit_bias": {"42": 100}});
@@ -231,6 +263,9 @@ mod tests {
     fn reasoning_is_stripped_from_messages_and_deltas() {
         let mut r = json!({"choices": [{"message": {"content": "a", "reasoning_content": "secret"}, "logprobs": {}}, {"delta": {"reasoning_content": "x"}}]});
         strip_response(&mut r);
-        assert_eq!(r, json!({"choices": [{"message": {"content": "a"}}, {"delta": {}}]}));
+        assert_eq!(
+            r,
+            json!({"choices": [{"message": {"content": "a"}}, {"delta": {}}]})
+        );
     }
 }

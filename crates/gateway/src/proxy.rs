@@ -72,7 +72,12 @@ impl CallRecord {
 fn request_id() -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
-    format!("req_{}", (0..24).map(|_| char::from_digit(rng.gen_range(0..16), 16).expect("hex digit")).collect::<String>())
+    format!(
+        "req_{}",
+        (0..24)
+            .map(|_| char::from_digit(rng.gen_range(0..16), 16).expect("hex digit"))
+            .collect::<String>()
+    )
 }
 
 fn tokens_of(usage: Option<&Value>, key: &str) -> Option<u64> {
@@ -97,14 +102,26 @@ pub async fn generate(
             return e.into_response();
         }
     };
-    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/json"));
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/json"));
     let parsed: Result<Value, ApiError> = if !is_json {
-        Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request_error", None, "Content-Type must be application/json."))
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            None,
+            "Content-Type must be application/json.",
+        ))
     } else {
         match serde_json::from_slice::<Value>(&body) {
             Ok(v) if v.is_object() => Ok(v),
-            Ok(_) => Err(ApiError::invalid_request("The request body must be a JSON object.")),
-            Err(e) => Err(ApiError::invalid_request(format!("We could not parse the JSON body of your request: {e}"))),
+            Ok(_) => Err(ApiError::invalid_request(
+                "The request body must be a JSON object.",
+            )),
+            Err(e) => Err(ApiError::invalid_request(format!(
+                "We could not parse the JSON body of your request: {e}"
+            ))),
         }
     };
     let request = match &parsed {
@@ -119,14 +136,20 @@ pub async fn generate(
         account: principal.account.clone(),
         key_id: principal.key_id.clone(),
         ip: remote.ip().to_string(),
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
         endpoint,
         request,
     };
     match serve_call(&state, &principal, &call, parsed).await {
         Ok(resp) => resp,
         Err(e) => {
-            state.tap.record(call.line(e.status.as_u16(), None), state.config.content).await;
+            state
+                .tap
+                .record(call.line(e.status.as_u16(), None), state.config.content)
+                .await;
             metrics::counter!("distillguard_responses_total", "status" => e.status.as_str().to_owned()).increment(1);
             e.into_response()
         }
@@ -142,13 +165,24 @@ fn route<'a>(upstreams: &'a [Upstream], model: Option<&str>) -> Option<&'a Upstr
     upstreams.iter().find(|u| u.models.is_empty())
 }
 
-async fn serve_call(state: &Arc<AppState>, principal: &Principal, call: &CallRecord, parsed: Result<Value, ApiError>) -> Result<Response, ApiError> {
+async fn serve_call(
+    state: &Arc<AppState>,
+    principal: &Principal,
+    call: &CallRecord,
+    parsed: Result<Value, ApiError>,
+) -> Result<Response, ApiError> {
     let mut body = parsed?;
     let policy = &state.shared.policy;
     let standing = state.shared.table.standing(policy, &principal.account);
-    metrics::counter!("distillguard_policy_applied_total", "action" => standing.action.as_str()).increment(1);
+    metrics::counter!("distillguard_policy_applied_total", "action" => standing.action.as_str())
+        .increment(1);
     if standing.action == Action::Block {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "permission_denied", Some("account_blocked"), "This account is blocked. Contact support if you believe this is a mistake."));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            Some("account_blocked"),
+            "This account is blocked. Contact support if you believe this is a mistake.",
+        ));
     }
     let degrade = standing.action == Action::Degrade;
     if degrade {
@@ -156,24 +190,57 @@ async fn serve_call(state: &Arc<AppState>, principal: &Principal, call: &CallRec
     }
     let model = body.get("model").and_then(Value::as_str).map(str::to_owned);
     let upstream = route(&state.config.upstreams, model.as_deref()).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", Some("model_not_found"), format!("The model `{}` does not exist or you do not have access to it.", model.as_deref().unwrap_or("")))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("model_not_found"),
+            format!(
+                "The model `{}` does not exist or you do not have access to it.",
+                model.as_deref().unwrap_or("")
+            ),
+        )
     })?;
 
     // Reserve what the call can use at most: its prompt (about four bytes a token) and its output cap.
-    let max_out = body.get("max_completion_tokens").or_else(|| body.get("max_tokens")).and_then(Value::as_u64).unwrap_or(1024);
+    let max_out = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(1024);
     let prompt_estimate = (call.request.to_string().len() as u64).div_ceil(4);
     let limits = policy.limits_for(standing.action, principal.limits);
-    let permit = state.limiter.admit(&principal.account, limits, prompt_estimate + max_out, Instant::now()).map_err(|d| {
-        metrics::counter!("distillguard_rejected_total", "reason" => "limit").increment(1);
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", Some("rate_limit_exceeded"), format!("Rate limit reached for {}. Please try again in {:.1}s.", d.limit.name(), d.retry_after.as_secs_f64()));
-        e.retry_after_secs = Some(d.retry_after.as_secs_f64().ceil() as u64);
-        e
-    })?;
+    let permit = state
+        .limiter
+        .admit(
+            &principal.account,
+            limits,
+            prompt_estimate + max_out,
+            Instant::now(),
+        )
+        .map_err(|d| {
+            metrics::counter!("distillguard_rejected_total", "reason" => "limit").increment(1);
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                Some("rate_limit_exceeded"),
+                format!(
+                    "Rate limit reached for {}. Please try again in {:.1}s.",
+                    d.limit.name(),
+                    d.retry_after.as_secs_f64()
+                ),
+            );
+            e.retry_after_secs = Some(d.retry_after.as_secs_f64().ceil() as u64);
+            e
+        })?;
 
     let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let mut hide_usage_chunk = false;
     if streaming && call.endpoint.ends_with("completions") {
-        let opts = body.as_object_mut().expect("object").entry("stream_options").or_insert_with(|| json!({}));
+        let opts = body
+            .as_object_mut()
+            .expect("object")
+            .entry("stream_options")
+            .or_insert_with(|| json!({}));
         if opts.get("include_usage").and_then(Value::as_bool) != Some(true) {
             hide_usage_chunk = true;
             if let Some(o) = opts.as_object_mut() {
@@ -184,20 +251,36 @@ async fn serve_call(state: &Arc<AppState>, principal: &Principal, call: &CallRec
 
     let path = call.endpoint.strip_prefix("/v1").unwrap_or(&call.endpoint);
     let url = format!("{}{}", upstream.base_url.trim_end_matches('/'), path);
-    let mut req = state.client.post(&url).timeout(Duration::from_secs(upstream.timeout_secs)).json(&body);
+    let mut req = state
+        .client
+        .post(&url)
+        .timeout(Duration::from_secs(upstream.timeout_secs))
+        .json(&body);
     if let Some(k) = &upstream.api_key {
         req = req.bearer_auth(k);
     }
     let upstream_started = Instant::now();
     let resp = req.send().await.map_err(|e| {
         if e.is_timeout() {
-            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "api_error", Some("upstream_timeout"), "The model server did not answer in time.")
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "api_error",
+                Some("upstream_timeout"),
+                "The model server did not answer in time.",
+            )
         } else {
-            ApiError::upstream(format!("The model server could not be reached: {}", without_url(&e)))
+            ApiError::upstream(format!(
+                "The model server could not be reached: {}",
+                without_url(&e)
+            ))
         }
     })?;
     let status = resp.status();
-    let is_sse = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let is_sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
 
     if streaming && is_sse && status.is_success() {
         let tap = state.tap.clone();
@@ -209,28 +292,37 @@ async fn serve_call(state: &Arc<AppState>, principal: &Principal, call: &CallRec
             let mut line = call_line;
             let assembled = a.finish(cut_short);
             let used = match assembled.get("usage") {
-                Some(u) => tokens_of(Some(u), "prompt_tokens").unwrap_or(0) + tokens_of(Some(u), "completion_tokens").unwrap_or(0),
+                Some(u) => {
+                    tokens_of(Some(u), "prompt_tokens").unwrap_or(0)
+                        + tokens_of(Some(u), "completion_tokens").unwrap_or(0)
+                }
                 None => (prompt_chars as u64).div_ceil(4) + (a.output_chars() as u64).div_ceil(4),
             };
             permit.settle(used);
             drop(permit);
             line["response"] = assembled;
             // The whole call, from request to last byte.
-            line["latency_ms"] = json!((call_started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0);
+            line["latency_ms"] =
+                json!((call_started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0);
             metrics::counter!("distillguard_tokens_total", "kind" => "total").increment(used);
             tokio::spawn(async move { tap.record(line, content).await });
         });
         let tapped = Tapped::new(resp.bytes_stream(), degrade, hide_usage_chunk, on_done);
         let mut out = Response::new(Body::from_stream(tapped));
         *out.status_mut() = status;
-        out.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        out.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        out.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        out.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         return Ok(out);
     }
 
     let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
     let bytes = read_limited(resp, state.config.max_response_bytes).await?;
-    metrics::histogram!("distillguard_upstream_seconds").record(upstream_started.elapsed().as_secs_f64());
+    metrics::histogram!("distillguard_upstream_seconds")
+        .record(upstream_started.elapsed().as_secs_f64());
     let mut json_body: Option<Value> = serde_json::from_slice(&bytes).ok();
     if degrade {
         if let Some(v) = json_body.as_mut() {
@@ -239,7 +331,12 @@ async fn serve_call(state: &Arc<AppState>, principal: &Principal, call: &CallRec
     }
     let usage = json_body.as_ref().and_then(|v| v.get("usage"));
     let used = tokens_of(usage, "total_tokens")
-        .or_else(|| Some(tokens_of(usage, "prompt_tokens")? + tokens_of(usage, "completion_tokens").unwrap_or(0)))
+        .or_else(|| {
+            Some(
+                tokens_of(usage, "prompt_tokens")?
+                    + tokens_of(usage, "completion_tokens").unwrap_or(0),
+            )
+        })
         .unwrap_or(prompt_estimate);
     permit.settle(used);
     drop(permit);
@@ -249,13 +346,26 @@ async fn serve_call(state: &Arc<AppState>, principal: &Principal, call: &CallRec
         _ => bytes,
     };
     let logged_response = if status.is_success() { json_body } else { None };
-    state.tap.record(call.line(status.as_u16(), logged_response), state.config.content).await;
-    metrics::counter!("distillguard_responses_total", "status" => status.as_str().to_owned()).increment(1);
-    let overhead = call.started.elapsed().saturating_sub(upstream_started.elapsed());
+    state
+        .tap
+        .record(
+            call.line(status.as_u16(), logged_response),
+            state.config.content,
+        )
+        .await;
+    metrics::counter!("distillguard_responses_total", "status" => status.as_str().to_owned())
+        .increment(1);
+    let overhead = call
+        .started
+        .elapsed()
+        .saturating_sub(upstream_started.elapsed());
     metrics::histogram!("distillguard_overhead_seconds").record(overhead.as_secs_f64());
     let mut out = Response::new(Body::from(out_body));
     *out.status_mut() = status;
-    out.headers_mut().insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("application/json")));
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        content_type.unwrap_or(HeaderValue::from_static("application/json")),
+    );
     Ok(out)
 }
 
@@ -272,9 +382,16 @@ async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Bytes, Ap
     let mut stream = resp.bytes_stream();
     let mut buf = bytes::BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::upstream(format!("The model server's answer broke off: {}", without_url(&e))))?;
+        let chunk = chunk.map_err(|e| {
+            ApiError::upstream(format!(
+                "The model server's answer broke off: {}",
+                without_url(&e)
+            ))
+        })?;
         if buf.len() + chunk.len() > limit {
-            return Err(ApiError::upstream("The model server's answer is larger than this gateway accepts."));
+            return Err(ApiError::upstream(
+                "The model server's answer is larger than this gateway accepts.",
+            ));
         }
         buf.extend_from_slice(&chunk);
     }
@@ -288,7 +405,10 @@ pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
     }
     let mut data: Vec<Value> = Vec::new();
     for u in &state.config.upstreams {
-        let mut req = state.client.get(format!("{}/models", u.base_url.trim_end_matches('/'))).timeout(Duration::from_secs(u.timeout_secs.min(30)));
+        let mut req = state
+            .client
+            .get(format!("{}/models", u.base_url.trim_end_matches('/')))
+            .timeout(Duration::from_secs(u.timeout_secs.min(30)));
         if let Some(k) = &u.api_key {
             req = req.bearer_auth(k);
         }
@@ -297,7 +417,11 @@ pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
                 if let Ok(v) = r.json::<Value>().await {
                     for m in v["data"].as_array().cloned().unwrap_or_default() {
                         let id = m.get("id").cloned();
-                        let routed_here = u.models.is_empty() || id.as_ref().and_then(Value::as_str).is_some_and(|i| u.models.iter().any(|x| x == i));
+                        let routed_here = u.models.is_empty()
+                            || id
+                                .as_ref()
+                                .and_then(Value::as_str)
+                                .is_some_and(|i| u.models.iter().any(|x| x == i));
                         if routed_here && !data.iter().any(|d| d.get("id") == id.as_ref()) {
                             data.push(m);
                         }
@@ -305,11 +429,15 @@ pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
                 }
             }
             Ok(r) => tracing::warn!(status = %r.status(), "an upstream refused to list its models"),
-            Err(e) => tracing::warn!(error = %without_url(&e), "an upstream could not list its models"),
+            Err(e) => {
+                tracing::warn!(error = %without_url(&e), "an upstream could not list its models")
+            }
         }
         for m in &u.models {
             if !data.iter().any(|d| d["id"] == json!(m)) {
-                data.push(json!({"id": m, "object": "model", "created": 0, "owned_by": "distillguard"}));
+                data.push(
+                    json!({"id": m, "object": "model", "created": 0, "owned_by": "distillguard"}),
+                );
             }
         }
     }

@@ -44,7 +44,9 @@ impl Assembler {
         if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
             self.usage = Some(u.clone());
         }
-        let Some(choices) = chunk.get("choices").and_then(Value::as_array) else { return };
+        let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+            return;
+        };
         for c in choices {
             let i = c.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
             if i > 128 {
@@ -65,7 +67,11 @@ impl Assembler {
                 if let Some(t) = d.get("content").and_then(Value::as_str) {
                     slot.content.push_str(t);
                 }
-                if let Some(t) = d.get("reasoning_content").or_else(|| d.get("reasoning")).and_then(Value::as_str) {
+                if let Some(t) = d
+                    .get("reasoning_content")
+                    .or_else(|| d.get("reasoning"))
+                    .and_then(Value::as_str)
+                {
                     slot.reasoning.push_str(t);
                 }
                 if let Some(calls) = d.get("tool_calls").and_then(Value::as_array) {
@@ -112,7 +118,10 @@ impl Assembler {
 
     /// Characters of answer text so far (for token estimates when upstream sends no usage).
     pub fn output_chars(&self) -> usize {
-        self.choices.iter().map(|c| c.content.len() + c.text.len() + c.reasoning.len()).sum()
+        self.choices
+            .iter()
+            .map(|c| c.content.len() + c.text.len() + c.reasoning.len())
+            .sum()
     }
 }
 
@@ -153,7 +162,14 @@ pub struct Tapped<S> {
 
 impl<S> Tapped<S> {
     pub fn new(inner: S, strip: bool, hide_usage_chunk: bool, on_done: OnDone) -> Self {
-        Self { inner: Box::pin(inner), buf: BytesMut::new(), assembler: Assembler::default(), strip, hide_usage_chunk, on_done: Some(on_done) }
+        Self {
+            inner: Box::pin(inner),
+            buf: BytesMut::new(),
+            assembler: Assembler::default(),
+            strip,
+            hide_usage_chunk,
+            on_done: Some(on_done),
+        }
     }
 
     /// Takes every complete event out of the buffer and returns the bytes to forward.
@@ -175,13 +191,24 @@ impl<S> Tapped<S> {
 
     fn process(&mut self, body: &[u8], raw: &Bytes) -> Bytes {
         let text = String::from_utf8_lossy(body);
-        let data: String = text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect::<Vec<_>>().join("\n");
+        let data: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect::<Vec<_>>()
+            .join("\n");
         if data.is_empty() || data == "[DONE]" {
             return raw.clone();
         }
-        let Ok(mut chunk) = serde_json::from_str::<Value>(&data) else { return raw.clone() };
+        let Ok(mut chunk) = serde_json::from_str::<Value>(&data) else {
+            return raw.clone();
+        };
         self.assembler.add(&chunk);
-        let usage_only = chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) && chunk.get("usage").is_some_and(|u| !u.is_null());
+        let usage_only = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+            && chunk.get("usage").is_some_and(|u| !u.is_null());
         if usage_only && self.hide_usage_chunk {
             return Bytes::new();
         }
@@ -209,7 +236,10 @@ impl<S> Tapped<S> {
 /// Length of the first complete event and of its separator (`\n\n` or `\r\n\r\n`).
 fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4));
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
@@ -240,7 +270,9 @@ where
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(out)));
                     }
-                    return Poll::Ready(Some(Err(std::io::Error::other(format!("upstream stream failed: {e}")))));
+                    return Poll::Ready(Some(Err(std::io::Error::other(format!(
+                        "upstream stream failed: {e}"
+                    )))));
                 }
                 Poll::Ready(None) => {
                     let out = self.drain_events(true);
@@ -269,7 +301,10 @@ mod tests {
     use futures_util::StreamExt;
 
     fn sse(chunks: &[&str]) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-        let v: Vec<Result<Bytes, std::io::Error>> = chunks.iter().map(|c| Ok(Bytes::from(c.to_string()))).collect();
+        let v: Vec<Result<Bytes, std::io::Error>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::from(c.to_string())))
+            .collect();
         futures_util::stream::iter(v)
     }
 
@@ -287,9 +322,19 @@ mod tests {
             Box::new(move |a: &Assembler, cut| tx.send((a.finish(cut), cut)).unwrap()),
         );
         let out: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
-        let text: String = out.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
-        assert!(text.contains("\"Hel\"") && text.contains("\"lo\"") && text.ends_with("data: [DONE]\n\n"));
-        assert!(!text.contains("usage"), "the usage chunk the gateway asked for is hidden");
+        let text: String = out
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        assert!(
+            text.contains("\"Hel\"")
+                && text.contains("\"lo\"")
+                && text.ends_with("data: [DONE]\n\n")
+        );
+        assert!(
+            !text.contains("usage"),
+            "the usage chunk the gateway asked for is hidden"
+        );
         let (assembled, cut) = rx.recv().unwrap();
         assert!(!cut);
         assert_eq!(assembled["choices"][0]["message"]["content"], "Hello");
@@ -301,7 +346,10 @@ mod tests {
     async fn a_dropped_stream_is_still_reported_as_cut_short() {
         let (tx, rx) = std::sync::mpsc::channel();
         let mut s = Tapped::new(
-            sse(&["data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"par\"}}]}\n\n", "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tial\"}}]}\n\n"]),
+            sse(&[
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"par\"}}]}\n\n",
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tial\"}}]}\n\n",
+            ]),
             false,
             false,
             Box::new(move |a: &Assembler, cut| tx.send((a.finish(cut), cut)).unwrap()),
@@ -311,6 +359,9 @@ mod tests {
         let (assembled, cut) = rx.recv().unwrap();
         assert!(cut);
         assert_eq!(assembled["choices"][0]["message"]["content"], "par");
-        assert_eq!(assembled["choices"][0]["finish_reason"], "client_disconnected");
+        assert_eq!(
+            assembled["choices"][0]["finish_reason"],
+            "client_disconnected"
+        );
     }
 }

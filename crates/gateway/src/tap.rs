@@ -24,7 +24,9 @@ use crate::config::ContentPolicy;
 use crate::policy::{Policy, PolicyTable};
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A finished exchange on its way to the sinks.
@@ -48,7 +50,8 @@ impl Tap {
     pub async fn record(&self, exchange: Value, content: ContentPolicy) {
         let id = exchange["id"].as_str().unwrap_or_default().to_owned();
         let account = exchange["account"].as_str().unwrap_or_default().to_owned();
-        let ts_ms = exchange::Timestamp::parse(exchange["ts"].as_str().unwrap_or_default()).map_or_else(|_| now_ms(), |t| t.millis());
+        let ts_ms = exchange::Timestamp::parse(exchange["ts"].as_str().unwrap_or_default())
+            .map_or_else(|_| now_ms(), |t| t.millis());
         let line = exchange.to_string();
         let stored_line = match content {
             ContentPolicy::Full => line.clone(),
@@ -59,7 +62,18 @@ impl Tap {
             }
         };
         metrics::gauge!("distillguard_log_queue_free").set(self.log.capacity() as f64);
-        if self.log.send(Finished { id, ts_ms, account, line, stored_line }).await.is_err() {
+        if self
+            .log
+            .send(Finished {
+                id,
+                ts_ms,
+                account,
+                line,
+                stored_line,
+            })
+            .await
+            .is_err()
+        {
             tracing::error!("exchange log writer is gone; an exchange was not logged");
             metrics::counter!("distillguard_log_lost_total").increment(1);
         }
@@ -72,12 +86,19 @@ pub fn redact(v: &mut Value, policy: ContentPolicy) {
     let fix = |s: &mut Value| {
         if let Some(text) = s.as_str() {
             *s = match policy {
-                ContentPolicy::Hashes => Value::String(format!("sha256:{:x} chars:{}", Sha256::digest(text.as_bytes()), text.chars().count())),
+                ContentPolicy::Hashes => Value::String(format!(
+                    "sha256:{:x} chars:{}",
+                    Sha256::digest(text.as_bytes()),
+                    text.chars().count()
+                )),
                 _ => Value::String(String::new()),
             };
         }
     };
-    if let Some(messages) = v.pointer_mut("/request/messages").and_then(Value::as_array_mut) {
+    if let Some(messages) = v
+        .pointer_mut("/request/messages")
+        .and_then(Value::as_array_mut)
+    {
         for m in messages {
             if let Some(c) = m.get_mut("content") {
                 fix(c);
@@ -89,7 +110,10 @@ pub fn redact(v: &mut Value, policy: ContentPolicy) {
             fix(p);
         }
     }
-    if let Some(choices) = v.pointer_mut("/response/choices").and_then(Value::as_array_mut) {
+    if let Some(choices) = v
+        .pointer_mut("/response/choices")
+        .and_then(Value::as_array_mut)
+    {
         for c in choices {
             if let Some(t) = c.get_mut("text") {
                 fix(t);
@@ -143,7 +167,12 @@ pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread
                 }
                 let rows: Vec<LoggedExchange> = batch
                     .iter()
-                    .map(|f| LoggedExchange { id: f.id.clone(), ts_ms: f.ts_ms, account: f.account.clone(), line: f.stored_line.clone() })
+                    .map(|f| LoggedExchange {
+                        id: f.id.clone(),
+                        ts_ms: f.ts_ms,
+                        account: f.account.clone(),
+                        line: f.stored_line.clone(),
+                    })
                     .collect();
                 let mut attempt = 0;
                 while let Err(e) = shared.store.append_exchanges(&rows) {
@@ -151,7 +180,8 @@ pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread
                     tracing::error!(error = %e, attempt, "writing exchanges failed; retrying");
                     thread::sleep(Duration::from_millis(100 * attempt.min(50)));
                 }
-                metrics::counter!("distillguard_exchanges_logged_total").increment(rows.len() as u64);
+                metrics::counter!("distillguard_exchanges_logged_total")
+                    .increment(rows.len() as u64);
                 for f in batch.drain(..) {
                     if det_tx.send(f.line).is_err() {
                         tracing::error!("detector thread is gone");
@@ -173,11 +203,14 @@ pub fn observe_line(shared: &Shared, line: &str, audit: bool) {
         return;
     };
     let mut detector = shared.detector.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(change) = detector.observe(&ex) else { return };
+    let Some(change) = detector.observe(&ex) else {
+        return;
+    };
     let report = detector.report(&change.account);
     drop(detector);
     shared.table.set_verdict(&change.account, change.to);
-    metrics::counter!("distillguard_verdict_changes_total", "verdict" => change.to.as_str()).increment(1);
+    metrics::counter!("distillguard_verdict_changes_total", "verdict" => change.to.as_str())
+        .increment(1);
     let Some(report) = report else { return };
     let stored = StoredVerdict {
         account: change.account.clone(),
@@ -191,14 +224,33 @@ pub fn observe_line(shared: &Shared, line: &str, audit: bool) {
         tracing::error!(error = %e, "storing a verdict failed");
     }
     if audit {
-        let (from, to) = (shared.policy.for_verdict(change.from), shared.policy.for_verdict(change.to));
-        let why: Vec<String> = report.reasons.iter().filter(|r| r.value > 0.0).take(3).map(|r| format!("{} (+{:.1}): {}", r.signal, r.value, r.detail)).collect();
+        let (from, to) = (
+            shared.policy.for_verdict(change.from),
+            shared.policy.for_verdict(change.to),
+        );
+        let why: Vec<String> = report
+            .reasons
+            .iter()
+            .filter(|r| r.value > 0.0)
+            .take(3)
+            .map(|r| format!("{} (+{:.1}): {}", r.signal, r.value, r.detail))
+            .collect();
         let entry = AuditEntry {
             ts_ms: ex.ts.millis(),
             account: change.account.clone(),
-            action: if from == to { format!("verdict {}", change.to.as_str()) } else { to.as_str().into() },
+            action: if from == to {
+                format!("verdict {}", change.to.as_str())
+            } else {
+                to.as_str().into()
+            },
             actor: "detector".into(),
-            reason: format!("verdict {} -> {} (score {:.3}): {}", change.from.as_str(), change.to.as_str(), change.score, why.join("; ")),
+            reason: format!(
+                "verdict {} -> {} (score {:.3}): {}",
+                change.from.as_str(),
+                change.to.as_str(),
+                change.score,
+                why.join("; ")
+            ),
         };
         if let Err(e) = shared.store.audit(&entry) {
             tracing::error!(error = %e, "writing the audit trail failed");

@@ -59,7 +59,11 @@ struct Window {
 
 impl Window {
     fn expire(&mut self, now: Instant) {
-        while self.requests.front().is_some_and(|&t| now.duration_since(t) >= WINDOW) {
+        while self
+            .requests
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= WINDOW)
+        {
             self.requests.pop_front();
         }
         while let Some(&(t, _, n)) = self.tokens.front() {
@@ -94,23 +98,37 @@ impl Limiter {
 
     /// Admits a call or says which limit refuses it. `reserve_tokens` is the most the call can
     /// use (prompt estimate + requested output).
-    pub fn admit(&self, account: &str, limits: Limits, reserve_tokens: u64, now: Instant) -> Result<Permit, Denied> {
+    pub fn admit(
+        &self,
+        account: &str,
+        limits: Limits,
+        reserve_tokens: u64,
+        now: Instant,
+    ) -> Result<Permit, Denied> {
         let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
         let w = accounts.entry(account.to_owned()).or_default();
         w.expire(now);
         if let Some(max) = limits.concurrency {
             if w.in_flight >= max {
-                return Err(Denied { limit: Limit::Concurrency, retry_after: Duration::from_secs(1) });
+                return Err(Denied {
+                    limit: Limit::Concurrency,
+                    retry_after: Duration::from_secs(1),
+                });
             }
         }
         if let Some(max) = limits.rpm {
             if w.requests.len() >= max as usize {
                 let oldest = *w.requests.front().expect("non-empty at the limit");
-                return Err(Denied { limit: Limit::Requests, retry_after: WINDOW.saturating_sub(now.duration_since(oldest)) });
+                return Err(Denied {
+                    limit: Limit::Requests,
+                    retry_after: WINDOW.saturating_sub(now.duration_since(oldest)),
+                });
             }
         }
         // A call may not reserve more than the whole budget, or it could never run.
-        let reserve = limits.tpm.map_or(reserve_tokens, |m| reserve_tokens.min(u64::from(m)));
+        let reserve = limits
+            .tpm
+            .map_or(reserve_tokens, |m| reserve_tokens.min(u64::from(m)));
         if let Some(max) = limits.tpm {
             if w.token_sum + reserve > u64::from(max) {
                 // Time until enough of the window expires to make room.
@@ -123,7 +141,10 @@ impl Limiter {
                         break;
                     }
                 }
-                return Err(Denied { limit: Limit::Tokens, retry_after: retry });
+                return Err(Denied {
+                    limit: Limit::Tokens,
+                    retry_after: retry,
+                });
             }
         }
         w.requests.push_back(now);
@@ -134,7 +155,12 @@ impl Limiter {
             w.token_sum += reserve;
         }
         w.in_flight += 1;
-        Ok(Permit { limiter: self.clone(), account: account.to_owned(), ticket, counted_in_flight: true })
+        Ok(Permit {
+            limiter: self.clone(),
+            account: account.to_owned(),
+            ticket,
+            counted_in_flight: true,
+        })
     }
 
     /// Calls admitted in the last 60 seconds (for tests and metrics).
@@ -158,7 +184,11 @@ impl Limiter {
 impl Permit {
     /// Replaces the call's token reservation with what it really used.
     pub fn settle(&self, used_tokens: u64) {
-        let mut accounts = self.limiter.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut accounts = self
+            .limiter
+            .accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(w) = accounts.get_mut(&self.account) {
             if let Some(entry) = w.tokens.iter_mut().find(|e| e.1 == self.ticket) {
                 w.token_sum = w.token_sum - entry.2 + used_tokens;
@@ -171,7 +201,11 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if self.counted_in_flight {
-            let mut accounts = self.limiter.accounts.lock().unwrap_or_else(|p| p.into_inner());
+            let mut accounts = self
+                .limiter
+                .accounts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if let Some(w) = accounts.get_mut(&self.account) {
                 w.in_flight = w.in_flight.saturating_sub(1);
             }
@@ -184,7 +218,10 @@ mod tests {
     use super::*;
 
     fn rpm(n: u32) -> Limits {
-        Limits { rpm: Some(n), ..Limits::default() }
+        Limits {
+            rpm: Some(n),
+            ..Limits::default()
+        }
     }
 
     #[test]
@@ -201,7 +238,10 @@ mod tests {
             }
         }
         for (i, &start) in admitted.iter().enumerate() {
-            let in_window = admitted[i..].iter().take_while(|&&t| t.duration_since(start) < WINDOW).count();
+            let in_window = admitted[i..]
+                .iter()
+                .take_while(|&&t| t.duration_since(start) < WINDOW)
+                .count();
             assert!(in_window <= 50, "{in_window} in one window");
         }
         // With demand above the limit, every full minute admits exactly the limit.
@@ -213,7 +253,10 @@ mod tests {
         let l = Limiter::new();
         let t0 = Instant::now();
         let _a = l.admit("a", rpm(1), 0, t0).unwrap();
-        let denied = l.admit("a", rpm(1), 0, t0 + Duration::from_secs(20)).err().unwrap();
+        let denied = l
+            .admit("a", rpm(1), 0, t0 + Duration::from_secs(20))
+            .err()
+            .unwrap();
         assert_eq!(denied.limit, Limit::Requests);
         assert_eq!(denied.retry_after, Duration::from_secs(40));
     }
@@ -222,9 +265,15 @@ mod tests {
     fn tokens_are_reserved_then_trued_up() {
         let l = Limiter::new();
         let t0 = Instant::now();
-        let lim = Limits { tpm: Some(1000), ..Limits::default() };
+        let lim = Limits {
+            tpm: Some(1000),
+            ..Limits::default()
+        };
         let p = l.admit("a", lim, 800, t0).unwrap();
-        assert!(l.admit("a", lim, 300, t0).is_err(), "800 reserved + 300 > 1000");
+        assert!(
+            l.admit("a", lim, 300, t0).is_err(),
+            "800 reserved + 300 > 1000"
+        );
         p.settle(100);
         assert_eq!(l.tokens_in_window("a", t0), 100);
         assert!(l.admit("a", lim, 300, t0).is_ok());
@@ -234,10 +283,16 @@ mod tests {
     fn concurrency_slots_free_when_permits_drop() {
         let l = Limiter::new();
         let t0 = Instant::now();
-        let lim = Limits { concurrency: Some(2), ..Limits::default() };
+        let lim = Limits {
+            concurrency: Some(2),
+            ..Limits::default()
+        };
         let a = l.admit("a", lim, 0, t0).unwrap();
         let _b = l.admit("a", lim, 0, t0).unwrap();
-        assert_eq!(l.admit("a", lim, 0, t0).err().unwrap().limit, Limit::Concurrency);
+        assert_eq!(
+            l.admit("a", lim, 0, t0).err().unwrap().limit,
+            Limit::Concurrency
+        );
         drop(a);
         assert!(l.admit("a", lim, 0, t0).is_ok());
     }

@@ -20,12 +20,28 @@ pub const KEY_PREFIX: &str = "dg-";
 pub fn new_key(account: &str) -> (NewKey, [u8; 32]) {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let secret = format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let secret = format!(
+        "{KEY_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
     let mut id_bytes = [0u8; 6];
     rand::rngs::OsRng.fill_bytes(&mut id_bytes);
-    let id = format!("key_{}", id_bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let id = format!(
+        "key_{}",
+        id_bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
     let hash = hash_key(&secret);
-    (NewKey { id, account: account.to_owned(), secret }, hash)
+    (
+        NewKey {
+            id,
+            account: account.to_owned(),
+            secret,
+        },
+        hash,
+    )
 }
 
 pub fn hash_key(secret: &str) -> [u8; 32] {

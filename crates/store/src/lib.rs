@@ -96,7 +96,12 @@ pub trait Store: Send + Sync {
     /// Appends exchanges in one transaction (group commit); duplicates by id are ignored.
     fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<()>;
     /// Exchanges in log order, optionally for one account, from `after_seq`, at most `limit`.
-    fn exchanges(&self, account: Option<&str>, after_seq: i64, limit: usize) -> Result<Vec<(i64, LoggedExchange)>>;
+    fn exchanges(
+        &self,
+        account: Option<&str>,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, LoggedExchange)>>;
     /// The newest `limit` exchanges of an account, newest first.
     fn recent_exchanges(&self, account: &str, limit: usize) -> Result<Vec<LoggedExchange>>;
     fn exchange_count(&self) -> Result<u64>;

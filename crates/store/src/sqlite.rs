@@ -8,7 +8,10 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::keys::new_key;
-use crate::{Account, AuditEntry, KeyRecord, Limits, LoggedExchange, NewKey, Override, Result, Store, StoreError, StoredVerdict};
+use crate::{
+    Account, AuditEntry, KeyRecord, Limits, LoggedExchange, NewKey, Override, Result, Store,
+    StoreError, StoredVerdict,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS accounts (
@@ -66,7 +69,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) `distillguard.db` in `dir`.
     pub fn open_dir(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
         Self::open(&dir.join("distillguard.db"))
     }
 
@@ -77,7 +81,9 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -93,7 +99,11 @@ fn limit_from(v: Option<i64>) -> Option<u32> {
 fn account_row(row: &rusqlite::Row) -> rusqlite::Result<Account> {
     Ok(Account {
         name: row.get(0)?,
-        limits: Limits { rpm: limit_from(row.get(1)?), tpm: limit_from(row.get(2)?), concurrency: limit_from(row.get(3)?) },
+        limits: Limits {
+            rpm: limit_from(row.get(1)?),
+            tpm: limit_from(row.get(2)?),
+            concurrency: limit_from(row.get(3)?),
+        },
         allowlisted: row.get::<_, i64>(4)? != 0,
         created_ms: row.get(5)?,
     })
@@ -105,16 +115,26 @@ fn key_row(row: &rusqlite::Row) -> rusqlite::Result<KeyRecord> {
     if hash.len() == 32 {
         h.copy_from_slice(&hash);
     }
-    Ok(KeyRecord { id: row.get(0)?, account: row.get(1)?, hash: h, revoked: row.get::<_, Option<i64>>(3)?.is_some() })
+    Ok(KeyRecord {
+        id: row.get(0)?,
+        account: row.get(1)?,
+        hash: h,
+        revoked: row.get::<_, Option<i64>>(3)?.is_some(),
+    })
 }
 
 impl Store for SqliteStore {
     fn upsert_account(&self, name: &str, limits: Option<Limits>, now_ms: i64) -> Result<Account> {
         if name.is_empty() || name.len() > 200 {
-            return Err(StoreError::Invalid("account name must be 1 to 200 characters".into()));
+            return Err(StoreError::Invalid(
+                "account name must be 1 to 200 characters".into(),
+            ));
         }
         let conn = self.conn();
-        conn.execute("INSERT OR IGNORE INTO accounts (name, created_ms) VALUES (?1, ?2)", params![name, now_ms])?;
+        conn.execute(
+            "INSERT OR IGNORE INTO accounts (name, created_ms) VALUES (?1, ?2)",
+            params![name, now_ms],
+        )?;
         if let Some(l) = limits {
             conn.execute(
                 "UPDATE accounts SET rpm = ?2, tpm = ?3, concurrency = ?4 WHERE name = ?1",
@@ -139,12 +159,17 @@ impl Store for SqliteStore {
     fn accounts(&self) -> Result<Vec<Account>> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms FROM accounts ORDER BY name")?;
-        let rows = stmt.query_map([], account_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt
+            .query_map([], account_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
     fn set_allowlisted(&self, name: &str, allowlisted: bool) -> Result<()> {
-        let n = self.conn().execute("UPDATE accounts SET allowlisted = ?2 WHERE name = ?1", params![name, allowlisted as i64])?;
+        let n = self.conn().execute(
+            "UPDATE accounts SET allowlisted = ?2 WHERE name = ?1",
+            params![name, allowlisted as i64],
+        )?;
         if n == 0 {
             return Err(StoreError::Invalid(format!("no account {name:?}")));
         }
@@ -163,19 +188,29 @@ impl Store for SqliteStore {
     fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>> {
         Ok(self
             .conn()
-            .query_row("SELECT id, account, hash, revoked_ms FROM keys WHERE hash = ?1", [&hash[..]], key_row)
+            .query_row(
+                "SELECT id, account, hash, revoked_ms FROM keys WHERE hash = ?1",
+                [&hash[..]],
+                key_row,
+            )
             .optional()?)
     }
 
     fn keys(&self) -> Result<Vec<KeyRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, account, hash, revoked_ms FROM keys ORDER BY id")?;
-        let rows = stmt.query_map([], key_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt =
+            conn.prepare("SELECT id, account, hash, revoked_ms FROM keys ORDER BY id")?;
+        let rows = stmt
+            .query_map([], key_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
     fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool> {
-        let n = self.conn().execute("UPDATE keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL", params![id, now_ms])?;
+        let n = self.conn().execute(
+            "UPDATE keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+            params![id, now_ms],
+        )?;
         Ok(n > 0)
     }
 
@@ -192,10 +227,23 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn exchanges(&self, account: Option<&str>, after_seq: i64, limit: usize) -> Result<Vec<(i64, LoggedExchange)>> {
+    fn exchanges(
+        &self,
+        account: Option<&str>,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, LoggedExchange)>> {
         let conn = self.conn();
         let map = |row: &rusqlite::Row| -> rusqlite::Result<(i64, LoggedExchange)> {
-            Ok((row.get(0)?, LoggedExchange { id: row.get(1)?, ts_ms: row.get(2)?, account: row.get(3)?, line: row.get(4)? }))
+            Ok((
+                row.get(0)?,
+                LoggedExchange {
+                    id: row.get(1)?,
+                    ts_ms: row.get(2)?,
+                    account: row.get(3)?,
+                    line: row.get(4)?,
+                },
+            ))
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = match account {
@@ -215,20 +263,32 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached("SELECT id, ts_ms, account, line FROM exchanges WHERE account = ?1 ORDER BY seq DESC LIMIT ?2")?;
         let rows = stmt
-            .query_map(params![account, i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
-                Ok(LoggedExchange { id: row.get(0)?, ts_ms: row.get(1)?, account: row.get(2)?, line: row.get(3)? })
-            })?
+            .query_map(
+                params![account, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |row| {
+                    Ok(LoggedExchange {
+                        id: row.get(0)?,
+                        ts_ms: row.get(1)?,
+                        account: row.get(2)?,
+                        line: row.get(3)?,
+                    })
+                },
+            )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
     fn exchange_count(&self) -> Result<u64> {
-        let n: i64 = self.conn().query_row("SELECT COUNT(*) FROM exchanges", [], |r| r.get(0))?;
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM exchanges", [], |r| r.get(0))?;
         Ok(n as u64)
     }
 
     fn expire_exchanges(&self, before_ms: i64) -> Result<u64> {
-        Ok(self.conn().execute("DELETE FROM exchanges WHERE ts_ms < ?1", [before_ms])? as u64)
+        Ok(self
+            .conn()
+            .execute("DELETE FROM exchanges WHERE ts_ms < ?1", [before_ms])? as u64)
     }
 
     fn put_verdict(&self, v: &StoredVerdict) -> Result<()> {
@@ -242,7 +302,9 @@ impl Store for SqliteStore {
 
     fn verdicts(&self) -> Result<Vec<StoredVerdict>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT account, score, verdict, first_flagged, reasons, updated_ms FROM verdicts")?;
+        let mut stmt = conn.prepare(
+            "SELECT account, score, verdict, first_flagged, reasons, updated_ms FROM verdicts",
+        )?;
         let rows = stmt
             .query_map([], |row| {
                 let reasons: String = row.get(4)?;
@@ -276,7 +338,15 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT account, action, by, reason, ts_ms FROM overrides")?;
         let rows = stmt
-            .query_map([], |row| Ok(Override { account: row.get(0)?, action: row.get(1)?, by: row.get(2)?, reason: row.get(3)?, ts_ms: row.get(4)? }))?
+            .query_map([], |row| {
+                Ok(Override {
+                    account: row.get(0)?,
+                    action: row.get(1)?,
+                    by: row.get(2)?,
+                    reason: row.get(3)?,
+                    ts_ms: row.get(4)?,
+                })
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -292,7 +362,13 @@ impl Store for SqliteStore {
     fn audit_log(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
         let conn = self.conn();
         let map = |row: &rusqlite::Row| -> rusqlite::Result<AuditEntry> {
-            Ok(AuditEntry { ts_ms: row.get(0)?, account: row.get(1)?, action: row.get(2)?, actor: row.get(3)?, reason: row.get(4)? })
+            Ok(AuditEntry {
+                ts_ms: row.get(0)?,
+                account: row.get(1)?,
+                action: row.get(2)?,
+                actor: row.get(3)?,
+                reason: row.get(4)?,
+            })
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = match account {
@@ -323,7 +399,16 @@ mod tests {
     #[test]
     fn keys_are_stored_only_as_hashes_and_resolve_to_their_account() {
         let (dir, s) = store();
-        s.upsert_account("acme", Some(Limits { rpm: Some(60), tpm: None, concurrency: None }), 1).unwrap();
+        s.upsert_account(
+            "acme",
+            Some(Limits {
+                rpm: Some(60),
+                tpm: None,
+                concurrency: None,
+            }),
+            1,
+        )
+        .unwrap();
         let key = s.create_key("acme", 2).unwrap();
         let rec = s.key_by_hash(&hash_key(&key.secret)).unwrap().unwrap();
         assert_eq!((rec.account.as_str(), rec.revoked), ("acme", false));
@@ -331,7 +416,10 @@ mod tests {
         let raw = std::fs::read(dir.path().join("distillguard.db")).unwrap();
         let wal = std::fs::read(dir.path().join("distillguard.db-wal")).unwrap_or_default();
         let needle = key.secret.as_bytes();
-        assert!(!raw.windows(needle.len()).any(|w| w == needle) && !wal.windows(needle.len()).any(|w| w == needle));
+        assert!(
+            !raw.windows(needle.len()).any(|w| w == needle)
+                && !wal.windows(needle.len()).any(|w| w == needle)
+        );
     }
 
     #[test]
@@ -341,18 +429,34 @@ mod tests {
         let key = s.create_key("a", 1).unwrap();
         assert!(s.revoke_key(&key.id, 5).unwrap());
         assert!(!s.revoke_key(&key.id, 6).unwrap());
-        assert!(s.key_by_hash(&hash_key(&key.secret)).unwrap().unwrap().revoked);
+        assert!(
+            s.key_by_hash(&hash_key(&key.secret))
+                .unwrap()
+                .unwrap()
+                .revoked
+        );
         assert!(s.create_key("nobody", 1).is_err());
     }
 
     #[test]
     fn exchanges_append_once_by_id_and_page_in_order() {
         let (_d, s) = store();
-        let ex = |id: &str, acct: &str| LoggedExchange { id: id.into(), ts_ms: 1, account: acct.into(), line: "{}".into() };
-        s.append_exchanges(&[ex("1", "a"), ex("2", "b"), ex("3", "a")]).unwrap();
+        let ex = |id: &str, acct: &str| LoggedExchange {
+            id: id.into(),
+            ts_ms: 1,
+            account: acct.into(),
+            line: "{}".into(),
+        };
+        s.append_exchanges(&[ex("1", "a"), ex("2", "b"), ex("3", "a")])
+            .unwrap();
         s.append_exchanges(&[ex("2", "b")]).unwrap();
         assert_eq!(s.exchange_count().unwrap(), 3);
-        let a: Vec<String> = s.exchanges(Some("a"), 0, 10).unwrap().into_iter().map(|(_, e)| e.id).collect();
+        let a: Vec<String> = s
+            .exchanges(Some("a"), 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.id)
+            .collect();
         assert_eq!(a, vec!["1", "3"]);
         let page = s.exchanges(None, 1, 1).unwrap();
         assert_eq!(page[0].1.id, "2");

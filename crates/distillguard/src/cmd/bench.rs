@@ -193,8 +193,14 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
 
 fn print_misses(e: &Evaluation, labels: &[Label], verdicts: &HashMap<String, Verdict>) {
     for (campaign, share) in &e.time_to_detect {
-        let kind = labels.iter().find(|l| l.campaign.as_deref() == Some(campaign)).map_or("?", |l| l.archetype.as_str());
-        println!("  {campaign} ({kind}): {:.3} of its exchanges before the first flag", share);
+        let kind = labels
+            .iter()
+            .find(|l| l.campaign.as_deref() == Some(campaign))
+            .map_or("?", |l| l.archetype.as_str());
+        println!(
+            "  {campaign} ({kind}): {:.3} of its exchanges before the first flag",
+            share
+        );
     }
     for fp in &e.false_positives {
         println!("  false positive: {fp}");

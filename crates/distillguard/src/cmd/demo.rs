@@ -28,7 +28,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let log = args.out.join("exchanges.jsonl");
     let labels = args.out.join("labels.jsonl");
     let verdicts = args.out.join("verdicts.jsonl");
-    println!("== 1. simulate: benign customers and distillation campaigns -> {}", log.display());
+    println!(
+        "== 1. simulate: benign customers and distillation campaigns -> {}",
+        log.display()
+    );
     simulate::run(simulate::Args {
         data_dir: args.data_dir,
         seed: args.seed,
@@ -52,6 +55,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     scan::run(scan_args(false))?;
     scan::run(scan_args(true))?;
-    println!("\n== 3. evaluate: verdicts ({}) against the simulation's labels", verdicts.display());
-    evaluate::run(evaluate::Args { labels, verdicts, log, json: false })
+    println!(
+        "\n== 3. evaluate: verdicts ({}) against the simulation's labels",
+        verdicts.display()
+    );
+    evaluate::run(evaluate::Args {
+        labels,
+        verdicts,
+        log,
+        json: false,
+    })
 }

@@ -19,9 +19,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let store = SqliteStore::open_dir(&args.data).with_context(|| format!("opening the store in {}", args.data.display()))?;
+    let store = SqliteStore::open_dir(&args.data)
+        .with_context(|| format!("opening the store in {}", args.data.display()))?;
     let sink: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::new(sink);

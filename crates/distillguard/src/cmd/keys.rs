@@ -50,18 +50,32 @@ pub enum What {
 }
 
 fn open(s: &StoreArgs) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open_dir(&s.data).with_context(|| format!("opening the store in {}", s.data.display()))
+    SqliteStore::open_dir(&s.data)
+        .with_context(|| format!("opening the store in {}", s.data.display()))
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
-        What::Create { store, account, rpm, tpm, concurrency } => {
+        What::Create {
+            store,
+            account,
+            rpm,
+            tpm,
+            concurrency,
+        } => {
             let s = open(&store)?;
-            let limits = (rpm.is_some() || tpm.is_some() || concurrency.is_some()).then_some(Limits { rpm, tpm, concurrency });
+            let limits =
+                (rpm.is_some() || tpm.is_some() || concurrency.is_some()).then_some(Limits {
+                    rpm,
+                    tpm,
+                    concurrency,
+                });
             let a = s.upsert_account(&account, limits, now_ms())?;
             let key = s.create_key(&account, now_ms())?;
             eprintln!("created key {} for account {} (limits: rpm {:?}, tpm {:?}, concurrency {:?}); it is shown once:", key.id, a.name, a.limits.rpm, a.limits.tpm, a.limits.concurrency);
@@ -76,7 +90,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         What::List { store } => {
             for k in open(&store)?.keys()? {
-                println!("{}\t{}\t{}", k.id, k.account, if k.revoked { "revoked" } else { "active" });
+                println!(
+                    "{}\t{}\t{}",
+                    k.id,
+                    k.account,
+                    if k.revoked { "revoked" } else { "active" }
+                );
             }
         }
     }

@@ -29,7 +29,10 @@ pub struct Args {
 
 pub fn load(args: &Args) -> anyhow::Result<GatewayConfig> {
     let mut config: GatewayConfig = match &args.config {
-        Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?).with_context(|| format!("parsing {}", p.display()))?,
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
         None => GatewayConfig::default(),
     };
     if let Some(l) = args.listen {
@@ -39,7 +42,15 @@ pub fn load(args: &Args) -> anyhow::Result<GatewayConfig> {
         config.data.clone_from(d);
     }
     if let Some(u) = &args.upstream {
-        config.upstreams.insert(0, Upstream { base_url: u.clone(), api_key: args.upstream_key.clone(), models: Vec::new(), timeout_secs: 600 });
+        config.upstreams.insert(
+            0,
+            Upstream {
+                base_url: u.clone(),
+                api_key: args.upstream_key.clone(),
+                models: Vec::new(),
+                timeout_secs: 600,
+            },
+        );
     }
     if config.upstreams.is_empty() {
         anyhow::bail!("no upstream: pass --upstream URL or list [[upstreams]] in --config");
@@ -48,25 +59,38 @@ pub fn load(args: &Args) -> anyhow::Result<GatewayConfig> {
 }
 
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 pub fn admin_token() -> Option<String> {
-    std::env::var("DISTILLGUARD_ADMIN_TOKEN").ok().filter(|t| !t.is_empty())
+    std::env::var("DISTILLGUARD_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_tracing();
     let config = load(&args)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
-        let store = Arc::new(SqliteStore::open_dir(&config.data).with_context(|| format!("opening the store in {}", config.data.display()))?);
+        let store = Arc::new(
+            SqliteStore::open_dir(&config.data)
+                .with_context(|| format!("opening the store in {}", config.data.display()))?,
+        );
         let token = admin_token();
         if token.is_none() {
             tracing::warn!("DISTILLGUARD_ADMIN_TOKEN is not set: the admin API is disabled");
         }
-        let running = Gateway::start(config, store, token).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let running = Gateway::start(config, store, token)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         tracing::info!(addr = %running.addr, "distillguard gateway listening");
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight calls and the exchange log");
@@ -79,7 +103,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

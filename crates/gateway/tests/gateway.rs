@@ -1,0 +1,494 @@
+//! The gateway over real sockets, in front of the demo upstream: pass-through, streaming,
+//! the exchange log, errors in OpenAI's shape, limits, and enforcement of verdicts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway::{demo_upstream, Gateway, GatewayConfig, Running, Upstream};
+use serde_json::{json, Value};
+use store::{Limits, SqliteStore, Store};
+
+const ADMIN: &str = "test-admin-token";
+
+struct Harness {
+    gw: Running,
+    store: Arc<SqliteStore>,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start(tweak: impl FnOnce(&mut GatewayConfig)) -> Self {
+        let upstream = demo_upstream::spawn("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
+        let mut config = GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data: dir.path().to_owned(),
+            ..GatewayConfig::default()
+        };
+        config.upstreams.push(Upstream {
+            base_url: format!("http://{upstream}/v1"),
+            api_key: Some("upstream-secret".into()),
+            models: vec![],
+            timeout_secs: 30,
+        });
+        tweak(&mut config);
+        let gw = Gateway::start(config, store.clone(), Some(ADMIN.into()))
+            .await
+            .unwrap();
+        Harness {
+            gw,
+            store,
+            client: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.gw.addr, path)
+    }
+
+    fn key(&self, account: &str, limits: Option<Limits>) -> String {
+        self.store.upsert_account(account, limits, 0).unwrap();
+        self.store.create_key(account, 0).unwrap().secret
+    }
+
+    async fn post(&self, key: &str, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the log holds `n` exchanges of `account` (the tap is asynchronous).
+    async fn logged(&self, account: &str, n: usize) -> Vec<Value> {
+        for _ in 0..200 {
+            let rows = self.store.exchanges(Some(account), 0, 10_000).unwrap();
+            if rows.len() >= n {
+                return rows
+                    .into_iter()
+                    .map(|(_, e)| serde_json::from_str(&e.line).unwrap())
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("exchanges of {account} were not logged");
+    }
+}
+
+fn chat(text: &str) -> Value {
+    json!({"model": "demo-model", "messages": [{"role": "user", "content": text}], "max_tokens": 50})
+}
+
+#[tokio::test]
+async fn chat_passes_through_and_is_logged_in_the_exchange_format() {
+    let h = Harness::start(|_| {}).await;
+    let key = h.key("acme", None);
+    let resp = h
+        .post(&key, "/v1/chat/completions", chat("Explain TCP slow start"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("Explain TCP slow start"));
+    let logged = h.logged("acme", 1).await;
+    let line = serde_json::to_vec(&logged[0]).unwrap();
+    let ex = exchange::parse_line(&line).expect("the log line is a valid exchange");
+    assert_eq!(ex.account, "acme");
+    assert_eq!(ex.status, 200);
+    assert_eq!(
+        ex.request.messages.unwrap()[0].content.as_str(),
+        "Explain TCP slow start"
+    );
+    assert!(ex.key.unwrap().starts_with("key_"));
+    let raw = String::from_utf8(line).unwrap();
+    assert!(
+        !raw.contains(&key) && !raw.contains("upstream-secret"),
+        "no secret in the log"
+    );
+}
+
+#[tokio::test]
+async fn streams_are_relayed_and_logged_assembled_with_usage() {
+    let h = Harness::start(|_| {}).await;
+    let key = h.key("streamer", None);
+    let mut body = chat("Stream me a story about rivers");
+    body["stream"] = json!(true);
+    let resp = h.post(&key, "/v1/chat/completions", body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("data: [DONE]"));
+    assert!(
+        !text.contains("\"usage\""),
+        "the usage chunk the gateway asked for is not shown to a client that did not ask"
+    );
+    let logged = h.logged("streamer", 1).await;
+    let resp = &logged[0]["response"];
+    assert!(resp["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("Stream me a story"));
+    assert!(resp["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(logged[0]["request"]["stream"], true);
+    assert!(
+        logged[0]["request"].get("stream_options").is_none(),
+        "the log keeps the request as the client sent it"
+    );
+}
+
+#[tokio::test]
+async fn completions_embeddings_and_models_work() {
+    let h = Harness::start(|_| {}).await;
+    let key = h.key("multi", None);
+    let r = h
+        .post(
+            &key,
+            "/v1/completions",
+            json!({"model": "demo-model", "prompt": "Once upon a time", "max_tokens": 20}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<Value>().await.unwrap()["choices"][0]["text"].is_string());
+    let r = h
+        .post(
+            &key,
+            "/v1/embeddings",
+            json!({"model": "demo-embed", "input": ["a", "b"]}),
+        )
+        .await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let r = h
+        .client
+        .get(h.url("/v1/models"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<String> = r.json::<Value>().await.unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(ids.contains(&"demo-model".to_owned()));
+    h.logged("multi", 2).await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_openai_style_errors_and_the_gateway_keeps_serving() {
+    let h = Harness::start(|c| {
+        c.max_body_bytes = 4096;
+        c.upstreams[0].models = vec!["demo-model".into()];
+    })
+    .await;
+    let key = h.key("clumsy", None);
+    let check = |status: u16, code: Option<&str>| {
+        let code = code.map(str::to_owned);
+        move |(s, b): (u16, Value)| {
+            assert_eq!(s, status, "{b}");
+            assert!(
+                b["error"]["message"].is_string() && b["error"]["type"].is_string(),
+                "{b}"
+            );
+            if let Some(c) = &code {
+                assert_eq!(b["error"]["code"], json!(c), "{b}");
+            }
+        }
+    };
+    let send = |req: reqwest::RequestBuilder| async move {
+        let r = req.send().await.unwrap();
+        let s = r.status().as_u16();
+        (s, r.json::<Value>().await.unwrap())
+    };
+    let url = h.url("/v1/chat/completions");
+    check(401, Some("invalid_api_key"))(send(h.client.post(&url).json(&chat("hi"))).await);
+    check(401, Some("invalid_api_key"))(
+        send(
+            h.client
+                .post(&url)
+                .bearer_auth("dg-wrong")
+                .json(&chat("hi")),
+        )
+        .await,
+    );
+    check(400, None)(
+        send(
+            h.client
+                .post(&url)
+                .bearer_auth(&key)
+                .header("content-type", "application/json")
+                .body("{not json"),
+        )
+        .await,
+    );
+    check(415, None)(
+        send(
+            h.client
+                .post(&url)
+                .bearer_auth(&key)
+                .header("content-type", "text/plain")
+                .body("hi"),
+        )
+        .await,
+    );
+    check(413, Some("request_too_large"))(
+        send(
+            h.client
+                .post(&url)
+                .bearer_auth(&key)
+                .json(&chat(&"x".repeat(10_000))),
+        )
+        .await,
+    );
+    check(404, Some("model_not_found"))(
+        send(
+            h.client
+                .post(&url)
+                .bearer_auth(&key)
+                .json(&json!({"model": "nope", "messages": []})),
+        )
+        .await,
+    );
+    // Still serving.
+    assert_eq!(
+        h.post(&key, "/v1/chat/completions", chat("fine"))
+            .await
+            .status(),
+        200
+    );
+    // Failures after authentication are logged too.
+    let logged = h.logged("clumsy", 4).await;
+    let statuses: Vec<u64> = logged
+        .iter()
+        .map(|l| l["status"].as_u64().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&400)
+            && statuses.contains(&415)
+            && statuses.contains(&404)
+            && statuses.contains(&200),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn revoked_keys_stop_working_at_once() {
+    let h = Harness::start(|_| {}).await;
+    let key = h.key("leaky", None);
+    assert_eq!(
+        h.post(&key, "/v1/chat/completions", chat("hi"))
+            .await
+            .status(),
+        200
+    );
+    let id = h
+        .store
+        .keys()
+        .unwrap()
+        .into_iter()
+        .find(|k| k.account == "leaky")
+        .unwrap()
+        .id;
+    let r = h
+        .client
+        .delete(h.url(&format!("/admin/keys/{id}")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = h.post(&key, "/v1/chat/completions", chat("hi")).await;
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn requests_per_minute_answer_429_with_retry_after() {
+    let h = Harness::start(|_| {}).await;
+    let key = h.key(
+        "limited",
+        Some(Limits {
+            rpm: Some(3),
+            tpm: None,
+            concurrency: None,
+        }),
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            h.post(&key, "/v1/chat/completions", chat("hi"))
+                .await
+                .status(),
+            200
+        );
+    }
+    let r = h.post(&key, "/v1/chat/completions", chat("hi")).await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["type"],
+        "rate_limit_error"
+    );
+}
+
+#[tokio::test]
+async fn admin_api_needs_its_token_and_lists_accounts_with_verdicts_and_actions() {
+    let h = Harness::start(|_| {}).await;
+    let key = h.key("viewer", None);
+    h.post(&key, "/v1/chat/completions", chat("hello")).await;
+    h.logged("viewer", 1).await;
+    let r = h.client.get(h.url("/admin/accounts")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = h
+        .client
+        .get(h.url("/admin/accounts"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "an API key is not an admin token");
+    let r = h
+        .client
+        .get(h.url("/admin/accounts"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    let a = body["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["account"] == "viewer")
+        .unwrap()
+        .clone();
+    assert!(
+        a["score"].is_number() && a["verdict"] == "benign" && a["action"] == "allow",
+        "{a}"
+    );
+}
+
+#[tokio::test]
+async fn a_harvesting_account_is_degraded_while_a_benign_one_is_untouched_and_the_audit_says_why() {
+    let h = Harness::start(|_| {}).await;
+    let harvester = h.key("harvester", None);
+    let customer = h.key("customer", None);
+    // A logit-bias sweep (Carlini et al.): one-token answers while walking through token ids.
+    let mut refused_at = None;
+    for i in 0..200 {
+        let body = json!({"model": "demo-model", "messages": [{"role": "user", "content": "The capital of France is"}], "max_tokens": 1, "logit_bias": {(1000 + i * 7).to_string(): 100}});
+        let r = h.post(&harvester, "/v1/chat/completions", body).await;
+        if r.status() == 400 {
+            refused_at = Some(i);
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        if i % 10 == 0 {
+            // Give the asynchronous detector a moment to keep up, as real traffic would.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let c = h
+            .post(
+                &customer,
+                "/v1/chat/completions",
+                chat(&format!("Tell me about topic number {i}")),
+            )
+            .await;
+        assert_eq!(c.status(), 200);
+    }
+    let at = refused_at.expect("the sweep was stopped");
+    assert!(at >= 12, "never before min_exchanges");
+    // Degraded: still served, but logprobs are gone and max_tokens is capped.
+    let r = h.post(&harvester, "/v1/chat/completions", json!({"model": "demo-model", "messages": [{"role": "user", "content": "hi"}], "logprobs": true, "max_tokens": 4000})).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["choices"][0].get("logprobs").is_none());
+    // The customer is untouched.
+    let r = h.post(&customer, "/v1/chat/completions", json!({"model": "demo-model", "messages": [{"role": "user", "content": "hi"}], "logprobs": true})).await;
+    assert!(r.json::<Value>().await.unwrap()["choices"][0]["logprobs"].is_object());
+    let audit = h.store.audit_log(Some("harvester"), 10).unwrap();
+    let degrade = audit
+        .iter()
+        .find(|a| a.action == "degrade")
+        .expect("audited");
+    assert_eq!(degrade.actor, "detector");
+    assert!(
+        degrade.reason.contains("logit_bias_sweep"),
+        "{}",
+        degrade.reason
+    );
+    assert!(h.store.audit_log(Some("customer"), 10).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn overrides_and_allowlist_are_applied_at_once_and_audited() {
+    let h = Harness::start(|_| {}).await;
+    let key = h.key("reviewed", None);
+    let r = h
+        .client
+        .put(h.url("/admin/accounts/reviewed/override"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"action": "block", "reason": "confirmed harvesting", "by": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = h.post(&key, "/v1/chat/completions", chat("hi")).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "account_blocked"
+    );
+    let r = h
+        .client
+        .delete(h.url("/admin/accounts/reviewed/override"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"reason": "appeal accepted"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        h.post(&key, "/v1/chat/completions", chat("hi"))
+            .await
+            .status(),
+        200
+    );
+    let audit = h.store.audit_log(Some("reviewed"), 10).unwrap();
+    assert_eq!(audit.len(), 2);
+    assert_eq!(
+        (audit[1].action.as_str(), audit[1].actor.as_str()),
+        ("block", "alice")
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_commits_the_log() {
+    let h = Harness::start(|_| {}).await;
+    let key = h.key("last", None);
+    for i in 0..20 {
+        h.post(&key, "/v1/chat/completions", chat(&format!("call {i}")))
+            .await;
+    }
+    let store = h.store.clone();
+    h.gw.shutdown().await;
+    assert_eq!(store.exchanges(Some("last"), 0, 100).unwrap().len(), 20);
+}
