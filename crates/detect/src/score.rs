@@ -101,7 +101,10 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
     };
     // Before a whole day is seen, the spacing of calls already tells a steady machine stream
     // (gaps about as variable as their mean, CV ~1 or less) from people, who come in sessions.
-    let steady = if f.generative >= 30 && f.quiet_hours_activity == 0.0 && f.span_hours < 24.0 {
+    // A few minutes of calls say nothing about a rhythm: the stream must have lasted an hour.
+    let steady = if f.span_hours < 1.0 {
+        0.0
+    } else if f.generative >= 30 && f.quiet_hours_activity == 0.0 && f.span_hours < 24.0 {
         clamp01((1.3 - f.gap_cv) / 0.5)
     } else if f.generative >= 30 {
         0.5 * clamp01((1.3 - f.gap_cv) / 0.5)

@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The main job end to end: simulate traffic, scan it, grade the verdicts.
+    /// The main job end to end: a gateway on the embedded store, simulated customers driven through it over HTTP, its verdicts and actions.
     Demo(cmd::demo::Args),
     /// Run the gateway: an OpenAI-compatible proxy that logs, detects and enforces.
     Serve(cmd::serve::Args),

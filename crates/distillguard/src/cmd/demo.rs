@@ -1,68 +1,298 @@
-//! `distillguard demo`: the main job end to end on a fresh machine. Simulates a day or two of
-//! API traffic from the real corpora (benign customers and distillation campaigns), writes it
-//! as an exchange log, scans it as an analyst would, and grades the verdicts against the
-//! simulation's labels.
+//! `distillguard demo`: the main job end to end on a fresh machine, with nothing installed.
+//!
+//! 1. starts the demo upstream (a stand-in that speaks the OpenAI API, not a model);
+//! 2. starts the gateway in front of it on a fresh embedded store;
+//! 3. simulates customers from the real corpora (benign look-alikes and distillation
+//!    campaigns) and gives each an account and a key;
+//! 4. drives their requests through the gateway over real HTTP;
+//! 5. shows what the gateway concluded and did (verdicts, actions, the audit trail);
+//! 6. exports the log and scans it offline: the same verdicts.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::{evaluate, scan, simulate};
+use anyhow::Context;
+use gateway::{demo_upstream, Gateway, GatewayConfig, Upstream};
+use serde_json::Value;
+use simulate::{simulate, Corpora, SimConfig};
+use store::{SqliteStore, Store};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[arg(long, default_value = "../shared/data")]
     pub data_dir: PathBuf,
-    /// Where the log, labels and verdicts are written.
+    /// Where the demo's store and exported log go (replaced on each run).
     #[arg(long, default_value = "out/demo")]
     pub out: PathBuf,
-    #[arg(long, default_value_t = 120)]
+    /// Benign accounts to simulate (campaigns come with them).
+    #[arg(long, default_value_t = 40)]
     pub accounts: usize,
-    #[arg(long, default_value_t = 2.0)]
-    pub days: f64,
+    /// Requests sent per account at most, to keep the demo short.
+    #[arg(long, default_value_t = 150)]
+    pub per_account: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&args.out)?;
-    let log = args.out.join("exchanges.jsonl");
-    let labels = args.out.join("labels.jsonl");
-    let verdicts = args.out.join("verdicts.jsonl");
-    println!(
-        "== 1. simulate: benign customers and distillation campaigns -> {}",
-        log.display()
-    );
-    simulate::run(simulate::Args {
-        data_dir: args.data_dir,
-        seed: args.seed,
-        accounts: args.accounts,
-        campaigns: None,
-        days: args.days,
-        out: log.clone(),
-        labels: Some(labels.clone()),
-    })?;
-    println!("\n== 2. scan: every account ranked, with reasons");
-    let scan_args = |json: bool| scan::Args {
-        input: log.clone(),
-        json,
-        config: None,
-        strict: false,
-        max_line_bytes: 16 << 20,
-        top: 15,
-        features: false,
-        threads: None,
-        output: json.then(|| verdicts.clone()),
+    super::serve::init_tracing_quiet();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(demo(args))
+}
+
+async fn demo(args: Args) -> anyhow::Result<ExitCode> {
+    let data = args.out.join("data");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data)?;
+
+    println!("== 1. demo upstream (a stand-in speaking the OpenAI API; not a model)");
+    let upstream = demo_upstream::spawn("127.0.0.1:0".parse()?).await?;
+    println!("   listening on http://{upstream}/v1");
+
+    println!("== 2. gateway on the embedded store in {}", data.display());
+    let store = Arc::new(SqliteStore::open_dir(&data)?);
+    let mut config = GatewayConfig {
+        listen: "127.0.0.1:0".parse()?,
+        data: data.clone(),
+        ..GatewayConfig::default()
     };
-    scan::run(scan_args(false))?;
-    scan::run(scan_args(true))?;
+    config.upstreams.push(Upstream {
+        base_url: format!("http://{upstream}/v1"),
+        api_key: None,
+        models: vec![],
+        timeout_secs: 60,
+    });
+    let admin_token = "demo-admin-token".to_owned();
+    let gw = Gateway::start(config, store.clone(), Some(admin_token.clone()))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let base = format!("http://{}", gw.addr);
+    println!("   listening on {base}  (policy: suspicious -> watch, distilling -> degrade)");
+
     println!(
-        "\n== 3. evaluate: verdicts ({}) against the simulation's labels",
-        verdicts.display()
+        "== 3. simulated customers from the corpora in {}",
+        args.data_dir.display()
     );
-    evaluate::run(evaluate::Args {
-        labels,
-        verdicts,
-        log,
-        json: false,
-    })
+    let corpora =
+        Corpora::load(&args.data_dir).context("the demo needs the corpora (see README)")?;
+    let sim = simulate(
+        &SimConfig {
+            seed: args.seed,
+            benign_accounts: args.accounts,
+            days: 2.0,
+            ..SimConfig::default()
+        },
+        &corpora,
+    );
+    let labels: HashMap<String, (bool, String)> = sim
+        .labels
+        .iter()
+        .map(|l| (l.account.clone(), (l.is_attack(), l.archetype.clone())))
+        .collect();
+    let mut keys = HashMap::new();
+    for l in &sim.labels {
+        store.upsert_account(&l.account, None, 0)?;
+        keys.insert(l.account.clone(), store.create_key(&l.account, 0)?.secret);
+    }
+    let attackers = sim.labels.iter().filter(|l| l.is_attack()).count();
+    println!(
+        "   {} accounts ({} benign, {} in distillation campaigns), each with an API key",
+        sim.labels.len(),
+        sim.labels.len() - attackers,
+        attackers
+    );
+
+    // Each account's first requests, in the simulated order.
+    let mut sent: HashMap<String, usize> = HashMap::new();
+    let mut plan = Vec::new();
+    for ex in &sim.exchanges {
+        let n = sent.entry(ex.account.clone()).or_default();
+        if *n < args.per_account {
+            *n += 1;
+            plan.push((
+                ex.account.clone(),
+                ex.endpoint.clone(),
+                serde_json::to_vec(&ex.request)?,
+                ex.user_agent.clone(),
+            ));
+        }
+    }
+    println!(
+        "== 4. driving {} requests through the gateway over HTTP ({} in flight)",
+        plan.len(),
+        args.concurrency
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let started = Instant::now();
+    let statuses = Arc::new(std::sync::Mutex::new(BTreeMap::<u16, usize>::new()));
+    let sem = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
+    let mut tasks = Vec::with_capacity(plan.len());
+    for (account, endpoint, body, ua) in plan.iter().cloned() {
+        let permit = sem.clone().acquire_owned().await?;
+        let client = client.clone();
+        let url = format!("{base}{endpoint}");
+        let key = keys[&account].clone();
+        let statuses = statuses.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut req = client
+                .post(url)
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(ua) = ua {
+                req = req.header("user-agent", ua);
+            }
+            let status = match req.send().await {
+                Ok(r) => {
+                    let s = r.status().as_u16();
+                    let _ = r.bytes().await;
+                    s
+                }
+                Err(_) => 0,
+            };
+            *statuses.lock().expect("lock").entry(status).or_default() += 1;
+            drop(permit);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "   done in {secs:.1} s ({:.0} requests/s); statuses: {:?}",
+        plan.len() as f64 / secs,
+        statuses.lock().expect("lock")
+    );
+
+    // The detector runs off the request path; wait until it has seen everything logged.
+    let total = plan.len() as u64;
+    for _ in 0..600 {
+        if store.exchange_count()? >= total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    println!("== 5. what the gateway concluded and did (GET /admin/accounts)");
+    let body: Value = client
+        .get(format!("{base}/admin/accounts"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let accounts = body["accounts"].as_array().cloned().unwrap_or_default();
+    println!(
+        "   {:<28} {:<20} {:<11} {:>6} {:<9} top reasons",
+        "account", "truth (simulation)", "verdict", "score", "action"
+    );
+    let mut confusion = BTreeMap::<(&str, &str), usize>::new();
+    for a in &accounts {
+        let name = a["account"].as_str().unwrap_or("");
+        let (attack, kind) = labels.get(name).cloned().unwrap_or((false, "?".into()));
+        let verdict = a["verdict"].as_str().unwrap_or("");
+        *confusion
+            .entry((
+                if attack { "attack" } else { "benign" },
+                if verdict == "distilling" {
+                    "flagged"
+                } else {
+                    "not flagged"
+                },
+            ))
+            .or_default() += 1;
+        if verdict != "benign" || attack {
+            let reasons: Vec<String> = a["reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["value"].as_f64().unwrap_or(0.0) > 0.0)
+                .take(2)
+                .map(|r| r["signal"].as_str().unwrap_or("").to_owned())
+                .collect();
+            println!(
+                "   {:<28} {:<20} {:<11} {:>6.3} {:<9} {}",
+                name,
+                kind,
+                verdict,
+                a["score"].as_f64().unwrap_or(0.0),
+                a["action"].as_str().unwrap_or(""),
+                reasons.join(", ")
+            );
+        }
+    }
+    println!("   (benign accounts with a benign verdict are not listed)");
+    println!("   truth vs verdict: {confusion:?}");
+    let audit: Value = client
+        .get(format!("{base}/admin/audit?limit=5"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!("   audit trail, newest first:");
+    for e in audit["audit"].as_array().into_iter().flatten() {
+        let reason: String = e["reason"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(150)
+            .collect();
+        println!(
+            "     {} {} by {}: {}",
+            e["account"].as_str().unwrap_or(""),
+            e["action"].as_str().unwrap_or(""),
+            e["actor"].as_str().unwrap_or(""),
+            reason
+        );
+    }
+
+    println!("== 6. export the log and scan it offline");
+    gw.shutdown().await;
+    let log = args.out.join("exchanges.jsonl");
+    super::export::run(super::export::Args {
+        data: data.clone(),
+        account: None,
+        out: Some(log.clone()),
+    })?;
+    let mut detector = detect::Detector::new(detect::Config::default());
+    let mut source = exchange::LineSource::open(&log, exchange::ReaderOptions::default())?;
+    while let Some(line) = source.next_line() {
+        if let exchange::RawLine::Line { bytes, .. } = line? {
+            if let Ok(ex) = exchange::parse_line(&bytes) {
+                detector.observe(&ex);
+            }
+        }
+    }
+    let offline: HashMap<String, String> = detector
+        .reports()
+        .into_iter()
+        .map(|r| (r.account, r.verdict.as_str().to_owned()))
+        .collect();
+    let agree = accounts
+        .iter()
+        .filter(|a| {
+            offline
+                .get(a["account"].as_str().unwrap_or(""))
+                .map(String::as_str)
+                == a["verdict"].as_str()
+        })
+        .count();
+    println!(
+        "   `distillguard scan {}` agrees with the gateway on {agree} of {} accounts",
+        log.display(),
+        accounts.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -67,6 +67,16 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Warnings only: the demo prints its own story.
+pub fn init_tracing_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 pub fn admin_token() -> Option<String> {
     std::env::var("DISTILLGUARD_ADMIN_TOKEN")
         .ok()
