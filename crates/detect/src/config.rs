@@ -112,7 +112,7 @@ impl Default for Weights {
             reasoning_elicitation: 1.5,
             hidden_reasoning: 4.0,
             logprob_harvest: 3.0,
-            logit_bias_sweep: 9.0,
+            logit_bias_sweep: 12.0,
             fresh_broad_coverage: 4.5,
             templated_coverage: 2.0,
             task_generation: 4.0,
