@@ -143,7 +143,7 @@ pub async fn generate(
         endpoint,
         request,
     };
-    match serve_call(&state, &principal, &call, parsed).await {
+    let mut resp = match serve_call(&state, &principal, &call, parsed).await {
         Ok(resp) => resp,
         Err(e) => {
             state
@@ -153,7 +153,13 @@ pub async fn generate(
             metrics::counter!("distillguard_responses_total", "status" => e.status.as_str().to_owned()).increment(1);
             e.into_response()
         }
+    };
+    // The exchange id, so a client or an operator can find the call in the log.
+    if let Ok(v) = HeaderValue::from_str(&call.id) {
+        resp.headers_mut().insert("x-request-id", v);
     }
+    metrics::histogram!("distillguard_request_seconds").record(started.elapsed().as_secs_f64());
+    resp
 }
 
 fn route<'a>(upstreams: &'a [Upstream], model: Option<&str>) -> Option<&'a Upstream> {
