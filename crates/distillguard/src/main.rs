@@ -42,8 +42,14 @@ enum Command {
     Simulate(cmd::simulate::Args),
     /// Compare `scan --json` verdicts with simulation labels.
     Evaluate(cmd::evaluate::Args),
-    /// Benchmarks: detection quality over several seeds and sizes.
+    /// Benchmarks: detection quality, scan throughput, detector memory, HTTP load.
     Bench(cmd::bench::Args),
+    /// Run the demo upstream alone: a stand-in speaking the OpenAI API (not a model), for
+    /// trying the gateway and for benchmarks.
+    DemoUpstream {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +63,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Evaluate(a) => cmd::evaluate::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::DemoUpstream { listen } => cmd::demo::upstream(listen),
     };
     match result {
         Ok(code) => code,

@@ -9,28 +9,59 @@ use gateway::{demo_upstream, Gateway, GatewayConfig, Upstream};
 use store::{SqliteStore, Store};
 
 fn sdk_available() -> bool {
-    Command::new("python3").args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success())
+    Command::new("python3")
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_python_sdk_works_through_the_gateway() {
     if !sdk_available() {
-        assert!(std::env::var("DISTILLGUARD_REQUIRE_SDK_TEST").is_err(), "python3 with the openai package is required: pip install openai");
+        assert!(
+            std::env::var("DISTILLGUARD_REQUIRE_SDK_TEST").is_err(),
+            "python3 with the openai package is required: pip install openai"
+        );
         eprintln!("SKIPPED: python3 with the openai package is not installed (pip install openai)");
         return;
     }
-    let upstream = demo_upstream::spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let upstream = demo_upstream::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
     store.upsert_account("sdk-user", None, 0).unwrap();
     let key = store.create_key("sdk-user", 0).unwrap().secret;
-    let mut config = GatewayConfig { listen: "127.0.0.1:0".parse().unwrap(), data: dir.path().to_owned(), ..GatewayConfig::default() };
-    config.upstreams.push(Upstream { base_url: format!("http://{upstream}/v1"), api_key: None, models: vec![], timeout_secs: 30 });
+    let mut config = GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data: dir.path().to_owned(),
+        ..GatewayConfig::default()
+    };
+    config.upstreams.push(Upstream {
+        base_url: format!("http://{upstream}/v1"),
+        api_key: None,
+        models: vec![],
+        timeout_secs: 30,
+    });
     let gw = Gateway::start(config, store.clone(), None).await.unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk_check.py");
     let base = format!("http://{}/v1", gw.addr);
-    let out = tokio::task::spawn_blocking(move || Command::new("python3").arg(script).env("DG_BASE_URL", base).env("DG_API_KEY", key).output().unwrap()).await.unwrap();
-    assert!(out.status.success(), "stdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .env("DG_BASE_URL", base)
+            .env("DG_API_KEY", key)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
     // Every generation call was logged (model listing is not an exchange; the bad key was
     // refused before anything else).

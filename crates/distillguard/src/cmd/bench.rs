@@ -27,6 +27,29 @@ pub enum What {
     /// Detector memory: replay simulated exchanges spread over N distinct accounts and
     /// report the process's peak resident memory.
     Memory(MemoryArgs),
+    /// Fixed-rate HTTP load (open loop, wrk2-style): latency is measured from when each request
+    /// was due, not when it was sent, so a slow server cannot hide its queueing.
+    Load(LoadArgs),
+}
+
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    /// Full URL of the chat completions endpoint.
+    #[arg(long)]
+    pub url: String,
+    #[arg(long, default_value = "")]
+    pub key: String,
+    /// Requests per second.
+    #[arg(long)]
+    pub rate: f64,
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Print one JSON line instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args)]
@@ -75,6 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         What::Detect(a) => detect(a),
         What::Parse(a) => parse(a),
         What::Memory(a) => memory(a),
+        What::Load(a) => load(a),
     }
 }
 
@@ -266,4 +290,64 @@ fn memory(args: MemoryArgs) -> anyhow::Result<ExitCode> {
         std::mem::size_of::<detect::AccountState>()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).tcp_nodelay(true).build()?;
+        let total = (args.rate * args.seconds) as u64;
+        let interval = std::time::Duration::from_secs_f64(1.0 / args.rate);
+        let body = bytes::Bytes::from_static(br#"{"model":"demo-model","messages":[{"role":"user","content":"Benchmark request: say something short."}],"max_tokens":16}"#);
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let start = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
+        let mut workers = Vec::new();
+        for _ in 0..args.connections {
+            let (client, next, body, url, key) = (client.clone(), next.clone(), body.clone(), args.url.clone(), args.key.clone());
+            workers.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0u64;
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let due = start + interval.mul_f64(i as f64);
+                    tokio::time::sleep_until(due).await;
+                    let mut req = client.post(&url).header("content-type", "application/json").body(body.clone());
+                    if !key.is_empty() {
+                        req = req.bearer_auth(&key);
+                    }
+                    match req.send().await {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            latencies.push(due.elapsed().as_secs_f64());
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                (latencies, errors)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for w in workers {
+            let (l, e) = w.await?;
+            all.extend(l);
+            errors += e;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        all.sort_by(f64::total_cmp);
+        let q = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(f64::NAN) * 1000.0;
+        let (p50, p90, p99, max) = (q(0.5), q(0.9), q(0.99), all.last().copied().unwrap_or(f64::NAN) * 1000.0);
+        let achieved = all.len() as f64 / elapsed;
+        if args.json {
+            println!("{}", serde_json::json!({"rate": args.rate, "achieved": achieved, "ok": all.len(), "errors": errors, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": max}));
+        } else {
+            println!("rate {:.0}/s: {} ok, {} errors, achieved {:.0}/s; latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms", args.rate, all.len(), errors, achieved, p50, p90, p99, max);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }

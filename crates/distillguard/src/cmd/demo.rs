@@ -296,3 +296,19 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// `distillguard demo-upstream`: the stand-in model server on its own.
+pub fn upstream(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    super::serve::init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let addr = demo_upstream::spawn(listen).await?;
+        eprintln!(
+            "demo upstream (a stand-in speaking the OpenAI API, not a model) on http://{addr}/v1"
+        );
+        tokio::signal::ctrl_c().await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
