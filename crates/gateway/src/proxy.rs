@@ -43,6 +43,7 @@ struct CallRecord {
     ip: String,
     user_agent: Option<String>,
     endpoint: String,
+    body_bytes: usize,
     request: Value,
 }
 
@@ -124,10 +125,13 @@ pub async fn generate(
             ))),
         }
     };
-    let request = match &parsed {
-        Ok(v) => v.clone(),
-        // Log what was sent even when it is not JSON, as a string, so nothing is lost.
-        Err(_) => json!({"unparsed_body": String::from_utf8_lossy(&body[..body.len().min(4096)])}),
+    // The log keeps the request as the client sent it; a body that is not JSON is kept as text.
+    let (request, parse_error) = match parsed {
+        Ok(v) => (v, None),
+        Err(e) => (
+            json!({"unparsed_body": String::from_utf8_lossy(&body[..body.len().min(4096)])}),
+            Some(e),
+        ),
     };
     let call = CallRecord {
         id: request_id(),
@@ -141,9 +145,10 @@ pub async fn generate(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         endpoint,
+        body_bytes: body.len(),
         request,
     };
-    let mut resp = match serve_call(&state, &principal, &call, parsed).await {
+    let mut resp = match serve_call(&state, &principal, &call, parse_error).await {
         Ok(resp) => resp,
         Err(e) => {
             state
@@ -175,9 +180,13 @@ async fn serve_call(
     state: &Arc<AppState>,
     principal: &Principal,
     call: &CallRecord,
-    parsed: Result<Value, ApiError>,
+    parse_error: Option<ApiError>,
 ) -> Result<Response, ApiError> {
-    let mut body = parsed?;
+    if let Some(e) = parse_error {
+        return Err(e);
+    }
+    // Copied only when the gateway must change what goes upstream.
+    let mut body = std::borrow::Cow::Borrowed(&call.request);
     let policy = &state.shared.policy;
     let standing = state.shared.table.standing(policy, &principal.account);
     metrics::counter!("distillguard_policy_applied_total", "action" => standing.action.as_str())
@@ -192,7 +201,7 @@ async fn serve_call(
     }
     let degrade = standing.action == Action::Degrade;
     if degrade {
-        degrade_request(&mut body, policy).map_err(ApiError::invalid_request)?;
+        degrade_request(body.to_mut(), policy).map_err(ApiError::invalid_request)?;
     }
     let model = body.get("model").and_then(Value::as_str).map(str::to_owned);
     let upstream = route(&state.config.upstreams, model.as_deref()).ok_or_else(|| {
@@ -213,7 +222,7 @@ async fn serve_call(
         .or_else(|| body.get("max_tokens"))
         .and_then(Value::as_u64)
         .unwrap_or(1024);
-    let prompt_estimate = (call.request.to_string().len() as u64).div_ceil(4);
+    let prompt_estimate = (call.body_bytes as u64).div_ceil(4);
     let limits = policy.limits_for(standing.action, principal.limits);
     let permit = state
         .limiter
@@ -242,15 +251,22 @@ async fn serve_call(
     let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let mut hide_usage_chunk = false;
     if streaming && call.endpoint.ends_with("completions") {
-        let opts = body
-            .as_object_mut()
-            .expect("object")
-            .entry("stream_options")
-            .or_insert_with(|| json!({}));
-        if opts.get("include_usage").and_then(Value::as_bool) != Some(true) {
+        if body
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            != Some(true)
+        {
             hide_usage_chunk = true;
-            if let Some(o) = opts.as_object_mut() {
-                o.insert("include_usage".into(), Value::Bool(true));
+            let obj = body
+                .to_mut()
+                .as_object_mut()
+                .expect("a JSON object, checked when parsed");
+            let opts = obj.entry("stream_options").or_insert_with(|| json!({}));
+            match opts.as_object_mut() {
+                Some(o) => {
+                    o.insert("include_usage".into(), Value::Bool(true));
+                }
+                None => *opts = json!({"include_usage": true}),
             }
         }
     }
@@ -261,7 +277,7 @@ async fn serve_call(
         .client
         .post(&url)
         .timeout(Duration::from_secs(upstream.timeout_secs))
-        .json(&body);
+        .json(body.as_ref());
     if let Some(k) = &upstream.api_key {
         req = req.bearer_auth(k);
     }
@@ -292,7 +308,7 @@ async fn serve_call(
         let tap = state.tap.clone();
         let content = state.config.content;
         let call_line = call.line(status.as_u16(), None);
-        let prompt_chars = call.request.to_string().len();
+        let prompt_chars = call.body_bytes;
         let call_started = call.started;
         let on_done = Box::new(move |a: &Assembler, cut_short: bool| {
             let mut line = call_line;
