@@ -250,24 +250,22 @@ async fn serve_call(
 
     let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let mut hide_usage_chunk = false;
-    if streaming && call.endpoint.ends_with("completions") {
-        if body
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            != Some(true)
-        {
-            hide_usage_chunk = true;
-            let obj = body
-                .to_mut()
-                .as_object_mut()
-                .expect("a JSON object, checked when parsed");
-            let opts = obj.entry("stream_options").or_insert_with(|| json!({}));
-            match opts.as_object_mut() {
-                Some(o) => {
-                    o.insert("include_usage".into(), Value::Bool(true));
-                }
-                None => *opts = json!({"include_usage": true}),
+    let usage_asked = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    if streaming && call.endpoint.ends_with("completions") && !usage_asked {
+        hide_usage_chunk = true;
+        let obj = body
+            .to_mut()
+            .as_object_mut()
+            .expect("a JSON object, checked when parsed");
+        let opts = obj.entry("stream_options").or_insert_with(|| json!({}));
+        match opts.as_object_mut() {
+            Some(o) => {
+                o.insert("include_usage".into(), Value::Bool(true));
             }
+            None => *opts = json!({"include_usage": true}),
         }
     }
 
