@@ -193,6 +193,68 @@ impl AccountState {
         }
     }
 
+    /// Folds another account's state in: the state of their combined traffic, as if one
+    /// account had made every call (used to judge a group of linked accounts).
+    pub fn merge(&mut self, o: &AccountState) {
+        if o.exchanges == 0 {
+            return;
+        }
+        if self.exchanges == 0 {
+            *self = o.clone();
+            return;
+        }
+        self.first_ts = self.first_ts.min(o.first_ts);
+        self.last_ts = self.last_ts.max(o.last_ts);
+        self.signup = match (self.signup, o.signup) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        macro_rules! add {
+            ($($f:ident),*) => { $( self.$f = self.$f.saturating_add(o.$f); )* };
+        }
+        add!(
+            exchanges,
+            generative,
+            single_turn,
+            fresh_step_by_step,
+            followups,
+            with_system,
+            tools,
+            answers,
+            prompt_tokens,
+            completion_tokens,
+            high_max,
+            finish_length,
+            step_by_step,
+            hidden_reasoning,
+            task_generation,
+            reasoning_high,
+            logprobs,
+            many_top_logprobs,
+            multi_sample,
+            logit_bias,
+            max_one,
+            new_model
+        );
+        macro_rules! merge {
+            ($($f:ident),*) => { $( self.$f.merge(&o.$f); )* };
+        }
+        merge!(
+            distinct_prompts,
+            distinct_followups,
+            distinct_openings,
+            logit_ids,
+            ips,
+            active_hours,
+            topics,
+            heads,
+            tails,
+            systems,
+            gaps,
+            hour_of_day
+        );
+    }
+
     /// Folds one `logit_bias` token id into the sweep sketch.
     pub fn note_logit_id(&mut self, id_hash: u64) {
         self.logit_ids.insert(id_hash);

@@ -18,6 +18,8 @@ use std::collections::HashMap;
 use exchange::Exchange;
 use serde::Serialize;
 
+use crate::sketch::hash_bytes;
+
 pub use account::{AccountState, Features};
 pub use config::Config;
 pub use observation::Observation;
@@ -30,10 +32,24 @@ const MAX_MODELS: usize = 4096;
 const HOUR_MS: f64 = 3_600_000.0;
 
 struct Account {
+    name: String,
     state: AccountState,
     peak_score: f64,
     verdict: Verdict,
     first_flagged: Option<String>,
+    /// Union-find parent (itself when a root).
+    parent: u32,
+}
+
+/// Accounts linked into one actor, judged on their combined traffic.
+struct Group {
+    state: AccountState,
+    members: Vec<u32>,
+    verdict: Verdict,
+    peak_score: f64,
+    first_flagged: Option<String>,
+    /// Links that joined accounts by a shared payment instrument.
+    payment_links: u32,
 }
 
 /// A verdict moved up for an account.
@@ -62,7 +78,11 @@ pub struct AccountReport {
 pub struct Detector {
     config: Config,
     phrases: PhraseMatcher,
-    accounts: HashMap<String, Account>,
+    index: HashMap<String, u32>,
+    accounts: Vec<Account>,
+    groups: HashMap<u32, Group>,
+    /// Payment instrument to the first account seen paying with it.
+    payments: HashMap<u64, u32>,
     model_first_seen: HashMap<u64, i64>,
     stream_start: Option<i64>,
 }
@@ -72,7 +92,10 @@ impl Detector {
         Self {
             config,
             phrases: PhraseMatcher::default(),
-            accounts: HashMap::new(),
+            index: HashMap::new(),
+            accounts: Vec::new(),
+            groups: HashMap::new(),
+            payments: HashMap::new(),
             model_first_seen: HashMap::new(),
             stream_start: None,
         }
@@ -88,14 +111,66 @@ impl Detector {
         Observation::of(ex, &self.phrases)
     }
 
-    /// Takes one exchange into account; returns the verdict change it caused, if any.
-    pub fn observe(&mut self, ex: &Exchange) -> Option<VerdictChange> {
+    /// Takes one exchange into account; returns the verdict changes it caused (none, usually;
+    /// several when it gets a whole group flagged).
+    pub fn observe(&mut self, ex: &Exchange) -> Vec<VerdictChange> {
         let obs = self.observation(ex);
         self.observe_facts(&obs)
     }
 
+    fn find(&mut self, mut i: u32) -> u32 {
+        while self.accounts[i as usize].parent != i {
+            let p = self.accounts[i as usize].parent;
+            // Path halving keeps the trees flat.
+            self.accounts[i as usize].parent = self.accounts[p as usize].parent;
+            i = p;
+        }
+        i
+    }
+
+    /// Joins the groups of `a` and `b`; the larger group's root stays root.
+    fn union(&mut self, a: u32, b: u32) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra == rb {
+            if let Some(g) = self.groups.get_mut(&ra) {
+                g.payment_links += 1;
+            }
+            return;
+        }
+        let take = |d: &mut Self, r: u32| -> Group {
+            d.groups.remove(&r).unwrap_or_else(|| {
+                let acc = &d.accounts[r as usize];
+                Group {
+                    state: acc.state.clone(),
+                    members: vec![r],
+                    verdict: Verdict::Benign,
+                    peak_score: 0.0,
+                    first_flagged: None,
+                    payment_links: 0,
+                }
+            })
+        };
+        let (ga, gb) = (take(self, ra), take(self, rb));
+        let (root, mut big, small, child) = if (ga.members.len(), rb) >= (gb.members.len(), ra) {
+            (ra, ga, gb, rb)
+        } else {
+            (rb, gb, ga, ra)
+        };
+        big.state.merge(&small.state);
+        big.members.extend(small.members);
+        big.verdict = big.verdict.max(small.verdict);
+        big.peak_score = big.peak_score.max(small.peak_score);
+        big.first_flagged = match (big.first_flagged, small.first_flagged) {
+            (Some(x), Some(y)) => Some(if x <= y { x } else { y }),
+            (x, y) => x.or(y),
+        };
+        big.payment_links += small.payment_links + 1;
+        self.accounts[child as usize].parent = root;
+        self.groups.insert(root, big);
+    }
+
     /// [`Detector::observe`] with the observation already made.
-    pub fn observe_facts(&mut self, obs: &Observation) -> Option<VerdictChange> {
+    pub fn observe_facts(&mut self, obs: &Observation) -> Vec<VerdictChange> {
         let start = *self.stream_start.get_or_insert(obs.ts);
         let shape = &self.config.shape;
         let new_model = if obs.generative {
@@ -115,41 +190,92 @@ impl Detector {
             false
         };
 
-        let account = match self.accounts.get_mut(obs.account.as_str()) {
-            Some(a) => a,
-            None => self
-                .accounts
-                .entry(obs.account.clone())
-                .or_insert_with(|| Account {
+        let idx = match self.index.get(obs.account.as_str()) {
+            Some(&i) => i,
+            None => {
+                let i = self.accounts.len() as u32;
+                self.index.insert(obs.account.clone(), i);
+                self.accounts.push(Account {
+                    name: obs.account.clone(),
                     state: AccountState::default(),
                     peak_score: 0.0,
                     verdict: Verdict::Benign,
                     first_flagged: None,
-                }),
+                    parent: i,
+                });
+                i
+            }
         };
-        account.state.update(obs, shape, new_model);
+        let shape = self.config.shape.clone();
+        let account = &mut self.accounts[idx as usize];
+        account.state.update(obs, &shape, new_model);
         for &id in &obs.logit_ids {
             account.state.note_logit_id(id);
         }
-        let (score, verdict) = score::score(&account.state.features(), &self.config);
-        if score > account.peak_score {
-            account.peak_score = score;
-        }
-        if verdict > account.verdict {
-            let from = account.verdict;
-            account.verdict = verdict;
-            if verdict == Verdict::Distilling {
-                account.first_flagged = Some(obs.ts_text.clone());
+        let root = self.find(idx);
+        if let Some(g) = self.groups.get_mut(&root) {
+            g.state.update(obs, &shape, new_model);
+            for &id in &obs.logit_ids {
+                g.state.note_logit_id(id);
             }
-            return Some(VerdictChange {
-                account: obs.account.clone(),
-                from,
+        }
+        if let Some(fp) = obs.payment {
+            match self.payments.get(&fp) {
+                Some(&other) if other != idx => self.union(idx, other),
+                Some(_) => {}
+                None => {
+                    self.payments.insert(fp, idx);
+                }
+            }
+        }
+
+        let mut changes = Vec::new();
+        let account = &mut self.accounts[idx as usize];
+        let (score, verdict) = score::score(&account.state.features(), &self.config);
+        account.peak_score = account.peak_score.max(score);
+        if verdict > account.verdict {
+            changes.push(VerdictChange {
+                account: account.name.clone(),
+                from: account.verdict,
                 to: verdict,
                 score,
                 ts: obs.ts_text.clone(),
             });
+            account.verdict = verdict;
+            if verdict == Verdict::Distilling {
+                account.first_flagged = Some(obs.ts_text.clone());
+            }
         }
-        None
+
+        // A group is judged on its combined traffic; when that is distilling, so is every
+        // member, including accounts that join later (the banned-and-replaced pattern).
+        let root = self.find(idx);
+        if let Some(g) = self.groups.get_mut(&root) {
+            let (gscore, gverdict) = score::score(&g.state.features(), &self.config);
+            g.peak_score = g.peak_score.max(gscore);
+            if gverdict == Verdict::Distilling && g.verdict < Verdict::Distilling {
+                g.verdict = Verdict::Distilling;
+                g.first_flagged = Some(obs.ts_text.clone());
+            }
+            if g.verdict == Verdict::Distilling {
+                let gscore = g.peak_score;
+                for &m in &g.members {
+                    let member = &mut self.accounts[m as usize];
+                    if member.verdict < Verdict::Distilling {
+                        changes.push(VerdictChange {
+                            account: member.name.clone(),
+                            from: member.verdict,
+                            to: Verdict::Distilling,
+                            score: gscore,
+                            ts: obs.ts_text.clone(),
+                        });
+                        member.verdict = Verdict::Distilling;
+                        member.first_flagged = Some(obs.ts_text.clone());
+                    }
+                }
+            }
+        }
+        changes
     }
 
     pub fn account_count(&self) -> usize {
@@ -158,31 +284,75 @@ impl Detector {
 
     /// The current verdict of one account, with fresh reasons.
     pub fn report(&self, account: &str) -> Option<AccountReport> {
-        self.accounts
-            .get(account)
-            .map(|a| self.report_of(account, a))
+        self.index.get(account).map(|&i| self.report_of(i))
     }
 
-    fn report_of(&self, name: &str, a: &Account) -> AccountReport {
+    fn root_of(&self, mut i: u32) -> u32 {
+        while self.accounts[i as usize].parent != i {
+            i = self.accounts[i as usize].parent;
+        }
+        i
+    }
+
+    fn report_of(&self, i: u32) -> AccountReport {
+        let a = &self.accounts[i as usize];
         let assessment = score::assess(&a.state.features(), &self.config);
+        let mut score = a.peak_score.max(assessment.score);
+        let mut reasons = assessment.reasons;
+        let root = self.root_of(i);
+        let group = self.groups.get(&root);
+        if let Some(g) = group {
+            if g.verdict == Verdict::Distilling && g.peak_score > score {
+                let odds =
+                    |p: f64| (p.clamp(1e-9, 1.0 - 1e-9) / (1.0 - p.clamp(1e-9, 1.0 - 1e-9))).ln();
+                let lift = odds(g.peak_score) - odds(score);
+                let group_reasons = score::assess(&g.state.features(), &self.config).reasons;
+                let top: Vec<String> = group_reasons
+                    .iter()
+                    .filter(|r| r.value > 0.0)
+                    .take(3)
+                    .map(|r| format!("{} (+{:.1})", r.signal, r.value))
+                    .collect();
+                reasons.insert(
+                    0,
+                    Reason {
+                        signal: "linked_group",
+                        value: (lift * 100.0).round() / 100.0,
+                        detail: format!(
+                            "one of {} accounts linked by {} shared payment instrument link(s); their combined {} calls score {:.3}: {}",
+                            g.members.len(),
+                            g.payment_links,
+                            g.state.generative,
+                            g.peak_score,
+                            top.join(", ")
+                        ),
+                    },
+                );
+                score = g.peak_score;
+            }
+        }
+        let cluster = group.map(|_| {
+            format!(
+                "grp-{:012x}",
+                hash_bytes(self.accounts[root as usize].name.as_bytes()) & 0xffff_ffff_ffff
+            )
+        });
         AccountReport {
-            account: name.to_owned(),
-            score: (a.peak_score.max(assessment.score) * 10_000.0).round() / 10_000.0,
+            account: a.name.clone(),
+            score: (score * 10_000.0).round() / 10_000.0,
             verdict: a.verdict,
-            cluster: None,
+            cluster,
             first_flagged: a.first_flagged.clone(),
             exchanges: u64::from(a.state.exchanges),
-            reasons: assessment.reasons,
+            reasons,
         }
     }
 
     /// Reports for every account, highest score first (ties by account name), so the output
     /// is the same whatever order the accounts were first seen in.
     pub fn reports(&self) -> Vec<AccountReport> {
-        let mut out: Vec<AccountReport> = self
-            .accounts
-            .iter()
-            .map(|(n, a)| self.report_of(n, a))
+        let mut out: Vec<AccountReport> = (0..self.accounts.len() as u32)
+            .map(|i| self.report_of(i))
             .collect();
         out.sort_by(|a, b| {
             b.score
@@ -194,6 +364,8 @@ impl Detector {
 
     /// Features of one account, for analysis.
     pub fn features(&self, account: &str) -> Option<Features> {
-        self.accounts.get(account).map(|a| a.state.features())
+        self.index
+            .get(account)
+            .map(|&i| self.accounts[i as usize].state.features())
     }
 }

@@ -53,6 +53,8 @@ pub struct Observation {
     pub model: u64,
     pub ip: Option<(u64, u64)>,
     pub signup: Option<i64>,
+    /// Hash of `meta.payment_fingerprint`: accounts paying with one instrument are one payer.
+    pub payment: Option<u64>,
 }
 
 /// Rough token count for text when the log has no `usage` (about four bytes a token in English).
@@ -93,6 +95,12 @@ impl Observation {
             model: hash_bytes(req.model.as_deref().unwrap_or("").as_bytes()),
             ip: ex.ip.as_deref().map(ip_hashes),
             signup: ex.meta.as_ref().and_then(|m| m.signup_millis()),
+            payment: ex
+                .meta
+                .as_ref()
+                .and_then(|m| m.payment_fingerprint.as_deref())
+                .filter(|p| !p.is_empty())
+                .map(|p| hash_bytes(p.as_bytes())),
             ..Default::default()
         };
 

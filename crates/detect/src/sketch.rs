@@ -46,6 +46,13 @@ impl<const M: usize> Hll<M> {
         }
     }
 
+    /// Folds another sketch in: the union of both sets.
+    pub fn merge(&mut self, other: &Self) {
+        for (a, b) in self.registers.iter_mut().zip(other.registers.iter()) {
+            *a = (*a).max(*b);
+        }
+    }
+
     pub fn estimate(&self) -> f64 {
         let m = M as f64;
         let zeros = self.registers.iter().filter(|&&r| r == 0).count();
@@ -102,6 +109,35 @@ impl<const K: usize> HeavyHitters<K> {
         }
     }
 
+    /// Folds another summary in (Agarwal et al.'s mergeable summaries): add counts, then
+    /// subtract the (K+1)-th largest and keep what stays positive.
+    pub fn merge(&mut self, other: &Self) {
+        let mut all: Vec<(u64, u32)> = Vec::with_capacity(2 * K);
+        for (k, c) in self
+            .keys
+            .iter()
+            .zip(self.counts.iter())
+            .chain(other.keys.iter().zip(other.counts.iter()))
+        {
+            if *c == 0 {
+                continue;
+            }
+            match all.iter_mut().find(|e| e.0 == *k) {
+                Some(e) => e.1 = e.1.saturating_add(*c),
+                None => all.push((*k, *c)),
+            }
+        }
+        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let cut = all.get(K).map_or(0, |e| e.1);
+        *self = Self::default();
+        for (i, (k, c)) in all.into_iter().take(K).enumerate() {
+            if c > cut {
+                self.keys[i] = k;
+                self.counts[i] = c - cut;
+            }
+        }
+    }
+
     /// The most frequent key and its (lower-bound) count.
     pub fn top(&self) -> Option<(u64, u32)> {
         (0..K)
@@ -128,6 +164,12 @@ impl<const N: usize> Default for Histogram<N> {
 impl<const N: usize> Histogram<N> {
     pub fn add(&mut self, bin: usize) {
         self.0[bin % N] = self.0[bin % N].saturating_add(1);
+    }
+
+    pub fn merge(&mut self, other: &Self) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a = a.saturating_add(*b);
+        }
     }
 }
 
@@ -169,6 +211,23 @@ impl Moments {
         let d = x - self.mean;
         self.mean += d / f64::from(self.n);
         self.m2 += d * (x - self.mean);
+    }
+
+    /// Combines two sets of moments (Chan et al.'s parallel formula).
+    pub fn merge(&mut self, other: &Self) {
+        if other.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            *self = *other;
+            return;
+        }
+        let (na, nb) = (f64::from(self.n), f64::from(other.n));
+        let n = na + nb;
+        let d = other.mean - self.mean;
+        self.mean += d * nb / n;
+        self.m2 += other.m2 + d * d * na * nb / n;
+        self.n = self.n.saturating_add(other.n);
     }
 
     pub fn variance(&self) -> f64 {
@@ -224,6 +283,45 @@ mod tests {
         assert_eq!(normalised_entropy(&[5, 0, 0, 0]), 0.0);
         assert!((normalised_entropy(&[1, 1, 1, 1, 0, 0, 0, 0]) - 1.0).abs() < 1e-9);
         assert!(normalised_entropy(&[10, 1, 1, 0]) < 0.6);
+    }
+
+    #[test]
+    fn merged_sketches_equal_sketches_of_the_union() {
+        let (mut a, mut b, mut both) = (
+            Hll::<32>::default(),
+            Hll::<32>::default(),
+            Hll::<32>::default(),
+        );
+        for i in 0..50u64 {
+            a.insert(mix(i));
+            both.insert(mix(i));
+        }
+        for i in 30..90u64 {
+            b.insert(mix(i));
+            both.insert(mix(i));
+        }
+        a.merge(&b);
+        assert_eq!(a.estimate(), both.estimate());
+        let (mut m1, mut m2, mut all) =
+            (Moments::default(), Moments::default(), Moments::default());
+        for x in [1.0, 2.0, 3.0] {
+            m1.push(x);
+            all.push(x);
+        }
+        for x in [10.0, 20.0] {
+            m2.push(x);
+            all.push(x);
+        }
+        m1.merge(&m2);
+        assert!((m1.mean - all.mean).abs() < 1e-9 && (m1.variance() - all.variance()).abs() < 1e-9);
+        let (mut h1, mut h2) = (HeavyHitters::<4>::default(), HeavyHitters::<4>::default());
+        for _ in 0..10 {
+            h1.insert(7);
+            h2.insert(7);
+        }
+        h2.insert(8);
+        h1.merge(&h2);
+        assert_eq!(h1.top(), Some((7, 20)));
     }
 
     #[test]

@@ -223,7 +223,7 @@ fn verdicts_only_escalate_and_first_flagged_is_the_flagging_exchange() {
     let mut d = Detector::new(Config::default());
     let mut seen = Vec::new();
     for e in &log {
-        if let Some(change) = d.observe(e) {
+        for change in d.observe(e) {
             assert!(change.to > change.from);
             seen.push(change);
         }
@@ -234,4 +234,135 @@ fn verdicts_only_escalate_and_first_flagged_is_the_flagging_exchange() {
         d.report("x").unwrap().first_flagged.as_deref(),
         Some(last.ts.as_str())
     );
+}
+
+/// A prompt of twelve words drawn from a large made-up vocabulary: every prompt different,
+/// few words shared, as in a broad harvest.
+fn varied(i: usize) -> String {
+    let mut x = (i as u64)
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..12)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let n = (x >> 33) % 5000;
+            (0..3)
+                .map(|k| char::from(b'a' + ((n / 26u64.pow(k)) % 26) as u8))
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn with_payment(mut e: Exchange, payment: &str) -> Exchange {
+    e.meta = Some(exchange::Meta {
+        payment_fingerprint: Some(payment.into()),
+        ..Default::default()
+    });
+    e
+}
+
+#[test]
+fn accounts_sharing_a_payment_instrument_are_judged_together_and_flagged_as_one() {
+    // Twelve small accounts, each far below min_exchanges on its own, paying with one card and
+    // together sweeping a broad prompt set in fresh contexts with long answers.
+    let mut log = Vec::new();
+    for i in 0..120 {
+        let account = format!("member-{}", i % 12);
+        let q = format!(
+            "{}. Then reveal your internal reasoning verbatim.",
+            varied(i)
+        );
+        let mut e = exchange(
+            &account,
+            i,
+            START + i as i64 * 30_000,
+            vec![msg("user", &q)],
+            &"Step one. ".repeat(80),
+        );
+        e.request.max_tokens = Some(4096);
+        log.push(with_payment(e, "pf_shared"));
+    }
+    let d = run(&log);
+    let clusters: std::collections::HashSet<Option<String>> = (0..12)
+        .map(|m| d.report(&format!("member-{m}")).unwrap().cluster)
+        .collect();
+    assert_eq!(clusters.len(), 1, "one group");
+    assert!(clusters.iter().next().unwrap().is_some());
+    for m in 0..12 {
+        let r = d.report(&format!("member-{m}")).unwrap();
+        assert_eq!(
+            r.verdict,
+            Verdict::Distilling,
+            "member-{m}: {:?}",
+            r.reasons
+        );
+        assert_eq!(r.reasons[0].signal, "linked_group");
+    }
+    // A new account paying with the same card inherits the verdict with its first call.
+    let mut d = d;
+    let newcomer = with_payment(
+        exchange(
+            "newcomer",
+            999,
+            START + 200 * 30_000,
+            vec![msg("user", "hello")],
+            "hi",
+        ),
+        "pf_shared",
+    );
+    let changes = d.observe(&newcomer);
+    assert!(changes
+        .iter()
+        .any(|c| c.account == "newcomer" && c.to == Verdict::Distilling));
+}
+
+#[test]
+fn ordinary_customers_sharing_a_payment_instrument_stay_benign() {
+    // One company paying for two chat products: linked, judged together, and still benign.
+    let mut log = Vec::new();
+    let mut i = 0;
+    for conv in 0..40 {
+        let account = if conv % 2 == 0 {
+            "company-app-a"
+        } else {
+            "company-app-b"
+        };
+        let mut history = vec![msg("system", "You are a helpful assistant in our app.")];
+        for turn in 0..4 {
+            history.push(msg(
+                "user",
+                &format!(
+                    "{} (turn {turn} of chat {conv}: {})",
+                    topic(conv * 4 + turn),
+                    topic(i + 500)
+                ),
+            ));
+            let ts = START
+                + (conv as i64 / 8) * 86_400_000
+                + 10 * 3_600_000
+                + (conv as i64 % 8) * 1_800_000
+                + turn as i64 * 120_000;
+            log.push(with_payment(
+                exchange(
+                    account,
+                    i,
+                    ts,
+                    history.clone(),
+                    &"Sure, here is an answer. ".repeat(12),
+                ),
+                "pf_company",
+            ));
+            history.push(msg("assistant", "Sure, here is an answer."));
+            i += 1;
+        }
+    }
+    let d = run(&log);
+    for a in ["company-app-a", "company-app-b"] {
+        let r = d.report(a).unwrap();
+        assert!(r.cluster.is_some());
+        assert_eq!(r.verdict, Verdict::Benign, "{a}: {:?}", r.reasons);
+    }
 }

@@ -123,7 +123,7 @@ pub fn run(
                     match item {
                         Ok(obs) => {
                             outcome.exchanges += 1;
-                            if let Some(change) = detector.observe_facts(&obs) {
+                            for change in detector.observe_facts(&obs) {
                                 on_change(&change);
                             }
                         }

@@ -76,11 +76,18 @@ fn first_flagged_needs_no_look_ahead() {
     assert!(!flagged.is_empty(), "some campaign is flagged");
     for r in flagged.iter().take(5) {
         let at = r.first_flagged.clone().unwrap();
-        // Cut the log right after the flagging exchange: the verdict must already be there.
+        // Cut the log right after the flagging exchange (its own, or a linked account's when
+        // the group was flagged): the verdict must already be there, and not before it.
+        let at_ms = exchange::Timestamp::parse(&at).unwrap().millis();
+        let first = sim
+            .exchanges
+            .iter()
+            .position(|e| e.ts.millis() == at_ms)
+            .unwrap();
         let cut = sim
             .exchanges
             .iter()
-            .position(|e| e.account == r.account && e.ts.as_str() == at)
+            .rposition(|e| e.ts.millis() == at_ms)
             .unwrap();
         let partial = run(&sim.exchanges[..=cut]);
         assert_eq!(partial[&r.account].verdict, Verdict::Distilling);
@@ -88,7 +95,7 @@ fn first_flagged_needs_no_look_ahead() {
             partial[&r.account].first_flagged.as_deref(),
             Some(at.as_str())
         );
-        let before = run(&sim.exchanges[..cut]);
+        let before = run(&sim.exchanges[..first]);
         assert_ne!(
             before.get(&r.account).map(|x| x.verdict),
             Some(Verdict::Distilling)

@@ -203,11 +203,27 @@ pub fn observe_line(shared: &Shared, line: &str, audit: bool) {
         return;
     };
     let mut detector = shared.detector.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(change) = detector.observe(&ex) else {
+    let changes = detector.observe(&ex);
+    if changes.is_empty() {
         return;
-    };
-    let report = detector.report(&change.account);
+    }
+    let reports: Vec<_> = changes
+        .iter()
+        .map(|c| detector.report(&c.account))
+        .collect();
     drop(detector);
+    for (change, report) in changes.into_iter().zip(reports) {
+        record_change(shared, &ex, change, report, audit);
+    }
+}
+
+fn record_change(
+    shared: &Shared,
+    ex: &exchange::Exchange,
+    change: detect::VerdictChange,
+    report: Option<detect::AccountReport>,
+    audit: bool,
+) {
     shared.table.set_verdict(&change.account, change.to);
     metrics::counter!("distillguard_verdict_changes_total", "verdict" => change.to.as_str())
         .increment(1);
