@@ -278,18 +278,10 @@ pub fn logit_sweep(w: &mut World) -> (Identity, Vec<Exchange>) {
             logit_bias: Some(bias),
             ..Params::default()
         };
-        let answer = p.answer.chars().take(4).collect();
+        let answer: String = p.answer.chars().take(4).collect();
         out.push(w.exchange(
             &who,
-            Call {
-                ts,
-                model: w.old_models[old].to_owned(),
-                messages: vec![msg("user", &p.prompt)],
-                answer,
-                reasoning: None,
-                tool_call: None,
-                params,
-            },
+            Call::user(ts, w.old_models[old].to_owned(), &p.prompt, answer, params),
         ));
     }
     (who, out)
@@ -321,15 +313,7 @@ pub fn low_and_slow(w: &mut World) -> (Identity, Vec<Exchange>) {
             };
             out.push(w.exchange(
                 &who,
-                Call {
-                    ts,
-                    model: w.old_models[old].to_owned(),
-                    messages: vec![msg("user", &prompt)],
-                    answer: q.answer,
-                    reasoning: None,
-                    tool_call: None,
-                    params,
-                },
+                Call::user(ts, w.old_models[old].to_owned(), &prompt, q.answer, params),
             ));
         } else {
             let conv = w.corpora.chats.choose(&mut w.rng).expect("chats").clone();
@@ -410,15 +394,7 @@ pub fn self_instruct(w: &mut World) -> (Identity, Vec<Exchange>) {
         };
         out.push(w.exchange(
             &who,
-            Call {
-                ts,
-                model: w.old_models[old].to_owned(),
-                messages: vec![msg("user", &prompt)],
-                answer,
-                reasoning: None,
-                tool_call: None,
-                params,
-            },
+            Call::user(ts, w.old_models[old].to_owned(), &prompt, answer, params),
         ));
     }
     (who, out)
@@ -592,15 +568,7 @@ pub fn hydra(w: &mut World) -> Vec<(Identity, Vec<Exchange>)> {
         let who = group[member].0.clone();
         let ex = w.exchange(
             &who,
-            Call {
-                ts,
-                model: w.old_models[old].to_owned(),
-                messages: vec![msg("user", &prompt)],
-                answer: q.answer,
-                reasoning: None,
-                tool_call: None,
-                params,
-            },
+            Call::user(ts, w.old_models[old].to_owned(), &prompt, q.answer, params),
         );
         group[member].1.push(ex);
     }

@@ -130,15 +130,7 @@ pub fn developer(w: &mut World) -> (Identity, Vec<Exchange>) {
                 let model = w.model_at(ts, adopts, old);
                 out.push(w.exchange(
                     &who,
-                    Call {
-                        ts,
-                        model,
-                        messages: vec![msg("user", &pair.prompt)],
-                        answer: pair.answer,
-                        reasoning: None,
-                        tool_call: None,
-                        params,
-                    },
+                    Call::user(ts, model, &pair.prompt, pair.answer, params),
                 ));
                 ts += w.rng.gen_range(5_000..180_000);
             }
@@ -333,18 +325,7 @@ pub fn batch_pipeline(w: &mut World) -> (Identity, Vec<Exchange>) {
                 (task.replace("{}", &text), answer)
             };
             let model = w.model_at(ts, None, old);
-            out.push(w.exchange(
-                &who,
-                Call {
-                    ts,
-                    model,
-                    messages: vec![msg("user", &prompt)],
-                    answer,
-                    reasoning: None,
-                    tool_call: None,
-                    params: params.clone(),
-                },
-            ));
+            out.push(w.exchange(&who, Call::user(ts, model, &prompt, answer, params.clone())));
         }
     }
     (who, out)
@@ -396,18 +377,7 @@ pub fn content_pipeline(w: &mut World) -> (Identity, Vec<Exchange>) {
             let prompt = kinds[k / group.len() % kinds.len()].replace("{}", &text);
             let answer = w.some_answer();
             let model = w.model_at(ts, None, old);
-            out.push(w.exchange(
-                &who,
-                Call {
-                    ts,
-                    model,
-                    messages: vec![msg("user", &prompt)],
-                    answer,
-                    reasoning: None,
-                    tool_call: None,
-                    params: params.clone(),
-                },
-            ));
+            out.push(w.exchange(&who, Call::user(ts, model, &prompt, answer, params.clone())));
         }
     }
     (who, out)
@@ -483,15 +453,13 @@ pub fn eval_harness(w: &mut World) -> (Identity, Vec<Exchange>) {
                 });
                 out.push(w.exchange(
                     &who,
-                    Call {
+                    Call::user(
                         ts,
-                        model: model.clone(),
-                        messages: vec![msg("user", &prompt)],
-                        answer: item.answer.clone(),
-                        reasoning: None,
-                        tool_call: None,
-                        params: params.clone(),
-                    },
+                        model.clone(),
+                        &prompt,
+                        item.answer.clone(),
+                        params.clone(),
+                    ),
                 ));
             }
         }

@@ -130,6 +130,27 @@ pub struct Call {
     pub params: Params,
 }
 
+impl Call {
+    /// A fresh single-turn call: one user message, a text answer.
+    pub fn user(
+        ts: i64,
+        model: impl Into<String>,
+        prompt: &str,
+        answer: impl Into<String>,
+        params: Params,
+    ) -> Self {
+        Call {
+            ts,
+            model: model.into(),
+            messages: vec![msg("user", prompt)],
+            answer: answer.into(),
+            reasoning: None,
+            tool_call: None,
+            params,
+        }
+    }
+}
+
 pub fn msg(role: &str, content: &str) -> Message {
     Message {
         role: role.to_owned(),
