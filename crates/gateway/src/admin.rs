@@ -190,6 +190,32 @@ pub async fn revoke_key(
     Ok(Json(json!({"id": id, "revoked": revoked})))
 }
 
+/// Applies a human decision to the store and writes its audit line in the same blocking call,
+/// so no decision goes unaudited.
+async fn record_decision(
+    state: &AppState,
+    account: &str,
+    action: &str,
+    by: &str,
+    reason: String,
+    apply: impl FnOnce(&dyn store::Store, &str) -> store::Result<()> + Send + 'static,
+) -> Result<(), ApiError> {
+    let entry = AuditEntry {
+        ts_ms: now_ms(),
+        account: account.to_owned(),
+        action: action.to_owned(),
+        actor: by.to_owned(),
+        reason,
+    };
+    let store = state.shared.store.clone();
+    let name = account.to_owned();
+    blocking(move || {
+        apply(store.as_ref(), &name)?;
+        store.audit(&entry)
+    })
+    .await
+}
+
 #[derive(Deserialize)]
 pub struct OverrideBody {
     action: String,
@@ -218,18 +244,9 @@ pub async fn set_override(
         reason: b.reason.clone(),
         ts_ms: now_ms(),
     };
-    let store = state.shared.store.clone();
-    let entry = AuditEntry {
-        ts_ms: o.ts_ms,
-        account: name.clone(),
-        action: action.as_str().into(),
-        actor: by.clone(),
-        reason: format!("override: {}", b.reason),
-    };
-    let n = name.clone();
-    blocking(move || {
-        store.set_override(Some(&o), &n)?;
-        store.audit(&entry)
+    let reason = format!("override: {}", b.reason);
+    record_decision(&state, &name, action.as_str(), &by, reason, move |s, n| {
+        s.set_override(Some(&o), n)
     })
     .await?;
     state.shared.table.set_override(&name, Some((action, by)));
@@ -250,18 +267,8 @@ pub async fn clear_override(
     Json(b): Json<ClearBody>,
 ) -> Result<Json<Value>, ApiError> {
     let by = b.by.unwrap_or_else(|| "admin".into());
-    let store = state.shared.store.clone();
-    let entry = AuditEntry {
-        ts_ms: now_ms(),
-        account: name.clone(),
-        action: "clear_override".into(),
-        actor: by,
-        reason: b.reason,
-    };
-    let n = name.clone();
-    blocking(move || {
-        store.set_override(None, &n)?;
-        store.audit(&entry)
+    record_decision(&state, &name, "clear_override", &by, b.reason, |s, n| {
+        s.set_override(None, n)
     })
     .await?;
     state.shared.table.set_override(&name, None);
@@ -283,25 +290,11 @@ pub async fn set_allowlist(
     Json(b): Json<AllowBody>,
 ) -> Result<Json<Value>, ApiError> {
     let by = b.by.unwrap_or_else(|| "admin".into());
-    let store = state.shared.store.clone();
-    let entry = AuditEntry {
-        ts_ms: now_ms(),
-        account: name.clone(),
-        action: if b.allowlisted {
-            "allowlist"
-        } else {
-            "unallowlist"
-        }
-        .into(),
-        actor: by,
-        reason: b.reason,
-    };
-    let n = name.clone();
     let allow = b.allowlisted;
-    blocking(move || {
-        store.upsert_account(&n, None, now_ms())?;
-        store.set_allowlisted(&n, allow)?;
-        store.audit(&entry)
+    let action = if allow { "allowlist" } else { "unallowlist" };
+    record_decision(&state, &name, action, &by, b.reason, move |s, n| {
+        s.upsert_account(n, None, now_ms())?;
+        s.set_allowlisted(n, allow)
     })
     .await?;
     state.shared.table.set_allowlisted(&name, allow);
