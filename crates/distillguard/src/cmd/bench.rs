@@ -50,6 +50,9 @@ pub struct LoadArgs {
     /// Print one JSON line instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Streamed requests; latency is then time to first byte of the answer.
+    #[arg(long)]
+    pub stream: bool,
 }
 
 #[derive(clap::Args)]
@@ -300,7 +303,12 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         let client = reqwest::Client::builder().pool_max_idle_per_host(args.connections).tcp_nodelay(true).build()?;
         let total = (args.rate * args.seconds) as u64;
         let interval = std::time::Duration::from_secs_f64(1.0 / args.rate);
-        let body = bytes::Bytes::from_static(br#"{"model":"demo-model","messages":[{"role":"user","content":"Benchmark request: say something short."}],"max_tokens":16}"#);
+        let body = if args.stream {
+            bytes::Bytes::from_static(br#"{"model":"demo-model","messages":[{"role":"user","content":"Benchmark request: say something short."}],"max_tokens":16,"stream":true}"#)
+        } else {
+            bytes::Bytes::from_static(br#"{"model":"demo-model","messages":[{"role":"user","content":"Benchmark request: say something short."}],"max_tokens":16}"#)
+        };
+        let stream = args.stream;
         let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let start = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
         let mut workers = Vec::new();
@@ -321,9 +329,17 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
                         req = req.bearer_auth(&key);
                     }
                     match req.send().await {
-                        Ok(r) if r.status().is_success() => {
-                            let _ = r.bytes().await;
-                            latencies.push(due.elapsed().as_secs_f64());
+                        Ok(mut r) if r.status().is_success() => {
+                            if stream {
+                                // Time to first byte of the answer, then drain the rest.
+                                if let Ok(Some(_)) = r.chunk().await {
+                                    latencies.push(due.elapsed().as_secs_f64());
+                                }
+                                while let Ok(Some(_)) = r.chunk().await {}
+                            } else {
+                                let _ = r.bytes().await;
+                                latencies.push(due.elapsed().as_secs_f64());
+                            }
                         }
                         _ => errors += 1,
                     }
