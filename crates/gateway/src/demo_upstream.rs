@@ -189,8 +189,13 @@ pub fn router() -> Router {
 
 /// Starts the demo upstream on `addr` (port 0 for any); returns its bound address.
 pub async fn spawn(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    use axum::serve::ListenerExt;
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    // Stream frames are small: without TCP_NODELAY, Nagle and delayed ACKs hold them ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router()).await {
             tracing::error!(error = %e, "demo upstream stopped");
