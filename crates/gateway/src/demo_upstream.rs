@@ -65,10 +65,12 @@ async fn chat(Json(req): Json<Value>) -> Response {
         .is_some()
         .then(|| "Demo reasoning: consider the question, then answer.".to_owned());
     if req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
-        let include_usage = req
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        // The model `demo-no-usage` plays an upstream that never reports usage.
+        let include_usage = model != "demo-no-usage"
+            && req
+                .pointer("/stream_options/include_usage")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
         let mut events = Vec::new();
         events.push(json!({"id": "chatcmpl-demo", "object": "chat.completion.chunk", "model": model, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]}));
         if let Some(r) = &reasoning {
@@ -108,12 +110,15 @@ async fn chat(Json(req): Json<Value>) -> Response {
             c
         })
         .collect();
-    Json(json!({
+    let mut body = json!({
         "id": "chatcmpl-demo", "object": "chat.completion", "created": 0, "model": model,
         "choices": choices,
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens * n, "total_tokens": prompt_tokens + completion_tokens * n}
-    }))
-    .into_response()
+    });
+    if model == "demo-no-usage" {
+        body.as_object_mut().expect("object").remove("usage");
+    }
+    Json(body).into_response()
 }
 
 fn async_stream(

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod proxy;
 pub mod stream;
 pub mod tap;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};

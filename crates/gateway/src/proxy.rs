@@ -81,10 +81,6 @@ fn request_id() -> String {
     )
 }
 
-fn tokens_of(usage: Option<&Value>, key: &str) -> Option<u64> {
-    usage.and_then(|u| u.get(key)).and_then(Value::as_u64)
-}
-
 /// `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`.
 pub async fn generate(
     State(state): State<Arc<AppState>>,
@@ -306,18 +302,11 @@ async fn serve_call(
         let tap = state.tap.clone();
         let content = state.config.content;
         let call_line = call.line(status.as_u16(), None);
-        let prompt_chars = call.body_bytes;
         let call_started = call.started;
         let on_done = Box::new(move |a: &Assembler, cut_short: bool| {
             let mut line = call_line;
-            let assembled = a.finish(cut_short);
-            let used = match assembled.get("usage") {
-                Some(u) => {
-                    tokens_of(Some(u), "prompt_tokens").unwrap_or(0)
-                        + tokens_of(Some(u), "completion_tokens").unwrap_or(0)
-                }
-                None => (prompt_chars as u64).div_ceil(4) + (a.output_chars() as u64).div_ceil(4),
-            };
+            let mut assembled = a.finish(cut_short);
+            let used = crate::tokens::fill_usage(&line["request"], &mut assembled);
             permit.settle(used);
             drop(permit);
             line["response"] = assembled;
@@ -349,22 +338,19 @@ async fn serve_call(
             strip_response(v);
         }
     }
-    let usage = json_body.as_ref().and_then(|v| v.get("usage"));
-    let used = tokens_of(usage, "total_tokens")
-        .or_else(|| {
-            Some(
-                tokens_of(usage, "prompt_tokens")?
-                    + tokens_of(usage, "completion_tokens").unwrap_or(0),
-            )
-        })
-        .unwrap_or(prompt_estimate);
-    permit.settle(used);
-    drop(permit);
-    metrics::counter!("distillguard_tokens_total", "kind" => "total").increment(used);
+    // The client gets the upstream's bytes (or the stripped body); the log gets the body with
+    // its usage, counted here when the upstream sent none.
     let out_body = match (&json_body, degrade) {
         (Some(v), true) => Bytes::from(v.to_string()),
         _ => bytes,
     };
+    let used = match json_body.as_mut() {
+        Some(v) if status.is_success() => crate::tokens::fill_usage(&call.request, v),
+        _ => prompt_estimate,
+    };
+    permit.settle(used);
+    drop(permit);
+    metrics::counter!("distillguard_tokens_total", "kind" => "total").increment(used);
     let logged_response = if status.is_success() { json_body } else { None };
     state
         .tap

@@ -492,3 +492,40 @@ async fn graceful_shutdown_commits_the_log() {
     h.gw.shutdown().await;
     assert_eq!(store.exchanges(Some("last"), 0, 100).unwrap().len(), 20);
 }
+
+#[tokio::test]
+async fn usage_is_counted_with_tiktoken_when_the_upstream_reports_none() {
+    let h = Harness::start(|_| {}).await;
+    let key = h.key("counted", None);
+    let body = json!({"model": "demo-no-usage", "messages": [{"role": "user", "content": "Count my tokens please"}], "max_tokens": 40, "stream": true});
+    let text = h
+        .post(&key, "/v1/chat/completions", body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("data: [DONE]"));
+    let body = json!({"model": "demo-no-usage", "messages": [{"role": "user", "content": "And these too"}], "max_tokens": 40});
+    let r: Value = h
+        .post(&key, "/v1/chat/completions", body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        r.get("usage").is_none(),
+        "the client's answer is passed through unchanged"
+    );
+    for logged in h.logged("counted", 2).await {
+        let usage = &logged["response"]["usage"];
+        assert_eq!(usage["estimated"], true, "{logged}");
+        let answer = logged["response"]["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            usage["completion_tokens"].as_u64().unwrap(),
+            gateway::tokens::count(answer)
+        );
+        assert!(usage["prompt_tokens"].as_u64().unwrap() > 4);
+    }
+}
