@@ -31,13 +31,11 @@ pub fn now_ms() -> i64 {
 
 /// A finished exchange on its way to the sinks.
 pub struct Finished {
-    pub id: String,
-    pub ts_ms: i64,
-    pub account: String,
-    /// The full line, for the detector.
-    pub line: String,
-    /// The line as the log keeps it (redacted per the content policy).
-    pub stored_line: String,
+    /// The row as the log keeps it (its line redacted per the content policy).
+    pub row: LoggedExchange,
+    /// The full line for the detector when the log keeps less; `None` when they are the same,
+    /// so the common case carries one copy of the line, not two.
+    pub full_line: Option<String>,
 }
 
 #[derive(Clone)]
@@ -53,27 +51,22 @@ impl Tap {
         let ts_ms = exchange::Timestamp::parse(exchange["ts"].as_str().unwrap_or_default())
             .map_or_else(|_| now_ms(), |t| t.millis());
         let line = exchange.to_string();
-        let stored_line = match content {
-            ContentPolicy::Full => line.clone(),
+        let (stored, full_line) = match content {
+            ContentPolicy::Full => (line, None),
             other => {
                 let mut redacted = exchange;
                 redact(&mut redacted, other);
-                redacted.to_string()
+                (redacted.to_string(), Some(line))
             }
         };
         metrics::gauge!("distillguard_log_queue_free").set(self.log.capacity() as f64);
-        if self
-            .log
-            .send(Finished {
-                id,
-                ts_ms,
-                account,
-                line,
-                stored_line,
-            })
-            .await
-            .is_err()
-        {
+        let row = LoggedExchange {
+            id,
+            ts_ms,
+            account,
+            line: stored,
+        };
+        if self.log.send(Finished { row, full_line }).await.is_err() {
             tracing::error!("exchange log writer is gone; an exchange was not logged");
             metrics::counter!("distillguard_log_lost_total").increment(1);
         }
@@ -165,15 +158,8 @@ pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread
                         Err(_) => break,
                     }
                 }
-                let rows: Vec<LoggedExchange> = batch
-                    .iter()
-                    .map(|f| LoggedExchange {
-                        id: f.id.clone(),
-                        ts_ms: f.ts_ms,
-                        account: f.account.clone(),
-                        line: f.stored_line.clone(),
-                    })
-                    .collect();
+                let (rows, full_lines): (Vec<LoggedExchange>, Vec<Option<String>>) =
+                    batch.drain(..).map(|f| (f.row, f.full_line)).unzip();
                 let mut attempt = 0;
                 while let Err(e) = shared.store.append_exchanges(&rows) {
                     attempt += 1;
@@ -182,8 +168,9 @@ pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread
                 }
                 metrics::counter!("distillguard_exchanges_logged_total")
                     .increment(rows.len() as u64);
-                for f in batch.drain(..) {
-                    if det_tx.send(f.line).is_err() {
+                // The detector sees each exchange after it is committed, in commit order.
+                for (row, full) in rows.into_iter().zip(full_lines) {
+                    if det_tx.send(full.unwrap_or(row.line)).is_err() {
                         tracing::error!("detector thread is gone");
                     }
                 }
