@@ -7,7 +7,7 @@ use rand::prelude::*;
 
 use crate::benign::{converse, tool_defs};
 use crate::corpus::Pair;
-use crate::world::{msg, Addresses, Call, Identity, Params, World, HOUR};
+use crate::world::{msg, pick_tool, tool_call, Addresses, Call, Identity, Params, World, HOUR};
 
 const PLAIN_WRAPPERS: &[&str] = &[
     "{}",
@@ -478,11 +478,8 @@ pub fn agentic_harvest(w: &mut World) -> (Identity, Vec<Exchange>) {
         let mut ts = start;
         for s in 0..steps {
             let last = s + 1 == steps;
-            let tool = tools.choose(&mut w.rng).expect("tools")["function"]["name"]
-                .as_str()
-                .unwrap_or("tool")
-                .to_owned();
-            let tc = (!last).then(|| serde_json::json!({"id": format!("call_{}", w.hex(8)), "type": "function", "function": {"name": tool, "arguments": "{\"arg\":\"...\"}"}}));
+            let tool = pick_tool(&mut w.rng, &tools);
+            let tc = (!last).then(|| tool_call(format!("call_{}", w.hex(8)), &tool));
             let answer = if last {
                 q.answer.clone()
             } else {
@@ -501,11 +498,7 @@ pub fn agentic_harvest(w: &mut World) -> (Identity, Vec<Exchange>) {
                 },
             ));
             if let Some(tc) = tc {
-                let mut m = msg("assistant", "");
-                m.tool_calls = Some(vec![tc]);
-                history.push(m);
-                let fake: String = w.some_answer().chars().take(600).collect();
-                history.push(msg("tool", &fake));
+                w.push_tool_turn(&mut history, tc, 600);
             }
             ts += w.rng.gen_range(500..4000);
         }

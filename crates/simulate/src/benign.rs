@@ -6,7 +6,9 @@ use exchange::{Exchange, Message};
 use rand::prelude::*;
 
 use crate::corpus::{Conversation, Pair};
-use crate::world::{msg, Addresses, Call, Identity, Params, World, DAY, HOUR};
+use crate::world::{
+    msg, pick_tool, tool_call, Addresses, Call, Identity, Params, World, DAY, HOUR,
+};
 
 /// Emits one call per user turn of a real conversation, each carrying the history so far.
 /// Returns the time after the last call.
@@ -568,12 +570,9 @@ pub fn agent(w: &mut World) -> (Identity, Vec<Exchange>) {
         let times = w.burst(start, steps, true, r370);
         for (s, ts) in times.into_iter().enumerate() {
             let last = s + 1 == steps;
-            let tool = tools.choose(&mut w.rng).expect("tools")["function"]["name"]
-                .as_str()
-                .unwrap_or("tool")
-                .to_owned();
+            let tool = pick_tool(&mut w.rng, &tools);
             let call_id = format!("call_{}", w.hex(8));
-            let tool_call = (!last).then(|| serde_json::json!({"id": call_id, "type": "function", "function": {"name": tool, "arguments": "{\"arg\":\"...\"}"}}));
+            let call = (!last).then(|| tool_call(call_id, &tool));
             let answer = if last {
                 w.some_answer().chars().take(1500).collect()
             } else {
@@ -588,16 +587,12 @@ pub fn agent(w: &mut World) -> (Identity, Vec<Exchange>) {
                     messages: history.clone(),
                     answer,
                     reasoning: None,
-                    tool_call: tool_call.clone(),
+                    tool_call: call.clone(),
                     params: params.clone(),
                 },
             ));
-            if let Some(tc) = tool_call {
-                let mut m = msg("assistant", "");
-                m.tool_calls = Some(vec![tc]);
-                history.push(m);
-                let result: String = w.some_answer().chars().take(800).collect();
-                history.push(msg("tool", &result));
+            if let Some(tc) = call {
+                w.push_tool_turn(&mut history, tc, 800);
             }
         }
     }

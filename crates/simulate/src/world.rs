@@ -151,6 +151,19 @@ impl Call {
     }
 }
 
+/// A model's call of the tool named `name` (arguments elided).
+pub fn tool_call(id: String, name: &str) -> serde_json::Value {
+    serde_json::json!({"id": id, "type": "function", "function": {"name": name, "arguments": "{\"arg\":\"...\"}"}})
+}
+
+/// The name of one of `tools`, drawn at random.
+pub fn pick_tool(rng: &mut impl Rng, tools: &[serde_json::Value]) -> String {
+    tools.choose(rng).expect("tools")["function"]["name"]
+        .as_str()
+        .unwrap_or("tool")
+        .to_owned()
+}
+
 pub fn msg(role: &str, content: &str) -> Message {
     Message {
         role: role.to_owned(),
@@ -343,6 +356,21 @@ impl<'c> World<'c> {
     /// Any assistant answer from real chats (for calls whose own answer the corpora lack).
     pub fn some_answer(&mut self) -> String {
         self.chat_opening().answer
+    }
+
+    /// Appends a tool call and its result (real text, `result_chars` long at most) to an
+    /// agent's history, as the client sends them back on its next call.
+    pub fn push_tool_turn(
+        &mut self,
+        history: &mut Vec<Message>,
+        call: serde_json::Value,
+        result_chars: usize,
+    ) {
+        let mut m = msg("assistant", "");
+        m.tool_calls = Some(vec![call]);
+        history.push(m);
+        let result: String = self.some_answer().chars().take(result_chars).collect();
+        history.push(msg("tool", &result));
     }
 
     /// A prompt from the broad mix a harvester sweeps: chats, instructions, math, NLP sets, dialogues.
