@@ -107,6 +107,30 @@ fn wrap(w: &mut World, wrapper: &str, q: &str, paraphrase: bool) -> String {
     p
 }
 
+/// Ordinary chat mixed into a harvest: a real conversation, up to `turns` calls of it.
+fn cover_chat(
+    w: &mut World,
+    who: &Identity,
+    out: &mut Vec<Exchange>,
+    ts: i64,
+    turns: usize,
+    old: usize,
+) {
+    let conv = w.corpora.chats.choose(&mut w.rng).expect("chats").clone();
+    converse(
+        w,
+        who,
+        out,
+        &conv,
+        None,
+        ts,
+        turns,
+        &Params::default(),
+        None,
+        old,
+    );
+}
+
 pub fn harvester_identity(w: &mut World, ev: &Evasion) -> Identity {
     let (addresses, asn) = if ev.sticky_home_ip {
         let (ip, asn) = w.home_ip();
@@ -189,19 +213,7 @@ pub fn harvest(w: &mut World, kind: Harvest) -> (Identity, Vec<Exchange>) {
     let mut out = Vec::new();
     for ts in times {
         if ev.cover_chat > 0.0 && w.chance(ev.cover_chat) {
-            let conv = w.corpora.chats.choose(&mut w.rng).expect("chats").clone();
-            converse(
-                w,
-                &who,
-                &mut out,
-                &conv,
-                None,
-                ts,
-                3,
-                &Params::default(),
-                None,
-                old,
-            );
+            cover_chat(w, &who, &mut out, ts, 3, old);
             continue;
         }
         let q = w.broad_prompt();
@@ -316,19 +328,7 @@ pub fn low_and_slow(w: &mut World) -> (Identity, Vec<Exchange>) {
                 Call::user(ts, w.old_models[old].to_owned(), &prompt, q.answer, params),
             ));
         } else {
-            let conv = w.corpora.chats.choose(&mut w.rng).expect("chats").clone();
-            converse(
-                w,
-                &who,
-                &mut out,
-                &conv,
-                None,
-                ts,
-                2,
-                &Params::default(),
-                None,
-                old,
-            );
+            cover_chat(w, &who, &mut out, ts, 2, old);
         }
     }
     (who, out)
