@@ -1,23 +1,57 @@
 //! The record: accounts and their limits, API keys (stored only as SHA-256 hashes), the
 //! exchange log, the latest verdict per account, manual overrides and the audit trail.
 //!
-//! [`Store`] is the one interface the gateway and the CLI use; [`SqliteStore`] is the embedded
-//! default (one file, WAL mode, so readers never block the log writer).
+//! [`Store`] is the one interface the gateway, the workers and the CLI use; [`SqliteStore`] is
+//! the embedded default (one file, WAL mode, so readers never block the log writer) and
+//! `PgStore` (feature `postgres`) the shared one for many replicas. [`open`] picks by address.
 
 mod keys;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 pub use keys::{hash_key, new_key, NewKey};
+#[cfg(feature = "postgres")]
+pub use postgres::{redact, PgStore};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
+    #[cfg(feature = "postgres")]
+    #[error("postgres error: {0}")]
+    Postgres(#[from] ::postgres::Error),
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Opens the store at `address`: `postgres://…` for the shared PostgreSQL store, otherwise a
+/// directory holding the embedded SQLite file (`sqlite://DIR` or a plain path).
+pub fn open(address: &str) -> Result<Arc<dyn Store>> {
+    if address.starts_with("postgres://") || address.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(PgStore::connect(address)?));
+        #[cfg(not(feature = "postgres"))]
+        return Err(StoreError::Invalid(
+            "this build has no PostgreSQL support (cargo feature `postgres`)".into(),
+        ));
+    }
+    let dir = address.strip_prefix("sqlite://").unwrap_or(address);
+    Ok(Arc::new(SqliteStore::open_dir(std::path::Path::new(dir))?))
+}
+
+pub(crate) fn check_account_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 200 {
+        return Err(StoreError::Invalid(
+            "account name must be 1 to 200 characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -94,7 +128,9 @@ pub trait Store: Send + Sync {
     fn keys(&self) -> Result<Vec<KeyRecord>>;
     fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool>;
     /// Appends exchanges in one transaction (group commit); duplicates by id are ignored.
-    fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<()>;
+    /// Returns, for each exchange of the batch, whether it was new (so a redelivered exchange
+    /// is not fed to the detector twice).
+    fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<Vec<bool>>;
     /// Exchanges in log order, optionally for one account, from `after_seq`, at most `limit`.
     fn exchanges(
         &self,

@@ -125,11 +125,7 @@ fn key_row(row: &rusqlite::Row) -> rusqlite::Result<KeyRecord> {
 
 impl Store for SqliteStore {
     fn upsert_account(&self, name: &str, limits: Option<Limits>, now_ms: i64) -> Result<Account> {
-        if name.is_empty() || name.len() > 200 {
-            return Err(StoreError::Invalid(
-                "account name must be 1 to 200 characters".into(),
-            ));
-        }
+        crate::check_account_name(name)?;
         let conn = self.conn();
         conn.execute(
             "INSERT OR IGNORE INTO accounts (name, created_ms) VALUES (?1, ?2)",
@@ -214,17 +210,18 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 
-    fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<()> {
+    fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<Vec<bool>> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        let mut new = Vec::with_capacity(batch.len());
         {
             let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO exchanges (id, ts_ms, account, line) VALUES (?1, ?2, ?3, ?4)")?;
             for e in batch {
-                stmt.execute(params![e.id, e.ts_ms, e.account, e.line])?;
+                new.push(stmt.execute(params![e.id, e.ts_ms, e.account, e.line])? > 0);
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(new)
     }
 
     fn exchanges(

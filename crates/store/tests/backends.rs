@@ -1,0 +1,160 @@
+//! Both stores answer the same calls the same way: the gateway, the workers and the CLI may use
+//! either without knowing which.
+
+use store::{AuditEntry, Limits, LoggedExchange, Override, Store, StoredVerdict};
+
+fn ex(id: &str, account: &str, ts: i64) -> LoggedExchange {
+    LoggedExchange {
+        id: id.into(),
+        ts_ms: ts,
+        account: account.into(),
+        line: format!("{{\"id\":\"{id}\"}}"),
+    }
+}
+
+fn behaves_as_a_store(s: &dyn Store) {
+    // Accounts and limits.
+    let a = s.upsert_account("acme", None, 10).unwrap();
+    assert_eq!(a.limits, Limits::default());
+    let limits = Limits {
+        rpm: Some(60),
+        tpm: Some(10_000),
+        concurrency: None,
+    };
+    let a = s.upsert_account("acme", Some(limits), 20).unwrap();
+    assert_eq!((a.limits, a.created_ms), (limits, 10));
+    assert!(s.upsert_account("", None, 1).is_err());
+    s.set_allowlisted("acme", true).unwrap();
+    assert!(s.account("acme").unwrap().unwrap().allowlisted);
+    assert!(s.set_allowlisted("nobody", true).is_err());
+    assert!(s.account("nobody").unwrap().is_none());
+
+    // Keys: only the hash is kept, revocation sticks, keys need an account.
+    let key = s.create_key("acme", 30).unwrap();
+    let found = s
+        .key_by_hash(&store::hash_key(&key.secret))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.account.as_str()),
+        (key.id.as_str(), "acme")
+    );
+    assert!(!found.revoked);
+    assert!(s.create_key("nobody", 30).is_err());
+    assert!(s.revoke_key(&key.id, 40).unwrap());
+    assert!(!s.revoke_key(&key.id, 41).unwrap());
+    assert!(s.keys().unwrap()[0].revoked);
+
+    // Exchanges: once by id, in log order, per account, newest first, expiry.
+    let new = s
+        .append_exchanges(&[
+            ex("e1", "acme", 100),
+            ex("e2", "beta", 200),
+            ex("e3", "acme", 300),
+        ])
+        .unwrap();
+    assert_eq!(new, vec![true, true, true]);
+    let new = s
+        .append_exchanges(&[
+            ex("e2", "beta", 200),
+            ex("e4", "beta", 400),
+            ex("e4", "beta", 400),
+        ])
+        .unwrap();
+    assert_eq!(new, vec![false, true, false]);
+    assert_eq!(s.exchange_count().unwrap(), 4);
+    let all = s.exchanges(None, 0, 10).unwrap();
+    let ids: Vec<&str> = all.iter().map(|(_, e)| e.id.as_str()).collect();
+    assert_eq!(ids, ["e1", "e2", "e3", "e4"]);
+    let after = s.exchanges(None, all[1].0, 1).unwrap();
+    assert_eq!(after[0].1.id, "e3");
+    let acme = s.exchanges(Some("acme"), 0, 10).unwrap();
+    assert_eq!(acme.len(), 2);
+    let recent = s.recent_exchanges("beta", 1).unwrap();
+    assert_eq!(recent[0], ex("e4", "beta", 400));
+    assert_eq!(s.expire_exchanges(250).unwrap(), 2);
+    assert_eq!(s.exchange_count().unwrap(), 2);
+
+    // Verdicts, overrides, audit.
+    let v = StoredVerdict {
+        account: "beta".into(),
+        score: 0.91,
+        verdict: "distilling".into(),
+        first_flagged: Some("2026-01-01T00:00:00Z".into()),
+        reasons: serde_json::json!(["harvests logprobs"]),
+        updated_ms: 500,
+    };
+    s.put_verdict(&v).unwrap();
+    s.put_verdict(&StoredVerdict {
+        score: 0.95,
+        ..v.clone()
+    })
+    .unwrap();
+    let vs = s.verdicts().unwrap();
+    assert_eq!(vs, vec![StoredVerdict { score: 0.95, ..v }]);
+    let o = Override {
+        account: "beta".into(),
+        action: "block".into(),
+        by: "analyst".into(),
+        reason: "confirmed".into(),
+        ts_ms: 600,
+    };
+    s.set_override(Some(&o), "beta").unwrap();
+    assert_eq!(s.overrides().unwrap(), vec![o]);
+    s.set_override(None, "beta").unwrap();
+    assert!(s.overrides().unwrap().is_empty());
+    for (i, account) in ["acme", "beta", "acme"].iter().enumerate() {
+        s.audit(&AuditEntry {
+            ts_ms: i as i64,
+            account: (*account).into(),
+            action: "watch".into(),
+            actor: "detector".into(),
+            reason: format!("r{i}"),
+        })
+        .unwrap();
+    }
+    let log = s.audit_log(Some("acme"), 10).unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),
+        ["r2", "r0"]
+    );
+    assert_eq!(s.audit_log(None, 1).unwrap()[0].reason, "r2");
+}
+
+#[test]
+fn sqlite_behaves_as_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store::open(&dir.path().display().to_string()).unwrap();
+    behaves_as_a_store(s.as_ref());
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_behaves_as_a_store_and_migrates_once() {
+    let Some(db) = testkit::postgres() else {
+        return;
+    };
+    let s = store::open(&db.url).unwrap();
+    behaves_as_a_store(s.as_ref());
+    // A second process opening the same database finds the schema current and the data kept.
+    let again = store::open(&db.url).unwrap();
+    assert_eq!(again.exchange_count().unwrap(), 2);
+    drop((s, again));
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn replicas_migrating_at_once_do_not_race() {
+    let Some(db) = testkit::postgres() else {
+        return;
+    };
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            std::thread::spawn(move || store::open(&url).map(|_| ()))
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+}
