@@ -6,6 +6,9 @@
 //! Tokens are reserved when a call is admitted (prompt estimate + `max_tokens`) and trued up
 //! to the real usage when it ends, so a burst of large requests cannot overshoot the budget.
 
+#[cfg(feature = "redis")]
+pub mod shared;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,6 +38,8 @@ pub enum Limit {
     Requests,
     Tokens,
     Concurrency,
+    /// The shared limit store is unreachable and the policy is to fail closed.
+    Unavailable,
 }
 
 impl Limit {
@@ -43,6 +48,7 @@ impl Limit {
             Limit::Requests => "requests per minute",
             Limit::Tokens => "tokens per minute",
             Limit::Concurrency => "concurrent requests",
+            Limit::Unavailable => "the limit service (unavailable)",
         }
     }
 }
