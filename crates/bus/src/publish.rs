@@ -1,0 +1,236 @@
+//! Sink: the replica side of the exchange stream. A task takes finished exchanges from a
+//! bounded queue and publishes them to JetStream with up to [`IN_FLIGHT`] acknowledgements
+//! pending (pipelined, not one round trip each). An exchange that cannot be published (NATS
+//! away, no acknowledgement in time) goes to the [`Spool`]; while the spool holds anything,
+//! new exchanges queue behind it so each account's exchanges keep their order, and once NATS
+//! is back the spool is replayed and emptied.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::Context;
+use bytes::Bytes;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::spool::Spool;
+use crate::{partition, subject, Error, HEADER_ACCOUNT, HEADER_CONTENT};
+
+/// Publishes awaiting their acknowledgement at once.
+pub const IN_FLIGHT: usize = 512;
+
+/// One exchange on its way to the workers: the full line (the worker redacts it per `content`
+/// before storing, after the detector has read it).
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub id: String,
+    pub account: String,
+    /// The content policy to store it under: `full`, `hashes` or `metadata`.
+    pub content: String,
+    pub line: Bytes,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Spooled {
+    id: String,
+    account: String,
+    content: String,
+    line: String,
+}
+
+impl Envelope {
+    pub(crate) fn to_spooled(&self) -> Spooled {
+        Spooled {
+            id: self.id.clone(),
+            account: self.account.clone(),
+            content: self.content.clone(),
+            line: String::from_utf8_lossy(&self.line).into_owned(),
+        }
+    }
+
+    pub(crate) fn from_spooled(s: Spooled) -> Self {
+        Self {
+            id: s.id,
+            account: s.account,
+            content: s.content,
+            line: Bytes::from(s.line),
+        }
+    }
+
+    /// Reads an envelope back from a JetStream message.
+    pub fn from_message(m: &async_nats::Message) -> Option<Self> {
+        let h = m.headers.as_ref()?;
+        Some(Self {
+            id: h
+                .get(async_nats::header::NATS_MESSAGE_ID)?
+                .as_str()
+                .to_owned(),
+            account: h.get(HEADER_ACCOUNT)?.as_str().to_owned(),
+            content: h
+                .get(HEADER_CONTENT)
+                .map_or("full", |v| v.as_str())
+                .to_owned(),
+            line: m.payload.clone(),
+        })
+    }
+}
+
+/// Queues exchanges for publishing. Cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    tx: mpsc::Sender<Envelope>,
+}
+
+impl Publisher {
+    /// Starts the publishing task; it ends, after publishing or spooling everything queued,
+    /// once every `Publisher` clone is dropped.
+    pub fn start(
+        client: async_nats::Client,
+        spool_path: &Path,
+        queue: usize,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), Error> {
+        let spool = Spool::open(spool_path)?;
+        if spool.backlog() > 0 {
+            tracing::warn!(
+                backlog = spool.backlog(),
+                "exchanges spooled by an earlier run will be published first"
+            );
+        }
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let task = tokio::spawn(run(client, rx, spool));
+        Ok((Self { tx }, task))
+    }
+
+    /// Queues one exchange; waits for room when the publisher is behind (back-pressure).
+    pub async fn send(&self, e: Envelope) {
+        if self.tx.send(e).await.is_err() {
+            tracing::error!("the exchange publisher is gone; an exchange was not published");
+            metrics::counter!("distillguard_log_lost_total").increment(1);
+        }
+    }
+}
+
+fn connected(client: &async_nats::Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
+}
+
+async fn publish(js: &Context, e: &Envelope) -> Result<PublishAckFuture, String> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, e.id.as_str());
+    headers.insert(HEADER_ACCOUNT, e.account.as_str());
+    headers.insert(HEADER_CONTENT, e.content.as_str());
+    let send = js.publish_with_headers(subject(partition(&e.account)), headers, e.line.clone());
+    match tokio::time::timeout(Duration::from_secs(1), send).await {
+        Ok(Ok(ack)) => Ok(ack),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err("NATS did not take the message in time".into()),
+    }
+}
+
+type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (Envelope, Result<(), String>)> + Send>>;
+
+fn pending(e: Envelope, ack: PublishAckFuture) -> Pending {
+    Box::pin(async move {
+        let r = ack.await.map(|_| ()).map_err(|err| err.to_string());
+        (e, r)
+    })
+}
+
+fn spool_or_log(spool: &mut Spool, e: &Envelope) {
+    metrics::counter!("distillguard_spooled_total").increment(1);
+    if let Err(err) = spool.append(e) {
+        // Nothing else can keep it: say so loudly, with the id so it can be traced.
+        tracing::error!(id = %e.id, error = %err, "an exchange could be neither published nor spooled");
+        metrics::counter!("distillguard_log_lost_total").increment(1);
+    }
+}
+
+async fn run(client: async_nats::Client, mut rx: mpsc::Receiver<Envelope>, mut spool: Spool) {
+    let js = crate::jetstream(client.clone());
+    let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut open = true;
+    while open || !inflight.is_empty() {
+        tokio::select! {
+            Some((e, r)) = inflight.next(), if !inflight.is_empty() => match r {
+                Ok(()) => metrics::counter!("distillguard_exchanges_published_total").increment(1),
+                Err(err) => {
+                    tracing::warn!(error = %err, "publish not acknowledged; spooling");
+                    spool_or_log(&mut spool, &e);
+                }
+            },
+            msg = rx.recv(), if open && inflight.len() < IN_FLIGHT => match msg {
+                None => open = false,
+                Some(e) if spool.backlog() > 0 || !connected(&client) => spool_or_log(&mut spool, &e),
+                Some(e) => match publish(&js, &e).await {
+                    Ok(ack) => inflight.push_back(pending(e, ack)),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "publish failed; spooling");
+                        spool_or_log(&mut spool, &e);
+                    }
+                },
+            },
+            _ = tick.tick() => {
+                if spool.backlog() > 0 && inflight.is_empty() && connected(&client) {
+                    drain(&js, &mut spool).await;
+                }
+            }
+        }
+    }
+    if spool.backlog() > 0 && connected(&client) {
+        drain(&js, &mut spool).await;
+    }
+    if spool.backlog() > 0 {
+        tracing::warn!(
+            backlog = spool.backlog(),
+            "exchanges stay spooled; they are published at the next start"
+        );
+    }
+}
+
+/// Replays the spool in order; empties it only when every exchange in it was acknowledged
+/// (one that was published twice is dropped downstream by its id).
+async fn drain(js: &Context, spool: &mut Spool) {
+    let waiting = match spool.read_all() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the spool failed");
+            return;
+        }
+    };
+    let total = waiting.len();
+    let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut failed = false;
+    for e in waiting {
+        while inflight.len() >= IN_FLIGHT {
+            if let Some((_, Err(_))) = inflight.next().await {
+                failed = true;
+            }
+        }
+        if failed {
+            break;
+        }
+        match publish(js, &e).await {
+            Ok(ack) => inflight.push_back(pending(e, ack)),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    while let Some((_, r)) = inflight.next().await {
+        failed |= r.is_err();
+    }
+    if failed {
+        tracing::warn!("replaying the spool failed part way; retrying shortly");
+        return;
+    }
+    if let Err(e) = spool.clear() {
+        tracing::error!(error = %e, "emptying the spool failed");
+        return;
+    }
+    metrics::counter!("distillguard_exchanges_published_total").increment(total as u64);
+    tracing::info!(exchanges = total, "spool replayed to NATS");
+}
