@@ -22,6 +22,8 @@ use std::time::Duration;
 pub use publish::{Envelope, Publisher};
 pub use spool::Spool;
 pub use standing::{Standing, StandingUpdate};
+// Re-exported so users of the bus name the same client type.
+pub use async_nats;
 
 pub const STREAM: &str = "DG_EXCHANGES";
 pub const SUBJECT_PREFIX: &str = "dg.exchanges";

@@ -24,6 +24,15 @@ impl Verdict {
             Verdict::Distilling => "distilling",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "benign" => Some(Verdict::Benign),
+            "suspicious" => Some(Verdict::Suspicious),
+            "distilling" => Some(Verdict::Distilling),
+            _ => None,
+        }
+    }
 }
 
 /// One piece of evidence: a signal's contribution to the log-odds, with a sentence a human can check.

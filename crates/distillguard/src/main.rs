@@ -37,8 +37,10 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Run the gateway: an OpenAI-compatible proxy that logs, detects and enforces.
     Serve(cmd::serve::Args),
-    /// Manage API keys in the embedded store.
+    /// Manage API keys (in the embedded store, or the shared one with --store).
     Keys(cmd::keys::Args),
+    /// A detector worker for replicas on shared backends: consumes exchanges from NATS, stores them in PostgreSQL, detects, and pushes verdicts to every replica.
+    Worker(cmd::worker::Args),
     /// Write the logged exchanges as JSONL (EXCHANGE_FORMAT.md).
     Export(cmd::export::Args),
     /// Score every account in an exchange log (JSONL, gzip or stdin) and rank them.
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Scan(a) => cmd::scan::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Keys(a) => cmd::keys::run(a),
+        Command::Worker(a) => cmd::worker::run(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Evaluate(a) => cmd::evaluate::run(a),

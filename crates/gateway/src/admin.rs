@@ -53,7 +53,12 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
-fn account_view(state: &AppState, name: &str, account: Option<&store::Account>) -> Value {
+fn account_view(
+    state: &AppState,
+    name: &str,
+    account: Option<&store::Account>,
+    stored: Option<&store::StoredVerdict>,
+) -> Value {
     let report = state
         .shared
         .detector
@@ -61,18 +66,51 @@ fn account_view(state: &AppState, name: &str, account: Option<&store::Account>) 
         .unwrap_or_else(|p| p.into_inner())
         .report(name);
     let standing = state.shared.table.standing(&state.shared.policy, name);
+    // A replica whose workers detect has no detector state: it shows what the workers stored.
+    let (score, verdict, first_flagged, exchanges, reasons) = match (&report, stored) {
+        (Some(r), _) => (
+            r.score,
+            r.verdict.as_str().to_owned(),
+            r.first_flagged.clone(),
+            Some(r.exchanges),
+            serde_json::to_value(&r.reasons).unwrap_or(Value::Null),
+        ),
+        (None, Some(v)) => (
+            v.score,
+            v.verdict.clone(),
+            v.first_flagged.clone(),
+            None,
+            v.reasons.clone(),
+        ),
+        (None, None) => (0.0, "benign".to_owned(), None, Some(0), Value::Null),
+    };
     json!({
         "account": name,
-        "score": report.as_ref().map_or(0.0, |r| r.score),
-        "verdict": report.as_ref().map_or("benign", |r| r.verdict.as_str()),
+        "score": score,
+        "verdict": verdict,
         "action": standing.action.as_str(),
         "action_source": standing.source,
-        "first_flagged": report.as_ref().and_then(|r| r.first_flagged.clone()),
-        "exchanges": report.as_ref().map_or(0, |r| r.exchanges),
-        "reasons": report.as_ref().map(|r| serde_json::to_value(&r.reasons).unwrap_or(Value::Null)),
+        "first_flagged": first_flagged,
+        "exchanges": exchanges,
+        "reasons": reasons,
         "limits": account.map(|a| serde_json::to_value(a.limits).unwrap_or(Value::Null)),
         "allowlisted": account.is_some_and(|a| a.allowlisted),
     })
+}
+
+/// Stored verdicts by account, read only when workers (not this process) detect.
+async fn stored_verdicts(
+    state: &AppState,
+) -> Result<BTreeMap<String, store::StoredVerdict>, ApiError> {
+    if state.bus.is_none() {
+        return Ok(BTreeMap::new());
+    }
+    let store = state.shared.store.clone();
+    let verdicts = blocking(move || store.verdicts()).await?;
+    Ok(verdicts
+        .into_iter()
+        .map(|v| (v.account.clone(), v))
+        .collect())
 }
 
 /// `GET /admin/accounts`: every account known to the store or seen by the detector, highest score first.
@@ -92,9 +130,13 @@ pub async fn list_accounts(State(state): State<Arc<AppState>>) -> Result<Json<Va
     {
         names.entry(r.account).or_insert(None);
     }
+    let stored = stored_verdicts(&state).await?;
+    for n in stored.keys() {
+        names.entry(n.clone()).or_insert(None);
+    }
     let mut out: Vec<Value> = names
         .iter()
-        .map(|(n, a)| account_view(&state, n, a.as_ref()))
+        .map(|(n, a)| account_view(&state, n, a.as_ref(), stored.get(n)))
         .collect();
     out.sort_by(|a, b| {
         b["score"]
@@ -112,7 +154,13 @@ pub async fn get_account(
     let store = state.shared.store.clone();
     let n = name.clone();
     let account = blocking(move || store.account(&n)).await?;
-    Ok(Json(account_view(&state, &name, account.as_ref())))
+    let stored = stored_verdicts(&state).await?;
+    Ok(Json(account_view(
+        &state,
+        &name,
+        account.as_ref(),
+        stored.get(&name),
+    )))
 }
 
 #[derive(Deserialize)]
@@ -249,8 +297,18 @@ pub async fn set_override(
         s.set_override(Some(&o), n)
     })
     .await?;
-    state.shared.table.set_override(&name, Some((action, by)));
-    Ok(Json(account_view(&state, &name, None)))
+    state
+        .shared
+        .table
+        .set_override(&name, Some((action, by.clone())));
+    if let Some(b) = &state.bus {
+        b.push(bus::StandingUpdate::Override {
+            account: name.clone(),
+            action: Some((action.as_str().into(), by)),
+        })
+        .await;
+    }
+    Ok(Json(account_view(&state, &name, None, None)))
 }
 
 #[derive(Deserialize)]
@@ -272,7 +330,14 @@ pub async fn clear_override(
     })
     .await?;
     state.shared.table.set_override(&name, None);
-    Ok(Json(account_view(&state, &name, None)))
+    if let Some(b) = &state.bus {
+        b.push(bus::StandingUpdate::Override {
+            account: name.clone(),
+            action: None,
+        })
+        .await;
+    }
+    Ok(Json(account_view(&state, &name, None, None)))
 }
 
 #[derive(Deserialize)]
@@ -298,7 +363,14 @@ pub async fn set_allowlist(
     })
     .await?;
     state.shared.table.set_allowlisted(&name, allow);
-    Ok(Json(account_view(&state, &name, None)))
+    if let Some(b) = &state.bus {
+        b.push(bus::StandingUpdate::Allowlist {
+            account: name.clone(),
+            allowlisted: allow,
+        })
+        .await;
+    }
+    Ok(Json(account_view(&state, &name, None, None)))
 }
 
 /// `GET /admin/audit?account=NAME&limit=N`: newest first.

@@ -14,8 +14,21 @@ use crate::policy::Policy;
 pub struct GatewayConfig {
     /// Address to listen on (default 127.0.0.1:8080).
     pub listen: SocketAddr,
-    /// Where the embedded store lives (default `./data`).
+    /// Where the embedded store lives (default `./data`); a replica on shared backends keeps
+    /// only its spool here.
     pub data: PathBuf,
+    /// The store: unset for the embedded SQLite store in `data`, or `postgres://…` for the
+    /// shared one.
+    pub store: Option<String>,
+    /// Limits: unset to count in this process's memory, or `redis://…` to share them with
+    /// every replica.
+    pub limits: Option<String>,
+    /// When Redis is unreachable: `local` (serve, counting limits in this replica only; the
+    /// default) or `closed` (refuse limited accounts with 503 until it is back).
+    pub limits_fallback: limits::shared::Fallback,
+    /// The exchange stream: unset to log and detect in this process, or `nats://…` to publish
+    /// exchanges to JetStream for `distillguard worker` and take verdicts from it.
+    pub bus: Option<String>,
     /// Upstreams; the first whose `models` list contains the request's model serves it.
     /// An upstream with an empty `models` list serves every model not routed elsewhere.
     pub upstreams: Vec<Upstream>,
@@ -46,6 +59,10 @@ impl Default for GatewayConfig {
         Self {
             listen: "127.0.0.1:8080".parse().expect("static address"),
             data: PathBuf::from("data"),
+            store: None,
+            limits: None,
+            limits_fallback: limits::shared::Fallback::Local,
+            bus: None,
             upstreams: Vec::new(),
             max_body_bytes: 8 << 20,
             header_timeout_secs: 10,
@@ -96,4 +113,23 @@ pub enum ContentPolicy {
     Full,
     Hashes,
     Metadata,
+}
+
+impl ContentPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentPolicy::Full => "full",
+            ContentPolicy::Hashes => "hashes",
+            ContentPolicy::Metadata => "metadata",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "full" => Some(ContentPolicy::Full),
+            "hashes" => Some(ContentPolicy::Hashes),
+            "metadata" => Some(ContentPolicy::Metadata),
+            _ => None,
+        }
+    }
 }

@@ -17,11 +17,13 @@ pub mod auth;
 pub mod config;
 pub mod demo_upstream;
 pub mod error;
+pub mod limit;
 pub mod policy;
 pub mod proxy;
 pub mod stream;
 pub mod tap;
 pub mod tokens;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -45,9 +47,11 @@ pub use policy::{Action, Policy};
 pub struct AppState {
     pub config: GatewayConfig,
     pub keys: auth::KeyCache,
-    pub limiter: limits::Limiter,
+    pub limiter: limit::Limiter,
     pub shared: Arc<tap::Shared>,
     pub tap: tap::Tap,
+    /// Present when exchanges go to workers over NATS.
+    pub bus: Option<BusState>,
     pub client: reqwest::Client,
     pub admin_token: Option<String>,
     pub metrics: PrometheusHandle,
@@ -148,6 +152,80 @@ async fn body_too_large_as_openai_error(
 
 pub struct Gateway;
 
+/// A replica's side of the bus: where it writes the standing decided on its admin API.
+pub struct BusState {
+    pub standing: Arc<tokio::sync::RwLock<Option<bus::Standing>>>,
+}
+
+impl BusState {
+    /// Pushes a human decision to every replica; the store already holds it, so a failure
+    /// here is logged and the other replicas pick it up at their next start.
+    pub async fn push(&self, update: bus::StandingUpdate) {
+        let standing = self.standing.read().await.clone();
+        match standing {
+            Some(s) => {
+                if let Err(e) = s.put(&update).await {
+                    tracing::error!(error = %e, "pushing a decision to the other replicas failed");
+                }
+            }
+            None => tracing::error!("NATS is not reachable: the decision is stored but not pushed"),
+        }
+    }
+}
+
+/// Keeps the policy table in step with the standing bucket: the latest value of every key,
+/// then each change. Retries while NATS is away.
+fn spawn_standing_watch(
+    client: bus::async_nats::Client,
+    table: Arc<policy::PolicyTable>,
+    slot: Arc<tokio::sync::RwLock<Option<bus::Standing>>>,
+) -> tokio::task::JoinHandle<()> {
+    use futures_util::StreamExt;
+    tokio::spawn(async move {
+        let js = bus::jetstream(client);
+        loop {
+            let standing = match bus::Standing::open(&js).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "standing bucket not reachable yet");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            *slot.write().await = Some(standing.clone());
+            match standing.watch().await {
+                Ok(updates) => {
+                    let mut updates = std::pin::pin!(updates);
+                    while let Some(u) = updates.next().await {
+                        apply_standing(&table, u);
+                    }
+                    tracing::warn!("the standing watch ended; watching again");
+                }
+                Err(e) => tracing::warn!(error = %e, "watching the standing bucket failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+fn apply_standing(table: &policy::PolicyTable, u: bus::StandingUpdate) {
+    match u {
+        bus::StandingUpdate::Verdict { account, verdict } => {
+            if let Some(v) = detect::Verdict::parse(&verdict) {
+                table.set_verdict(&account, v);
+            }
+        }
+        bus::StandingUpdate::Override { account, action } => {
+            let action = action.and_then(|(a, by)| Action::parse(&a).map(|a| (a, by)));
+            table.set_override(&account, action);
+        }
+        bus::StandingUpdate::Allowlist {
+            account,
+            allowlisted,
+        } => table.set_allowlisted(&account, allowlisted),
+    }
+}
+
 /// A running gateway.
 pub struct Running {
     pub addr: SocketAddr,
@@ -155,6 +233,8 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     writer: Option<std::thread::JoinHandle<()>>,
+    publisher: Option<tokio::task::JoinHandle<()>>,
+    standing_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -170,7 +250,9 @@ impl Gateway {
             table: Arc::new(policy::PolicyTable::default()),
             policy: config.policy.clone(),
         });
-        // Restore state: human decisions, then the detector's verdicts by replaying the log.
+        // Restore state: human decisions, then the detector's verdicts: by replaying the log
+        // when this process detects, from the stored verdicts when workers do.
+        let detects_here = config.bus.is_none();
         {
             let s = shared.clone();
             tokio::task::spawn_blocking(move || -> store::Result<()> {
@@ -184,27 +266,77 @@ impl Gateway {
                         s.table.set_allowlisted(&a.name, true);
                     }
                 }
-                let n = tap::replay(&s)?;
-                tracing::info!(
-                    exchanges = n,
-                    "detector state restored from the exchange log"
-                );
+                if detects_here {
+                    let n = tap::replay(&s)?;
+                    tracing::info!(
+                        exchanges = n,
+                        "detector state restored from the exchange log"
+                    );
+                } else {
+                    for v in s.store.verdicts()? {
+                        if let Some(verdict) = detect::Verdict::parse(&v.verdict) {
+                            s.table.set_verdict(&v.account, verdict);
+                        }
+                    }
+                }
                 Ok(())
             })
             .await
             .map_err(|e| anyhow_like::Error(e.to_string()))??;
         }
         let keys = auth::KeyCache::new(store.clone());
-        keys.refresh()?;
+        {
+            // On a blocking thread: the PostgreSQL client must not block the runtime.
+            let k = keys.clone();
+            tokio::task::spawn_blocking(move || k.refresh())
+                .await
+                .map_err(|e| anyhow_like::Error(e.to_string()))??;
+        }
         keys.spawn_refresher(Duration::from_secs(1));
-        let (tap, writer) = tap::start(
-            shared.clone(),
-            config.log_queue,
-            Duration::from_millis(config.log_flush_ms),
-        );
+        let (tap, writer, publisher, standing_watch, bus_state) = match &config.bus {
+            None => {
+                let (tap, writer) = tap::start(
+                    shared.clone(),
+                    config.log_queue,
+                    Duration::from_millis(config.log_flush_ms),
+                );
+                (tap, Some(writer), None, None, None)
+            }
+            Some(url) => {
+                let client = bus::connect(url)
+                    .await
+                    .map_err(|e| anyhow_like::Error(e.to_string()))?;
+                let js = bus::jetstream(client.clone());
+                if let Err(e) = bus::ensure_stream(&js).await {
+                    tracing::warn!(error = %e, "NATS not reachable yet: exchanges are spooled until it is");
+                }
+                let (publisher, task) = bus::Publisher::start(
+                    client.clone(),
+                    &config.data.join("spool").join("exchanges.jsonl"),
+                    config.log_queue,
+                )
+                .map_err(|e| anyhow_like::Error(e.to_string()))?;
+                let slot = Arc::new(tokio::sync::RwLock::new(None));
+                let watch = spawn_standing_watch(client, shared.table.clone(), slot.clone());
+                (
+                    tap::Tap::Bus(publisher),
+                    None,
+                    Some(task),
+                    Some(watch),
+                    Some(BusState { standing: slot }),
+                )
+            }
+        };
         if let Some(days) = config.retention_days {
             spawn_retention(store.clone(), days);
         }
+        let limiter = match &config.limits {
+            None => limit::Limiter::Local(limits::Limiter::new()),
+            Some(url) => limit::Limiter::Shared(
+                limits::shared::RedisLimiter::new(url, config.limits_fallback)
+                    .map_err(|e| anyhow_like::Error(format!("limits at {url}: {e}")))?,
+            ),
+        };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
@@ -219,9 +351,10 @@ impl Gateway {
         let state = Arc::new(AppState {
             config,
             keys,
-            limiter: limits::Limiter::new(),
+            limiter,
             shared,
             tap,
+            bus: bus_state,
             client,
             admin_token,
             metrics: metrics_handle(),
@@ -233,7 +366,9 @@ impl Gateway {
             state,
             shutdown,
             server,
-            writer: Some(writer),
+            writer,
+            publisher,
+            standing_watch,
         })
     }
 }
@@ -318,10 +453,17 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let writer = self.writer.take();
-        // The tap senders live in the state; dropping it lets the writer drain and exit.
+        if let Some(w) = self.standing_watch.take() {
+            w.abort();
+        }
+        // The tap senders live in the state; dropping it lets the writer (or the publisher)
+        // drain and exit.
         drop(self.state);
         if let Some(w) = writer {
             let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+        if let Some(p) = self.publisher.take() {
+            let _ = p.await;
         }
     }
 }

@@ -222,13 +222,21 @@ async fn serve_call(
     let limits = policy.limits_for(standing.action, principal.limits);
     let permit = state
         .limiter
-        .admit(
-            &principal.account,
-            limits,
-            prompt_estimate + max_out,
-            Instant::now(),
-        )
+        .admit(&principal.account, limits, prompt_estimate + max_out)
+        .await
         .map_err(|d| {
+            if d.limit == limits::Limit::Unavailable {
+                metrics::counter!("distillguard_rejected_total", "reason" => "limits_unavailable")
+                    .increment(1);
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "api_error",
+                    Some("limits_unavailable"),
+                    "Rate limits cannot be checked right now. Please try again shortly.",
+                );
+                e.retry_after_secs = Some(1);
+                return e;
+            }
             metrics::counter!("distillguard_rejected_total", "reason" => "limit").increment(1);
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -38,9 +38,12 @@ pub struct Finished {
     pub full_line: Option<String>,
 }
 
+/// Where finished exchanges go: this process's log writer and detector, or the bus to the
+/// workers.
 #[derive(Clone)]
-pub struct Tap {
-    log: mpsc::Sender<Finished>,
+pub enum Tap {
+    Local(mpsc::Sender<Finished>),
+    Bus(bus::Publisher),
 }
 
 impl Tap {
@@ -51,6 +54,20 @@ impl Tap {
         let ts_ms = exchange::Timestamp::parse(exchange["ts"].as_str().unwrap_or_default())
             .map_or_else(|_| now_ms(), |t| t.millis());
         let line = exchange.to_string();
+        let log = match self {
+            Tap::Local(log) => log,
+            Tap::Bus(publisher) => {
+                // The worker redacts per the content policy after its detector has read it.
+                let e = bus::Envelope {
+                    id,
+                    account,
+                    content: content.as_str().into(),
+                    line: line.into(),
+                };
+                publisher.send(e).await;
+                return;
+            }
+        };
         let (stored, full_line) = match content {
             ContentPolicy::Full => (line, None),
             other => {
@@ -59,14 +76,14 @@ impl Tap {
                 (redacted.to_string(), Some(line))
             }
         };
-        metrics::gauge!("distillguard_log_queue_free").set(self.log.capacity() as f64);
+        metrics::gauge!("distillguard_log_queue_free").set(log.capacity() as f64);
         let row = LoggedExchange {
             id,
             ts_ms,
             account,
             line: stored,
         };
-        if self.log.send(Finished { row, full_line }).await.is_err() {
+        if log.send(Finished { row, full_line }).await.is_err() {
             tracing::error!("exchange log writer is gone; an exchange was not logged");
             metrics::counter!("distillguard_log_lost_total").increment(1);
         }
@@ -179,29 +196,31 @@ pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread
             let _ = detector_thread.join();
         })
         .expect("spawn writer thread");
-    (Tap { log: log_tx }, writer)
+    (Tap::Local(log_tx), writer)
 }
 
 /// Feeds one line to the detector; on a verdict change, updates the table, the stored verdict
-/// and (when `audit`) the audit trail.
-pub fn observe_line(shared: &Shared, line: &str, audit: bool) {
+/// and (when `audit`) the audit trail. Returns the accounts whose verdict changed.
+pub fn observe_line(shared: &Shared, line: &str, audit: bool) -> Vec<(String, Verdict)> {
     let Ok(ex) = exchange::parse_line(line.as_bytes()) else {
         tracing::warn!("an exchange line did not parse; the detector skipped it");
-        return;
+        return Vec::new();
     };
     let mut detector = shared.detector.lock().unwrap_or_else(|p| p.into_inner());
     let changes = detector.observe(&ex);
     if changes.is_empty() {
-        return;
+        return Vec::new();
     }
     let reports: Vec<_> = changes
         .iter()
         .map(|c| detector.report(&c.account))
         .collect();
     drop(detector);
+    let changed = changes.iter().map(|c| (c.account.clone(), c.to)).collect();
     for (change, report) in changes.into_iter().zip(reports) {
         record_change(shared, &ex, change, report, audit);
     }
+    changed
 }
 
 fn record_change(

@@ -3,13 +3,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use store::{SqliteStore, Store};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Folder of the embedded store (the gateway's --data).
-    #[arg(long, default_value = "data")]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub store: super::StoreArgs,
     /// Only this account's exchanges.
     #[arg(long)]
     pub account: Option<String>,
@@ -19,8 +17,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let store = SqliteStore::open_dir(&args.data)
-        .with_context(|| format!("opening the store in {}", args.data.display()))?;
+    let store = args.store.open()?;
     let sink: Box<dyn Write> = match &args.out {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)

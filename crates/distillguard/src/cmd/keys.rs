@@ -1,20 +1,13 @@
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use store::{Limits, SqliteStore, Store};
+use store::Limits;
+
+use super::StoreArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(subcommand)]
     pub what: What,
-}
-
-#[derive(clap::Args)]
-pub struct StoreArgs {
-    /// Folder of the embedded store (the gateway's --data).
-    #[arg(long, default_value = "data")]
-    pub data: PathBuf,
 }
 
 #[derive(clap::Subcommand)]
@@ -49,9 +42,8 @@ pub enum What {
     },
 }
 
-fn open(s: &StoreArgs) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open_dir(&s.data)
-        .with_context(|| format!("opening the store in {}", s.data.display()))
+fn open(s: &StoreArgs) -> anyhow::Result<std::sync::Arc<dyn store::Store>> {
+    s.open()
 }
 
 fn now_ms() -> i64 {

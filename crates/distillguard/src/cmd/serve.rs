@@ -1,11 +1,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use gateway::{Gateway, GatewayConfig, Upstream};
-use store::SqliteStore;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,9 +16,23 @@ pub struct Args {
     /// Key for the upstream (or set DISTILLGUARD_UPSTREAM_KEY).
     #[arg(long, env = "DISTILLGUARD_UPSTREAM_KEY", hide_env_values = true)]
     pub upstream_key: Option<String>,
-    /// Folder of the embedded store.
+    /// Folder of the embedded store (with --store postgres://…, only the spool lives here).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Shared store: postgres://USER@HOST[:PORT]/DB (default: SQLite in --data).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Shared limits: redis://HOST:PORT (default: counted in this process).
+    #[arg(long)]
+    pub limits: Option<String>,
+    /// While Redis is unreachable: `local` (serve, limits counted per replica) or `closed`
+    /// (503 for limited accounts).
+    #[arg(long, value_parser = ["local", "closed"])]
+    pub limits_fallback: Option<String>,
+    /// Exchange stream: nats://HOST:PORT, for `distillguard worker` to log and detect
+    /// (default: in this process).
+    #[arg(long)]
+    pub bus: Option<String>,
     /// Gateway config (TOML): upstreams and routing, limits, log content policy, retention,
     /// enforcement policy. Flags override it.
     #[arg(long)]
@@ -40,6 +52,20 @@ pub fn load(args: &Args) -> anyhow::Result<GatewayConfig> {
     }
     if let Some(d) = &args.data {
         config.data.clone_from(d);
+    }
+    if args.store.is_some() {
+        config.store.clone_from(&args.store);
+    }
+    if args.limits.is_some() {
+        config.limits.clone_from(&args.limits);
+    }
+    match args.limits_fallback.as_deref() {
+        Some("closed") => config.limits_fallback = limits::shared::Fallback::Closed,
+        Some(_) => config.limits_fallback = limits::shared::Fallback::Local,
+        None => {}
+    }
+    if args.bus.is_some() {
+        config.bus.clone_from(&args.bus);
     }
     if let Some(u) = &args.upstream {
         config.upstreams.insert(
@@ -86,14 +112,15 @@ pub fn admin_token() -> Option<String> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_tracing();
     let config = load(&args)?;
+    let store = super::StoreArgs {
+        data: config.data.clone(),
+        store: config.store.clone(),
+    }
+    .open()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let store = Arc::new(
-            SqliteStore::open_dir(&config.data)
-                .with_context(|| format!("opening the store in {}", config.data.display()))?,
-        );
         let token = admin_token();
         if token.is_none() {
             tracing::warn!("DISTILLGUARD_ADMIN_TOKEN is not set: the admin API is disabled");
@@ -109,7 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

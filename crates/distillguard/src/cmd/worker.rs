@@ -1,0 +1,61 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use gateway::worker::WorkerConfig;
+
+use super::StoreArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The exchange stream the replicas publish to: nats://HOST:PORT.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub bus: String,
+    /// How many workers share the partitions, and which one this is (0-based).
+    #[arg(long, default_value_t = 1)]
+    pub workers: u32,
+    #[arg(long, default_value_t = 0)]
+    pub index: u32,
+    /// Gateway config (TOML) whose `policy` names the actions in the audit trail.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    super::serve::init_tracing();
+    let policy = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str::<gateway::GatewayConfig>(&text)
+                .with_context(|| format!("parsing {}", p.display()))?
+                .policy
+        }
+        None => gateway::Policy::default(),
+    };
+    let store = args.store.open()?;
+    let config = WorkerConfig {
+        nats: args.bus.clone(),
+        index: args.index,
+        count: args.workers,
+        policy,
+        ..WorkerConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            super::serve::shutdown_signal().await;
+            tracing::info!("shutting down: finishing the batches in hand");
+            let _ = tx.send(true);
+        });
+        gateway::worker::run(config, store, rx)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

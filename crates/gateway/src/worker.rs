@@ -1,0 +1,284 @@
+//! The detector worker of a scaled-out deployment (`distillguard worker`): the same detector
+//! and the same verdict recording as a single gateway's tap, fed from the bus instead.
+//!
+//! ```text
+//! JetStream dg.exchanges.<p> ─► durable consumer dg-detector-<p> ─► store (exactly once by id)
+//!                                                                    └─► detector ─► verdicts ─► store + standing bucket
+//! ```
+//!
+//! Each of this worker's partitions is read by its own durable consumer, in order, in batches.
+//! A batch is written to the store first; only exchanges the store did not already hold go to
+//! the detector, and the batch is acknowledged last. A worker killed anywhere in between gets
+//! the unacknowledged messages again on restart, and the store drops the ones it already has,
+//! so every exchange is stored and detected exactly once. On start the worker rebuilds its
+//! detector state by replaying its partitions' exchanges from the store.
+//!
+//! With several workers, `index`/`count` split the partitions (`p % count == index`). Accounts
+//! are only linked into groups with accounts of the same worker.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bus::async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use bus::async_nats::jetstream::Message;
+use bus::{Envelope, Standing, StandingUpdate};
+use detect::Detector;
+use futures_util::StreamExt;
+use serde_json::Value;
+use store::{LoggedExchange, Store};
+use tokio::sync::watch;
+
+use crate::config::ContentPolicy;
+use crate::policy::{Policy, PolicyTable};
+use crate::tap::{self, Shared};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub nats: String,
+    /// This worker's share of the partitions: those with `p % count == index`.
+    pub index: u32,
+    pub count: u32,
+    /// Messages taken per fetch.
+    pub batch: usize,
+    pub policy: Policy,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            nats: "nats://127.0.0.1:4222".into(),
+            index: 0,
+            count: 1,
+            batch: 512,
+            policy: Policy::default(),
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub fn partitions(&self) -> Vec<u32> {
+        (0..bus::PARTITIONS)
+            .filter(|p| p % self.count.max(1) == self.index)
+            .collect()
+    }
+}
+
+/// Runs until `shutdown` turns true; each partition finishes the batch it holds first.
+pub async fn run(
+    config: WorkerConfig,
+    store: Arc<dyn Store>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    if config.count == 0 || config.index >= config.count {
+        return Err(format!(
+            "worker index {} must be below the worker count {}",
+            config.index, config.count
+        ));
+    }
+    let shared = Arc::new(Shared {
+        store,
+        detector: Arc::new(Mutex::new(Detector::new(detect::Config::default()))),
+        table: Arc::new(PolicyTable::default()),
+        policy: config.policy.clone(),
+    });
+    let mine = config.partitions();
+    {
+        let (s, mine) = (shared.clone(), mine.clone());
+        let n = tokio::task::spawn_blocking(move || replay_partitions(&s, &mine))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            exchanges = n,
+            "detector state rebuilt from the store"
+        );
+    }
+
+    let client = bus::connect(&config.nats).await.map_err(|e| e.to_string())?;
+    let js = bus::jetstream(client);
+    let (stream, standing) = loop {
+        match (bus::ensure_stream(&js).await, Standing::open(&js).await) {
+            (Ok(stream), Ok(standing)) => break (stream, standing),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "waiting for NATS");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+        }
+    };
+    let mut tasks = Vec::new();
+    for p in mine {
+        let name = format!("dg-detector-{p}");
+        let consumer = stream
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: bus::subject(p),
+                    ack_policy: AckPolicy::All,
+                    ack_wait: Duration::from_secs(60),
+                    max_ack_pending: 100_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| format!("consumer {name}: {e}"))?;
+        tasks.push(tokio::spawn(consume(
+            consumer,
+            shared.clone(),
+            standing.clone(),
+            config.batch,
+            shutdown.clone(),
+        )));
+    }
+    tracing::info!(partitions = tasks.len(), "worker consuming");
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+fn replay_partitions(shared: &Shared, mine: &[u32]) -> store::Result<u64> {
+    let mut after = 0;
+    let mut n = 0;
+    loop {
+        let page = shared.store.exchanges(None, after, 4096)?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        for (_, e) in &page {
+            if mine.contains(&bus::partition(&e.account)) {
+                tap::observe_line(shared, &e.line, false);
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+async fn consume(
+    consumer: PullConsumer,
+    shared: Arc<Shared>,
+    standing: Standing,
+    batch: usize,
+    shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        let fetched = consumer
+            .fetch()
+            .max_messages(batch)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await;
+        let mut messages: Vec<Message> = Vec::new();
+        match fetched {
+            Ok(mut s) => {
+                while let Some(m) = s.next().await {
+                    match m {
+                        Ok(m) => messages.push(m),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "fetch ended early");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "fetching from NATS failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        let Some(last) = messages.last() else {
+            continue;
+        };
+        let envelopes: Vec<Envelope> = messages
+            .iter()
+            .filter_map(|m| {
+                let e = Envelope::from_message(m);
+                if e.is_none() {
+                    tracing::error!(subject = %m.subject, "a message without exchange headers was skipped");
+                    metrics::counter!("distillguard_worker_bad_messages_total").increment(1);
+                }
+                e
+            })
+            .collect();
+        let s = shared.clone();
+        let changed = match tokio::task::spawn_blocking(move || process(&s, envelopes)).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "processing a batch failed");
+                continue;
+            }
+        };
+        for (account, verdict) in changed {
+            let u = StandingUpdate::Verdict {
+                account,
+                verdict: verdict.as_str().into(),
+            };
+            if let Err(e) = standing.put(&u).await {
+                tracing::error!(error = %e, "pushing a verdict to the replicas failed");
+            }
+        }
+        // Stored and detected: acknowledge the batch (AckPolicy::All covers every earlier one).
+        if let Err(e) = last.ack().await {
+            tracing::warn!(error = %e, "acknowledging a batch failed; it will be redelivered and deduplicated");
+        }
+    }
+}
+
+/// Stores a batch (retrying until the store takes it) and feeds the exchanges that were new to
+/// the detector, in order. Returns the verdict changes.
+fn process(shared: &Shared, envelopes: Vec<Envelope>) -> Vec<(String, detect::Verdict)> {
+    let rows: Vec<LoggedExchange> = envelopes.iter().map(stored_row).collect();
+    let mut attempt = 0u64;
+    let new = loop {
+        match shared.store.append_exchanges(&rows) {
+            Ok(new) => break new,
+            Err(e) => {
+                attempt += 1;
+                tracing::error!(error = %e, attempt, "writing exchanges failed; retrying");
+                std::thread::sleep(Duration::from_millis(100 * attempt.min(50)));
+            }
+        }
+    };
+    metrics::counter!("distillguard_worker_exchanges_total").increment(rows.len() as u64);
+    let mut changed = Vec::new();
+    for (e, is_new) in envelopes.iter().zip(new) {
+        if !is_new {
+            metrics::counter!("distillguard_worker_duplicates_total").increment(1);
+            continue;
+        }
+        let line = String::from_utf8_lossy(&e.line);
+        changed.extend(tap::observe_line(shared, &line, true));
+    }
+    changed
+}
+
+/// The row the store keeps: the line as published, or redacted per the replica's policy.
+fn stored_row(e: &Envelope) -> LoggedExchange {
+    let full = String::from_utf8_lossy(&e.line).into_owned();
+    let policy = ContentPolicy::parse(&e.content).unwrap_or(ContentPolicy::Full);
+    let parsed: Option<Value> = if policy == ContentPolicy::Full {
+        None
+    } else {
+        serde_json::from_str(&full).ok()
+    };
+    let ts_ms = exchange::parse_line(full.as_bytes())
+        .map(|x| x.ts.millis())
+        .unwrap_or_else(|_| tap::now_ms());
+    let line = match parsed {
+        Some(mut v) => {
+            tap::redact(&mut v, policy);
+            v.to_string()
+        }
+        None => full,
+    };
+    LoggedExchange {
+        id: e.id.clone(),
+        ts_ms,
+        account: e.account.clone(),
+        line,
+    }
+}
