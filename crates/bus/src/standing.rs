@@ -54,18 +54,28 @@ fn unhex(s: &str) -> Option<String> {
 impl Standing {
     /// Opens the bucket, creating it if needed.
     pub async fn open(js: &async_nats::jetstream::Context) -> Result<Self, Error> {
-        let kv = match js.get_key_value(STANDING_BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: STANDING_BUCKET.into(),
-                    history: 1,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(nats_err)?,
-        };
+        if let Ok(kv) = js.get_key_value(STANDING_BUCKET).await {
+            return Ok(Self { kv });
+        }
+        // The bucket's stream, laid out as the KV design (ADR-8) says, created directly: the
+        // client's own `create_key_value` first reads account limits in a shape that servers
+        // before 2.10 do not send (Debian 12 ships 2.9).
+        use async_nats::jetstream::stream;
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{STANDING_BUCKET}"),
+            subjects: vec![format!("$KV.{STANDING_BUCKET}.>")],
+            max_messages_per_subject: 1,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            storage: stream::StorageType::File,
+            num_replicas: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(nats_err)?;
+        let kv = js.get_key_value(STANDING_BUCKET).await.map_err(nats_err)?;
         Ok(Self { kv })
     }
 

@@ -88,13 +88,12 @@ pub async fn run(
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        tracing::info!(
-            exchanges = n,
-            "detector state rebuilt from the store"
-        );
+        tracing::info!(exchanges = n, "detector state rebuilt from the store");
     }
 
-    let client = bus::connect(&config.nats).await.map_err(|e| e.to_string())?;
+    let client = bus::connect(&config.nats)
+        .await
+        .map_err(|e| e.to_string())?;
     let js = bus::jetstream(client);
     let (stream, standing) = loop {
         match (bus::ensure_stream(&js).await, Standing::open(&js).await) {

@@ -70,7 +70,7 @@ CREATE INDEX audit_by_account ON audit(account, seq);
 )];
 
 /// Arbitrary but fixed: every distillguard process migrating the same database takes this lock.
-const MIGRATION_LOCK: i64 = 0x6469_7374_696c_6c;
+const MIGRATION_LOCK: i64 = 0x0064_6973_7469_6c6c;
 
 /// Connections kept idle for reuse; more are opened on demand and closed after use.
 const POOL_IDLE: usize = 8;

@@ -43,7 +43,14 @@ pub struct TempDb {
 }
 
 /// A fresh, empty PostgreSQL database, or `None` (after [`unavailable`]) when there is no server.
+/// Safe to call from async tests: the blocking client runs on a thread of its own.
 pub fn postgres() -> Option<TempDb> {
+    std::thread::spawn(postgres_blocking)
+        .join()
+        .expect("creating a test database")
+}
+
+fn postgres_blocking() -> Option<TempDb> {
     let admin = postgres_admin_url();
     let mut client = match postgres::Client::connect(&admin, postgres::NoTls) {
         Ok(c) => c,
@@ -65,12 +72,13 @@ pub fn postgres() -> Option<TempDb> {
 
 impl Drop for TempDb {
     fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&postgres_admin_url(), postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut c) = postgres::Client::connect(&postgres_admin_url(), postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        })
+        .join();
     }
 }
 

@@ -262,7 +262,10 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     gw.shutdown().await;
     let log = args.out.join("exchanges.jsonl");
     super::export::run(super::export::Args {
-        store: super::StoreArgs { data: data.clone(), store: None },
+        store: super::StoreArgs {
+            data: data.clone(),
+            store: None,
+        },
         account: None,
         out: Some(log.clone()),
     })?;

@@ -27,8 +27,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     super::serve::init_tracing();
     let policy = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             toml::from_str::<gateway::GatewayConfig>(&text)
                 .with_context(|| format!("parsing {}", p.display()))?
                 .policy
