@@ -34,9 +34,10 @@ pub enum What {
 
 #[derive(clap::Args)]
 pub struct LoadArgs {
-    /// Full URL of the chat completions endpoint.
-    #[arg(long)]
-    pub url: String,
+    /// Full URL of the chat completions endpoint; repeat it to spread the load round-robin
+    /// over several gateway replicas, as a load balancer would.
+    #[arg(long, required = true)]
+    pub url: Vec<String>,
     #[arg(long, default_value = "")]
     pub key: String,
     /// Requests per second.
@@ -313,7 +314,7 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         let start = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
         let mut workers = Vec::new();
         for _ in 0..args.connections {
-            let (client, next, body, url, key) = (client.clone(), next.clone(), body.clone(), args.url.clone(), args.key.clone());
+            let (client, next, body, urls, key) = (client.clone(), next.clone(), body.clone(), args.url.clone(), args.key.clone());
             workers.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors = 0u64;
@@ -324,7 +325,8 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
                     }
                     let due = start + interval.mul_f64(i as f64);
                     tokio::time::sleep_until(due).await;
-                    let mut req = client.post(&url).header("content-type", "application/json").body(body.clone());
+                    let url = &urls[i as usize % urls.len()];
+                    let mut req = client.post(url).header("content-type", "application/json").body(body.clone());
                     if !key.is_empty() {
                         req = req.bearer_auth(&key);
                     }
