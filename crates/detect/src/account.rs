@@ -113,6 +113,16 @@ fn share(count: u32, of: u32) -> f64 {
 }
 
 impl AccountState {
+    /// The account's most repeated prompt skeleton and its (lower-bound) count.
+    pub fn top_template(&self) -> Option<(u64, u32)> {
+        self.heads.top()
+    }
+
+    /// The account's most used system prompt and its count.
+    pub fn top_system(&self) -> Option<(u64, u32)> {
+        self.systems.top()
+    }
+
     /// `new_model` says whether the call went to a model released within the configured window.
     pub fn update(&mut self, obs: &Observation, shape: &Shape, new_model: bool) {
         if self.exchanges == 0 {

@@ -9,6 +9,8 @@ pub struct Config {
     pub thresholds: Thresholds,
     pub shape: Shape,
     pub weights: Weights,
+    /// Linking accounts into groups (`crate::link`).
+    pub links: crate::link::LinkConfig,
 }
 
 /// Where scores turn into verdicts.

@@ -8,6 +8,7 @@
 
 pub mod account;
 pub mod config;
+pub mod link;
 pub mod observation;
 pub mod score;
 pub mod sketch;
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 use exchange::Exchange;
 use serde::Serialize;
 
+use crate::link::{Edge, LinkKind, Linker};
 use crate::sketch::hash_bytes;
 
 pub use account::{AccountState, Features};
@@ -48,8 +50,8 @@ struct Group {
     verdict: Verdict,
     peak_score: f64,
     first_flagged: Option<String>,
-    /// Links that joined accounts by a shared payment instrument.
-    payment_links: u32,
+    /// Joins that made the group, by the kinds of evidence each joining pair shared.
+    links: [u32; 9],
 }
 
 /// A verdict moved up for an account.
@@ -61,6 +63,29 @@ pub struct VerdictChange {
     pub score: f64,
     /// `ts` of the exchange that moved it.
     pub ts: String,
+}
+
+/// A group of linked accounts, for `distillguard groups` and the admin API.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GroupReport {
+    pub cluster: String,
+    pub verdict: Verdict,
+    pub score: f64,
+    pub first_flagged: Option<String>,
+    pub members: Vec<String>,
+    pub exchanges: u64,
+    /// Joins that formed the group, by kind of evidence.
+    pub links: std::collections::BTreeMap<&'static str, u32>,
+    /// The strongest pairwise evidence among members (at most 20 pairs).
+    pub evidence: Vec<LinkEvidence>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LinkEvidence {
+    pub a: String,
+    pub b: String,
+    pub total: f64,
+    pub kinds: std::collections::BTreeMap<&'static str, f64>,
 }
 
 /// The per-account verdict line of `EXCHANGE_FORMAT.md`.
@@ -81,8 +106,11 @@ pub struct Detector {
     index: HashMap<String, u32>,
     accounts: Vec<Account>,
     groups: HashMap<u32, Group>,
-    /// Payment instrument to the first account seen paying with it.
-    payments: HashMap<u64, u32>,
+    linker: Linker,
+    /// Evidence between an account and a group (by the group's root when it was noted): an
+    /// account that shares a little with many members of a group is linked to the group even
+    /// when it shares too little with any one of them.
+    group_evidence: HashMap<(u32, u32), Edge>,
     model_first_seen: HashMap<u64, i64>,
     stream_start: Option<i64>,
 }
@@ -95,7 +123,8 @@ impl Detector {
             index: HashMap::new(),
             accounts: Vec::new(),
             groups: HashMap::new(),
-            payments: HashMap::new(),
+            linker: Linker::default(),
+            group_evidence: HashMap::new(),
             model_first_seen: HashMap::new(),
             stream_start: None,
         }
@@ -128,13 +157,10 @@ impl Detector {
         i
     }
 
-    /// Joins the groups of `a` and `b`; the larger group's root stays root.
-    fn union(&mut self, a: u32, b: u32) {
+    /// Joins the groups of `a` and `b` (linked by `kinds`); the larger group's root stays root.
+    fn union(&mut self, a: u32, b: u32, kinds: &[LinkKind]) {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra == rb {
-            if let Some(g) = self.groups.get_mut(&ra) {
-                g.payment_links += 1;
-            }
             return;
         }
         let take = |d: &mut Self, r: u32| -> Group {
@@ -146,7 +172,7 @@ impl Detector {
                     verdict: Verdict::Benign,
                     peak_score: 0.0,
                     first_flagged: None,
-                    payment_links: 0,
+                    links: [0; 9],
                 }
             })
         };
@@ -164,9 +190,72 @@ impl Detector {
             (Some(x), Some(y)) => Some(if x <= y { x } else { y }),
             (x, y) => x.or(y),
         };
-        big.payment_links += small.payment_links + 1;
+        for i in 0..9 {
+            big.links[i] += small.links[i];
+        }
+        for k in kinds {
+            big.links[*k as usize] += 1;
+        }
         self.accounts[child as usize].parent = root;
         self.groups.insert(root, big);
+    }
+
+    /// Offers the linker what this exchange says about who sends it; joins the groups of
+    /// accounts whose evidence reaches the threshold.
+    fn link(&mut self, idx: u32, obs: &Observation) {
+        let links = &self.config.links;
+        if !links.enabled {
+            return;
+        }
+        let mut facts: [(LinkKind, Option<u64>); 9] = [
+            (LinkKind::Payment, obs.payment),
+            (LinkKind::Ip, obs.ip.map(|ip| ip.0)),
+            (LinkKind::Subnet, obs.ip.map(|ip| ip.1)),
+            (LinkKind::Tls, obs.tls),
+            (LinkKind::UserAgent, obs.user_agent),
+            (LinkKind::Asn, obs.asn),
+            (
+                LinkKind::Signup,
+                obs.signup.map(|t| {
+                    (t as f64 / (links.signup_minutes.max(0.1) * 60_000.0)).floor() as u64
+                }),
+            ),
+            (LinkKind::SystemPrompt, None),
+            (LinkKind::Template, None),
+        ];
+        let state = &self.accounts[idx as usize].state;
+        if let Some((s, n)) = state.top_system() {
+            if n >= 2 {
+                facts[7].1 = Some(s);
+            }
+        }
+        if let Some((t, n)) = state.top_template() {
+            if n >= links.template_repeats {
+                facts[8].1 = Some(t);
+            }
+        }
+        for (kind, value) in facts {
+            let Some(v) = value else { continue };
+            let population = self.accounts.len();
+            let (w, others) = self
+                .linker
+                .note(&self.config.links, population, idx, kind, v);
+            for other in others {
+                let (mine, theirs) = (self.find(idx), self.find(other));
+                if mine == theirs {
+                    continue;
+                }
+                let join = self.config.links.join;
+                let pair = self.linker.edge(idx, other).map_or(0.0, Edge::total);
+                let e = self.group_evidence.entry((idx, theirs)).or_default();
+                e.raise(kind, w);
+                if pair >= join || e.total() >= join {
+                    let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
+                    self.group_evidence.remove(&(idx, theirs));
+                    self.union(idx, other, &kinds);
+                }
+            }
+        }
     }
 
     /// [`Detector::observe`] with the observation already made.
@@ -219,15 +308,7 @@ impl Detector {
                 g.state.note_logit_id(id);
             }
         }
-        if let Some(fp) = obs.payment {
-            match self.payments.get(&fp) {
-                Some(&other) if other != idx => self.union(idx, other),
-                Some(_) => {}
-                None => {
-                    self.payments.insert(fp, idx);
-                }
-            }
-        }
+        self.link(idx, obs);
 
         let mut changes = Vec::new();
         let account = &mut self.accounts[idx as usize];
@@ -319,9 +400,9 @@ impl Detector {
                         signal: "linked_group",
                         value: (lift * 100.0).round() / 100.0,
                         detail: format!(
-                            "one of {} accounts linked by {} shared payment instrument link(s); their combined {} calls score {:.3}: {}",
+                            "one of {} accounts linked as one actor ({}); their combined {} calls score {:.3}: {}",
                             g.members.len(),
-                            g.payment_links,
+                            describe_links(&g.links),
                             g.state.generative,
                             g.peak_score,
                             top.join(", ")
@@ -331,12 +412,7 @@ impl Detector {
                 score = g.peak_score;
             }
         }
-        let cluster = group.map(|_| {
-            format!(
-                "grp-{:012x}",
-                hash_bytes(self.accounts[root as usize].name.as_bytes()) & 0xffff_ffff_ffff
-            )
-        });
+        let cluster = group.map(|_| self.cluster_name(root));
         AccountReport {
             account: a.name.clone(),
             score: (score * 10_000.0).round() / 10_000.0,
@@ -362,10 +438,95 @@ impl Detector {
         out
     }
 
+    /// Every group of two or more accounts, highest score first.
+    pub fn groups(&self) -> Vec<GroupReport> {
+        let mut out: Vec<GroupReport> = self
+            .groups
+            .iter()
+            .map(|(&root, g)| {
+                let mut members: Vec<String> = g
+                    .members
+                    .iter()
+                    .map(|&m| self.accounts[m as usize].name.clone())
+                    .collect();
+                members.sort();
+                let mut evidence: Vec<LinkEvidence> = self
+                    .linker
+                    .edges_among(&g.members, 0.2)
+                    .map(|(a, b, e)| LinkEvidence {
+                        a: self.accounts[a as usize].name.clone(),
+                        b: self.accounts[b as usize].name.clone(),
+                        total: (e.total() * 1000.0).round() / 1000.0,
+                        kinds: e
+                            .kinds()
+                            .map(|(k, w)| (k.name(), (w * 1000.0).round() / 1000.0))
+                            .collect(),
+                    })
+                    .collect();
+                evidence.sort_by(|x, y| {
+                    y.total
+                        .total_cmp(&x.total)
+                        .then_with(|| (&x.a, &x.b).cmp(&(&y.a, &y.b)))
+                });
+                evidence.truncate(20);
+                let score = g
+                    .peak_score
+                    .max(score::score(&g.state.features(), &self.config).0);
+                GroupReport {
+                    cluster: self.cluster_name(root),
+                    verdict: g.verdict,
+                    score: (score * 10_000.0).round() / 10_000.0,
+                    first_flagged: g.first_flagged.clone(),
+                    exchanges: u64::from(g.state.exchanges),
+                    links: LinkKind::ALL
+                        .iter()
+                        .filter(|k| g.links[**k as usize] > 0)
+                        .map(|k| (k.name(), g.links[*k as usize]))
+                        .collect(),
+                    members,
+                    evidence,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| b.members.len().cmp(&a.members.len()))
+                .then_with(|| a.cluster.cmp(&b.cluster))
+        });
+        out
+    }
+
+    fn cluster_name(&self, root: u32) -> String {
+        format!(
+            "grp-{:012x}",
+            hash_bytes(self.accounts[root as usize].name.as_bytes()) & 0xffff_ffff_ffff
+        )
+    }
+
+    /// Values and pairwise edges the linker holds (for memory figures).
+    pub fn link_index_size(&self) -> (usize, usize) {
+        self.linker.size()
+    }
+
     /// Features of one account, for analysis.
     pub fn features(&self, account: &str) -> Option<Features> {
         self.index
             .get(account)
             .map(|&i| self.accounts[i as usize].state.features())
+    }
+}
+
+/// "12 joins by payment, 3 by template+tls", in words a reviewer can check.
+fn describe_links(links: &[u32; 9]) -> String {
+    let parts: Vec<String> = LinkKind::ALL
+        .iter()
+        .filter(|k| links[**k as usize] > 0)
+        .map(|k| format!("{} x{}", k.describe(), links[*k as usize]))
+        .collect();
+    if parts.is_empty() {
+        "no recorded links".into()
+    } else {
+        parts.join(", ")
     }
 }

@@ -55,6 +55,10 @@ pub struct Observation {
     pub signup: Option<i64>,
     /// Hash of `meta.payment_fingerprint`: accounts paying with one instrument are one payer.
     pub payment: Option<u64>,
+    /// Client facts for linking accounts: user agent, TLS fingerprint, network (ASN).
+    pub user_agent: Option<u64>,
+    pub tls: Option<u64>,
+    pub asn: Option<u64>,
 }
 
 /// Rough token count for text when the log has no `usage` (about four bytes a token in English).
@@ -101,6 +105,18 @@ impl Observation {
                 .and_then(|m| m.payment_fingerprint.as_deref())
                 .filter(|p| !p.is_empty())
                 .map(|p| hash_bytes(p.as_bytes())),
+            user_agent: ex
+                .user_agent
+                .as_deref()
+                .filter(|u| !u.is_empty())
+                .map(|u| hash_bytes(u.as_bytes())),
+            tls: ex
+                .meta
+                .as_ref()
+                .and_then(|m| m.tls_fingerprint.as_deref())
+                .filter(|t| !t.is_empty())
+                .map(|t| hash_bytes(t.as_bytes())),
+            asn: ex.meta.as_ref().and_then(|m| m.asn),
             ..Default::default()
         };
 

@@ -534,24 +534,48 @@ pub fn hydra(w: &mut World) -> Vec<(Identity, Vec<Exchange>)> {
     // One steady stream for the whole group, dealt round robin to the members.
     let times = w.steady(from, w.end, total);
     let old = w.rng.gen_range(0..2);
+    // The operator's own client, shared by most members, unless this hydra uses a common
+    // library's fingerprint like everyone else.
+    let own_tls: Vec<String> = if w.chance(0.75) {
+        (0..w.rng.gen_range(1..3))
+            .map(|_| format!("t13d{}", w.hex(12)))
+            .collect()
+    } else {
+        vec![w.pick(crate::world::TLS_LIBRARIES).to_string()]
+    };
+    let mut paraphrased = Vec::with_capacity(members);
     let mut group: Vec<(Identity, Vec<Exchange>)> = (0..members)
         .map(|_| {
             let mut who = w.identity(Addresses::Rotating { nets: nets.clone() }, None, 0.0);
+            // Noise: some members pay with an instrument of their own, some run another
+            // client, some paraphrase the template.
+            let own_payment = w.chance(0.15);
             let m = &mut who.meta;
-            m.payment_fingerprint = Some(w.pick(&payments).clone());
+            if !own_payment {
+                m.payment_fingerprint = Some(w.pick(&payments).clone());
+            }
+            if w.chance(0.85) {
+                m.tls_fingerprint = Some(w.pick(&own_tls).clone());
+            }
             m.signup_ts = Some(
                 exchange::Timestamp::from_millis(signup + w.rng.gen_range(0..6 * HOUR))
                     .as_str()
                     .to_owned(),
             );
             m.asn = None;
+            paraphrased.push(w.chance(0.2));
             (who, Vec::new())
         })
         .collect();
+    let all_wrappers: &[&str] = if cot { COT_WRAPPERS } else { PLAIN_WRAPPERS };
     for (k, ts) in times.into_iter().enumerate() {
         let member = k % members;
         let q = w.broad_prompt();
-        let wrapper = *w.pick(&wrappers);
+        let wrapper = if paraphrased[member] {
+            *w.pick(all_wrappers)
+        } else {
+            *w.pick(&wrappers)
+        };
         let prompt = wrap(w, wrapper, &q.prompt, true);
         let params = Params {
             max_tokens: Some(max_tokens),

@@ -14,6 +14,8 @@ pub struct Verdict {
     pub distilling: bool,
     /// Milliseconds of the exchange at which the account was first flagged.
     pub first_flagged: Option<i64>,
+    /// The group the detector placed the account in, if any.
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -45,6 +47,23 @@ pub struct Evaluation {
     /// Per campaign: share of its exchanges made before its first flag (1.0 when never flagged).
     pub time_to_detect: BTreeMap<String, f64>,
     pub false_positives: Vec<String>,
+    /// Grouping of multi-account campaigns.
+    pub grouping: Grouping,
+}
+
+/// How well groups match multi-account campaigns.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Grouping {
+    /// Multi-account campaigns seen.
+    pub campaigns: usize,
+    /// Members (over all multi-account campaigns) in their campaign's majority group.
+    pub in_majority: Rate,
+    /// Accounts of the campaigns' majority groups that belong to that campaign.
+    pub purity: Rate,
+    /// Benign accounts placed in a group that holds attack accounts.
+    pub benign_in_attack_groups: usize,
+    /// The worst campaign: (campaign, share in its majority group).
+    pub worst: Option<(String, f64)>,
 }
 
 /// Area under the ROC curve, with ties counted half (Mann–Whitney U).
@@ -130,7 +149,66 @@ pub fn evaluate(
         }
         e.time_to_detect.insert(name, share);
     }
+    e.grouping = grouping(labels, verdicts);
     e
+}
+
+/// Majority group per multi-account campaign, its share of the members and its purity; benign
+/// accounts in any group that holds attack accounts. An account without a group is a group
+/// of its own.
+pub fn grouping(labels: &[Label], verdicts: &HashMap<String, Verdict>) -> Grouping {
+    let cluster_of = |account: &str| -> String {
+        verdicts
+            .get(account)
+            .and_then(|v| v.cluster.clone())
+            .unwrap_or_else(|| format!("alone:{account}"))
+    };
+    let mut cluster_members: HashMap<String, Vec<&Label>> = HashMap::new();
+    for l in labels {
+        cluster_members
+            .entry(cluster_of(&l.account))
+            .or_default()
+            .push(l);
+    }
+    let mut by_campaign: BTreeMap<&str, Vec<&Label>> = BTreeMap::new();
+    for l in labels {
+        if let Some(c) = &l.campaign {
+            by_campaign.entry(c).or_default().push(l);
+        }
+    }
+    let mut g = Grouping::default();
+    for (campaign, members) in by_campaign {
+        if members.len() < 2 {
+            continue;
+        }
+        g.campaigns += 1;
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for m in &members {
+            *counts.entry(cluster_of(&m.account)).or_default() += 1;
+        }
+        let (majority, n) = counts
+            .into_iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+            .expect("members");
+        g.in_majority.hits += n;
+        g.in_majority.of += members.len();
+        let group = &cluster_members[&majority];
+        g.purity.of += group.len();
+        g.purity.hits += group
+            .iter()
+            .filter(|l| l.campaign.as_deref() == Some(campaign))
+            .count();
+        let share = n as f64 / members.len() as f64;
+        if g.worst.as_ref().is_none_or(|w| share < w.1) {
+            g.worst = Some((campaign.to_owned(), share));
+        }
+    }
+    g.benign_in_attack_groups = cluster_members
+        .values()
+        .filter(|m| m.iter().any(|l| l.is_attack()))
+        .map(|m| m.iter().filter(|l| !l.is_attack()).count())
+        .sum();
+    g
 }
 
 #[cfg(test)]
@@ -158,6 +236,7 @@ mod tests {
                 score: 1.0,
                 distilling: true,
                 first_flagged: Some(5),
+                cluster: None,
             },
         )]);
         let times = HashMap::from([("a".to_owned(), (0..100).collect::<Vec<i64>>())]);

@@ -121,6 +121,36 @@ pub fn simulate(config: &SimConfig, corpora: &Corpora) -> Simulation {
         });
         exchanges.extend(ex);
     }
+    // Innocent sharing: a company's teams, each on its own account, behind one office NAT,
+    // with one SDK and one e-mail domain. One company per 40 benign accounts.
+    for _ in 0..config.benign_accounts / 40 {
+        let (office, asn) = w.home_ip();
+        let org = format!("org_{}", w.hex(8));
+        let domain = format!("corp{}.example", w.hex(6));
+        let ua = w.pick(world::USER_AGENTS).to_string();
+        for _ in 0..w.rng.gen_range(3..9) {
+            let (who, mut ex) = match w.rng.gen_range(0..4) {
+                0 => benign::chat_product(&mut w),
+                1 => benign::rag_app(&mut w),
+                _ => benign::developer(&mut w),
+            };
+            for e in &mut ex {
+                e.ip = Some(office.clone());
+                e.user_agent = Some(ua.clone());
+                let m = e.meta.get_or_insert_with(Default::default);
+                m.org = Some(org.clone());
+                m.email_domain = Some(domain.clone());
+                m.asn = Some(asn);
+            }
+            labels.push(Label {
+                account: who.account,
+                class: "benign".into(),
+                archetype: "company_team".into(),
+                campaign: None,
+            });
+            exchanges.extend(ex);
+        }
+    }
     let campaigns = config
         .campaigns
         .unwrap_or((config.benign_accounts / 25).max(ATTACK_KINDS.len()));

@@ -35,6 +35,17 @@ pub const USER_AGENTS: &[&str] = &[
     "okhttp/4.12.0",
 ];
 
+/// TLS client fingerprints of common client libraries: most customers share one of these
+/// with thousands of others (so a shared fingerprint alone links nothing).
+pub const TLS_LIBRARIES: &[&str] = &[
+    "t13d1516h2_8daaf6152771",
+    "t13d1715h2_5b57614c22b0",
+    "t13d1812h2_e8a523a41297",
+    "t13d2014h2_a09f3c656075",
+    "t13d1311h1_c1a3c2b0d7a1",
+    "t13d1516h1_2d3f8e0b9a44",
+];
+
 /// Networks of large clouds: (first octets, ASN). Many unrelated customers live here.
 const CLOUDS: &[([u8; 2], u64)] = &[
     ([34, 82], 15169),
@@ -251,7 +262,12 @@ impl<'c> World<'c> {
             country: Some(self.pick(COUNTRIES).to_string()),
             asn,
             email_domain: Some(self.pick(EMAIL_DOMAINS).to_string()),
-            tls_fingerprint: Some(format!("t13d{}", self.hex(8))),
+            // Mostly a common library's fingerprint; some customers run an unusual client.
+            tls_fingerprint: Some(if self.chance(0.9) {
+                self.pick(TLS_LIBRARIES).to_string()
+            } else {
+                format!("t13d{}", self.hex(12))
+            }),
         };
         Identity {
             account,

@@ -165,6 +165,7 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
                         score: r.score,
                         distilling: r.verdict == DetectVerdict::Distilling,
                         first_flagged,
+                        cluster: r.cluster.clone(),
                     },
                 );
             }
@@ -202,7 +203,8 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
                 l.campaign = l.campaign.map(|c| format!("{tag}{c}"));
                 all_labels.push(l);
             }
-            for (k, v) in verdicts {
+            for (k, mut v) in verdicts {
+                v.cluster = v.cluster.map(|c| format!("{tag}{c}"));
                 all_verdicts.insert(format!("{tag}{k}"), v);
             }
             for (k, v) in times {

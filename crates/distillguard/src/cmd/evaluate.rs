@@ -32,6 +32,8 @@ struct VerdictLine {
     score: f64,
     verdict: String,
     first_flagged: Option<String>,
+    #[serde(default)]
+    cluster: Option<String>,
 }
 
 fn read_lines<T: for<'de> Deserialize<'de>>(path: &PathBuf) -> anyhow::Result<Vec<T>> {
@@ -62,6 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 score: v.score,
                 distilling: v.verdict == "distilling",
                 first_flagged,
+                cluster: v.cluster,
             },
         );
     }
@@ -99,6 +102,19 @@ pub fn render(e: &Evaluation) -> String {
     ttd.sort_by(f64::total_cmp);
     if !ttd.is_empty() {
         s += &format!("time to detect (share of campaign exchanges before first flag): median {:.3}, p90 {:.3}\n", ttd[ttd.len() / 2], ttd[(ttd.len() * 9 / 10).min(ttd.len() - 1)]);
+    }
+    let g = &e.grouping;
+    if g.campaigns > 0 {
+        s += &format!(
+            "multi-account campaigns       {}: members in their majority group {}, purity {}, benign accounts in attack groups {}{}\n",
+            g.campaigns,
+            r(&g.in_majority),
+            r(&g.purity),
+            g.benign_in_attack_groups,
+            g.worst
+                .as_ref()
+                .map_or(String::new(), |(c, share)| format!(", worst {c} ({share:.2})"))
+        );
     }
     s += "FPR by benign archetype:\n";
     for (k, v) in &e.fpr_by_archetype {

@@ -1,0 +1,393 @@
+//! Links: evidence that two accounts are one actor.
+//!
+//! Each account contributes a few *values* per kind (its addresses, its client fingerprints,
+//! its payment instrument, its templated prompt skeleton, …). A value held by several accounts
+//! links them, with a weight that falls as the value gets common: a cloud provider's ASN, a
+//! popular SDK's user agent or a generic system prompt is held by many accounts and links
+//! nothing, while a rare one held by two accounts links them with the kind's full weight.
+//! Two accounts are joined into one group when the evidence between them, summed over kinds
+//! (each kind counted once, at its strongest), reaches [`LinkConfig::join`]. Only a shared
+//! payment instrument is strong enough alone by default; every other kind needs another kind
+//! beside it, so a shared office NAT or a common client never joins customers on its own.
+//!
+//! Memory is bounded: an account remembers at most a few values per kind, a value remembers
+//! at most `max_share` holders (past that it is common and links nothing more), so the edges
+//! a value can create are bounded too.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sketch::mix;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    Payment,
+    Ip,
+    Subnet,
+    Tls,
+    UserAgent,
+    Asn,
+    Signup,
+    SystemPrompt,
+    Template,
+}
+
+impl LinkKind {
+    pub const ALL: [LinkKind; 9] = [
+        LinkKind::Payment,
+        LinkKind::Ip,
+        LinkKind::Subnet,
+        LinkKind::Tls,
+        LinkKind::UserAgent,
+        LinkKind::Asn,
+        LinkKind::Signup,
+        LinkKind::SystemPrompt,
+        LinkKind::Template,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkKind::Payment => "payment",
+            LinkKind::Ip => "ip",
+            LinkKind::Subnet => "subnet",
+            LinkKind::Tls => "tls",
+            LinkKind::UserAgent => "user_agent",
+            LinkKind::Asn => "asn",
+            LinkKind::Signup => "signup",
+            LinkKind::SystemPrompt => "system_prompt",
+            LinkKind::Template => "template",
+        }
+    }
+
+    /// What sharing a value of this kind means, for reasons and reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LinkKind::Payment => "the same payment instrument",
+            LinkKind::Ip => "the same client address",
+            LinkKind::Subnet => "the same /24 (IPv4) or /48 (IPv6) network",
+            LinkKind::Tls => "the same TLS client fingerprint",
+            LinkKind::UserAgent => "the same uncommon user agent",
+            LinkKind::Asn => "the same uncommon network (ASN)",
+            LinkKind::Signup => "sign-ups within the same few minutes",
+            LinkKind::SystemPrompt => "the same uncommon system prompt",
+            LinkKind::Template => "the same prompt template (a repeated skeleton)",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Values of this kind an account remembers (more would only repeat the evidence).
+    fn per_account(self) -> usize {
+        match self {
+            LinkKind::Ip | LinkKind::Subnet => 8,
+            LinkKind::Payment | LinkKind::Template | LinkKind::SystemPrompt => 4,
+            LinkKind::Tls | LinkKind::UserAgent | LinkKind::Asn => 2,
+            LinkKind::Signup => 1,
+        }
+    }
+}
+
+/// Weights and bounds of linking; `[links]` in the detector's TOML.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinkConfig {
+    /// Link accounts into groups at all (default true).
+    pub enabled: bool,
+    /// Evidence between two accounts at which they are joined into one group (default 1.0).
+    pub join: f64,
+    /// Evidence of each kind when the value is shared by just two accounts; it falls as more
+    /// accounts share the value and reaches 0 at `max_share` holders.
+    pub payment: f64,
+    pub ip: f64,
+    pub subnet: f64,
+    pub tls: f64,
+    pub user_agent: f64,
+    pub asn: f64,
+    pub signup: f64,
+    pub system_prompt: f64,
+    pub template: f64,
+    /// A value held by more accounts than this is common: it links nothing (default 48).
+    /// It also bounds memory: no value remembers more holders.
+    pub max_share: u32,
+    /// Payment instruments are shared by resellers and company cards, but rarely by more than
+    /// a few hundred accounts (default 512).
+    pub max_share_payment: u32,
+    /// Rarity is judged against at least this many accounts (default 1000).
+    pub min_population: u32,
+    /// Sign-ups in the same bucket of this many minutes are "close together" (default 10).
+    pub signup_minutes: f64,
+    /// A prompt skeleton counts as an account's template once it has repeated this often
+    /// (default 3).
+    pub template_repeats: u32,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            join: 1.0,
+            payment: 1.0,
+            ip: 0.5,
+            subnet: 0.25,
+            tls: 0.6,
+            user_agent: 0.3,
+            asn: 0.15,
+            signup: 0.45,
+            system_prompt: 0.5,
+            template: 0.7,
+            max_share: 48,
+            max_share_payment: 512,
+            min_population: 1000,
+            signup_minutes: 10.0,
+            template_repeats: 3,
+        }
+    }
+}
+
+impl LinkConfig {
+    pub fn weight(&self, kind: LinkKind) -> f64 {
+        match kind {
+            LinkKind::Payment => self.payment,
+            LinkKind::Ip => self.ip,
+            LinkKind::Subnet => self.subnet,
+            LinkKind::Tls => self.tls,
+            LinkKind::UserAgent => self.user_agent,
+            LinkKind::Asn => self.asn,
+            LinkKind::Signup => self.signup,
+            LinkKind::SystemPrompt => self.system_prompt,
+            LinkKind::Template => self.template,
+        }
+    }
+
+    fn cap(&self, kind: LinkKind) -> usize {
+        (if kind == LinkKind::Payment {
+            self.max_share_payment
+        } else {
+            self.max_share
+        })
+        .max(2) as usize
+    }
+
+    /// The evidence a value of `kind` held by `holders` of `population` accounts gives each
+    /// pair of them: the kind's weight times the value's rarity, an inverse document frequency
+    /// (1 for a value two accounts share, falling with the log of the share of accounts
+    /// holding it), and none past the cap. The population is floored at `min_population` so a
+    /// small log does not make everything look rare. A payment instrument keeps its full
+    /// weight up to its cap: one card paying for forty accounts is more damning than one
+    /// paying for two, not less.
+    pub fn evidence(&self, kind: LinkKind, holders: usize, population: usize) -> f64 {
+        let cap = self.cap(kind);
+        if holders < 2 || holders > cap {
+            return 0.0;
+        }
+        if kind == LinkKind::Payment {
+            return self.payment;
+        }
+        let p = population.max(self.min_population as usize).max(holders) as f64;
+        let rarity = (p / holders as f64).ln() / (p / 2.0).ln();
+        self.weight(kind) * rarity.clamp(0.0, 1.0)
+    }
+}
+
+/// The evidence between two accounts: the strongest contribution of each kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Edge {
+    pub by_kind: [f32; 9],
+}
+
+impl Edge {
+    /// Keeps the strongest evidence of `kind`; returns the total before and after.
+    pub fn raise(&mut self, kind: LinkKind, w: f32) -> (f64, f64) {
+        let before = self.total();
+        let slot = &mut self.by_kind[kind.index()];
+        if w > *slot {
+            *slot = w;
+        }
+        (before, self.total())
+    }
+
+    pub fn total(&self) -> f64 {
+        self.by_kind.iter().map(|&w| f64::from(w)).sum()
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = (LinkKind, f64)> + '_ {
+        LinkKind::ALL
+            .into_iter()
+            .map(|k| (k, f64::from(self.by_kind[k.index()])))
+            .filter(|(_, w)| *w > 0.0)
+    }
+}
+
+#[derive(Default)]
+struct Holders {
+    accounts: Vec<u32>,
+    /// More holders than the cap: the value is common and its list is dropped.
+    common: bool,
+}
+
+/// The link graph: which account holds which values, and the evidence between pairs.
+#[derive(Default)]
+pub struct Linker {
+    values: HashMap<u64, Holders>,
+    edges: HashMap<(u32, u32), Edge>,
+    /// Per account, the values it has contributed (kind mixed into the hash).
+    contributed: Vec<Vec<u64>>,
+}
+
+fn key(kind: LinkKind, value: u64) -> u64 {
+    mix(value ^ ((kind.index() as u64 + 1) << 56))
+}
+
+impl Linker {
+    /// Records that `account` holds `value` of `kind`, adding the evidence to the edges with
+    /// the value's other holders. Returns the evidence this value gives and those holders
+    /// (empty when the value is new to nobody, common, or already counted for the account).
+    pub fn note(
+        &mut self,
+        config: &LinkConfig,
+        population: usize,
+        account: u32,
+        kind: LinkKind,
+        value: u64,
+    ) -> (f32, Vec<u32>) {
+        let none = (0.0, Vec::new());
+        let k = key(kind, value);
+        let a = account as usize;
+        if self.contributed.len() <= a {
+            self.contributed.resize_with(a + 1, Vec::new);
+        }
+        let mine = &mut self.contributed[a];
+        if mine.contains(&tag(k, kind)) {
+            return none;
+        }
+        let same_kind = mine.iter().filter(|&&v| kind_of(v) == Some(kind)).count();
+        if same_kind >= kind.per_account() {
+            return none;
+        }
+        mine.push(tag(k, kind));
+        let cap = config.cap(kind);
+        let holders = self.values.entry(k).or_default();
+        if holders.common {
+            return none;
+        }
+        if holders.accounts.len() >= cap {
+            // Now common: what it linked stays linked, it links nothing more.
+            holders.common = true;
+            holders.accounts = Vec::new();
+            return none;
+        }
+        holders.accounts.push(account);
+        let n = holders.accounts.len();
+        let w = config.evidence(kind, n, population) as f32;
+        if w <= 0.0 {
+            return none;
+        }
+        let others: Vec<u32> = holders
+            .accounts
+            .iter()
+            .copied()
+            .filter(|&o| o != account)
+            .collect();
+        for &o in &others {
+            let pair = (o.min(account), o.max(account));
+            self.edges.entry(pair).or_default().raise(kind, w);
+        }
+        (w, others)
+    }
+
+    /// The evidence between two accounts, if any.
+    pub fn edge(&self, a: u32, b: u32) -> Option<&Edge> {
+        self.edges.get(&(a.min(b), a.max(b)))
+    }
+
+    /// Every edge with evidence at or above `min`, for reports.
+    pub fn edges_among<'a>(
+        &'a self,
+        members: &'a [u32],
+        min: f64,
+    ) -> impl Iterator<Item = (u32, u32, &'a Edge)> + 'a {
+        let set: std::collections::HashSet<u32> = members.iter().copied().collect();
+        self.edges
+            .iter()
+            .filter(move |((a, b), e)| set.contains(a) && set.contains(b) && e.total() >= min)
+            .map(|(&(a, b), e)| (a, b, e))
+    }
+
+    /// Values and edges held (for memory figures).
+    pub fn size(&self) -> (usize, usize) {
+        (self.values.len(), self.edges.len())
+    }
+}
+
+/// The contributed-value list keeps the kind in the low 4 bits of each entry.
+fn tag(k: u64, kind: LinkKind) -> u64 {
+    (k & !0xf) | kind.index() as u64
+}
+
+fn kind_of(tagged: u64) -> Option<LinkKind> {
+    LinkKind::ALL.get((tagged & 0xf) as usize).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rare_values_link_fully_and_common_ones_not_at_all() {
+        let c = LinkConfig::default();
+        assert!((c.evidence(LinkKind::Ip, 2, 10) - c.ip).abs() < 1e-9);
+        assert!(c.evidence(LinkKind::Ip, 40, 1000) < c.ip * 0.55);
+        // The same share of a larger population is rarer evidence of a common tool.
+        assert!(c.evidence(LinkKind::Ip, 40, 1_000_000) > c.evidence(LinkKind::Ip, 40, 1000));
+        assert_eq!(c.evidence(LinkKind::Ip, 49, 1_000_000), 0.0);
+        assert_eq!(c.evidence(LinkKind::Ip, 1, 1000), 0.0);
+        assert_eq!(c.evidence(LinkKind::Payment, 49, 1000), c.payment);
+    }
+
+    #[test]
+    fn one_weak_kind_never_reaches_the_join_two_do() {
+        let c = LinkConfig::default();
+        let mut l = Linker::default();
+        let total = |l: &Linker| l.edge(0, 1).map_or(0.0, Edge::total);
+        l.note(&c, 1000, 0, LinkKind::Ip, 7);
+        l.note(&c, 1000, 1, LinkKind::Ip, 7);
+        assert!(total(&l) < c.join, "a shared address alone");
+        l.note(&c, 1000, 0, LinkKind::Subnet, 9);
+        l.note(&c, 1000, 1, LinkKind::Subnet, 9);
+        assert!(total(&l) < c.join, "an office: one address, one network");
+        l.note(&c, 1000, 0, LinkKind::Template, 11);
+        let (w, others) = l.note(&c, 1000, 1, LinkKind::Template, 11);
+        assert_eq!(others, vec![0]);
+        assert!((f64::from(w) - c.template).abs() < 1e-6);
+        assert!(total(&l) >= c.join);
+        assert_eq!(l.edge(0, 1).unwrap().kinds().count(), 3);
+        // Noting the same value again adds nothing.
+        assert!(l.note(&c, 1000, 1, LinkKind::Template, 11).1.is_empty());
+    }
+
+    #[test]
+    fn a_value_past_its_cap_links_nothing_more_and_memory_stays_bounded() {
+        let c = LinkConfig {
+            max_share: 4,
+            ..LinkConfig::default()
+        };
+        let mut l = Linker::default();
+        for a in 0..100 {
+            l.note(&c, 1000, a, LinkKind::UserAgent, 3);
+        }
+        assert!(
+            l.edges.len() <= 6,
+            "only the first four holders were paired"
+        );
+        assert!(l.values.get(&key(LinkKind::UserAgent, 3)).unwrap().common);
+        // An account remembers a bounded number of values per kind.
+        for v in 0..100 {
+            l.note(&c, 1000, 200, LinkKind::Ip, v);
+        }
+        assert_eq!(l.contributed[200].len(), LinkKind::Ip.per_account());
+    }
+}

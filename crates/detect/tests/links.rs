@@ -1,0 +1,329 @@
+//! Linking accounts into groups: each kind of evidence, the innocent sharing that must not
+//! link, and a group growing while exchanges stream in.
+
+use detect::{Config, Detector, Verdict};
+use serde_json::{json, Value};
+
+/// Who sends an exchange: the facts linking reads.
+#[derive(Clone, Default)]
+struct Who {
+    ip: Option<String>,
+    ua: Option<String>,
+    payment: Option<String>,
+    tls: Option<String>,
+    asn: Option<u64>,
+    signup: Option<String>,
+    system: Option<String>,
+}
+
+fn line(account: &str, i: usize, who: &Who, prompt: &str, max_tokens: u64) -> exchange::Exchange {
+    let mut messages = Vec::new();
+    if let Some(s) = &who.system {
+        messages.push(json!({"role": "system", "content": s}));
+    }
+    messages.push(json!({"role": "user", "content": prompt}));
+    let mut meta = serde_json::Map::new();
+    if let Some(p) = &who.payment {
+        meta.insert("payment_fingerprint".into(), json!(p));
+    }
+    if let Some(t) = &who.tls {
+        meta.insert("tls_fingerprint".into(), json!(t));
+    }
+    if let Some(a) = who.asn {
+        meta.insert("asn".into(), json!(a));
+    }
+    if let Some(s) = &who.signup {
+        meta.insert("signup_ts".into(), json!(s));
+    }
+    let ts = 1_767_225_600_000i64 + (i as i64) * 37_000;
+    // Large requests get the long answers harvesting is after.
+    let (answer, completion, finish) = if max_tokens >= 4096 {
+        (
+            format!(
+                "Step 1. {}",
+                "We reason carefully about each part of the problem. ".repeat(60)
+            ),
+            max_tokens,
+            "length",
+        )
+    } else {
+        ("An answer of moderate length.".to_owned(), 40, "stop")
+    };
+    let v: Value = json!({
+        "id": format!("{account}-{i}"),
+        "ts": exchange::Timestamp::from_millis(ts).as_str(),
+        "account": account,
+        "endpoint": "/v1/chat/completions",
+        "status": 200,
+        "ip": who.ip,
+        "user_agent": who.ua,
+        "meta": meta,
+        "request": {"model": "m", "messages": messages, "max_tokens": max_tokens},
+        "response": {"choices": [{"message": {"role": "assistant", "content": answer}, "finish_reason": finish}],
+                     "usage": {"prompt_tokens": 20, "completion_tokens": completion}},
+    });
+    exchange::parse_line(v.to_string().as_bytes()).unwrap()
+}
+
+fn chat(i: usize) -> String {
+    let topics = [
+        "my garden",
+        "a tax form",
+        "the rust borrow checker",
+        "a birthday card",
+        "train times",
+        "a recipe for soup",
+    ];
+    format!("Can you help me with {} ({i})?", topics[i % topics.len()])
+}
+
+fn templated(i: usize) -> String {
+    format!(
+        "Answer the following exam question in full detail please: question {i} about subject {}",
+        i * 7919 % 1000
+    )
+}
+
+/// Feeds `accounts` (name, identity, prompt maker) interleaved, `per` exchanges each.
+fn feed(d: &mut Detector, accounts: &[(&str, Who, fn(usize) -> String)], per: usize) -> usize {
+    let mut n = 0;
+    for i in 0..per {
+        for (name, who, prompt) in accounts {
+            d.observe(&line(name, n, who, &prompt(i), 256));
+            n += 1;
+        }
+    }
+    n
+}
+
+fn cluster(d: &Detector, account: &str) -> Option<String> {
+    d.report(account).unwrap().cluster
+}
+
+fn linked(d: &Detector, a: &str, b: &str) -> bool {
+    cluster(d, a).is_some() && cluster(d, a) == cluster(d, b)
+}
+
+fn rare(tag: &str) -> Who {
+    Who {
+        ip: Some(format!("203.0.113.{}", tag.len() + 10)),
+        ..Who::default()
+    }
+}
+
+#[test]
+fn a_shared_payment_instrument_links_on_its_own() {
+    let mut d = Detector::new(Config::default());
+    let a = Who {
+        payment: Some("pf_one".into()),
+        ..Who::default()
+    };
+    feed(&mut d, &[("a", a.clone(), chat), ("b", a, chat)], 3);
+    assert!(linked(&d, "a", "b"));
+    let g = &d.groups()[0];
+    assert_eq!(g.links.get("payment"), Some(&1));
+    assert_eq!(g.evidence[0].kinds.get("payment"), Some(&1.0));
+}
+
+#[test]
+fn a_shared_office_address_alone_links_nothing() {
+    let mut d = Detector::new(Config::default());
+    // The office's SDK and network are those of many other customers.
+    let names: Vec<String> = (0..60).map(|i| format!("other{i}")).collect();
+    let others: Vec<(&str, Who, fn(usize) -> String)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let who = Who {
+                ip: Some(format!("10.1.{i}.5")),
+                ua: Some("OpenAI/Python 1.59.0".into()),
+                asn: Some(64500),
+                ..Who::default()
+            };
+            (n.as_str(), who, chat as fn(usize) -> String)
+        })
+        .collect();
+    feed(&mut d, &others, 1);
+    let office = Who {
+        ip: Some("198.51.100.20".into()),
+        ua: Some("OpenAI/Python 1.59.0".into()),
+        asn: Some(64500),
+        ..Who::default()
+    };
+    feed(
+        &mut d,
+        &[
+            ("dev1", office.clone(), chat),
+            ("dev2", office.clone(), chat),
+            ("dev3", office, chat),
+        ],
+        5,
+    );
+    assert!(
+        !linked(&d, "dev1", "dev2"),
+        "one address behind a NAT with a common SDK is not one actor"
+    );
+    assert!(d.groups().is_empty());
+}
+
+#[test]
+fn rare_client_fingerprint_and_a_shared_template_link() {
+    let mut d = Detector::new(Config::default());
+    let a = Who {
+        tls: Some("t13d_custom_client".into()),
+        ..rare("a")
+    };
+    let b = Who {
+        tls: Some("t13d_custom_client".into()),
+        ..rare("bb")
+    };
+    feed(&mut d, &[("a", a, templated), ("b", b, templated)], 5);
+    assert!(linked(&d, "a", "b"));
+    let kinds = &d.groups()[0].evidence[0].kinds;
+    assert!(
+        kinds.contains_key("tls") && kinds.contains_key("template"),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn a_rare_system_prompt_with_a_shared_address_links_but_either_alone_does_not() {
+    let sys =
+        Some("You are Zephyr, the internal assistant of the Quillon research archive.".to_owned());
+    let mut d = Detector::new(Config::default());
+    let a = Who {
+        system: sys.clone(),
+        ..rare("a")
+    };
+    let b = Who {
+        system: sys.clone(),
+        ..rare("bb")
+    };
+    feed(&mut d, &[("a", a, chat), ("b", b, chat)], 5);
+    assert!(!linked(&d, "a", "b"), "a system prompt alone");
+    let mut d = Detector::new(Config::default());
+    let same_ip = Who {
+        system: sys,
+        ip: Some("192.0.2.77".into()),
+        ..Who::default()
+    };
+    feed(
+        &mut d,
+        &[("a", same_ip.clone(), chat), ("b", same_ip, chat)],
+        5,
+    );
+    assert!(linked(&d, "a", "b"));
+}
+
+#[test]
+fn close_sign_ups_with_a_rare_client_link_but_subnet_and_network_do_not() {
+    let mut d = Detector::new(Config::default());
+    let signup = Some("2025-12-30T10:01:00Z".to_owned());
+    let a = Who {
+        signup: signup.clone(),
+        tls: Some("t13d_rare".into()),
+        ..rare("a")
+    };
+    let b = Who {
+        signup: Some("2025-12-30T10:04:00Z".to_owned()),
+        tls: Some("t13d_rare".into()),
+        ..rare("bb")
+    };
+    feed(&mut d, &[("a", a, chat), ("b", b, chat)], 3);
+    assert!(
+        linked(&d, "a", "b"),
+        "sign-ups minutes apart + the same rare client"
+    );
+
+    let mut d = Detector::new(Config::default());
+    let a = Who {
+        ip: Some("192.0.2.10".into()),
+        asn: Some(64501),
+        signup,
+        ..Who::default()
+    };
+    let b = Who {
+        ip: Some("192.0.2.11".into()),
+        asn: Some(64501),
+        ..Who::default()
+    };
+    feed(&mut d, &[("a", a, chat), ("b", b, chat)], 3);
+    assert!(!linked(&d, "a", "b"), "a /24 and an ASN are weak");
+}
+
+#[test]
+fn a_common_user_agent_or_generic_system_prompt_links_no_one() {
+    let mut d = Detector::new(Config::default());
+    let names: Vec<String> = (0..60).map(|i| format!("cust{i}")).collect();
+    let accounts: Vec<(&str, Who, fn(usize) -> String)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let who = Who {
+                ua: Some("python-httpx/0.27.2".into()),
+                tls: Some("t13d_library".into()),
+                system: Some("You are a helpful assistant.".into()),
+                ip: Some(format!("10.{}.{}.9", i / 200, i % 200)),
+                ..Who::default()
+            };
+            (n.as_str(), who, templated as fn(usize) -> String)
+        })
+        .collect();
+    feed(&mut d, &accounts, 4);
+    let biggest = d
+        .groups()
+        .iter()
+        .map(|g| g.members.len())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        biggest < 60,
+        "sixty customers of one tool are not one actor (largest group {biggest})"
+    );
+}
+
+#[test]
+fn a_group_grows_while_streaming_and_a_newcomer_inherits_its_verdict_at_once() {
+    let mut d = Detector::new(Config::default());
+    // Five accounts on one card, each harvesting a little with a chain-of-thought template
+    // and the largest answers allowed.
+    let card = Who {
+        payment: Some("pf_hydra".into()),
+        ..Who::default()
+    };
+    let members = ["h1", "h2", "h3", "h4", "h5"];
+    let mut n = 0;
+    let cot = |i: usize| {
+        format!("Think step by step and show all of your reasoning before answering: problem {i} on topic {}", i * 104_729 % 977)
+    };
+    for i in 0..60 {
+        for m in members {
+            d.observe(&line(m, n, &card, &cot(i * 5 + n % 5), 4096));
+            n += 1;
+        }
+    }
+    let g = d.groups();
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0].members.len(), 5);
+    assert_eq!(
+        g[0].verdict,
+        Verdict::Distilling,
+        "the group's combined traffic: {:?}",
+        g[0].score
+    );
+    // The banned-and-replaced pattern: a fresh account on the same card is distilling on its
+    // first exchange.
+    let changes = d.observe(&line("h6", n, &card, &cot(9999), 4096));
+    assert!(changes
+        .iter()
+        .any(|c| c.account == "h6" && c.to == Verdict::Distilling));
+    let r = d.report("h6").unwrap();
+    assert_eq!(r.verdict, Verdict::Distilling);
+    assert_eq!(r.reasons[0].signal, "linked_group");
+    assert!(
+        r.reasons[0].detail.contains("payment"),
+        "{}",
+        r.reasons[0].detail
+    );
+    assert_eq!(d.groups()[0].members.len(), 6);
+}
