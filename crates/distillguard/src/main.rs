@@ -41,6 +41,8 @@ enum Command {
     Keys(cmd::keys::Args),
     /// A detector worker for replicas on shared backends: consumes exchanges from NATS, stores them in PostgreSQL, detects, and pushes verdicts to every replica.
     Worker(cmd::worker::Args),
+    /// Groups of accounts linked as one actor in a log, their evidence, and indicator bundles to share.
+    Groups(cmd::groups::Args),
     /// Write the logged exchanges as JSONL (EXCHANGE_FORMAT.md).
     Export(cmd::export::Args),
     /// Score every account in an exchange log (JSONL, gzip or stdin) and rank them.
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Keys(a) => cmd::keys::run(a),
         Command::Worker(a) => cmd::worker::run(a),
         Command::Export(a) => cmd::export::run(a),
+        Command::Groups(a) => cmd::groups::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Evaluate(a) => cmd::evaluate::run(a),
         Command::Bench(a) => cmd::bench::run(a),

@@ -311,6 +311,64 @@ pub async fn set_override(
     Ok(Json(account_view(&state, &name, None, None)))
 }
 
+/// `GET /admin/groups`: accounts linked as one actor by the in-process detector, with the
+/// evidence. (With `--bus`, detection runs in the workers: use `distillguard groups` on the
+/// exported log.)
+pub async fn list_groups(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    if state.bus.is_some() {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "invalid_request_error",
+            Some("groups_in_workers"),
+            "Groups are formed by the detector workers in this deployment; run `distillguard groups` on the exported log.",
+        ));
+    }
+    let groups = state
+        .shared
+        .detector
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .groups();
+    Ok(Json(json!({ "groups": groups })))
+}
+
+/// `PUT /admin/groups/{cluster}/override`: one decision for every member of a group at once,
+/// each recorded and audited as its own override.
+pub async fn set_group_override(
+    State(state): State<Arc<AppState>>,
+    Path(cluster): Path<String>,
+    Json(b): Json<OverrideBody>,
+) -> Result<Json<Value>, ApiError> {
+    let members = state
+        .shared
+        .detector
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .groups()
+        .into_iter()
+        .find(|g| g.cluster == cluster)
+        .map(|g| g.members)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("group_not_found"),
+                format!("No group {cluster}."),
+            )
+        })?;
+    for m in &members {
+        let body = OverrideBody {
+            action: b.action.clone(),
+            reason: format!("{} (group {cluster})", b.reason),
+            by: b.by.clone(),
+        };
+        let _member_view = set_override(State(state.clone()), Path(m.clone()), Json(body)).await?;
+    }
+    Ok(Json(
+        json!({"cluster": cluster, "members": members, "action": b.action}),
+    ))
+}
+
 #[derive(Deserialize)]
 pub struct ClearBody {
     reason: String,

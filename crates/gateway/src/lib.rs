@@ -94,6 +94,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/admin/keys/{id}", delete(admin::revoke_key))
         .route("/admin/audit", get(admin::audit))
+        .route("/admin/groups", get(admin::list_groups))
+        .route(
+            "/admin/groups/{cluster}/override",
+            put(admin::set_group_override),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,

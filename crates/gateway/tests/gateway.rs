@@ -529,3 +529,89 @@ async fn usage_is_counted_with_tiktoken_when_the_upstream_reports_none() {
         assert!(usage["prompt_tokens"].as_u64().unwrap() > 4);
     }
 }
+
+#[tokio::test]
+async fn linked_accounts_form_a_group_that_one_decision_blocks_at_once() {
+    let h = Harness::start(|_| {}).await;
+    // Two accounts run by one operator: the same address and an uncommon client.
+    let keys = [h.key("twin-a", None), h.key("twin-b", None)];
+    let loner = h.key("loner", None);
+    for i in 0..6 {
+        for key in &keys {
+            let r = h
+                .client
+                .post(h.url("/v1/chat/completions"))
+                .bearer_auth(key)
+                .header("user-agent", "harvest-runner/0.3")
+                .json(&chat(&format!(
+                    "Answer in full detail the exam question number {i}"
+                )))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        assert_eq!(
+            h.post(&loner, "/v1/chat/completions", chat("hello"))
+                .await
+                .status(),
+            200
+        );
+    }
+    let mut group = None;
+    for _ in 0..100 {
+        let r = h
+            .client
+            .get(h.url("/admin/groups"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        group = v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["members"] == json!(["twin-a", "twin-b"]))
+            .cloned();
+        if group.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let group = group.expect("the twins are one group, the loner is not in it");
+    assert!(
+        group["links"].get("user_agent").is_some()
+            || group["evidence"][0]["kinds"].get("user_agent").is_some(),
+        "{group}"
+    );
+    let cluster = group["cluster"].as_str().unwrap();
+    let r = h
+        .client
+        .put(h.url(&format!("/admin/groups/{cluster}/override")))
+        .bearer_auth(ADMIN)
+        .json(&json!({"action": "block", "reason": "one operator, confirmed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for key in &keys {
+        assert_eq!(
+            h.post(key, "/v1/chat/completions", chat("hi"))
+                .await
+                .status(),
+            403
+        );
+    }
+    assert_eq!(
+        h.post(&loner, "/v1/chat/completions", chat("hi"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        h.store.audit_log(Some("twin-b"), 10).unwrap()[0].action,
+        "block"
+    );
+}

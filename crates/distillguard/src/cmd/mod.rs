@@ -4,6 +4,7 @@ pub mod bench;
 pub mod demo;
 pub mod evaluate;
 pub mod export;
+pub mod groups;
 pub mod keys;
 pub mod scan;
 pub mod serve;

@@ -1,0 +1,237 @@
+//! `distillguard groups`: the accounts linked as one actor in a log, with the evidence that
+//! links them, and an indicator bundle per flagged group to share with other providers.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use detect::{Detector, GroupReport, Verdict};
+use exchange::{LineSource, ReaderOptions};
+use serde::Serialize;
+
+use crate::pipeline;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Exchange log (JSONL, gzip, or `-` for stdin).
+    #[arg(default_value = "-")]
+    pub input: PathBuf,
+    /// One JSON line per group (members, links by kind, pairwise evidence).
+    #[arg(long)]
+    pub json: bool,
+    /// Detector config (TOML); `[links]` sets the linking weights.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Write an indicator bundle (JSON) of every suspicious or distilling group to this file:
+    /// addresses, networks, payment fingerprints, client fingerprints, user agents, ASNs.
+    /// Reads the log a second time (not possible from stdin).
+    #[arg(long)]
+    pub indicators: Option<PathBuf>,
+    /// Groups shown in the table.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+}
+
+/// What a group's members were seen with: the raw values, for matching elsewhere.
+#[derive(Default, Serialize)]
+struct Indicators {
+    ips: BTreeSet<String>,
+    subnets: BTreeSet<String>,
+    payment_fingerprints: BTreeSet<String>,
+    tls_fingerprints: BTreeSet<String>,
+    user_agents: BTreeSet<String>,
+    asns: BTreeSet<u64>,
+    /// Hashes (the detector's normalised-text hash, hex) of the system prompts they used.
+    system_prompt_hashes: BTreeSet<String>,
+}
+
+#[derive(Serialize)]
+struct Bundle<'a> {
+    cluster: &'a str,
+    verdict: Verdict,
+    score: f64,
+    first_flagged: &'a Option<String>,
+    members: &'a [String],
+    links: &'a BTreeMap<&'static str, u32>,
+    indicators: Indicators,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(args.config.as_deref())?;
+    let source = LineSource::open(&args.input, ReaderOptions::default())
+        .with_context(|| format!("opening {}", args.input.display()))?;
+    let mut detector = Detector::new(config);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let outcome = pipeline::run(source, &mut detector, workers, false, |_| {}, |_| {});
+    let groups = detector.groups();
+
+    let mut out = BufWriter::new(io::stdout().lock());
+    if args.json {
+        for g in &groups {
+            serde_json::to_writer(&mut out, g)?;
+            out.write_all(b"\n")?;
+        }
+    } else {
+        print_table(&mut out, &groups, args.top, outcome.exchanges)?;
+    }
+    out.flush()?;
+    eprint!("{}", outcome.bad);
+
+    if let Some(path) = &args.indicators {
+        let flagged: Vec<&GroupReport> = groups
+            .iter()
+            .filter(|g| g.verdict > Verdict::Benign)
+            .collect();
+        let bundles = indicators(&args.input, &flagged)?;
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        serde_json::to_writer_pretty(BufWriter::new(file), &bundles)?;
+        eprintln!(
+            "indicator bundle of {} flagged group(s) written to {}",
+            bundles.len(),
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn subnet(ip: &str) -> Option<String> {
+    match ip.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Some(format!("{}.{}.{}.0/24", o[0], o[1], o[2]))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]))
+        }
+    }
+}
+
+/// A second pass over the log, collecting what the flagged groups' members were seen with.
+fn indicators<'a>(
+    input: &std::path::Path,
+    groups: &[&'a GroupReport],
+) -> anyhow::Result<Vec<Bundle<'a>>> {
+    anyhow::ensure!(
+        input.as_os_str() != "-",
+        "--indicators reads the log twice, so it needs a file, not stdin"
+    );
+    let member_of: HashMap<&str, usize> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(i, g)| g.members.iter().map(move |m| (m.as_str(), i)))
+        .collect();
+    let mut found: Vec<Indicators> = groups.iter().map(|_| Indicators::default()).collect();
+    let mut source = LineSource::open(input, ReaderOptions::default())?;
+    while let Some(line) = source.next_line() {
+        let Ok(exchange::RawLine::Line { bytes, .. }) = line else {
+            continue;
+        };
+        let Ok(ex) = exchange::parse_line(&bytes) else {
+            continue;
+        };
+        let Some(&g) = member_of.get(ex.account.as_str()) else {
+            continue;
+        };
+        let ind = &mut found[g];
+        if let Some(ip) = &ex.ip {
+            if let Some(net) = subnet(ip) {
+                ind.subnets.insert(net);
+            }
+            ind.ips.insert(ip.clone());
+        }
+        if let Some(ua) = &ex.user_agent {
+            ind.user_agents.insert(ua.clone());
+        }
+        if let Some(m) = &ex.meta {
+            if let Some(p) = &m.payment_fingerprint {
+                ind.payment_fingerprints.insert(p.clone());
+            }
+            if let Some(t) = &m.tls_fingerprint {
+                ind.tls_fingerprints.insert(t.clone());
+            }
+            if let Some(a) = m.asn {
+                ind.asns.insert(a);
+            }
+        }
+        if let Some(messages) = &ex.request.messages {
+            for m in messages.iter().filter(|m| m.role == "system") {
+                ind.system_prompt_hashes.insert(format!(
+                    "{:016x}",
+                    detect::text::normalised_hash(m.content.as_str())
+                ));
+            }
+        }
+    }
+    Ok(groups
+        .iter()
+        .zip(found)
+        .map(|(g, indicators)| Bundle {
+            cluster: &g.cluster,
+            verdict: g.verdict,
+            score: g.score,
+            first_flagged: &g.first_flagged,
+            members: &g.members,
+            links: &g.links,
+            indicators,
+        })
+        .collect())
+}
+
+fn print_table(
+    out: &mut impl Write,
+    groups: &[GroupReport],
+    top: usize,
+    exchanges: u64,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "{} exchanges; {} groups of linked accounts ({} flagged)",
+        exchanges,
+        groups.len(),
+        groups
+            .iter()
+            .filter(|g| g.verdict > Verdict::Benign)
+            .count()
+    )?;
+    for g in groups.iter().take(top) {
+        let links: Vec<String> = g.links.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+        writeln!(
+            out,
+            "\n{}  {:<10}  score {:.3}  {} members  {} exchanges  joined by: {}",
+            g.cluster,
+            g.verdict.as_str(),
+            g.score,
+            g.members.len(),
+            g.exchanges,
+            links.join(", ")
+        )?;
+        let shown: Vec<&str> = g.members.iter().take(8).map(String::as_str).collect();
+        let more = g.members.len().saturating_sub(shown.len());
+        writeln!(
+            out,
+            "  members: {}{}",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        )?;
+        for e in g.evidence.iter().take(3) {
+            let kinds: Vec<String> = e.kinds.iter().map(|(k, w)| format!("{k} {w:.2}")).collect();
+            writeln!(
+                out,
+                "  {} ~ {}: {:.2} ({})",
+                e.a,
+                e.b,
+                e.total,
+                kinds.join(", ")
+            )?;
+        }
+    }
+    Ok(())
+}
