@@ -84,8 +84,11 @@ fn templated(i: usize) -> String {
     )
 }
 
-/// Feeds `accounts` (name, identity, prompt maker) interleaved, `per` exchanges each.
-fn feed(d: &mut Detector, accounts: &[(&str, Who, fn(usize) -> String)], per: usize) -> usize {
+/// An account of a test: its name, who it is, and what it asks.
+type Sender<'a> = (&'a str, Who, fn(usize) -> String);
+
+/// Feeds `accounts` interleaved, `per` exchanges each.
+fn feed(d: &mut Detector, accounts: &[Sender], per: usize) -> usize {
     let mut n = 0;
     for i in 0..per {
         for (name, who, prompt) in accounts {
@@ -130,7 +133,7 @@ fn a_shared_office_address_alone_links_nothing() {
     let mut d = Detector::new(Config::default());
     // The office's SDK and network are those of many other customers.
     let names: Vec<String> = (0..60).map(|i| format!("other{i}")).collect();
-    let others: Vec<(&str, Who, fn(usize) -> String)> = names
+    let others: Vec<Sender> = names
         .iter()
         .enumerate()
         .map(|(i, n)| {
@@ -255,7 +258,7 @@ fn close_sign_ups_with_a_rare_client_link_but_subnet_and_network_do_not() {
 fn a_common_user_agent_or_generic_system_prompt_links_no_one() {
     let mut d = Detector::new(Config::default());
     let names: Vec<String> = (0..60).map(|i| format!("cust{i}")).collect();
-    let accounts: Vec<(&str, Who, fn(usize) -> String)> = names
+    let accounts: Vec<Sender> = names
         .iter()
         .enumerate()
         .map(|(i, n)| {
