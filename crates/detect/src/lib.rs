@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use exchange::Exchange;
 use serde::Serialize;
 
-use crate::link::{Edge, LinkKind, Linker};
+use crate::link::{Edge, LinkKind, Linker, KINDS};
 use crate::sketch::hash_bytes;
 
 pub use account::{AccountState, Features};
@@ -51,7 +51,7 @@ struct Group {
     peak_score: f64,
     first_flagged: Option<String>,
     /// Joins that made the group, by the kinds of evidence each joining pair shared.
-    links: [u32; 9],
+    links: [u32; KINDS],
 }
 
 /// A verdict moved up for an account.
@@ -172,7 +172,7 @@ impl Detector {
                     verdict: Verdict::Benign,
                     peak_score: 0.0,
                     first_flagged: None,
-                    links: [0; 9],
+                    links: [0; KINDS],
                 }
             })
         };
@@ -190,7 +190,7 @@ impl Detector {
             (Some(x), Some(y)) => Some(if x <= y { x } else { y }),
             (x, y) => x.or(y),
         };
-        for i in 0..9 {
+        for i in 0..KINDS {
             big.links[i] += small.links[i];
         }
         for k in kinds {
@@ -207,21 +207,22 @@ impl Detector {
         if !links.enabled {
             return;
         }
-        let mut facts: [(LinkKind, Option<u64>); 9] = [
+        let bucket =
+            |t: i64| (t as f64 / (links.signup_minutes.max(0.1) * 60_000.0)).floor() as u64;
+        let start = self.stream_start.unwrap_or(obs.ts);
+        let first_call = self.accounts[idx as usize].state.exchanges <= 1
+            && (obs.ts - start) as f64 >= links.first_seen_warmup_hours * HOUR_MS;
+        let mut facts: [(LinkKind, Option<u64>); KINDS] = [
             (LinkKind::Payment, obs.payment),
             (LinkKind::Ip, obs.ip.map(|ip| ip.0)),
             (LinkKind::Subnet, obs.ip.map(|ip| ip.1)),
             (LinkKind::Tls, obs.tls),
             (LinkKind::UserAgent, obs.user_agent),
             (LinkKind::Asn, obs.asn),
-            (
-                LinkKind::Signup,
-                obs.signup.map(|t| {
-                    (t as f64 / (links.signup_minutes.max(0.1) * 60_000.0)).floor() as u64
-                }),
-            ),
+            (LinkKind::Signup, obs.signup.map(bucket)),
             (LinkKind::SystemPrompt, None),
             (LinkKind::Template, None),
+            (LinkKind::FirstSeen, first_call.then(|| bucket(obs.ts))),
         ];
         let state = &self.accounts[idx as usize].state;
         if let Some((s, n)) = state.top_system() {
@@ -245,11 +246,11 @@ impl Detector {
                 if mine == theirs {
                     continue;
                 }
-                let join = self.config.links.join;
-                let pair = self.linker.edge(idx, other).map_or(0.0, Edge::total);
+                let links = &self.config.links;
+                let pair = self.linker.edge(idx, other).is_some_and(|e| e.joins(links));
                 let e = self.group_evidence.entry((idx, theirs)).or_default();
                 e.raise(kind, w);
-                if pair >= join || e.total() >= join {
+                if pair || e.joins(links) {
                     let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
                     self.group_evidence.remove(&(idx, theirs));
                     self.union(idx, other, &kinds);
@@ -518,7 +519,7 @@ impl Detector {
 }
 
 /// "12 joins by payment, 3 by template+tls", in words a reviewer can check.
-fn describe_links(links: &[u32; 9]) -> String {
+fn describe_links(links: &[u32; KINDS]) -> String {
     let parts: Vec<String> = LinkKind::ALL
         .iter()
         .filter(|k| links[**k as usize] > 0)

@@ -32,10 +32,14 @@ pub enum LinkKind {
     Signup,
     SystemPrompt,
     Template,
+    FirstSeen,
 }
 
+/// How many kinds of links there are.
+pub const KINDS: usize = 10;
+
 impl LinkKind {
-    pub const ALL: [LinkKind; 9] = [
+    pub const ALL: [LinkKind; KINDS] = [
         LinkKind::Payment,
         LinkKind::Ip,
         LinkKind::Subnet,
@@ -45,6 +49,7 @@ impl LinkKind {
         LinkKind::Signup,
         LinkKind::SystemPrompt,
         LinkKind::Template,
+        LinkKind::FirstSeen,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +63,7 @@ impl LinkKind {
             LinkKind::Signup => "signup",
             LinkKind::SystemPrompt => "system_prompt",
             LinkKind::Template => "template",
+            LinkKind::FirstSeen => "first_seen",
         }
     }
 
@@ -73,6 +79,7 @@ impl LinkKind {
             LinkKind::Signup => "sign-ups within the same few minutes",
             LinkKind::SystemPrompt => "the same uncommon system prompt",
             LinkKind::Template => "the same prompt template (a repeated skeleton)",
+            LinkKind::FirstSeen => "first calls within the same few minutes",
         }
     }
 
@@ -86,7 +93,7 @@ impl LinkKind {
             LinkKind::Ip | LinkKind::Subnet => 8,
             LinkKind::Payment | LinkKind::Template | LinkKind::SystemPrompt => 4,
             LinkKind::Tls | LinkKind::UserAgent | LinkKind::Asn => 2,
-            LinkKind::Signup => 1,
+            LinkKind::Signup | LinkKind::FirstSeen => 1,
         }
     }
 }
@@ -110,6 +117,11 @@ pub struct LinkConfig {
     pub signup: f64,
     pub system_prompt: f64,
     pub template: f64,
+    /// Accounts whose first call falls in the same `signup_minutes` bucket: a fleet switched
+    /// on together. Not counted in the stream's first `first_seen_warmup_hours`, when every
+    /// account that existed before the log began makes its first call.
+    pub first_seen: f64,
+    pub first_seen_warmup_hours: f64,
     /// A value held by more accounts than this is common: it links nothing (default 48).
     /// It also bounds memory: no value remembers more holders.
     pub max_share: u32,
@@ -139,6 +151,8 @@ impl Default for LinkConfig {
             signup: 0.45,
             system_prompt: 0.5,
             template: 0.7,
+            first_seen: 0.45,
+            first_seen_warmup_hours: 2.0,
             max_share: 48,
             max_share_payment: 512,
             min_population: 1000,
@@ -160,6 +174,7 @@ impl LinkConfig {
             LinkKind::Signup => self.signup,
             LinkKind::SystemPrompt => self.system_prompt,
             LinkKind::Template => self.template,
+            LinkKind::FirstSeen => self.first_seen,
         }
     }
 
@@ -196,7 +211,7 @@ impl LinkConfig {
 /// The evidence between two accounts: the strongest contribution of each kind.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Edge {
-    pub by_kind: [f32; 9],
+    pub by_kind: [f32; KINDS],
 }
 
 impl Edge {
@@ -212,6 +227,23 @@ impl Edge {
 
     pub fn total(&self) -> f64 {
         self.by_kind.iter().map(|&w| f64::from(w)).sum()
+    }
+
+    /// Whether this evidence may join two accounts: enough of it, and not infrastructure
+    /// alone. Addresses, networks and client fingerprints are shared innocently by offices,
+    /// carriers and everyone on one library; they count only beside a shared payment
+    /// instrument or shared behaviour (sign-up time, first calls, system prompt, template).
+    pub fn joins(&self, config: &LinkConfig) -> bool {
+        let behaviour = [
+            LinkKind::Payment,
+            LinkKind::Signup,
+            LinkKind::SystemPrompt,
+            LinkKind::Template,
+            LinkKind::FirstSeen,
+        ]
+        .iter()
+        .any(|k| self.by_kind[k.index()] > 0.0);
+        behaviour && self.total() >= config.join
     }
 
     pub fn kinds(&self) -> impl Iterator<Item = (LinkKind, f64)> + '_ {

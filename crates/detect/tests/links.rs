@@ -330,3 +330,42 @@ fn a_group_grows_while_streaming_and_a_newcomer_inherits_its_verdict_at_once() {
     );
     assert_eq!(d.groups()[0].members.len(), 6);
 }
+
+#[test]
+fn infrastructure_alone_never_joins_but_a_fleet_switched_on_together_does() {
+    let shared = Who {
+        ip: Some("192.0.2.44".into()),
+        tls: Some("t13d_rare_client".into()),
+        ua: Some("fleet-runner/2.1".into()),
+        ..Who::default()
+    };
+    // Address, client and user agent, all rare: 1.4 of evidence, but infrastructure only.
+    let mut d = Detector::new(Config::default());
+    feed(
+        &mut d,
+        &[("a", shared.clone(), chat), ("b", shared.clone(), chat)],
+        3,
+    );
+    assert!(
+        !linked(&d, "a", "b"),
+        "one office, one client: not one actor on its own"
+    );
+
+    // The same two accounts making their first calls within minutes of each other, hours
+    // into the stream (not at its start, when every existing customer makes its first call).
+    let mut d = Detector::new(Config::default());
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    let mut n = 400; // ~4 hours later
+    for i in 0..3 {
+        for name in ["a", "b"] {
+            d.observe(&line(name, n, &shared, &chat(i), 64));
+            n += 1;
+        }
+    }
+    assert!(linked(&d, "a", "b"));
+    assert!(
+        d.groups()[0].links.contains_key("first_seen"),
+        "{:?}",
+        d.groups()[0].links
+    );
+}
