@@ -191,6 +191,10 @@ pub struct NewAccount {
     rpm: Option<u32>,
     tpm: Option<u32>,
     concurrency: Option<u32>,
+    /// EXCHANGE_FORMAT.md `meta` facts (payment fingerprint, sign-up time, …) the gateway
+    /// logs with each exchange of the account; omitted leaves them as they are.
+    #[serde(default)]
+    meta: Option<Value>,
 }
 
 /// `POST /admin/accounts`: creates an account or sets its limits.
@@ -204,8 +208,21 @@ pub async fn upsert_account(
         tpm: a.tpm,
         concurrency: a.concurrency,
     };
-    let account = blocking(move || store.upsert_account(&a.name, Some(limits), now_ms())).await?;
+    let meta = a.meta.clone();
+    let account = blocking(move || {
+        let account = store.upsert_account(&a.name, Some(limits), now_ms())?;
+        if let Some(m) = &meta {
+            store.set_account_meta(&a.name, Some(m))?;
+            return Ok(store::Account {
+                meta: Some(m.clone()),
+                ..account
+            });
+        }
+        Ok(account)
+    })
+    .await?;
     state.keys.set_limits(&account.name, account.limits);
+    state.keys.set_meta(&account.name, account.meta.clone());
     Ok(Json(serde_json::to_value(account).unwrap_or(Value::Null)))
 }
 

@@ -17,6 +17,8 @@ pub struct Principal {
     pub account: String,
     pub key_id: String,
     pub limits: limits::Limits,
+    /// The account's `meta` (EXCHANGE_FORMAT.md), logged with each of its exchanges.
+    pub meta: Option<Arc<serde_json::Value>>,
 }
 
 #[derive(Clone)]
@@ -30,6 +32,7 @@ struct CachedKey {
 struct Cache {
     keys: HashMap<[u8; 32], CachedKey>,
     limits: HashMap<String, limits::Limits>,
+    meta: HashMap<String, Arc<serde_json::Value>>,
 }
 
 #[derive(Clone)]
@@ -74,6 +77,9 @@ impl KeyCache {
             );
         }
         for a in accounts {
+            if let Some(m) = a.meta {
+                c.meta.insert(a.name.clone(), Arc::new(m));
+            }
             c.limits.insert(a.name, a.limits);
         }
         *self.cache.write().unwrap_or_else(|p| p.into_inner()) = c;
@@ -102,6 +108,14 @@ impl KeyCache {
         for k in c.keys.values_mut().filter(|k| k.id == key_id) {
             k.revoked = true;
         }
+    }
+
+    pub fn set_meta(&self, account: &str, meta: Option<serde_json::Value>) {
+        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        match meta {
+            Some(m) => c.meta.insert(account.to_owned(), Arc::new(m)),
+            None => c.meta.remove(account),
+        };
     }
 
     pub fn set_limits(&self, account: &str, limits: limits::Limits) {
@@ -147,34 +161,36 @@ impl KeyCache {
                 };
                 let store = self.store.clone();
                 let account = rec.account.clone();
-                let limits = tokio::task::spawn_blocking(move || store.account(&account))
+                let found = tokio::task::spawn_blocking(move || store.account(&account))
                     .await
                     .ok()
                     .and_then(Result::ok)
-                    .flatten()
-                    .map(|a| a.limits)
-                    .unwrap_or_default();
+                    .flatten();
                 let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
                 c.keys.insert(hash, entry.clone());
-                c.limits.insert(rec.account, limits);
+                if let Some(m) = found.as_ref().and_then(|a| a.meta.clone()) {
+                    c.meta.insert(rec.account.clone(), Arc::new(m));
+                }
+                c.limits
+                    .insert(rec.account, found.map(|a| a.limits).unwrap_or_default());
                 entry
             }
         };
         if key.revoked {
             return Err(ApiError::unauthorized("This API key has been revoked."));
         }
-        let limits = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .limits
-            .get(&key.account)
-            .copied()
-            .unwrap_or_default();
+        let (limits, meta) = {
+            let c = self.cache.read().unwrap_or_else(|p| p.into_inner());
+            (
+                c.limits.get(&key.account).copied().unwrap_or_default(),
+                c.meta.get(&key.account).cloned(),
+            )
+        };
         Ok(Principal {
             account: key.account,
             key_id: key.id,
             limits,
+            meta,
         })
     }
 }

@@ -42,6 +42,8 @@ struct CallRecord {
     key_id: String,
     ip: String,
     user_agent: Option<String>,
+    /// What the provider knows about the account (payment, sign-up, …), for linking.
+    meta: Option<std::sync::Arc<Value>>,
     endpoint: String,
     body_bytes: usize,
     request: Value,
@@ -62,6 +64,9 @@ impl CallRecord {
         });
         if let Some(ua) = &self.user_agent {
             v["user_agent"] = json!(ua);
+        }
+        if let Some(meta) = &self.meta {
+            v["meta"] = (**meta).clone();
         }
         if let Some(r) = response {
             v["response"] = r;
@@ -140,6 +145,7 @@ pub async fn generate(
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        meta: principal.meta.clone(),
         endpoint,
         body_bytes: body.len(),
         request,

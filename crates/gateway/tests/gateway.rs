@@ -615,3 +615,44 @@ async fn linked_accounts_form_a_group_that_one_decision_blocks_at_once() {
         "block"
     );
 }
+
+#[tokio::test]
+async fn account_meta_set_through_the_admin_api_is_logged_with_every_exchange() {
+    let h = Harness::start(|_| {}).await;
+    let post_account = |body: Value| {
+        h.client
+            .post(h.url("/admin/accounts"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+    };
+    let bad = post_account(json!({"name": "billed", "meta": {"card_number": "4111"}}))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400, "unknown meta fields are refused");
+    let ok = post_account(
+        json!({"name": "billed", "meta": {"payment_fingerprint": "pf_77", "asn": 64500}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), 200);
+    let key = h.store.create_key("billed", 0).unwrap().secret;
+    assert_eq!(
+        h.post(&key, "/v1/chat/completions", chat("hi"))
+            .await
+            .status(),
+        200
+    );
+    let mut line = None;
+    for _ in 0..100 {
+        if let Some(e) = h.store.recent_exchanges("billed", 1).unwrap().pop() {
+            line = Some(e.line);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ex = exchange::parse_line(line.expect("logged").as_bytes()).unwrap();
+    let meta = ex.meta.expect("meta logged");
+    assert_eq!(meta.payment_fingerprint.as_deref(), Some("pf_77"));
+    assert_eq!(meta.asn, Some(64500));
+}

@@ -64,6 +64,45 @@ pub struct Account {
     pub limits: Limits,
     pub allowlisted: bool,
     pub created_ms: i64,
+    /// What the provider knows about the customer, in the `meta` shape of EXCHANGE_FORMAT.md
+    /// (`payment_fingerprint`, `org`, `signup_ts`, `country`, `asn`, `email_domain`,
+    /// `tls_fingerprint`); the gateway adds it to every exchange of the account, so the
+    /// detector can link accounts by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<serde_json::Value>,
+}
+
+/// Checks that `meta` is an object of the EXCHANGE_FORMAT.md `meta` fields with their types.
+pub fn check_meta(meta: &serde_json::Value) -> Result<()> {
+    const TEXT: &[&str] = &[
+        "payment_fingerprint",
+        "org",
+        "signup_ts",
+        "country",
+        "email_domain",
+        "tls_fingerprint",
+    ];
+    let obj = meta
+        .as_object()
+        .ok_or_else(|| StoreError::Invalid("meta must be a JSON object".into()))?;
+    for (k, v) in obj {
+        let ok = match k.as_str() {
+            "asn" => v.is_u64(),
+            k if TEXT.contains(&k) => v.is_string(),
+            _ => {
+                return Err(StoreError::Invalid(format!(
+                    "unknown meta field {k:?} (known: {}, asn)",
+                    TEXT.join(", ")
+                )))
+            }
+        };
+        if !ok {
+            return Err(StoreError::Invalid(format!(
+                "meta field {k:?} has the wrong type"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What a presented key resolves to.
@@ -122,6 +161,8 @@ pub trait Store: Send + Sync {
     fn account(&self, name: &str) -> Result<Option<Account>>;
     fn accounts(&self) -> Result<Vec<Account>>;
     fn set_allowlisted(&self, name: &str, allowlisted: bool) -> Result<()>;
+    /// Sets (or with `None` clears) an existing account's `meta`.
+    fn set_account_meta(&self, name: &str, meta: Option<&serde_json::Value>) -> Result<()>;
     /// Creates a key for an existing account; the secret is returned once and never stored.
     fn create_key(&self, account: &str, now_ms: i64) -> Result<NewKey>;
     fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>>;

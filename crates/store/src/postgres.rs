@@ -16,9 +16,10 @@ use crate::{
 };
 
 /// Versioned schema. A new version is a new entry here; an applied one is never edited.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "V1__initial",
-    "
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "V1__initial",
+        "
 CREATE TABLE accounts (
     name TEXT PRIMARY KEY,
     rpm BIGINT, tpm BIGINT, concurrency BIGINT,
@@ -67,7 +68,12 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_by_account ON audit(account, seq);
 ",
-)];
+    ),
+    (
+        "V2__account_meta",
+        "ALTER TABLE accounts ADD COLUMN meta TEXT;",
+    ),
+];
 
 /// Arbitrary but fixed: every distillguard process migrating the same database takes this lock.
 const MIGRATION_LOCK: i64 = 0x0064_6973_7469_6c6c;
@@ -169,6 +175,9 @@ fn account_row(row: &postgres::Row) -> Account {
         },
         allowlisted: row.get(4),
         created_ms: row.get(5),
+        meta: row
+            .get::<_, Option<String>>(6)
+            .and_then(|m| serde_json::from_str(&m).ok()),
     }
 }
 
@@ -205,7 +214,7 @@ fn audit_row(row: &postgres::Row) -> AuditEntry {
     }
 }
 
-const ACCOUNT_COLUMNS: &str = "name, rpm, tpm, concurrency, allowlisted, created_ms";
+const ACCOUNT_COLUMNS: &str = "name, rpm, tpm, concurrency, allowlisted, created_ms, meta";
 
 fn as_i64(l: Option<u32>) -> Option<i64> {
     l.map(i64::from)
@@ -263,6 +272,23 @@ impl Store for PgStore {
             c.execute(
                 "UPDATE accounts SET allowlisted = $2 WHERE name = $1",
                 &[&name, &allowlisted],
+            )
+        })?;
+        if n == 0 {
+            return Err(StoreError::Invalid(format!("no account {name:?}")));
+        }
+        Ok(())
+    }
+
+    fn set_account_meta(&self, name: &str, meta: Option<&serde_json::Value>) -> Result<()> {
+        if let Some(m) = meta {
+            crate::check_meta(m)?;
+        }
+        let text = meta.map(|m| m.to_string());
+        let n = self.with(|c| {
+            c.execute(
+                "UPDATE accounts SET meta = $2 WHERE name = $1",
+                &[&name, &text],
             )
         })?;
         if n == 0 {

@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY,
     rpm INTEGER, tpm INTEGER, concurrency INTEGER,
     allowlisted INTEGER NOT NULL DEFAULT 0,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    meta TEXT
 );
 CREATE TABLE IF NOT EXISTS keys (
     id TEXT PRIMARY KEY,
@@ -81,6 +82,13 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        // Stores made before accounts had `meta` gain the column.
+        let has_meta: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('accounts') WHERE name = 'meta'")?
+            .exists([])?;
+        if !has_meta {
+            conn.execute_batch("ALTER TABLE accounts ADD COLUMN meta TEXT")?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -106,6 +114,9 @@ fn account_row(row: &rusqlite::Row) -> rusqlite::Result<Account> {
         },
         allowlisted: row.get::<_, i64>(4)? != 0,
         created_ms: row.get(5)?,
+        meta: row
+            .get::<_, Option<String>>(6)?
+            .and_then(|m| serde_json::from_str(&m).ok()),
     })
 }
 
@@ -138,7 +149,7 @@ impl Store for SqliteStore {
             )?;
         }
         let account = conn.query_row(
-            "SELECT name, rpm, tpm, concurrency, allowlisted, created_ms FROM accounts WHERE name = ?1",
+            "SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta FROM accounts WHERE name = ?1",
             [name],
             account_row,
         )?;
@@ -148,13 +159,13 @@ impl Store for SqliteStore {
     fn account(&self, name: &str) -> Result<Option<Account>> {
         Ok(self
             .conn()
-            .query_row("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms FROM accounts WHERE name = ?1", [name], account_row)
+            .query_row("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta FROM accounts WHERE name = ?1", [name], account_row)
             .optional()?)
     }
 
     fn accounts(&self) -> Result<Vec<Account>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms FROM accounts ORDER BY name")?;
+        let mut stmt = conn.prepare("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta FROM accounts ORDER BY name")?;
         let rows = stmt
             .query_map([], account_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -165,6 +176,20 @@ impl Store for SqliteStore {
         let n = self.conn().execute(
             "UPDATE accounts SET allowlisted = ?2 WHERE name = ?1",
             params![name, allowlisted as i64],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Invalid(format!("no account {name:?}")));
+        }
+        Ok(())
+    }
+
+    fn set_account_meta(&self, name: &str, meta: Option<&serde_json::Value>) -> Result<()> {
+        if let Some(m) = meta {
+            crate::check_meta(m)?;
+        }
+        let n = self.conn().execute(
+            "UPDATE accounts SET meta = ?2 WHERE name = ?1",
+            params![name, meta.map(|m| m.to_string())],
         )?;
         if n == 0 {
             return Err(StoreError::Invalid(format!("no account {name:?}")));

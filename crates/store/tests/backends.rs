@@ -27,6 +27,16 @@ fn behaves_as_a_store(s: &dyn Store) {
     s.set_allowlisted("acme", true).unwrap();
     assert!(s.account("acme").unwrap().unwrap().allowlisted);
     assert!(s.set_allowlisted("nobody", true).is_err());
+    let meta = serde_json::json!({"payment_fingerprint": "pf_1", "asn": 64500});
+    s.set_account_meta("acme", Some(&meta)).unwrap();
+    assert_eq!(s.account("acme").unwrap().unwrap().meta, Some(meta));
+    assert!(s
+        .set_account_meta("acme", Some(&serde_json::json!({"asn": "x"})))
+        .is_err());
+    assert!(s
+        .set_account_meta("acme", Some(&serde_json::json!({"card_number": "4111"})))
+        .is_err());
+    assert!(s.set_account_meta("nobody", None).is_err());
     assert!(s.account("nobody").unwrap().is_none());
 
     // Keys: only the hash is kept, revocation sticks, keys need an account.

@@ -97,9 +97,19 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|l| (l.account.clone(), (l.is_attack(), l.archetype.clone())))
         .collect();
+    // What a provider knows of each customer from sign-up and billing (payment instrument,
+    // sign-up time, client fingerprint, network): the gateway logs it with every exchange.
+    let mut meta: HashMap<&str, serde_json::Value> = HashMap::new();
+    for ex in &sim.exchanges {
+        if let Some(m) = &ex.meta {
+            meta.entry(ex.account.as_str())
+                .or_insert_with(|| serde_json::to_value(m).unwrap_or_default());
+        }
+    }
     let mut keys = HashMap::new();
     for l in &sim.labels {
         store.upsert_account(&l.account, None, 0)?;
+        store.set_account_meta(&l.account, meta.get(l.account.as_str()))?;
         keys.insert(l.account.clone(), store.create_key(&l.account, 0)?.secret);
     }
     let attackers = sim.labels.iter().filter(|l| l.is_attack()).count();
@@ -255,6 +265,38 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
             e["action"].as_str().unwrap_or(""),
             e["actor"].as_str().unwrap_or(""),
             reason
+        );
+    }
+
+    let groups: Value = client
+        .get(format!("{base}/admin/groups"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!("   groups of linked accounts (GET /admin/groups), largest first:");
+    let mut groups: Vec<&Value> = groups["groups"].as_array().into_iter().flatten().collect();
+    groups.sort_by_key(|g| std::cmp::Reverse(g["members"].as_array().map_or(0, Vec::len)));
+    for g in groups.iter().take(3) {
+        let members: Vec<&str> = g["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let truth: BTreeMap<&str, usize> = members.iter().fold(BTreeMap::new(), |mut m, a| {
+            *m.entry(labels.get(*a).map_or("?", |l| l.1.as_str()))
+                .or_default() += 1;
+            m
+        });
+        println!(
+            "     {} {} members (truth: {truth:?}), verdict {} score {:.3}, joined by {}",
+            g["cluster"].as_str().unwrap_or(""),
+            members.len(),
+            g["verdict"].as_str().unwrap_or(""),
+            g["score"].as_f64().unwrap_or(0.0),
+            g["links"]
         );
     }
 

@@ -27,6 +27,11 @@ pub enum What {
         /// Calls in flight at once.
         #[arg(long)]
         concurrency: Option<u32>,
+        /// What you know of the customer, as EXCHANGE_FORMAT.md `meta` (JSON object:
+        /// payment_fingerprint, org, signup_ts, country, asn, email_domain, tls_fingerprint).
+        /// The gateway logs it with every exchange, so accounts can be linked by it.
+        #[arg(long)]
+        meta: Option<String>,
     },
     /// Revoke a key by its id.
     Revoke {
@@ -60,7 +65,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             rpm,
             tpm,
             concurrency,
+            meta,
         } => {
+            let meta: Option<serde_json::Value> = meta
+                .map(|m| serde_json::from_str(&m))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--meta is not JSON: {e}"))?;
+            if let Some(m) = &meta {
+                store::check_meta(m)?;
+            }
             let s = open(&store)?;
             let limits =
                 (rpm.is_some() || tpm.is_some() || concurrency.is_some()).then_some(Limits {
@@ -69,6 +82,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     concurrency,
                 });
             let a = s.upsert_account(&account, limits, now_ms())?;
+            if meta.is_some() {
+                s.set_account_meta(&account, meta.as_ref())?;
+            }
             let key = s.create_key(&account, now_ms())?;
             eprintln!("created key {} for account {} (limits: rpm {:?}, tpm {:?}, concurrency {:?}); it is shown once:", key.id, a.name, a.limits.rpm, a.limits.tpm, a.limits.concurrency);
             println!("{}", key.secret);
