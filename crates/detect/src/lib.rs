@@ -78,6 +78,8 @@ pub struct GroupReport {
     pub links: std::collections::BTreeMap<&'static str, u32>,
     /// The strongest pairwise evidence among members (at most 20 pairs).
     pub evidence: Vec<LinkEvidence>,
+    /// Why the combined traffic scores as it does, strongest first.
+    pub reasons: Vec<Reason>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -247,10 +249,13 @@ impl Detector {
                     continue;
                 }
                 let links = &self.config.links;
-                let pair = self.linker.edge(idx, other).is_some_and(|e| e.joins(links));
+                let pair = self
+                    .linker
+                    .edge(idx, other)
+                    .is_some_and(|e| e.joins(links, 0.0));
                 let e = self.group_evidence.entry((idx, theirs)).or_default();
                 e.raise(kind, w);
-                if pair || e.joins(links) {
+                if pair || e.joins(links, links.min_behaviour) {
                     let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
                     self.group_evidence.remove(&(idx, theirs));
                     self.union(idx, other, &kinds);
@@ -335,24 +340,29 @@ impl Detector {
         if let Some(g) = self.groups.get_mut(&root) {
             let (gscore, gverdict) = score::score(&g.state.features(), &self.config);
             g.peak_score = g.peak_score.max(gscore);
-            if gverdict == Verdict::Distilling && g.verdict < Verdict::Distilling {
-                g.verdict = Verdict::Distilling;
-                g.first_flagged = Some(obs.ts_text.clone());
+            if gverdict > g.verdict {
+                g.verdict = gverdict;
+                if gverdict == Verdict::Distilling {
+                    g.first_flagged = Some(obs.ts_text.clone());
+                }
             }
-            if g.verdict == Verdict::Distilling {
-                let gscore = g.peak_score;
+            // Members take the group's verdict: `suspicious` (watched) as well as `distilling`.
+            if g.verdict > Verdict::Benign {
+                let (gscore, gverdict) = (g.peak_score, g.verdict);
                 for &m in &g.members {
                     let member = &mut self.accounts[m as usize];
-                    if member.verdict < Verdict::Distilling {
+                    if member.verdict < gverdict {
                         changes.push(VerdictChange {
                             account: member.name.clone(),
                             from: member.verdict,
-                            to: Verdict::Distilling,
+                            to: gverdict,
                             score: gscore,
                             ts: obs.ts_text.clone(),
                         });
-                        member.verdict = Verdict::Distilling;
-                        member.first_flagged = Some(obs.ts_text.clone());
+                        member.verdict = gverdict;
+                        if gverdict == Verdict::Distilling {
+                            member.first_flagged = Some(obs.ts_text.clone());
+                        }
                     }
                 }
             }
@@ -384,7 +394,7 @@ impl Detector {
         let root = self.root_of(i);
         let group = self.groups.get(&root);
         if let Some(g) = group {
-            if g.verdict == Verdict::Distilling && g.peak_score > score {
+            if g.verdict > Verdict::Benign && g.peak_score > score {
                 let odds =
                     |p: f64| (p.clamp(1e-9, 1.0 - 1e-9) / (1.0 - p.clamp(1e-9, 1.0 - 1e-9))).ln();
                 let lift = odds(g.peak_score) - odds(score);
@@ -470,9 +480,8 @@ impl Detector {
                         .then_with(|| (&x.a, &x.b).cmp(&(&y.a, &y.b)))
                 });
                 evidence.truncate(20);
-                let score = g
-                    .peak_score
-                    .max(score::score(&g.state.features(), &self.config).0);
+                let assessment = score::assess(&g.state.features(), &self.config);
+                let score = g.peak_score.max(assessment.score);
                 GroupReport {
                     cluster: self.cluster_name(root),
                     verdict: g.verdict,
@@ -486,6 +495,7 @@ impl Detector {
                         .collect(),
                     members,
                     evidence,
+                    reasons: assessment.reasons,
                 }
             })
             .collect();

@@ -106,6 +106,10 @@ pub struct LinkConfig {
     pub enabled: bool,
     /// Evidence between two accounts at which they are joined into one group (default 1.0).
     pub join: f64,
+    /// Evidence gathered between an account and a group (its kinds may come from different
+    /// members) must include at least this much payment or behaviour (default 0.4); between
+    /// two accounts, any behaviour will do.
+    pub min_behaviour: f64,
     /// Evidence of each kind when the value is shared by just two accounts; it falls as more
     /// accounts share the value and reaches 0 at `max_share` holders.
     pub payment: f64,
@@ -142,6 +146,7 @@ impl Default for LinkConfig {
         Self {
             enabled: true,
             join: 1.0,
+            min_behaviour: 0.4,
             payment: 1.0,
             ip: 0.5,
             subnet: 0.25,
@@ -229,12 +234,13 @@ impl Edge {
         self.by_kind.iter().map(|&w| f64::from(w)).sum()
     }
 
-    /// Whether this evidence may join two accounts: enough of it, and not infrastructure
-    /// alone. Addresses, networks and client fingerprints are shared innocently by offices,
-    /// carriers and everyone on one library; they count only beside a shared payment
-    /// instrument or shared behaviour (sign-up time, first calls, system prompt, template).
-    pub fn joins(&self, config: &LinkConfig) -> bool {
-        let behaviour = [
+    /// Whether this evidence may join two accounts: enough of it, and enough of it behaviour.
+    /// Addresses, networks and client fingerprints are shared innocently by offices, carriers
+    /// and everyone on one library; they count only beside a shared payment instrument or
+    /// shared behaviour (sign-up time, first calls, system prompt, template) worth at least
+    /// `min_behaviour`: one coincidence of timing is not enough.
+    pub fn joins(&self, config: &LinkConfig, min_behaviour: f64) -> bool {
+        let behaviour: f64 = [
             LinkKind::Payment,
             LinkKind::Signup,
             LinkKind::SystemPrompt,
@@ -242,8 +248,9 @@ impl Edge {
             LinkKind::FirstSeen,
         ]
         .iter()
-        .any(|k| self.by_kind[k.index()] > 0.0);
-        behaviour && self.total() >= config.join
+        .map(|k| f64::from(self.by_kind[k.index()]))
+        .sum();
+        behaviour > 0.0 && behaviour >= min_behaviour && self.total() >= config.join
     }
 
     pub fn kinds(&self) -> impl Iterator<Item = (LinkKind, f64)> + '_ {
