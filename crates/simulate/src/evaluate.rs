@@ -64,6 +64,8 @@ pub struct Grouping {
     pub benign_in_attack_groups: usize,
     /// The worst campaign: (campaign, share in its majority group).
     pub worst: Option<(String, f64)>,
+    /// Multi-account campaigns flagged before 10 % of their exchanges.
+    pub early: Rate,
 }
 
 /// Area under the ROC curve, with ties counted half (Mann–Whitney U).
@@ -150,6 +152,18 @@ pub fn evaluate(
         e.time_to_detect.insert(name, share);
     }
     e.grouping = grouping(labels, verdicts);
+    let mut sizes: HashMap<&str, usize> = HashMap::new();
+    for l in labels {
+        if let Some(c) = &l.campaign {
+            *sizes.entry(c.as_str()).or_default() += 1;
+        }
+    }
+    for (name, share) in &e.time_to_detect {
+        if sizes.get(name.as_str()).is_some_and(|&n| n >= 2) {
+            e.grouping.early.of += 1;
+            e.grouping.early.hits += usize::from(*share < 0.10);
+        }
+    }
     e
 }
 

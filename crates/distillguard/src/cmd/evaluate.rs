@@ -106,8 +106,9 @@ pub fn render(e: &Evaluation) -> String {
     let g = &e.grouping;
     if g.campaigns > 0 {
         s += &format!(
-            "multi-account campaigns       {}: members in their majority group {}, purity {}, benign accounts in attack groups {}{}\n",
+            "multi-account campaigns       {}: flagged before 10% {}, members in their majority group {}, purity {}, benign accounts in attack groups {}{}\n",
             g.campaigns,
+            r(&g.early),
             r(&g.in_majority),
             r(&g.purity),
             g.benign_in_attack_groups,
