@@ -204,7 +204,7 @@ impl Detector {
 
     /// Offers the linker what this exchange says about who sends it; joins the groups of
     /// accounts whose evidence reaches the threshold.
-    fn link(&mut self, idx: u32, obs: &Observation) {
+    fn link(&mut self, idx: u32, obs: &Observation, new_model: bool) {
         let links = &self.config.links;
         if !links.enabled {
             return;
@@ -225,6 +225,10 @@ impl Detector {
             (LinkKind::SystemPrompt, None),
             (LinkKind::Template, None),
             (LinkKind::FirstSeen, first_call.then(|| bucket(obs.ts))),
+            (
+                LinkKind::Pivot,
+                new_model.then(|| obs.model ^ (obs.ts as f64 / HOUR_MS).floor() as u64),
+            ),
         ];
         let state = &self.accounts[idx as usize].state;
         if let Some((s, n)) = state.top_system() {
@@ -314,7 +318,7 @@ impl Detector {
                 g.state.note_logit_id(id);
             }
         }
-        self.link(idx, obs);
+        self.link(idx, obs, new_model);
 
         let mut changes = Vec::new();
         let account = &mut self.accounts[idx as usize];

@@ -33,10 +33,11 @@ pub enum LinkKind {
     SystemPrompt,
     Template,
     FirstSeen,
+    Pivot,
 }
 
 /// How many kinds of links there are.
-pub const KINDS: usize = 10;
+pub const KINDS: usize = 11;
 
 impl LinkKind {
     pub const ALL: [LinkKind; KINDS] = [
@@ -50,6 +51,7 @@ impl LinkKind {
         LinkKind::SystemPrompt,
         LinkKind::Template,
         LinkKind::FirstSeen,
+        LinkKind::Pivot,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +66,7 @@ impl LinkKind {
             LinkKind::SystemPrompt => "system_prompt",
             LinkKind::Template => "template",
             LinkKind::FirstSeen => "first_seen",
+            LinkKind::Pivot => "pivot",
         }
     }
 
@@ -80,6 +83,7 @@ impl LinkKind {
             LinkKind::SystemPrompt => "the same uncommon system prompt",
             LinkKind::Template => "the same prompt template (a repeated skeleton)",
             LinkKind::FirstSeen => "first calls within the same few minutes",
+            LinkKind::Pivot => "a move to a newly released model within the same hour",
         }
     }
 
@@ -94,6 +98,7 @@ impl LinkKind {
             LinkKind::Payment | LinkKind::Template | LinkKind::SystemPrompt => 4,
             LinkKind::Tls | LinkKind::UserAgent | LinkKind::Asn => 2,
             LinkKind::Signup | LinkKind::FirstSeen => 1,
+            LinkKind::Pivot => 2,
         }
     }
 }
@@ -126,6 +131,10 @@ pub struct LinkConfig {
     /// account that existed before the log began makes its first call.
     pub first_seen: f64,
     pub first_seen_warmup_hours: f64,
+    /// Accounts moving to the same newly released model within the same hour. Weak, and not
+    /// behaviour enough to join on its own with infrastructure: every release moves many
+    /// customers at once.
+    pub pivot: f64,
     /// A value held by more accounts than this is common: it links nothing (default 48).
     /// It also bounds memory: no value remembers more holders.
     pub max_share: u32,
@@ -158,6 +167,7 @@ impl Default for LinkConfig {
             template: 0.7,
             first_seen: 0.45,
             first_seen_warmup_hours: 2.0,
+            pivot: 0.3,
             max_share: 48,
             max_share_payment: 512,
             min_population: 1000,
@@ -180,6 +190,7 @@ impl LinkConfig {
             LinkKind::SystemPrompt => self.system_prompt,
             LinkKind::Template => self.template,
             LinkKind::FirstSeen => self.first_seen,
+            LinkKind::Pivot => self.pivot,
         }
     }
 

@@ -14,6 +14,7 @@ struct Who {
     asn: Option<u64>,
     signup: Option<String>,
     system: Option<String>,
+    model: Option<String>,
 }
 
 fn line(account: &str, i: usize, who: &Who, prompt: &str, max_tokens: u64) -> exchange::Exchange {
@@ -58,7 +59,7 @@ fn line(account: &str, i: usize, who: &Who, prompt: &str, max_tokens: u64) -> ex
         "ip": who.ip,
         "user_agent": who.ua,
         "meta": meta,
-        "request": {"model": "m", "messages": messages, "max_tokens": max_tokens},
+        "request": {"model": who.model.as_deref().unwrap_or("m"), "messages": messages, "max_tokens": max_tokens},
         "response": {"choices": [{"message": {"role": "assistant", "content": answer}, "finish_reason": finish}],
                      "usage": {"prompt_tokens": 20, "completion_tokens": completion}},
     });
@@ -365,6 +366,34 @@ fn infrastructure_alone_never_joins_but_a_fleet_switched_on_together_does() {
     assert!(linked(&d, "a", "b"));
     assert!(
         d.groups()[0].links.contains_key("first_seen"),
+        "{:?}",
+        d.groups()[0].links
+    );
+}
+
+#[test]
+fn moving_to_a_new_model_in_the_same_hour_adds_to_a_shared_template() {
+    let mut d = Detector::new(Config::default());
+    // The stream has run for a day and a half when model m2 appears.
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    // Two customers since hours apart on the old model, sharing one template there: 0.7 of
+    // evidence, not enough.
+    for (name, at) in [("p1", 300), ("p2", 900)] {
+        for i in 0..4 {
+            d.observe(&line(name, at + i, &Who::default(), &templated(i), 64));
+        }
+    }
+    assert!(!linked(&d, "p1", "p2"));
+    // Both move to m2 within the same hour: 0.3 more.
+    let pivot = Who {
+        model: Some("m2".into()),
+        ..Who::default()
+    };
+    d.observe(&line("p1", 3500, &pivot, &chat(1), 64));
+    d.observe(&line("p2", 3501, &pivot, &chat(2), 64));
+    assert!(linked(&d, "p1", "p2"));
+    assert!(
+        d.groups()[0].links.contains_key("pivot"),
         "{:?}",
         d.groups()[0].links
     );
