@@ -141,6 +141,9 @@ pub struct RedisPermit {
     inner: Arc<Inner>,
     key: String,
     ticket: i64,
+    /// Whether anything is left to settle when the call ends (a token reservation or a
+    /// concurrency slot); a requests-only limit costs one round trip in all.
+    settles: bool,
     /// Tokens really used, once known (`u64::MAX` until then).
     used: AtomicU64,
 }
@@ -265,6 +268,7 @@ impl Inner {
                 inner: self.clone(),
                 key: keys[0].clone(),
                 ticket,
+                settles: limits.tpm.is_some() || limits.concurrency.is_some(),
                 used: AtomicU64::new(u64::MAX),
             })),
             (_, which, retry_ms) => Err(Denied {
@@ -292,6 +296,9 @@ impl SharedPermit {
 impl Drop for RedisPermit {
     fn drop(&mut self) {
         // One script trues up the tokens and frees the slot, after the call, off its path.
+        if !self.settles {
+            return;
+        }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return; // no runtime: the lease frees the slot
         };
