@@ -288,13 +288,18 @@ fn record_change(
 
 /// Replays the stored log through the detector at start-up, so verdicts survive restarts.
 pub fn replay(shared: &Shared) -> store::Result<u64> {
+    replay_accounts(shared, |_| true)
+}
+
+/// [`replay`] for the accounts `mine` accepts (a worker's partitions).
+pub fn replay_accounts(shared: &Shared, mine: impl Fn(&str) -> bool) -> store::Result<u64> {
     let mut after = 0;
     let mut n = 0;
     loop {
         let page = shared.store.exchanges(None, after, 4096)?;
         let Some(last) = page.last() else { break };
         after = last.0;
-        for (_, e) in &page {
+        for (_, e) in page.iter().filter(|(_, e)| mine(&e.account)) {
             observe_line(shared, &e.line, false);
             n += 1;
         }

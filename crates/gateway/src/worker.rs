@@ -140,20 +140,7 @@ pub async fn run(
 }
 
 fn replay_partitions(shared: &Shared, mine: &[u32]) -> store::Result<u64> {
-    let mut after = 0;
-    let mut n = 0;
-    loop {
-        let page = shared.store.exchanges(None, after, 4096)?;
-        let Some(last) = page.last() else { break };
-        after = last.0;
-        for (_, e) in &page {
-            if mine.contains(&bus::partition(&e.account)) {
-                tap::observe_line(shared, &e.line, false);
-                n += 1;
-            }
-        }
-    }
-    Ok(n)
+    tap::replay_accounts(shared, |account| mine.contains(&bus::partition(account)))
 }
 
 async fn consume(
