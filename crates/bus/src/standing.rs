@@ -11,7 +11,7 @@ use futures_util::{Stream, StreamExt};
 
 use crate::{nats_err, Error, STANDING_BUCKET};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StandingUpdate {
     Verdict {
         account: String,
@@ -25,6 +25,12 @@ pub enum StandingUpdate {
     Allowlist {
         account: String,
         allowlisted: bool,
+    },
+    /// A group of linked accounts as a worker last judged it (its JSON report), so that every
+    /// replica's admin API can show groups and act on them.
+    Group {
+        cluster: String,
+        report: serde_json::Value,
     },
 }
 
@@ -118,6 +124,10 @@ impl Standing {
                     )
                     .await
             }
+            StandingUpdate::Group { cluster, report } => {
+                let v = serde_json::to_vec(report).expect("serialisable");
+                self.kv.put(format!("g.{}", hex(cluster)), v.into()).await
+            }
         };
         r.map(|_| ()).map_err(nats_err)
     }
@@ -155,6 +165,10 @@ fn decode(key: &str, value: &[u8], op: kv::Operation) -> Option<StandingUpdate> 
         "a" => StandingUpdate::Allowlist {
             account,
             allowlisted: !deleted && value == b"1",
+        },
+        "g" if !deleted => StandingUpdate::Group {
+            cluster: account,
+            report: serde_json::from_slice(value).ok()?,
         },
         _ => return None,
     })

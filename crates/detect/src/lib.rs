@@ -455,6 +455,14 @@ impl Detector {
 
     /// Every group of two or more accounts, highest score first.
     pub fn groups(&self) -> Vec<GroupReport> {
+        // One pass over the edges, each filed under its group: cheap whatever the group count.
+        let mut edges_of: HashMap<u32, Vec<(u32, u32, &Edge)>> = HashMap::new();
+        for (a, b, e) in self.linker.edges(0.2) {
+            let (ra, rb) = (self.root_of(a), self.root_of(b));
+            if ra == rb && self.groups.contains_key(&ra) {
+                edges_of.entry(ra).or_default().push((a, b, e));
+            }
+        }
         let mut out: Vec<GroupReport> = self
             .groups
             .iter()
@@ -465,10 +473,11 @@ impl Detector {
                     .map(|&m| self.accounts[m as usize].name.clone())
                     .collect();
                 members.sort();
-                let mut evidence: Vec<LinkEvidence> = self
-                    .linker
-                    .edges_among(&g.members, 0.2)
-                    .map(|(a, b, e)| LinkEvidence {
+                let mut evidence: Vec<LinkEvidence> = edges_of
+                    .get(&root)
+                    .into_iter()
+                    .flatten()
+                    .map(|&(a, b, e)| LinkEvidence {
                         a: self.accounts[a as usize].name.clone(),
                         b: self.accounts[b as usize].name.clone(),
                         total: (e.total() * 1000.0).round() / 1000.0,

@@ -355,15 +355,10 @@ impl Linker {
     }
 
     /// Every edge with evidence at or above `min`, for reports.
-    pub fn edges_among<'a>(
-        &'a self,
-        members: &'a [u32],
-        min: f64,
-    ) -> impl Iterator<Item = (u32, u32, &'a Edge)> + 'a {
-        let set: std::collections::HashSet<u32> = members.iter().copied().collect();
+    pub fn edges(&self, min: f64) -> impl Iterator<Item = (u32, u32, &Edge)> + '_ {
         self.edges
             .iter()
-            .filter(move |((a, b), e)| set.contains(a) && set.contains(b) && e.total() >= min)
+            .filter(move |(_, e)| e.total() >= min)
             .map(|(&(a, b), e)| (a, b, e))
     }
 

@@ -339,6 +339,18 @@ async fn replicas_publish_workers_detect_and_nothing_is_lost_through_crashes_and
     let harvester = create_key(&db.url, "harvester", &[]);
     let loader = create_key(&db.url, "loader", &[]);
     let reviewed = create_key(&db.url, "reviewed", &[]);
+    let twins = [
+        create_key(
+            &db.url,
+            "twin-a",
+            &["--meta", r#"{"payment_fingerprint":"pf_twins"}"#],
+        ),
+        create_key(
+            &db.url,
+            "twin-b",
+            &["--meta", r#"{"payment_fingerprint":"pf_twins"}"#],
+        ),
+    ];
     let replicas: Vec<Replica> = (0..3)
         .map(|n| replica(dir.path(), n, &upstream, &db.url, None, Some(&nats_url)))
         .collect();
@@ -404,7 +416,52 @@ async fn replicas_publish_workers_detect_and_nothing_is_lost_through_crashes_and
     println!("detector verdict reached all 3 replicas {took:?} after it was on the bus");
     assert!(took < Duration::from_secs(1));
 
-    // 3. Load through all replicas while the worker is killed and restarted, and while NATS
+    // 3. Accounts on one card, served by different replicas, are one group on every replica,
+    //    and one decision there blocks both everywhere.
+    for i in 0..3 {
+        for (k, key) in twins.iter().enumerate() {
+            let (status, _) = post(&client, ports[(i + k) % 3], key, &chat("hello", 4)).await;
+            assert_eq!(status, 200);
+        }
+    }
+    let mut cluster = None;
+    for _ in 0..200 {
+        let v: Value = client
+            .get(format!("http://127.0.0.1:{}/admin/groups", ports[1]))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        cluster = v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["members"] == json!(["twin-a", "twin-b"]))
+            .and_then(|g| g["cluster"].as_str().map(str::to_owned));
+        if cluster.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cluster = cluster.expect("the worker's group reached the replicas");
+    let r = client
+        .put(format!(
+            "http://127.0.0.1:{}/admin/groups/{cluster}/override",
+            ports[1]
+        ))
+        .bearer_auth(ADMIN)
+        .json(&json!({"action": "block", "reason": "one card, one operator"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    until_all_replicas(&client, &ports, "twin-a", "block").await;
+    until_all_replicas(&client, &ports, "twin-b", "block").await;
+
+    // 4. Load through all replicas while the worker is killed and restarted, and while NATS
     //    is away for 30 s. Every call of the loader must end in the store exactly once.
     let sent = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -432,6 +489,27 @@ async fn replicas_publish_workers_detect_and_nothing_is_lost_through_crashes_and
     worker_proc.kill();
     let killed_at = sent.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // A worker that died holding a batch: fetch the loader's next messages from the workers'
+    // durable consumer and never acknowledge them. They must come back to the next worker.
+    let held = {
+        let stream = bus::ensure_stream(&js).await.unwrap();
+        let name = format!("dg-detector-{}", bus::partition("loader"));
+        let consumer: bus::async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer(&name).await.unwrap();
+        let mut batch = consumer
+            .fetch()
+            .max_messages(50)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+            .unwrap();
+        let mut n = 0;
+        while let Some(Ok(_unacknowledged)) = batch.next().await {
+            n += 1;
+        }
+        n
+    };
+    assert!(held > 0, "the dead worker held messages");
     let worker_proc = worker(dir.path(), &db.url, &nats_url, 1);
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Stopped as an operator stops it. (A crash of a single NATS server can lose messages it
@@ -445,7 +523,7 @@ async fn replicas_publish_workers_detect_and_nothing_is_lost_through_crashes_and
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     let total = sent.load(Ordering::Relaxed);
-    println!("loader: {total} calls; worker killed after {killed_at}; {during_outage} served while NATS was down");
+    println!("loader: {total} calls; worker killed after {killed_at} holding {held} unacknowledged; {during_outage} served while NATS was down");
     assert!(
         during_outage > 100,
         "the replicas kept serving while NATS was away"
@@ -469,7 +547,7 @@ async fn replicas_publish_workers_detect_and_nothing_is_lost_through_crashes_and
         worker_proc.log()
     );
 
-    // 4. The stored verdicts equal an offline scan of the stored exchanges.
+    // 5. The stored verdicts equal an offline scan of the stored exchanges.
     let export = dir.path().join("export.jsonl");
     let out = Command::new(BIN)
         .args(["export", "--store", &db.url, "-o"])

@@ -328,25 +328,65 @@ pub async fn set_override(
     Ok(Json(account_view(&state, &name, None, None)))
 }
 
-/// `GET /admin/groups`: accounts linked as one actor by the in-process detector, with the
-/// evidence. (With `--bus`, detection runs in the workers: use `distillguard groups` on the
-/// exported log.)
+/// `GET /admin/groups`: accounts linked as one actor, with the evidence: from the in-process
+/// detector, or as the workers last published them when they detect.
 pub async fn list_groups(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    if state.bus.is_some() {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "invalid_request_error",
-            Some("groups_in_workers"),
-            "Groups are formed by the detector workers in this deployment; run `distillguard groups` on the exported log.",
-        ));
-    }
-    let groups = state
-        .shared
-        .detector
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .groups();
+    let groups: Vec<Value> = match &state.bus {
+        Some(b) => {
+            let mut g: Vec<Value> = b
+                .groups
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            g.sort_by(|x, y| {
+                y["score"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    .total_cmp(&x["score"].as_f64().unwrap_or(0.0))
+            });
+            g
+        }
+        None => state
+            .shared
+            .detector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .groups()
+            .iter()
+            .map(|g| serde_json::to_value(g).unwrap_or(Value::Null))
+            .collect(),
+    };
     Ok(Json(json!({ "groups": groups })))
+}
+
+/// The members of a group, wherever groups are kept.
+fn group_members(state: &AppState, cluster: &str) -> Option<Vec<String>> {
+    match &state.bus {
+        Some(b) => b
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(cluster)
+            .map(|g| {
+                g["members"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| m.as_str().map(str::to_owned))
+                    .collect()
+            }),
+        None => state
+            .shared
+            .detector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .groups()
+            .into_iter()
+            .find(|g| g.cluster == cluster)
+            .map(|g| g.members),
+    }
 }
 
 /// `PUT /admin/groups/{cluster}/override`: one decision for every member of a group at once,
@@ -356,23 +396,14 @@ pub async fn set_group_override(
     Path(cluster): Path<String>,
     Json(b): Json<OverrideBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let members = state
-        .shared
-        .detector
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .groups()
-        .into_iter()
-        .find(|g| g.cluster == cluster)
-        .map(|g| g.members)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                Some("group_not_found"),
-                format!("No group {cluster}."),
-            )
-        })?;
+    let members = group_members(&state, &cluster).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("group_not_found"),
+            format!("No group {cluster}."),
+        )
+    })?;
     for m in &members {
         let body = OverrideBody {
             action: b.action.clone(),

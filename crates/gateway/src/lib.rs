@@ -160,6 +160,8 @@ pub struct Gateway;
 /// A replica's side of the bus: where it writes the standing decided on its admin API.
 pub struct BusState {
     pub standing: Arc<tokio::sync::RwLock<Option<bus::Standing>>>,
+    /// Groups as the workers last judged them, by cluster.
+    pub groups: Arc<std::sync::RwLock<std::collections::BTreeMap<String, serde_json::Value>>>,
 }
 
 impl BusState {
@@ -180,10 +182,13 @@ impl BusState {
 
 /// Keeps the policy table in step with the standing bucket: the latest value of every key,
 /// then each change. Retries while NATS is away.
+type GroupMap = Arc<std::sync::RwLock<std::collections::BTreeMap<String, serde_json::Value>>>;
+
 fn spawn_standing_watch(
     client: bus::async_nats::Client,
     table: Arc<policy::PolicyTable>,
     slot: Arc<tokio::sync::RwLock<Option<bus::Standing>>>,
+    groups: GroupMap,
 ) -> tokio::task::JoinHandle<()> {
     use futures_util::StreamExt;
     tokio::spawn(async move {
@@ -202,7 +207,7 @@ fn spawn_standing_watch(
                 Ok(updates) => {
                     let mut updates = std::pin::pin!(updates);
                     while let Some(u) = updates.next().await {
-                        apply_standing(&table, u);
+                        apply_standing(&table, &groups, u);
                     }
                     tracing::warn!("the standing watch ended; watching again");
                 }
@@ -213,7 +218,7 @@ fn spawn_standing_watch(
     })
 }
 
-fn apply_standing(table: &policy::PolicyTable, u: bus::StandingUpdate) {
+fn apply_standing(table: &policy::PolicyTable, groups: &GroupMap, u: bus::StandingUpdate) {
     match u {
         bus::StandingUpdate::Verdict { account, verdict } => {
             if let Some(v) = detect::Verdict::parse(&verdict) {
@@ -228,6 +233,12 @@ fn apply_standing(table: &policy::PolicyTable, u: bus::StandingUpdate) {
             account,
             allowlisted,
         } => table.set_allowlisted(&account, allowlisted),
+        bus::StandingUpdate::Group { cluster, report } => {
+            groups
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(cluster, report);
+        }
     }
 }
 
@@ -322,13 +333,22 @@ impl Gateway {
                 )
                 .map_err(|e| anyhow_like::Error(e.to_string()))?;
                 let slot = Arc::new(tokio::sync::RwLock::new(None));
-                let watch = spawn_standing_watch(client, shared.table.clone(), slot.clone());
+                let groups = GroupMap::default();
+                let watch = spawn_standing_watch(
+                    client,
+                    shared.table.clone(),
+                    slot.clone(),
+                    groups.clone(),
+                );
                 (
                     tap::Tap::Bus(publisher),
                     None,
                     Some(task),
                     Some(watch),
-                    Some(BusState { standing: slot }),
+                    Some(BusState {
+                        standing: slot,
+                        groups,
+                    }),
                 )
             }
         };

@@ -8,7 +8,8 @@
 //!
 //! Each of this worker's partitions is read by its own durable consumer, in order, in batches.
 //! A batch is written to the store first; only exchanges the store did not already hold go to
-//! the detector, and the batch is acknowledged last. A worker killed anywhere in between gets
+//! the detector, and each message is acknowledged last (explicitly: a message a killed worker
+//! held comes back after the ack wait, 30 s, and is then stored, out of order). A worker killed anywhere in between gets
 //! the unacknowledged messages again on restart, and the store drops the ones it already has,
 //! so every exchange is stored and detected exactly once. On start the worker rebuilds its
 //! detector state by replaying its partitions' exchanges from the store.
@@ -116,8 +117,10 @@ pub async fn run(
                 pull::Config {
                     durable_name: Some(name.clone()),
                     filter_subject: bus::subject(p),
-                    ack_policy: AckPolicy::All,
-                    ack_wait: Duration::from_secs(60),
+                    // Each message acknowledged on its own: acknowledging "all up to here" would
+                    // also acknowledge messages a killed worker had fetched but not stored.
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
                     max_ack_pending: 100_000,
                     ..Default::default()
                 },
@@ -132,11 +135,69 @@ pub async fn run(
             shutdown.clone(),
         )));
     }
-    tracing::info!(partitions = tasks.len(), "worker consuming");
+    tasks.push(tokio::spawn(publish_groups(
+        shared.clone(),
+        standing.clone(),
+        shutdown.clone(),
+    )));
+    tracing::info!(partitions = tasks.len() - 1, "worker consuming");
     for t in tasks {
         let _ = t.await;
     }
     Ok(())
+}
+
+/// Members listed per group in the standing bucket (the count is always given).
+const GROUP_MEMBERS_SHOWN: usize = 1000;
+
+/// Every few seconds, pushes the groups that changed to the standing bucket, so every
+/// replica's admin API can list them and apply a decision to a whole group.
+async fn publish_groups(shared: Arc<Shared>, standing: Standing, shutdown: watch::Receiver<bool>) {
+    let mut published: std::collections::HashMap<String, (usize, String, i64)> =
+        std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    while !*shutdown.borrow() {
+        tick.tick().await;
+        let s = shared.clone();
+        let Ok(groups) = tokio::task::spawn_blocking(move || {
+            s.detector
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .groups()
+        })
+        .await
+        else {
+            continue;
+        };
+        for g in groups {
+            let signature = (
+                g.members.len(),
+                g.verdict.as_str().to_owned(),
+                (g.score * 1000.0) as i64,
+            );
+            if published.get(&g.cluster) == Some(&signature) {
+                continue;
+            }
+            let mut report = serde_json::to_value(&g).unwrap_or(Value::Null);
+            report["member_count"] = Value::from(g.members.len());
+            if let Some(m) = report["members"].as_array_mut() {
+                m.truncate(GROUP_MEMBERS_SHOWN);
+            }
+            if let Some(e) = report["evidence"].as_array_mut() {
+                e.truncate(5);
+            }
+            let u = StandingUpdate::Group {
+                cluster: g.cluster.clone(),
+                report,
+            };
+            match standing.put(&u).await {
+                Ok(()) => {
+                    published.insert(g.cluster, signature);
+                }
+                Err(e) => tracing::warn!(error = %e, "publishing a group failed; retrying later"),
+            }
+        }
+    }
 }
 
 fn replay_partitions(shared: &Shared, mine: &[u32]) -> store::Result<u64> {
@@ -176,9 +237,9 @@ async fn consume(
                 continue;
             }
         }
-        let Some(last) = messages.last() else {
+        if messages.is_empty() {
             continue;
-        };
+        }
         let envelopes: Vec<Envelope> = messages
             .iter()
             .filter_map(|m| {
@@ -207,9 +268,11 @@ async fn consume(
                 tracing::error!(error = %e, "pushing a verdict to the replicas failed");
             }
         }
-        // Stored and detected: acknowledge the batch (AckPolicy::All covers every earlier one).
-        if let Err(e) = last.ack().await {
-            tracing::warn!(error = %e, "acknowledging a batch failed; it will be redelivered and deduplicated");
+        // Stored and detected: acknowledge every message of the batch.
+        for m in &messages {
+            if let Err(e) = m.ack().await {
+                tracing::warn!(error = %e, "acknowledging failed; the message will be redelivered and deduplicated");
+            }
         }
     }
 }
