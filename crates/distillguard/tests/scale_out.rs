@@ -512,9 +512,8 @@ async fn replicas_publish_workers_detect_and_nothing_is_lost_through_crashes_and
     assert!(held > 0, "the dead worker held messages");
     let worker_proc = worker(dir.path(), &db.url, &nats_url, 1);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    // Stopped as an operator stops it. (A crash of a single NATS server can lose messages it
-    // acknowledged but had not written yet: see docs/deploy.md.)
-    nats.terminate();
+    // Killed, as a crash would.
+    nats.stop();
     let nats_down_at = sent.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(30)).await;
     let during_outage = sent.load(Ordering::Relaxed) - nats_down_at;
