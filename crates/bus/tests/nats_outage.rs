@@ -55,7 +55,7 @@ async fn exchanges_published_while_nats_is_down_are_spooled_and_replayed_none_lo
         publisher.send(envelope(i)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    nats.terminate();
+    nats.stop();
     for i in 300..700 {
         publisher.send(envelope(i)).await;
         if i % 50 == 0 {
