@@ -215,10 +215,10 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         *confusion
             .entry((
                 if attack { "attack" } else { "benign" },
-                if verdict == "distilling" {
-                    "flagged"
-                } else {
-                    "not flagged"
+                match verdict {
+                    "distilling" => "distilling",
+                    "suspicious" => "suspicious (watched)",
+                    _ => "benign",
                 },
             ))
             .or_default() += 1;
