@@ -38,6 +38,7 @@ pub const DEDUP_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 pub const HEADER_ACCOUNT: &str = "Dg-Account";
 pub const HEADER_CONTENT: &str = "Dg-Content";
+pub const HEADER_TS_MS: &str = "Dg-Ts-Ms";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -15,7 +15,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::spool::Spool;
-use crate::{partition, subject, Error, HEADER_ACCOUNT, HEADER_CONTENT};
+use crate::{partition, subject, Error, HEADER_ACCOUNT, HEADER_CONTENT, HEADER_TS_MS};
 
 /// Publishes awaiting their acknowledgement at once.
 pub const IN_FLIGHT: usize = 512;
@@ -28,6 +28,9 @@ pub struct Envelope {
     pub account: String,
     /// The content policy to store it under: `full`, `hashes` or `metadata`.
     pub content: String,
+    /// The exchange's `ts` in milliseconds, as the replica read it (`None` when the message
+    /// did not say), so the worker need not parse the line to file it.
+    pub ts_ms: Option<i64>,
     pub line: Bytes,
 }
 
@@ -36,6 +39,8 @@ pub(crate) struct Spooled {
     id: String,
     account: String,
     content: String,
+    #[serde(default)]
+    ts_ms: Option<i64>,
     line: String,
 }
 
@@ -45,6 +50,7 @@ impl Envelope {
             id: self.id.clone(),
             account: self.account.clone(),
             content: self.content.clone(),
+            ts_ms: self.ts_ms,
             line: String::from_utf8_lossy(&self.line).into_owned(),
         }
     }
@@ -54,6 +60,7 @@ impl Envelope {
             id: s.id,
             account: s.account,
             content: s.content,
+            ts_ms: s.ts_ms,
             line: Bytes::from(s.line),
         }
     }
@@ -71,6 +78,7 @@ impl Envelope {
                 .get(HEADER_CONTENT)
                 .map_or("full", |v| v.as_str())
                 .to_owned(),
+            ts_ms: h.get(HEADER_TS_MS).and_then(|v| v.as_str().parse().ok()),
             line: m.payload.clone(),
         })
     }
@@ -120,6 +128,9 @@ async fn publish(js: &Context, e: &Envelope) -> Result<PublishAckFuture, String>
     headers.insert(async_nats::header::NATS_MESSAGE_ID, e.id.as_str());
     headers.insert(HEADER_ACCOUNT, e.account.as_str());
     headers.insert(HEADER_CONTENT, e.content.as_str());
+    if let Some(ts) = e.ts_ms {
+        headers.insert(HEADER_TS_MS, ts.to_string().as_str());
+    }
     let send = js.publish_with_headers(subject(partition(&e.account)), headers, e.line.clone());
     match tokio::time::timeout(Duration::from_secs(1), send).await {
         Ok(Ok(ack)) => Ok(ack),

@@ -12,6 +12,7 @@ fn envelope(i: usize) -> Envelope {
         id: format!("ex-{i}"),
         account: account.clone(),
         content: "full".into(),
+        ts_ms: Some(i as i64),
         line: format!("{{\"id\":\"ex-{i}\",\"account\":\"{account}\"}}").into(),
     }
 }
@@ -33,7 +34,10 @@ async fn ids_in_stream(js: &async_nats::jetstream::Context) -> Vec<String> {
         .await
         .unwrap();
     while let Some(Ok(m)) = batch.next().await {
-        ids.push(Envelope::from_message(&m).unwrap().id);
+        let e = Envelope::from_message(&m).unwrap();
+        // The time travels with the exchange, through the spool too.
+        assert_eq!(e.ts_ms, e.id[3..].parse().ok(), "{}", e.id);
+        ids.push(e.id);
     }
     ids
 }

@@ -62,6 +62,7 @@ impl Tap {
                     id,
                     account,
                     content: content.as_str().into(),
+                    ts_ms: Some(ts_ms),
                     line: line.into(),
                 };
                 publisher.send(e).await;

@@ -314,9 +314,10 @@ fn stored_row(e: &Envelope) -> LoggedExchange {
     } else {
         serde_json::from_str(&full).ok()
     };
-    let ts_ms = exchange::parse_line(full.as_bytes())
-        .map(|x| x.ts.millis())
-        .unwrap_or_else(|_| tap::now_ms());
+    // Messages from replicas carry their time; only older ones need the line parsed for it.
+    let ts_ms = e.ts_ms.unwrap_or_else(|| {
+        exchange::parse_line(full.as_bytes()).map_or_else(|_| tap::now_ms(), |x| x.ts.millis())
+    });
     let line = match parsed {
         Some(mut v) => {
             tap::redact(&mut v, policy);
