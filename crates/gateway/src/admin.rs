@@ -315,16 +315,11 @@ pub async fn set_override(
     })
     .await?;
     state
-        .shared
-        .table
-        .set_override(&name, Some((action, by.clone())));
-    if let Some(b) = &state.bus {
-        b.push(bus::StandingUpdate::Override {
+        .decide(bus::StandingUpdate::Override {
             account: name.clone(),
             action: Some((action.as_str().into(), by)),
         })
         .await;
-    }
     Ok(Json(account_view(&state, &name, None, None)))
 }
 
@@ -435,14 +430,12 @@ pub async fn clear_override(
         s.set_override(None, n)
     })
     .await?;
-    state.shared.table.set_override(&name, None);
-    if let Some(b) = &state.bus {
-        b.push(bus::StandingUpdate::Override {
+    state
+        .decide(bus::StandingUpdate::Override {
             account: name.clone(),
             action: None,
         })
         .await;
-    }
     Ok(Json(account_view(&state, &name, None, None)))
 }
 
@@ -468,14 +461,12 @@ pub async fn set_allowlist(
         s.set_allowlisted(n, allow)
     })
     .await?;
-    state.shared.table.set_allowlisted(&name, allow);
-    if let Some(b) = &state.bus {
-        b.push(bus::StandingUpdate::Allowlist {
+    state
+        .decide(bus::StandingUpdate::Allowlist {
             account: name.clone(),
             allowlisted: allow,
         })
         .await;
-    }
     Ok(Json(account_view(&state, &name, None, None)))
 }
 

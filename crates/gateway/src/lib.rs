@@ -220,24 +220,46 @@ fn spawn_standing_watch(
 
 fn apply_standing(table: &policy::PolicyTable, groups: &GroupMap, u: bus::StandingUpdate) {
     match u {
-        bus::StandingUpdate::Verdict { account, verdict } => {
-            if let Some(v) = detect::Verdict::parse(&verdict) {
-                table.set_verdict(&account, v);
-            }
-        }
-        bus::StandingUpdate::Override { account, action } => {
-            let action = action.and_then(|(a, by)| Action::parse(&a).map(|a| (a, by)));
-            table.set_override(&account, action);
-        }
-        bus::StandingUpdate::Allowlist {
-            account,
-            allowlisted,
-        } => table.set_allowlisted(&account, allowlisted),
         bus::StandingUpdate::Group { cluster, report } => {
             groups
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(cluster, report);
+        }
+        other => apply_to_table(table, &other),
+    }
+}
+
+/// What a verdict, override or allowlist change means for the policy table: the one mapping
+/// for decisions taken here and for those arriving from other replicas.
+fn apply_to_table(table: &policy::PolicyTable, u: &bus::StandingUpdate) {
+    match u {
+        bus::StandingUpdate::Verdict { account, verdict } => {
+            if let Some(v) = detect::Verdict::parse(verdict) {
+                table.set_verdict(account, v);
+            }
+        }
+        bus::StandingUpdate::Override { account, action } => {
+            let action = action
+                .as_ref()
+                .and_then(|(a, by)| Action::parse(a).map(|a| (a, by.clone())));
+            table.set_override(account, action);
+        }
+        bus::StandingUpdate::Allowlist {
+            account,
+            allowlisted,
+        } => table.set_allowlisted(account, *allowlisted),
+        bus::StandingUpdate::Group { .. } => {}
+    }
+}
+
+impl AppState {
+    /// Applies a human decision (already stored and audited) here at once, and pushes it to
+    /// every other replica when there are others.
+    pub async fn decide(&self, update: bus::StandingUpdate) {
+        apply_to_table(&self.shared.table, &update);
+        if let Some(b) = &self.bus {
+            b.push(update).await;
         }
     }
 }
