@@ -139,11 +139,10 @@ pub enum SharedPermit {
 
 pub struct RedisPermit {
     inner: Arc<Inner>,
-    key: String,
     ticket: i64,
-    /// Whether anything is left to settle when the call ends (a token reservation or a
-    /// concurrency slot); a requests-only limit costs one round trip in all.
-    settles: bool,
+    /// The token and in-flight keys to settle when the call ends; `None` when there is
+    /// nothing to settle (a requests-only limit costs one round trip in all).
+    settle_keys: Option<[String; 2]>,
     /// Tokens really used, once known (`u64::MAX` until then).
     used: AtomicU64,
 }
@@ -245,11 +244,11 @@ impl Inner {
         limits: Limits,
         reserve: u64,
     ) -> Result<Result<SharedPermit, Denied>, String> {
-        let keys = keys(account);
+        let [req, tok, toka, inf, seq] = keys(account);
         let opt = |l: Option<u32>| l.map_or(-1, i64::from);
         let mut conn = self.conn.clone();
         let mut call = self.admit.prepare_invoke();
-        for k in &keys {
+        for k in [&req, &tok, &toka, &inf, &seq] {
             call.key(k);
         }
         call.arg(opt(limits.rpm))
@@ -266,9 +265,9 @@ impl Inner {
         Ok(match reply {
             (1, ticket, _) => Ok(SharedPermit::Redis(RedisPermit {
                 inner: self.clone(),
-                key: keys[0].clone(),
                 ticket,
-                settles: limits.tpm.is_some() || limits.concurrency.is_some(),
+                settle_keys: (limits.tpm.is_some() || limits.concurrency.is_some())
+                    .then_some([toka, inf]),
                 used: AtomicU64::new(u64::MAX),
             })),
             (_, which, retry_ms) => Err(Denied {
@@ -296,14 +295,13 @@ impl SharedPermit {
 impl Drop for RedisPermit {
     fn drop(&mut self) {
         // One script trues up the tokens and frees the slot, after the call, off its path.
-        if !self.settles {
+        let Some([toka, inf]) = self.settle_keys.take() else {
             return;
-        }
+        };
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return; // no runtime: the lease frees the slot
         };
         let inner = self.inner.clone();
-        let base = self.key.trim_end_matches(":req").to_owned();
         let ticket = self.ticket;
         let used = self.used.load(Ordering::Relaxed);
         rt.spawn(async move {
@@ -311,8 +309,8 @@ impl Drop for RedisPermit {
             let used = if used == u64::MAX { -1 } else { used as i64 };
             let r: redis::RedisResult<i64> = inner
                 .finish
-                .key(format!("{base}:toka"))
-                .key(format!("{base}:inf"))
+                .key(toka)
+                .key(inf)
                 .arg(ticket)
                 .arg(used)
                 .invoke_async(&mut conn)
