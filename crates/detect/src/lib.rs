@@ -214,7 +214,13 @@ impl Detector {
         let start = self.stream_start.unwrap_or(obs.ts);
         let first_call = self.accounts[idx as usize].state.exchanges <= 1
             && (obs.ts - start) as f64 >= links.first_seen_warmup_hours * HOUR_MS;
-        let mut facts: [(LinkKind, Option<u64>); KINDS] = [
+        let state = &self.accounts[idx as usize].state;
+        let system = state.top_system().filter(|&(_, n)| n >= 2).map(|(s, _)| s);
+        let template = state
+            .top_template()
+            .filter(|&(_, n)| n >= links.template_repeats)
+            .map(|(t, _)| t);
+        let facts: [(LinkKind, Option<u64>); KINDS] = [
             (LinkKind::Payment, obs.payment),
             (LinkKind::Ip, obs.ip.map(|ip| ip.0)),
             (LinkKind::Subnet, obs.ip.map(|ip| ip.1)),
@@ -222,28 +228,17 @@ impl Detector {
             (LinkKind::UserAgent, obs.user_agent),
             (LinkKind::Asn, obs.asn),
             (LinkKind::Signup, obs.signup.map(bucket)),
-            (LinkKind::SystemPrompt, None),
-            (LinkKind::Template, None),
+            (LinkKind::SystemPrompt, system),
+            (LinkKind::Template, template),
             (LinkKind::FirstSeen, first_call.then(|| bucket(obs.ts))),
             (
                 LinkKind::Pivot,
                 new_model.then(|| obs.model ^ (obs.ts as f64 / HOUR_MS).floor() as u64),
             ),
         ];
-        let state = &self.accounts[idx as usize].state;
-        if let Some((s, n)) = state.top_system() {
-            if n >= 2 {
-                facts[7].1 = Some(s);
-            }
-        }
-        if let Some((t, n)) = state.top_template() {
-            if n >= links.template_repeats {
-                facts[8].1 = Some(t);
-            }
-        }
+        let population = self.accounts.len();
         for (kind, value) in facts {
             let Some(v) = value else { continue };
-            let population = self.accounts.len();
             let (w, others) = self
                 .linker
                 .note(&self.config.links, population, idx, kind, v);
