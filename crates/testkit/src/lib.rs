@@ -202,24 +202,6 @@ impl Server {
         Ok(())
     }
 
-    /// Stops the server as an operator would (SIGTERM), letting it flush what it holds.
-    pub fn terminate(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
     /// Kills the server at once, as a crash would.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
