@@ -153,13 +153,22 @@ pub async fn get_account(
 ) -> Result<Json<Value>, ApiError> {
     let store = state.shared.store.clone();
     let n = name.clone();
-    let account = blocking(move || store.account(&n)).await?;
-    let stored = stored_verdicts(&state).await?;
+    // With workers detecting, this replica shows their stored verdict for this one account.
+    let from_workers = state.bus.is_some();
+    let (account, stored) = blocking(move || {
+        let stored = if from_workers {
+            store.verdict(&n)?
+        } else {
+            None
+        };
+        Ok((store.account(&n)?, stored))
+    })
+    .await?;
     Ok(Json(account_view(
         &state,
         &name,
         account.as_ref(),
-        stored.get(&name),
+        stored.as_ref(),
     )))
 }
 

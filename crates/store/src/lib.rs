@@ -186,6 +186,8 @@ pub trait Store: Send + Sync {
     fn expire_exchanges(&self, before_ms: i64) -> Result<u64>;
     fn put_verdict(&self, v: &StoredVerdict) -> Result<()>;
     fn verdicts(&self) -> Result<Vec<StoredVerdict>>;
+    /// One account's stored verdict, if it has one.
+    fn verdict(&self, account: &str) -> Result<Option<StoredVerdict>>;
     fn set_override(&self, o: Option<&Override>, account: &str) -> Result<()>;
     fn overrides(&self) -> Result<Vec<Override>>;
     fn audit(&self, entry: &AuditEntry) -> Result<()>;

@@ -214,6 +214,20 @@ fn audit_row(row: &postgres::Row) -> AuditEntry {
     }
 }
 
+const VERDICT_COLUMNS: &str = "account, score, verdict, first_flagged, reasons, updated_ms";
+
+fn verdict_row(row: &postgres::Row) -> StoredVerdict {
+    let reasons: String = row.get(4);
+    StoredVerdict {
+        account: row.get(0),
+        score: row.get(1),
+        verdict: row.get(2),
+        first_flagged: row.get(3),
+        reasons: serde_json::from_str(&reasons).unwrap_or(serde_json::Value::Null),
+        updated_ms: row.get(5),
+    }
+}
+
 const ACCOUNT_COLUMNS: &str = "name, rpm, tpm, concurrency, allowlisted, created_ms, meta";
 
 fn as_i64(l: Option<u32>) -> Option<i64> {
@@ -434,23 +448,23 @@ impl Store for PgStore {
 
     fn verdicts(&self) -> Result<Vec<StoredVerdict>> {
         self.with(|c| {
-            Ok(c.query(
-                "SELECT account, score, verdict, first_flagged, reasons, updated_ms FROM verdicts",
-                &[],
+            Ok(
+                c.query(&format!("SELECT {VERDICT_COLUMNS} FROM verdicts"), &[])?
+                    .iter()
+                    .map(verdict_row)
+                    .collect(),
+            )
+        })
+    }
+
+    fn verdict(&self, account: &str) -> Result<Option<StoredVerdict>> {
+        self.with(|c| {
+            Ok(c.query_opt(
+                &format!("SELECT {VERDICT_COLUMNS} FROM verdicts WHERE account = $1"),
+                &[&account],
             )?
-            .iter()
-            .map(|row| {
-                let reasons: String = row.get(4);
-                StoredVerdict {
-                    account: row.get(0),
-                    score: row.get(1),
-                    verdict: row.get(2),
-                    first_flagged: row.get(3),
-                    reasons: serde_json::from_str(&reasons).unwrap_or(serde_json::Value::Null),
-                    updated_ms: row.get(5),
-                }
-            })
-            .collect())
+            .as_ref()
+            .map(verdict_row))
         })
     }
 

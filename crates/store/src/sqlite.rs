@@ -134,6 +134,20 @@ fn key_row(row: &rusqlite::Row) -> rusqlite::Result<KeyRecord> {
     })
 }
 
+const VERDICT_COLUMNS: &str = "account, score, verdict, first_flagged, reasons, updated_ms";
+
+fn verdict_row(row: &rusqlite::Row) -> rusqlite::Result<StoredVerdict> {
+    let reasons: String = row.get(4)?;
+    Ok(StoredVerdict {
+        account: row.get(0)?,
+        score: row.get(1)?,
+        verdict: row.get(2)?,
+        first_flagged: row.get(3)?,
+        reasons: serde_json::from_str(&reasons).unwrap_or(serde_json::Value::Null),
+        updated_ms: row.get(5)?,
+    })
+}
+
 impl Store for SqliteStore {
     fn upsert_account(&self, name: &str, limits: Option<Limits>, now_ms: i64) -> Result<Account> {
         crate::check_account_name(name)?;
@@ -324,23 +338,22 @@ impl Store for SqliteStore {
 
     fn verdicts(&self) -> Result<Vec<StoredVerdict>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT account, score, verdict, first_flagged, reasons, updated_ms FROM verdicts",
-        )?;
+        let mut stmt = conn.prepare(&format!("SELECT {VERDICT_COLUMNS} FROM verdicts"))?;
         let rows = stmt
-            .query_map([], |row| {
-                let reasons: String = row.get(4)?;
-                Ok(StoredVerdict {
-                    account: row.get(0)?,
-                    score: row.get(1)?,
-                    verdict: row.get(2)?,
-                    first_flagged: row.get(3)?,
-                    reasons: serde_json::from_str(&reasons).unwrap_or(serde_json::Value::Null),
-                    updated_ms: row.get(5)?,
-                })
-            })?
+            .query_map([], verdict_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    fn verdict(&self, account: &str) -> Result<Option<StoredVerdict>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {VERDICT_COLUMNS} FROM verdicts WHERE account = ?1"),
+                [account],
+                verdict_row,
+            )
+            .optional()?)
     }
 
     fn set_override(&self, o: Option<&Override>, account: &str) -> Result<()> {

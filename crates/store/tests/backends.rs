@@ -101,7 +101,18 @@ fn behaves_as_a_store(s: &dyn Store) {
     })
     .unwrap();
     let vs = s.verdicts().unwrap();
-    assert_eq!(vs, vec![StoredVerdict { score: 0.95, ..v }]);
+    assert_eq!(
+        vs,
+        vec![StoredVerdict {
+            score: 0.95,
+            ..v.clone()
+        }]
+    );
+    assert_eq!(
+        s.verdict("beta").unwrap(),
+        Some(StoredVerdict { score: 0.95, ..v })
+    );
+    assert_eq!(s.verdict("acme").unwrap(), None);
     let o = Override {
         account: "beta".into(),
         action: "block".into(),
