@@ -3,7 +3,6 @@
 //! and the store opens cleanly.
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,14 +11,6 @@ use store::{SqliteStore, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_distillguard");
 const WINDOW: Duration = Duration::from_millis(100);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start_gateway(port: u16, upstream: &str, data: &std::path::Path) -> Child {
     Command::new(BIN)
@@ -80,7 +71,7 @@ async fn every_exchange_completed_before_a_sigkill_is_in_the_log() {
         .to_owned();
     assert!(key.starts_with("dg-"));
 
-    let port = free_port();
+    let port = testkit::free_port();
     let mut child = start_gateway(port, &upstream, dir.path());
     let client = reqwest::Client::new();
     wait_healthy(&client, port).await;
@@ -147,7 +138,7 @@ async fn every_exchange_completed_before_a_sigkill_is_in_the_log() {
     drop(store);
 
     // And the gateway starts again on the same store and serves.
-    let port = free_port();
+    let port = testkit::free_port();
     let mut child = start_gateway(port, &upstream, dir.path());
     wait_healthy(&client, port).await;
     let r = client
