@@ -7,23 +7,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use detect::{Detector, GroupReport, Verdict};
-use exchange::{LineSource, ReaderOptions};
+use detect::{GroupReport, Verdict};
+use exchange::LineSource;
 use serde::Serialize;
-
-use crate::pipeline;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Exchange log (JSONL, gzip, or `-` for stdin).
-    #[arg(default_value = "-")]
-    pub input: PathBuf,
+    #[command(flatten)]
+    pub log: super::LogArgs,
     /// One JSON line per group (members, links by kind, pairwise evidence).
     #[arg(long)]
     pub json: bool,
-    /// Detector config (TOML); `[links]` sets the linking weights.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
     /// Write an indicator bundle (JSON) of every suspicious or distilling group to this file:
     /// addresses, networks, payment fingerprints, client fingerprints, user agents, ASNs.
     /// Reads the log a second time (not possible from stdin).
@@ -59,12 +53,7 @@ struct Bundle<'a> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(args.config.as_deref())?;
-    let source = LineSource::open(&args.input, ReaderOptions::default())
-        .with_context(|| format!("opening {}", args.input.display()))?;
-    let mut detector = Detector::new(config);
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let outcome = pipeline::run(source, &mut detector, workers, false, |_| {}, |_| {});
+    let (detector, outcome) = args.log.detect(false, |_| {})?;
     let groups = detector.groups();
 
     let mut out = BufWriter::new(io::stdout().lock());
@@ -84,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .filter(|g| g.verdict > Verdict::Benign)
             .collect();
-        let bundles = indicators(&args.input, &flagged)?;
+        let bundles = indicators(&args.log, &flagged)?;
         let file =
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
         serde_json::to_writer_pretty(BufWriter::new(file), &bundles)?;
@@ -112,11 +101,11 @@ fn subnet(ip: &str) -> Option<String> {
 
 /// A second pass over the log, collecting what the flagged groups' members were seen with.
 fn indicators<'a>(
-    input: &std::path::Path,
+    log: &super::LogArgs,
     groups: &[&'a GroupReport],
 ) -> anyhow::Result<Vec<Bundle<'a>>> {
     anyhow::ensure!(
-        input.as_os_str() != "-",
+        log.input.as_os_str() != "-",
         "--indicators reads the log twice, so it needs a file, not stdin"
     );
     let member_of: HashMap<&str, usize> = groups
@@ -125,7 +114,7 @@ fn indicators<'a>(
         .flat_map(|(i, g)| g.members.iter().map(move |m| (m.as_str(), i)))
         .collect();
     let mut found: Vec<Indicators> = groups.iter().map(|_| Indicators::default()).collect();
-    let mut source = LineSource::open(input, ReaderOptions::default())?;
+    let mut source = LineSource::open(&log.input, log.reader_options())?;
     while let Some(line) = source.next_line() {
         let Ok(exchange::RawLine::Line { bytes, .. }) = line else {
             continue;

@@ -16,6 +16,51 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+/// The log a command reads and how: shared by `scan` and `groups`, which both run it through
+/// the detector.
+#[derive(clap::Args)]
+pub struct LogArgs {
+    /// Exchange log: a JSONL file, a gzip file, or `-` for stdin.
+    #[arg(default_value = "-")]
+    pub input: PathBuf,
+    /// Detector config (TOML); defaults are documented in docs/signals.md.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Lines longer than this are bad lines (`too_long`).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_line_bytes: usize,
+    /// Parser threads (default: the number of cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl LogArgs {
+    pub fn reader_options(&self) -> exchange::ReaderOptions {
+        exchange::ReaderOptions {
+            max_line_bytes: self.max_line_bytes,
+        }
+    }
+
+    /// Feeds the whole log to a detector built from `--config`; `progress` sees the count
+    /// of exchanges read, once per batch.
+    pub fn detect(
+        &self,
+        strict: bool,
+        progress: impl FnMut(u64),
+    ) -> anyhow::Result<(detect::Detector, crate::pipeline::Outcome)> {
+        let config = load_config(self.config.as_deref())?;
+        let source = exchange::LineSource::open(&self.input, self.reader_options())
+            .with_context(|| format!("opening {}", self.input.display()))?;
+        let mut detector = detect::Detector::new(config);
+        let workers = self
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let outcome =
+            crate::pipeline::run(source, &mut detector, workers, strict, |_| {}, progress);
+        Ok((detector, outcome))
+    }
+}
+
 /// Which store a command works on: the embedded one in `--data`, or `--store postgres://…`.
 #[derive(clap::Args, Clone)]
 pub struct StoreArgs {

@@ -3,70 +3,37 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use detect::{AccountReport, Detector, Verdict};
-use exchange::{LineSource, ReaderOptions};
+use detect::{AccountReport, Verdict};
 use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::pipeline;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Exchange log: a JSONL file, a gzip file, or `-` for stdin.
-    #[arg(default_value = "-")]
-    pub input: PathBuf,
+    #[command(flatten)]
+    pub log: super::LogArgs,
     /// Print one verdict line per account (EXCHANGE_FORMAT.md) instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// Detector config (TOML); defaults are documented in docs/signals.md.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
     /// Stop at the first bad line (exit 4) instead of counting it and going on.
     #[arg(long)]
     pub strict: bool,
-    /// Lines longer than this are bad lines (`too_long`).
-    #[arg(long, default_value_t = 16 << 20)]
-    pub max_line_bytes: usize,
     /// Accounts shown in the table.
     #[arg(long, default_value_t = 25)]
     pub top: usize,
     /// Add each account's raw features to the JSON lines (for analysis).
     #[arg(long)]
     pub features: bool,
-    /// Parser threads (default: the number of cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
     /// Write the output to this file instead of stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(args.config.as_deref())?;
-    let source = LineSource::open(
-        &args.input,
-        ReaderOptions {
-            max_line_bytes: args.max_line_bytes,
-        },
-    )
-    .with_context(|| format!("opening {}", args.input.display()))?;
-    let mut detector = Detector::new(config);
-    let workers = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {pos} exchanges read ({per_sec}) {elapsed}")
             .expect("template"),
     );
-    let outcome = pipeline::run(
-        source,
-        &mut detector,
-        workers,
-        args.strict,
-        |_| {},
-        |n| bar.set_position(n),
-    );
+    let (detector, outcome) = args.log.detect(args.strict, |n| bar.set_position(n))?;
     bar.finish_and_clear();
 
     let reports = detector.reports();
