@@ -32,6 +32,9 @@ use crate::text::PhraseMatcher;
 /// Models tracked for release times; beyond this, new model names are not tracked.
 const MAX_MODELS: usize = 4096;
 const HOUR_MS: f64 = 3_600_000.0;
+/// Members of the smaller group walked when weighing two groups against each other: enough
+/// for the small groups that still have to find their campaign, bounded for the big ones.
+const GROUP_SCAN: usize = 64;
 
 struct Account {
     name: String,
@@ -109,10 +112,6 @@ pub struct Detector {
     accounts: Vec<Account>,
     groups: HashMap<u32, Group>,
     linker: Linker,
-    /// Evidence between an account and a group (by the group's root when it was noted): an
-    /// account that shares a little with many members of a group is linked to the group even
-    /// when it shares too little with any one of them.
-    group_evidence: HashMap<(u32, u32), Edge>,
     model_first_seen: HashMap<u64, i64>,
     stream_start: Option<i64>,
 }
@@ -126,7 +125,6 @@ impl Detector {
             accounts: Vec::new(),
             groups: HashMap::new(),
             linker: Linker::default(),
-            group_evidence: HashMap::new(),
             model_first_seen: HashMap::new(),
             stream_start: None,
         }
@@ -237,30 +235,101 @@ impl Detector {
             ),
         ];
         let population = self.accounts.len();
+        let mut touched: Vec<u32> = Vec::new();
         for (kind, value) in facts {
             let Some(v) = value else { continue };
-            let (w, others) = self
+            let (_, others) = self
                 .linker
                 .note(&self.config.links, population, idx, kind, v);
-            for other in others {
-                let (mine, theirs) = (self.find(idx), self.find(other));
-                if mine == theirs {
+            touched.extend(others);
+        }
+        if touched.is_empty() {
+            return;
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        // A pair whose own evidence suffices joins at once.
+        for &other in &touched {
+            let links = &self.config.links;
+            if let Some(e) = self.linker.edge(idx, other).filter(|e| e.joins(links, 0.0)) {
+                let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
+                self.union(idx, other, &kinds);
+            }
+        }
+        // Then the groups this exchange touched, weighed as wholes: evidence spread thinly
+        // over many members of a group adds up, judged as it stands now (not as it stood when
+        // each value was noted, when the group may not have formed yet).
+        let mut roots: Vec<u32> = touched.iter().map(|&o| self.find(o)).collect();
+        roots.sort_unstable();
+        roots.dedup();
+        for root in roots {
+            let (mine, theirs) = (self.find(idx), self.find(root));
+            if mine == theirs {
+                continue;
+            }
+            let e = self.evidence_between(mine, theirs);
+            let links = &self.config.links;
+            if e.joins(links, links.min_behaviour) {
+                let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
+                self.union(mine, theirs, &kinds);
+            }
+        }
+    }
+
+    /// The members of the group rooted at `root`; an account in no group is its own root (its
+    /// own parent), and so its own only member.
+    fn members_of(&self, root: u32) -> &[u32] {
+        match self.groups.get(&root) {
+            Some(g) => &g.members,
+            None => std::slice::from_ref(&self.accounts[root as usize].parent),
+        }
+    }
+
+    /// The evidence between two groups (given by their roots). A kind counts at the strongest
+    /// link of that kind between any member of one and any member of the other, scaled down
+    /// when few members of the larger group carry it: a value that one member of fifty shares
+    /// with an outsider is that member's coincidence, not the group's fingerprint, and the
+    /// chance of such coincidences grows with the group. Walks the smaller group's members (at
+    /// most [`GROUP_SCAN`] of them) and their neighbours, so the cost is bounded by the
+    /// linker's bounds, not by the groups' sizes.
+    fn evidence_between(&self, a: u32, b: u32) -> Edge {
+        let (small, big) = if self.members_of(a).len() <= self.members_of(b).len() {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let mut strongest = Edge::default();
+        let mut carriers: Vec<(LinkKind, u32)> = Vec::new();
+        for &m in self.members_of(small).iter().take(GROUP_SCAN) {
+            for &n in self.linker.neighbours(m) {
+                if self.root_of(n) != big {
                     continue;
                 }
-                let links = &self.config.links;
-                let pair = self
-                    .linker
-                    .edge(idx, other)
-                    .is_some_and(|e| e.joins(links, 0.0));
-                let e = self.group_evidence.entry((idx, theirs)).or_default();
-                e.raise(kind, w);
-                if pair || e.joins(links, links.min_behaviour) {
-                    let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
-                    self.group_evidence.remove(&(idx, theirs));
-                    self.union(idx, other, &kinds);
+                if let Some(e) = self.linker.edge(m, n) {
+                    for (kind, w) in e.kinds() {
+                        strongest.raise(kind, w as f32);
+                        carriers.push((kind, n));
+                    }
                 }
             }
         }
+        carriers.sort_unstable();
+        carriers.dedup();
+        // A group's fingerprint is what at least two of its members carry.
+        let size = self.members_of(big).len();
+        let needed = if size < 2 {
+            1.0
+        } else {
+            (self.config.links.group_support * size as f64)
+                .ceil()
+                .max(2.0)
+        };
+        let mut out = Edge::default();
+        for (kind, w) in strongest.kinds() {
+            let carried = carriers.iter().filter(|(k, _)| *k == kind).count() as f64;
+            out.raise(kind, (w * (carried / needed).min(1.0)) as f32);
+        }
+        out
     }
 
     /// [`Detector::observe`] with the observation already made.

@@ -115,6 +115,10 @@ pub struct LinkConfig {
     /// members) must include at least this much payment or behaviour (default 0.4); between
     /// two accounts, any behaviour will do.
     pub min_behaviour: f64,
+    /// Between an account (or a group) and a group, a kind counts fully only when at least
+    /// this share of the group's members carry it, and in proportion below that (default
+    /// 0.1): a big group offers many chances of a coincidence with any one member.
+    pub group_support: f64,
     /// Evidence of each kind when the value is shared by just two accounts; it falls as more
     /// accounts share the value and reaches 0 at `max_share` holders.
     pub payment: f64,
@@ -156,6 +160,7 @@ impl Default for LinkConfig {
             enabled: true,
             join: 1.0,
             min_behaviour: 0.4,
+            group_support: 0.1,
             payment: 1.0,
             ip: 0.5,
             subnet: 0.25,
@@ -286,6 +291,9 @@ pub struct Linker {
     edges: HashMap<(u32, u32), Edge>,
     /// Per account, the values it has contributed (kind mixed into the hash).
     contributed: Vec<Vec<u64>>,
+    /// Per account, the accounts it has an edge with: bounded like the edges, and what lets
+    /// the detector weigh an account's (or a small group's) evidence against a whole group.
+    neighbours: Vec<Vec<u32>>,
 }
 
 fn key(kind: LinkKind, value: u64) -> u64 {
@@ -344,9 +352,26 @@ impl Linker {
             .collect();
         for &o in &others {
             let pair = (o.min(account), o.max(account));
-            self.edges.entry(pair).or_default().raise(kind, w);
+            let edge = self.edges.entry(pair).or_insert_with(|| {
+                for (x, y) in [(account, o), (o, account)] {
+                    let x = x as usize;
+                    if self.neighbours.len() <= x {
+                        self.neighbours.resize_with(x + 1, Vec::new);
+                    }
+                    self.neighbours[x].push(y);
+                }
+                Edge::default()
+            });
+            edge.raise(kind, w);
         }
         (w, others)
+    }
+
+    /// The accounts `account` has evidence with.
+    pub fn neighbours(&self, account: u32) -> &[u32] {
+        self.neighbours
+            .get(account as usize)
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The evidence between two accounts, if any.

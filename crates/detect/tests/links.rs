@@ -398,3 +398,93 @@ fn moving_to_a_new_model_in_the_same_hour_adds_to_a_shared_template() {
         d.groups()[0].links
     );
 }
+
+/// One exchange at stream position `n` (37 s apart): what the group tests below place by hand.
+fn at(d: &mut Detector, name: &str, n: usize, who: &Who) {
+    d.observe(&line(name, n, who, &chat(n), 64));
+}
+
+/// Members of a group on one card, each with its own sign-up time and first call (hours into
+/// the stream, each in its own ten minutes), except where `who` says otherwise.
+fn member(i: usize, tls: &str) -> Who {
+    Who {
+        payment: Some("pf_group".into()),
+        tls: Some(tls.into()),
+        signup: Some(format!("2026-01-0{}T00:00:00.000Z", i % 9 + 1)),
+        ip: Some(format!("198.18.{i}.7")),
+        ..Who::default()
+    }
+}
+
+#[test]
+fn evidence_spread_over_a_group_adds_up() {
+    let mut d = Detector::new(Config::default());
+    at(&mut d, "clock", 0, &Who::default());
+    // Six members on one card and one uncommon client. Two signed up in the same minutes as
+    // the newcomer below, two others make their first calls in the same minutes as it.
+    let mut n = 400; // hours into the stream: first calls count
+    let close_signup = "2026-02-01T00:01:00.000Z".to_owned();
+    for i in 1..=6 {
+        let mut who = member(i, "t13d_group_client");
+        if i <= 2 {
+            who.signup = Some(close_signup.clone());
+        }
+        let pos = if i == 3 || i == 4 { 1007 + i } else { n };
+        at(&mut d, &format!("g{i}"), pos, &who);
+        n += 40;
+    }
+    assert_eq!(d.groups().len(), 1);
+    // The newcomer pays with its own card; with any one member it shares too little (client
+    // and sign-up with g1, client and first call with g3), with the group enough.
+    let newcomer = Who {
+        payment: Some("pf_own".into()),
+        signup: Some(close_signup),
+        ..member(99, "t13d_group_client")
+    };
+    at(&mut d, "new", 1012, &newcomer);
+    for g in ["g1", "g3"] {
+        let e = d.groups()[0]
+            .evidence
+            .iter()
+            .find(|e| (e.a == "new" || e.b == "new") && (e.a == g || e.b == g))
+            .map_or(0.0, |e| e.total);
+        assert!(e < 1.0, "pairwise evidence with {g} alone is {e}");
+    }
+    assert!(linked(&d, "new", "g1"), "{:?}", d.groups());
+    let links = &d.groups()[0].links;
+    assert!(
+        links.contains_key("signup") && links.contains_key("first_seen"),
+        "{links:?}"
+    );
+}
+
+#[test]
+fn one_members_coincidences_do_not_pull_an_outsider_into_a_big_group() {
+    let mut d = Detector::new(Config::default());
+    at(&mut d, "clock", 0, &Who::default());
+    // Twenty members on one card and one client, except g3, who runs a client of its own.
+    for i in 1..=20 {
+        let tls = if i == 3 {
+            "t13d_rare_other"
+        } else {
+            "t13d_group_client"
+        };
+        let mut who = member(i, tls);
+        if i == 1 {
+            who.signup = Some("2026-02-01T00:01:00.000Z".into());
+        }
+        let pos = if i == 2 { 2000 } else { 400 + 20 * i };
+        at(&mut d, &format!("g{i}"), pos, &who);
+    }
+    assert_eq!(d.groups()[0].members.len(), 20);
+    // An outsider shares its sign-up minutes with g1, its first call with g2 and its client
+    // with g3: three coincidences, each with a different member of twenty. Summed at full
+    // weight they would be 1.5 of evidence; no member of the group vouches for two of them.
+    let outsider = Who {
+        payment: Some("pf_outsider".into()),
+        signup: Some("2026-02-01T00:01:00.000Z".into()),
+        ..member(98, "t13d_rare_other")
+    };
+    at(&mut d, "outsider", 2001, &outsider);
+    assert!(cluster(&d, "outsider").is_none(), "{:?}", d.groups());
+}
