@@ -20,7 +20,7 @@ use exchange::Exchange;
 use serde::Serialize;
 
 use crate::link::{Edge, LinkKind, Linker, KINDS};
-use crate::sketch::hash_bytes;
+use crate::sketch::{hash_bytes, mix};
 
 pub use account::{AccountState, Features};
 pub use config::Config;
@@ -44,6 +44,37 @@ struct Account {
     first_flagged: Option<String>,
     /// Union-find parent (itself when a root).
     parent: u32,
+    hours: Hours,
+}
+
+/// The clock hours an account was first active in, folded into one value once there are
+/// enough of them: what the `same_hours` link compares.
+#[derive(Default)]
+struct Hours {
+    last: Option<i64>,
+    seen: u32,
+    folded: u64,
+    /// First seen within the stream's warm-up: an account older than the log, whose first
+    /// hours here say nothing about when it started.
+    old: bool,
+}
+
+impl Hours {
+    /// Takes a call's hour; returns the folded value when this call completes the first
+    /// `wanted` active hours.
+    fn note(&mut self, hour: i64, old: bool, wanted: u32) -> Option<u64> {
+        if self.last.is_none() {
+            self.old = old;
+        }
+        if self.old || self.last == Some(hour) || self.seen >= wanted {
+            self.last = Some(hour);
+            return None;
+        }
+        self.last = Some(hour);
+        self.seen += 1;
+        self.folded = mix(self.folded ^ hour as u64);
+        (self.seen == wanted).then_some(self.folded)
+    }
 }
 
 /// Accounts linked into one actor, judged on their combined traffic.
@@ -212,6 +243,12 @@ impl Detector {
         let start = self.stream_start.unwrap_or(obs.ts);
         let first_call = self.accounts[idx as usize].state.exchanges <= 1
             && (obs.ts - start) as f64 >= links.first_seen_warmup_hours * HOUR_MS;
+        let in_warmup = ((obs.ts - start) as f64) < links.first_seen_warmup_hours * HOUR_MS;
+        let hours = self.accounts[idx as usize].hours.note(
+            (obs.ts as f64 / HOUR_MS).floor() as i64,
+            in_warmup,
+            links.same_hours.max(1),
+        );
         let state = &self.accounts[idx as usize].state;
         let system = state.top_system().filter(|&(_, n)| n >= 2).map(|(s, _)| s);
         let template = state
@@ -229,6 +266,7 @@ impl Detector {
             (LinkKind::SystemPrompt, system),
             (LinkKind::Template, template),
             (LinkKind::FirstSeen, first_call.then(|| bucket(obs.ts))),
+            (LinkKind::SameHours, hours),
             (
                 LinkKind::Pivot,
                 new_model.then(|| obs.model ^ (obs.ts as f64 / HOUR_MS).floor() as u64),
@@ -365,6 +403,7 @@ impl Detector {
                     verdict: Verdict::Benign,
                     first_flagged: None,
                     parent: i,
+                    hours: Hours::default(),
                 });
                 i
             }

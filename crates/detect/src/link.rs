@@ -33,11 +33,12 @@ pub enum LinkKind {
     SystemPrompt,
     Template,
     FirstSeen,
+    SameHours,
     Pivot,
 }
 
 /// How many kinds of links there are.
-pub const KINDS: usize = 11;
+pub const KINDS: usize = 12;
 
 impl LinkKind {
     pub const ALL: [LinkKind; KINDS] = [
@@ -51,6 +52,7 @@ impl LinkKind {
         LinkKind::SystemPrompt,
         LinkKind::Template,
         LinkKind::FirstSeen,
+        LinkKind::SameHours,
         LinkKind::Pivot,
     ];
 
@@ -66,6 +68,7 @@ impl LinkKind {
             LinkKind::SystemPrompt => "system_prompt",
             LinkKind::Template => "template",
             LinkKind::FirstSeen => "first_seen",
+            LinkKind::SameHours => "same_hours",
             LinkKind::Pivot => "pivot",
         }
     }
@@ -83,6 +86,7 @@ impl LinkKind {
             LinkKind::SystemPrompt => "the same uncommon system prompt",
             LinkKind::Template => "the same prompt template (a repeated skeleton)",
             LinkKind::FirstSeen => "first calls within the same few minutes",
+            LinkKind::SameHours => "activity in the same clock hours from their first calls on",
             LinkKind::Pivot => "a move to a newly released model within the same hour",
         }
     }
@@ -97,7 +101,7 @@ impl LinkKind {
             LinkKind::Ip | LinkKind::Subnet => 8,
             LinkKind::Payment | LinkKind::Template | LinkKind::SystemPrompt => 4,
             LinkKind::Tls | LinkKind::UserAgent | LinkKind::Asn => 2,
-            LinkKind::Signup | LinkKind::FirstSeen => 1,
+            LinkKind::Signup | LinkKind::FirstSeen | LinkKind::SameHours => 1,
             LinkKind::Pivot => 2,
         }
     }
@@ -135,6 +139,13 @@ pub struct LinkConfig {
     /// account that existed before the log began makes its first call.
     pub first_seen: f64,
     pub first_seen_warmup_hours: f64,
+    /// Accounts (first seen after the warm-up) active in exactly the same clock hours over
+    /// their first `same_hours` active hours: started together and kept going together, as
+    /// accounts taking turns on one job do. Long-running fleets started in the same hour
+    /// share it; people, whose hours scatter over days, almost never do.
+    pub same_hours_weight: f64,
+    /// Active hours compared (default 8).
+    pub same_hours: u32,
     /// Accounts moving to the same newly released model within the same hour. Weak, and not
     /// behaviour enough to join on its own with infrastructure: every release moves many
     /// customers at once.
@@ -172,6 +183,8 @@ impl Default for LinkConfig {
             template: 0.7,
             first_seen: 0.45,
             first_seen_warmup_hours: 2.0,
+            same_hours_weight: 0.45,
+            same_hours: 8,
             pivot: 0.3,
             max_share: 48,
             max_share_payment: 512,
@@ -195,6 +208,7 @@ impl LinkConfig {
             LinkKind::SystemPrompt => self.system_prompt,
             LinkKind::Template => self.template,
             LinkKind::FirstSeen => self.first_seen,
+            LinkKind::SameHours => self.same_hours_weight,
             LinkKind::Pivot => self.pivot,
         }
     }
@@ -246,14 +260,24 @@ impl Edge {
         (before, self.total())
     }
 
+    /// The evidence summed over kinds, except that first calls and active hours together
+    /// count once (at the stronger): both say "started together", and a second witness of
+    /// one fact is not a second fact.
     pub fn total(&self) -> f64 {
-        self.by_kind.iter().map(|&w| f64::from(w)).sum()
+        let sum: f64 = self.by_kind.iter().map(|&w| f64::from(w)).sum();
+        sum - self.started_together_overlap()
+    }
+
+    fn started_together_overlap(&self) -> f64 {
+        let first = self.by_kind[LinkKind::FirstSeen.index()];
+        let hours = self.by_kind[LinkKind::SameHours.index()];
+        f64::from(first.min(hours))
     }
 
     /// Whether this evidence may join two accounts: enough of it, and enough of it behaviour.
     /// Addresses, networks and client fingerprints are shared innocently by offices, carriers
     /// and everyone on one library; they count only beside a shared payment instrument or
-    /// shared behaviour (sign-up time, first calls, system prompt, template) worth at least
+    /// shared behaviour (sign-up time, first calls, hours, system prompt, template) worth at least
     /// `min_behaviour`: one coincidence of timing is not enough.
     pub fn joins(&self, config: &LinkConfig, min_behaviour: f64) -> bool {
         let behaviour: f64 = [
@@ -262,10 +286,12 @@ impl Edge {
             LinkKind::SystemPrompt,
             LinkKind::Template,
             LinkKind::FirstSeen,
+            LinkKind::SameHours,
         ]
         .iter()
         .map(|k| f64::from(self.by_kind[k.index()]))
-        .sum();
+        .sum::<f64>()
+            - self.started_together_overlap();
         behaviour > 0.0 && behaviour >= min_behaviour && self.total() >= config.join
     }
 

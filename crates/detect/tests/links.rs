@@ -400,8 +400,10 @@ fn moving_to_a_new_model_in_the_same_hour_adds_to_a_shared_template() {
 }
 
 /// One exchange at stream position `n` (37 s apart): what the group tests below place by hand.
+/// Each account asks its own kind of question, so no template links them.
 fn at(d: &mut Detector, name: &str, n: usize, who: &Who) {
-    d.observe(&line(name, n, who, &chat(n), 64));
+    let prompt = format!("{name} would like some help, please, with item number {n}");
+    d.observe(&line(name, n, who, &prompt, 64));
 }
 
 /// Members of a group on one card, each with its own sign-up time and first call (hours into
@@ -487,4 +489,69 @@ fn one_members_coincidences_do_not_pull_an_outsider_into_a_big_group() {
     };
     at(&mut d, "outsider", 2001, &outsider);
     assert!(cluster(&d, "outsider").is_none(), "{:?}", d.groups());
+}
+
+/// The stream position (37 s apart) of `minute` past `hour` hours into the stream.
+fn pos(hour: usize, minute: usize) -> usize {
+    ((hour * 3600 + minute * 60) as f64 / 37.0).ceil() as usize
+}
+
+/// Calls once in each of `hours`, at `minute` past.
+fn hourly(d: &mut Detector, name: &str, who: &Who, hours: &[usize], minute: usize) {
+    for &h in hours {
+        at(d, name, pos(h, minute), who);
+    }
+}
+
+#[test]
+fn accounts_keeping_the_same_hours_link_with_a_rare_client_and_skipping_one_hour_breaks_it() {
+    let client = Who {
+        tls: Some("t13d_fleet_client".into()),
+        ..Who::default()
+    };
+    let hours: Vec<usize> = (5..13).collect();
+    let mut d = Detector::new(Config::default());
+    at(&mut d, "clock", 0, &Who::default());
+    // Interleaved hour by hour, first calls 20 minutes apart (not "first calls together").
+    for &h in &hours {
+        hourly(&mut d, "a", &client, &[h], 2);
+        if h == 12 {
+            assert!(
+                !linked(&d, "a", "b"),
+                "seven shared hours are not yet eight"
+            );
+        }
+        hourly(&mut d, "b", &client, &[h], 22);
+    }
+    assert!(linked(&d, "a", "b"));
+    let links = &d.groups()[0].links;
+    assert!(
+        links.contains_key("same_hours") && !links.contains_key("first_seen"),
+        "{links:?}"
+    );
+
+    // The same, but one account skips an hour and works one more at the end.
+    let mut d = Detector::new(Config::default());
+    at(&mut d, "clock", 0, &Who::default());
+    hourly(&mut d, "a", &client, &hours, 2);
+    let skipping: Vec<usize> = (5..14).filter(|&h| h != 9).collect();
+    hourly(&mut d, "b", &client, &skipping, 22);
+    assert!(!linked(&d, "a", "b"));
+}
+
+#[test]
+fn first_calls_and_hours_together_count_once() {
+    // Started in the same ten minutes and kept the same hours: one fact seen twice. With an
+    // uncommon user agent that is 0.75 of evidence, not 1.2.
+    let sdk = Who {
+        ua: Some("fleet-runner/2.1".into()),
+        ..Who::default()
+    };
+    let hours: Vec<usize> = (5..13).collect();
+    let mut d = Detector::new(Config::default());
+    at(&mut d, "clock", 0, &Who::default());
+    hourly(&mut d, "a", &sdk, &hours, 2);
+    hourly(&mut d, "b", &sdk, &hours, 4);
+    assert!(!linked(&d, "a", "b"));
+    assert!(d.groups().is_empty());
 }
