@@ -243,35 +243,42 @@ impl LinkConfig {
     }
 }
 
+/// Evidence is kept in fixed point: there is an edge per linked pair, and a million accounts
+/// have many; 1/4096 is far finer than any weight means.
+const EDGE_UNIT: f64 = 4096.0;
+
 /// The evidence between two accounts: the strongest contribution of each kind.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Edge {
-    pub by_kind: [f32; KINDS],
+    by_kind: [u16; KINDS],
 }
 
 impl Edge {
-    /// Keeps the strongest evidence of `kind`; returns the total before and after.
-    pub fn raise(&mut self, kind: LinkKind, w: f32) -> (f64, f64) {
-        let before = self.total();
+    /// Keeps the strongest evidence of `kind`.
+    pub fn raise(&mut self, kind: LinkKind, w: f32) {
+        let w = (f64::from(w) * EDGE_UNIT)
+            .round()
+            .clamp(0.0, f64::from(u16::MAX)) as u16;
         let slot = &mut self.by_kind[kind.index()];
-        if w > *slot {
-            *slot = w;
-        }
-        (before, self.total())
+        *slot = (*slot).max(w);
+    }
+
+    /// The evidence of one kind.
+    pub fn get(&self, kind: LinkKind) -> f64 {
+        f64::from(self.by_kind[kind.index()]) / EDGE_UNIT
     }
 
     /// The evidence summed over kinds, except that first calls and active hours together
     /// count once (at the stronger): both say "started together", and a second witness of
     /// one fact is not a second fact.
     pub fn total(&self) -> f64 {
-        let sum: f64 = self.by_kind.iter().map(|&w| f64::from(w)).sum();
+        let sum: f64 = LinkKind::ALL.iter().map(|&k| self.get(k)).sum();
         sum - self.started_together_overlap()
     }
 
     fn started_together_overlap(&self) -> f64 {
-        let first = self.by_kind[LinkKind::FirstSeen.index()];
-        let hours = self.by_kind[LinkKind::SameHours.index()];
-        f64::from(first.min(hours))
+        self.get(LinkKind::FirstSeen)
+            .min(self.get(LinkKind::SameHours))
     }
 
     /// Whether this evidence may join two accounts: enough of it, and enough of it behaviour.
@@ -289,7 +296,7 @@ impl Edge {
             LinkKind::SameHours,
         ]
         .iter()
-        .map(|k| f64::from(self.by_kind[k.index()]))
+        .map(|&k| self.get(k))
         .sum::<f64>()
             - self.started_together_overlap();
         behaviour > 0.0 && behaviour >= min_behaviour && self.total() >= config.join
@@ -298,7 +305,7 @@ impl Edge {
     pub fn kinds(&self) -> impl Iterator<Item = (LinkKind, f64)> + '_ {
         LinkKind::ALL
             .into_iter()
-            .map(|k| (k, f64::from(self.by_kind[k.index()])))
+            .map(|k| (k, self.get(k)))
             .filter(|(_, w)| *w > 0.0)
     }
 }
