@@ -1,6 +1,7 @@
 //! The scan pipeline: source → transform → sink.
 //!
-//! - source: one thread reads the log ([`exchange::LineSource`]) in batches of lines;
+//! - source: one thread reads the log ([`exchange::LineSource`]) a batch of lines at a time
+//!   (about a MiB: one buffer, no copy per line);
 //! - transform: worker threads parse each batch and reduce each exchange to its
 //!   [`detect::Observation`] (the expensive, pure part);
 //! - sink: the calling thread puts batches back in order and feeds the detector, which must
@@ -13,9 +14,11 @@ use std::thread;
 use crossbeam_channel::bounded;
 use detect::text::PhraseMatcher;
 use detect::{Detector, Observation, VerdictChange};
-use exchange::{parse_line, BadLine, BadLineKind, BadLineReport, LineSource, RawLine};
+use exchange::{parse_line, BadLine, BadLineKind, BadLineReport, BatchLine, LineBatch, LineSource};
 
-const BATCH: usize = 512;
+/// Bytes of log per batch: large enough that handing batches between threads costs nothing
+/// next to parsing them, small enough that a few per worker in flight stay a few MiB.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// How the run ended.
 pub struct Outcome {
@@ -40,7 +43,7 @@ pub fn run(
     mut progress: impl FnMut(u64),
 ) -> Outcome {
     let workers = workers.max(1);
-    let (line_tx, line_rx) = bounded::<(u64, Vec<RawLine>)>(workers * 4);
+    let (line_tx, line_rx) = bounded::<(u64, LineBatch)>(workers * 4);
     let (parsed_tx, parsed_rx) = bounded::<(u64, Parsed)>(workers * 4);
     let mut outcome = Outcome {
         exchanges: 0,
@@ -53,33 +56,18 @@ pub fn run(
         let reader = scope.spawn(move || {
             let mut source = source;
             let mut seq = 0u64;
-            let mut batch = Vec::with_capacity(BATCH);
-            let mut error = None;
-            while let Some(item) = source.next_line() {
+            while let Some(item) = source.next_batch(BATCH_BYTES) {
                 match item {
-                    Ok(line) => batch.push(line),
-                    Err(e) => {
-                        error = Some(e);
-                        break;
+                    Ok(batch) => {
+                        if line_tx.send((seq, batch)).is_err() {
+                            return None;
+                        }
+                        seq += 1;
                     }
-                }
-                if batch.len() == BATCH {
-                    if line_tx
-                        .send((
-                            seq,
-                            std::mem::replace(&mut batch, Vec::with_capacity(BATCH)),
-                        ))
-                        .is_err()
-                    {
-                        return error;
-                    }
-                    seq += 1;
+                    Err(e) => return Some(e),
                 }
             }
-            if !batch.is_empty() {
-                let _ = line_tx.send((seq, batch));
-            }
-            error
+            None
         });
         for _ in 0..workers {
             let rx = line_rx.clone();
@@ -88,13 +76,13 @@ pub fn run(
                 let phrases = PhraseMatcher::default();
                 for (seq, lines) in rx {
                     let parsed: Parsed = lines
-                        .into_iter()
+                        .lines()
                         .map(|line| match line {
-                            RawLine::Line { number, bytes } => (
+                            BatchLine::Line { number, bytes } => (
                                 number,
-                                parse_line(&bytes).map(|ex| Observation::of(&ex, &phrases)),
+                                parse_line(bytes).map(|ex| Observation::of(&ex, &phrases)),
                             ),
-                            RawLine::TooLong { number, bytes } => (
+                            BatchLine::TooLong { number, bytes } => (
                                 number,
                                 Err((
                                     BadLineKind::TooLong,
@@ -155,22 +143,15 @@ pub fn run(
 /// The same source and worker threads as [`run`], but workers only parse: the baseline that
 /// scan throughput is measured against. Returns (exchanges, bad lines).
 pub fn parse_only(source: LineSource, workers: usize) -> (u64, u64) {
-    let (line_tx, line_rx) = bounded::<Vec<RawLine>>(workers * 4);
+    let (line_tx, line_rx) = bounded::<LineBatch>(workers * 4);
     thread::scope(|scope| {
         scope.spawn(move || {
             let mut source = source;
-            let mut batch = Vec::with_capacity(BATCH);
-            while let Some(Ok(line)) = source.next_line() {
-                batch.push(line);
-                if batch.len() == BATCH
-                    && line_tx
-                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                        .is_err()
-                {
+            while let Some(Ok(batch)) = source.next_batch(BATCH_BYTES) {
+                if line_tx.send(batch).is_err() {
                     return;
                 }
             }
-            let _ = line_tx.send(batch);
         });
         let handles: Vec<_> = (0..workers.max(1))
             .map(|_| {
@@ -178,9 +159,9 @@ pub fn parse_only(source: LineSource, workers: usize) -> (u64, u64) {
                 scope.spawn(move || {
                     let (mut ok, mut bad) = (0u64, 0u64);
                     for lines in rx {
-                        for line in lines {
+                        for line in lines.lines() {
                             match line {
-                                RawLine::Line { bytes, .. } if parse_line(&bytes).is_ok() => {
+                                BatchLine::Line { bytes, .. } if parse_line(bytes).is_ok() => {
                                     ok += 1
                                 }
                                 _ => bad += 1,

@@ -15,7 +15,9 @@ mod record;
 mod text;
 mod timestamp;
 
-pub use reader::{BadLine, BadLineKind, BadLineReport, LineSource, RawLine, ReaderOptions};
+pub use reader::{
+    BadLine, BadLineKind, BadLineReport, BatchLine, LineBatch, LineSource, RawLine, ReaderOptions,
+};
 pub use record::{Choice, Exchange, Message, Meta, Request, Response, ResponseMessage, Usage};
 pub use text::{Content, LogitBias, Prompt};
 pub use timestamp::Timestamp;
