@@ -35,6 +35,8 @@ const HOUR_MS: f64 = 3_600_000.0;
 /// Members of the smaller group walked when weighing two groups against each other: enough
 /// for the small groups that still have to find their campaign, bounded for the big ones.
 const GROUP_SCAN: usize = 64;
+/// Pairwise evidence weaker than this is left out of group reports.
+const REPORTED_EVIDENCE: f64 = 0.2;
 
 struct Account {
     name: String,
@@ -145,6 +147,18 @@ pub struct Detector {
     linker: Linker,
     model_first_seen: HashMap<u64, i64>,
     stream_start: Option<i64>,
+    /// Roots of the groups that changed (grew, merged, saw an exchange) since the last
+    /// [`Detector::take_group_changes`], and the names of groups merged into others.
+    changed: std::collections::BTreeSet<u32>,
+    dissolved: Vec<String>,
+}
+
+/// What changed among the groups since the last call: the groups to (re)publish, and the
+/// groups that no longer exist because they merged into another.
+#[derive(Debug, Default)]
+pub struct GroupChanges {
+    pub updated: Vec<GroupReport>,
+    pub dissolved: Vec<String>,
 }
 
 impl Detector {
@@ -158,6 +172,8 @@ impl Detector {
             linker: Linker::default(),
             model_first_seen: HashMap::new(),
             stream_start: None,
+            changed: Default::default(),
+            dissolved: Vec::new(),
         }
     }
 
@@ -214,6 +230,7 @@ impl Detector {
             (rb, gb, ga, ra)
         };
         big.state.merge(&small.state);
+        let small_was_group = small.members.len() > 1;
         big.members.extend(small.members);
         big.verdict = big.verdict.max(small.verdict);
         big.peak_score = big.peak_score.max(small.peak_score);
@@ -227,8 +244,13 @@ impl Detector {
         for k in kinds {
             big.links[*k as usize] += 1;
         }
+        if small_was_group {
+            self.dissolved.push(self.cluster_name(child));
+        }
         self.accounts[child as usize].parent = root;
         self.groups.insert(root, big);
+        self.changed.remove(&child);
+        self.changed.insert(root);
     }
 
     /// Offers the linker what this exchange says about who sends it; joins the groups of
@@ -416,6 +438,7 @@ impl Detector {
         }
         let root = self.find(idx);
         if let Some(g) = self.groups.get_mut(&root) {
+            self.changed.insert(root);
             g.state.update(obs, &shape, new_model);
             for &id in &obs.logit_ids {
                 g.state.note_logit_id(id);
@@ -560,7 +583,7 @@ impl Detector {
     pub fn groups(&self) -> Vec<GroupReport> {
         // One pass over the edges, each filed under its group: cheap whatever the group count.
         let mut edges_of: HashMap<u32, Vec<(u32, u32, &Edge)>> = HashMap::new();
-        for (a, b, e) in self.linker.edges(0.2) {
+        for (a, b, e) in self.linker.edges(REPORTED_EVIDENCE) {
             let (ra, rb) = (self.root_of(a), self.root_of(b));
             if ra == rb && self.groups.contains_key(&ra) {
                 edges_of.entry(ra).or_default().push((a, b, e));
@@ -568,52 +591,8 @@ impl Detector {
         }
         let mut out: Vec<GroupReport> = self
             .groups
-            .iter()
-            .map(|(&root, g)| {
-                let mut members: Vec<String> = g
-                    .members
-                    .iter()
-                    .map(|&m| self.accounts[m as usize].name.clone())
-                    .collect();
-                members.sort();
-                let mut evidence: Vec<LinkEvidence> = edges_of
-                    .get(&root)
-                    .into_iter()
-                    .flatten()
-                    .map(|&(a, b, e)| LinkEvidence {
-                        a: self.accounts[a as usize].name.clone(),
-                        b: self.accounts[b as usize].name.clone(),
-                        total: (e.total() * 1000.0).round() / 1000.0,
-                        kinds: e
-                            .kinds()
-                            .map(|(k, w)| (k.name(), (w * 1000.0).round() / 1000.0))
-                            .collect(),
-                    })
-                    .collect();
-                evidence.sort_by(|x, y| {
-                    y.total
-                        .total_cmp(&x.total)
-                        .then_with(|| (&x.a, &x.b).cmp(&(&y.a, &y.b)))
-                });
-                evidence.truncate(20);
-                let assessment = score::assess(&g.state.features(), &self.config);
-                let score = g.peak_score.max(assessment.score);
-                GroupReport {
-                    cluster: self.cluster_name(root),
-                    verdict: g.verdict,
-                    score: (score * 10_000.0).round() / 10_000.0,
-                    first_flagged: g.first_flagged.clone(),
-                    exchanges: u64::from(g.state.exchanges),
-                    links: LinkKind::ALL
-                        .iter()
-                        .filter(|k| g.links[**k as usize] > 0)
-                        .map(|k| (k.name(), g.links[*k as usize]))
-                        .collect(),
-                    members,
-                    evidence,
-                    reasons: assessment.reasons,
-                }
-            })
+            .keys()
+            .map(|&root| self.group_report(root, edges_of.remove(&root).unwrap_or_default()))
             .collect();
         out.sort_by(|a, b| {
             b.score
@@ -622,6 +601,84 @@ impl Detector {
                 .then_with(|| a.cluster.cmp(&b.cluster))
         });
         out
+    }
+
+    /// The groups that changed since the last call, and those merged away: what a worker
+    /// publishes every few seconds without reporting every group each time.
+    pub fn take_group_changes(&mut self) -> GroupChanges {
+        let roots: std::collections::BTreeSet<u32> = std::mem::take(&mut self.changed)
+            .into_iter()
+            .map(|r| self.root_of(r))
+            .filter(|r| self.groups.contains_key(r))
+            .collect();
+        let updated = roots
+            .into_iter()
+            .map(|root| {
+                // This group's edges, found from its members' neighbours.
+                let mut edges = Vec::new();
+                for &m in self.members_of(root) {
+                    for &n in self.linker.neighbours(m) {
+                        if n > m && self.root_of(n) == root {
+                            if let Some(e) = self.linker.edge(m, n) {
+                                if e.total() >= REPORTED_EVIDENCE {
+                                    edges.push((m, n, e));
+                                }
+                            }
+                        }
+                    }
+                }
+                self.group_report(root, edges)
+            })
+            .collect();
+        GroupChanges {
+            updated,
+            dissolved: std::mem::take(&mut self.dissolved),
+        }
+    }
+
+    fn group_report(&self, root: u32, edges: Vec<(u32, u32, &Edge)>) -> GroupReport {
+        let g = &self.groups[&root];
+        let mut members: Vec<String> = g
+            .members
+            .iter()
+            .map(|&m| self.accounts[m as usize].name.clone())
+            .collect();
+        members.sort();
+        let mut evidence: Vec<LinkEvidence> = edges
+            .into_iter()
+            .map(|(a, b, e)| LinkEvidence {
+                a: self.accounts[a as usize].name.clone(),
+                b: self.accounts[b as usize].name.clone(),
+                total: (e.total() * 1000.0).round() / 1000.0,
+                kinds: e
+                    .kinds()
+                    .map(|(k, w)| (k.name(), (w * 1000.0).round() / 1000.0))
+                    .collect(),
+            })
+            .collect();
+        evidence.sort_by(|x, y| {
+            y.total
+                .total_cmp(&x.total)
+                .then_with(|| (&x.a, &x.b).cmp(&(&y.a, &y.b)))
+        });
+        evidence.truncate(20);
+        let assessment = score::assess(&g.state.features(), &self.config);
+        let score = g.peak_score.max(assessment.score);
+        GroupReport {
+            cluster: self.cluster_name(root),
+            verdict: g.verdict,
+            score: (score * 10_000.0).round() / 10_000.0,
+            first_flagged: g.first_flagged.clone(),
+            exchanges: u64::from(g.state.exchanges),
+            links: LinkKind::ALL
+                .iter()
+                .filter(|k| g.links[**k as usize] > 0)
+                .map(|k| (k.name(), g.links[*k as usize]))
+                .collect(),
+            members,
+            evidence,
+            reasons: assessment.reasons,
+        }
     }
 
     fn cluster_name(&self, root: u32) -> String {

@@ -555,3 +555,46 @@ fn first_calls_and_hours_together_count_once() {
     assert!(!linked(&d, "a", "b"));
     assert!(d.groups().is_empty());
 }
+
+#[test]
+fn group_changes_report_what_changed_since_last_time_and_what_merged_away() {
+    let mut d = Detector::new(Config::default());
+    let card = |c: &str| Who {
+        payment: Some(c.into()),
+        ..Who::default()
+    };
+    feed(
+        &mut d,
+        &[("a1", card("pf_a"), chat), ("a2", card("pf_a"), chat)],
+        2,
+    );
+    feed(
+        &mut d,
+        &[("b1", card("pf_b"), chat), ("b2", card("pf_b"), chat)],
+        2,
+    );
+    feed(&mut d, &[("alone", card("pf_c"), chat)], 2);
+    let first = d.take_group_changes();
+    assert_eq!(first.updated.len(), 2);
+    assert!(first.dissolved.is_empty());
+    // Each changed group's report is the one the full listing gives.
+    let all = d.groups();
+    for g in &first.updated {
+        assert_eq!(Some(g), all.iter().find(|x| x.cluster == g.cluster));
+    }
+    // Nothing happened to any group since: nothing to report.
+    feed(&mut d, &[("alone", card("pf_c"), chat)], 1);
+    let quiet = d.take_group_changes();
+    assert!(quiet.updated.is_empty() && quiet.dissolved.is_empty());
+    // b1 also pays with a's card: the two groups become one; one name is gone.
+    d.observe(&line("b1", 500, &card("pf_a"), "one more", 64));
+    let merged = d.take_group_changes();
+    assert_eq!(merged.updated.len(), 1);
+    assert_eq!(merged.updated[0].members.len(), 4);
+    assert_eq!(merged.dissolved.len(), 1);
+    assert!(first
+        .updated
+        .iter()
+        .any(|g| g.cluster == merged.dissolved[0]));
+    assert_ne!(merged.updated[0].cluster, merged.dissolved[0]);
+}

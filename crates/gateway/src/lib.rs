@@ -221,10 +221,13 @@ fn spawn_standing_watch(
 fn apply_standing(table: &policy::PolicyTable, groups: &GroupMap, u: bus::StandingUpdate) {
     match u {
         bus::StandingUpdate::Group { cluster, report } => {
-            groups
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(cluster, report);
+            let mut groups = groups.write().unwrap_or_else(|p| p.into_inner());
+            // A group merged into another is published as null.
+            if report.is_null() {
+                groups.remove(&cluster);
+            } else {
+                groups.insert(cluster, report);
+            }
         }
         other => apply_to_table(table, &other),
     }

@@ -17,6 +17,7 @@
 //! With several workers, `index`/`count` split the partitions (`p % count == index`). Accounts
 //! are only linked into groups with accounts of the same worker.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -151,25 +152,32 @@ pub async fn run(
 const GROUP_MEMBERS_SHOWN: usize = 1000;
 
 /// Every few seconds, pushes the groups that changed to the standing bucket, so every
-/// replica's admin API can list them and apply a decision to a whole group.
+/// replica's admin API can list them and apply a decision to a whole group. Only groups that
+/// changed are reported (the detector keeps track), so the work under the detector's lock
+/// does not grow with the number of groups; a group merged into another is published as
+/// null, which replicas take as "gone". What fails to publish is retried on the next tick.
 async fn publish_groups(shared: Arc<Shared>, standing: Standing, shutdown: watch::Receiver<bool>) {
-    let mut published: std::collections::HashMap<String, (usize, String, i64)> =
-        std::collections::HashMap::new();
+    let mut published: HashMap<String, (usize, String, i64)> = HashMap::new();
+    let mut pending: HashMap<String, Value> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     while !*shutdown.borrow() {
         tick.tick().await;
         let s = shared.clone();
-        let Ok(groups) = tokio::task::spawn_blocking(move || {
+        let Ok(changes) = tokio::task::spawn_blocking(move || {
             s.detector
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .groups()
+                .take_group_changes()
         })
         .await
         else {
             continue;
         };
-        for g in groups {
+        for cluster in changes.dissolved {
+            published.remove(&cluster);
+            pending.insert(cluster, Value::Null);
+        }
+        for g in changes.updated {
             let signature = (
                 g.members.len(),
                 g.verdict.as_str().to_owned(),
@@ -186,16 +194,25 @@ async fn publish_groups(shared: Arc<Shared>, standing: Standing, shutdown: watch
             if let Some(e) = report["evidence"].as_array_mut() {
                 e.truncate(5);
             }
+            published.insert(g.cluster.clone(), signature);
+            pending.insert(g.cluster, report);
+        }
+        let mut sent = Vec::new();
+        for (cluster, report) in &pending {
             let u = StandingUpdate::Group {
-                cluster: g.cluster.clone(),
-                report,
+                cluster: cluster.clone(),
+                report: report.clone(),
             };
             match standing.put(&u).await {
-                Ok(()) => {
-                    published.insert(g.cluster, signature);
+                Ok(()) => sent.push(cluster.clone()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "publishing a group failed; retrying later");
+                    break;
                 }
-                Err(e) => tracing::warn!(error = %e, "publishing a group failed; retrying later"),
             }
+        }
+        for cluster in sent {
+            pending.remove(&cluster);
         }
     }
 }
