@@ -64,7 +64,7 @@ fn for_each_word(text: &[u8], mut f: impl FnMut(u64, bool)) {
             block = (block << 8) | u64::from(c);
             len += 1;
             digits += usize::from(c.wrapping_sub(b'0') < 10);
-            if len % 8 == 0 {
+            if len.is_multiple_of(8) {
                 h = (h ^ block).wrapping_mul(K).rotate_left(29);
                 block = 0;
             }
