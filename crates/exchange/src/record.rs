@@ -50,6 +50,19 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// The field names, for callers that reject unknown ones (the admin API does; the log
+    /// reader does not, so newer writers' logs still read). A test keeps it in step with the
+    /// struct.
+    pub const FIELDS: &'static [&'static str] = &[
+        "payment_fingerprint",
+        "org",
+        "signup_ts",
+        "country",
+        "asn",
+        "email_domain",
+        "tls_fingerprint",
+    ];
+
     /// Sign-up time in milliseconds since the epoch, when present and well formed.
     pub fn signup_millis(&self) -> Option<i64> {
         let text = self.signup_ts.as_deref()?;
@@ -200,5 +213,29 @@ mod present {
             Some(true) => s.serialize_some(&serde_json::json!({"content": []})),
             _ => s.serialize_none(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_fields_lists_every_field() {
+        let full = Meta {
+            payment_fingerprint: Some("p".into()),
+            org: Some("o".into()),
+            signup_ts: Some("2026-01-01T00:00:00Z".into()),
+            country: Some("NL".into()),
+            asn: Some(1),
+            email_domain: Some("e".into()),
+            tls_fingerprint: Some("t".into()),
+        };
+        let v = serde_json::to_value(&full).unwrap();
+        let mut names: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut listed = Meta::FIELDS.to_vec();
+        names.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(names, listed);
     }
 }

@@ -74,35 +74,21 @@ pub struct Account {
 
 /// Checks that `meta` is an object of the EXCHANGE_FORMAT.md `meta` fields with their types.
 pub fn check_meta(meta: &serde_json::Value) -> Result<()> {
-    const TEXT: &[&str] = &[
-        "payment_fingerprint",
-        "org",
-        "signup_ts",
-        "country",
-        "email_domain",
-        "tls_fingerprint",
-    ];
     let obj = meta
         .as_object()
         .ok_or_else(|| StoreError::Invalid("meta must be a JSON object".into()))?;
-    for (k, v) in obj {
-        let ok = match k.as_str() {
-            "asn" => v.is_u64(),
-            k if TEXT.contains(&k) => v.is_string(),
-            _ => {
-                return Err(StoreError::Invalid(format!(
-                    "unknown meta field {k:?} (known: {}, asn)",
-                    TEXT.join(", ")
-                )))
-            }
-        };
-        if !ok {
-            return Err(StoreError::Invalid(format!(
-                "meta field {k:?} has the wrong type"
-            )));
-        }
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !exchange::Meta::FIELDS.contains(&k.as_str()))
+    {
+        return Err(StoreError::Invalid(format!(
+            "unknown meta field {unknown:?} (known: {})",
+            exchange::Meta::FIELDS.join(", ")
+        )));
     }
-    Ok(())
+    serde_json::from_value::<exchange::Meta>(meta.clone())
+        .map(|_| ())
+        .map_err(|e| StoreError::Invalid(format!("meta: {e}")))
 }
 
 /// What a presented key resolves to.
@@ -192,4 +178,21 @@ pub trait Store: Send + Sync {
     fn overrides(&self) -> Result<Vec<Override>>;
     fn audit(&self, entry: &AuditEntry) -> Result<()>;
     fn audit_log(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::check_meta;
+
+    #[test]
+    fn meta_is_checked_for_unknown_fields_and_types() {
+        assert!(check_meta(&json!({"payment_fingerprint": "pf_1", "asn": 64500})).is_ok());
+        let unknown = check_meta(&json!({"card_number": "4111"})).unwrap_err();
+        assert!(unknown.to_string().contains("card_number"), "{unknown}");
+        let typed = check_meta(&json!({"asn": "AS64500"})).unwrap_err();
+        assert!(typed.to_string().contains("meta"), "{typed}");
+        assert!(check_meta(&json!(["not", "an", "object"])).is_err());
+    }
 }
