@@ -152,13 +152,17 @@ pub struct Shared {
 /// both have drained (after every `Tap` clone is dropped).
 pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread::JoinHandle<()>) {
     let (log_tx, mut log_rx) = mpsc::channel::<Finished>(queue.max(1));
-    let (det_tx, det_rx) = std::sync::mpsc::sync_channel::<String>(queue.max(1));
+    // Whole committed batches go to the detector: one wake-up per commit, not per exchange.
+    let (det_tx, det_rx) =
+        std::sync::mpsc::sync_channel::<Vec<String>>((queue / 1024).clamp(2, 64));
     let detector_shared = shared.clone();
     let detector_thread = thread::Builder::new()
         .name("detector".into())
         .spawn(move || {
-            for line in det_rx {
-                observe_line(&detector_shared, &line, true);
+            for lines in det_rx {
+                for line in lines {
+                    observe_line(&detector_shared, &line, true);
+                }
             }
         })
         .expect("spawn detector thread");
@@ -187,10 +191,13 @@ pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread
                 metrics::counter!("distillguard_exchanges_logged_total")
                     .increment(rows.len() as u64);
                 // The detector sees each exchange after it is committed, in commit order.
-                for (row, full) in rows.into_iter().zip(full_lines) {
-                    if det_tx.send(full.unwrap_or(row.line)).is_err() {
-                        tracing::error!("detector thread is gone");
-                    }
+                let lines = rows
+                    .into_iter()
+                    .zip(full_lines)
+                    .map(|(row, full)| full.unwrap_or(row.line))
+                    .collect();
+                if det_tx.send(lines).is_err() {
+                    tracing::error!("detector thread is gone");
                 }
             }
             drop(det_tx);
