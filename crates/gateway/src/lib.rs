@@ -602,3 +602,35 @@ pub mod anyhow_like {
 
     pub type Result<T> = std::result::Result<T, Error>;
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_group_published_as_null_is_dropped_from_the_replicas_list() {
+        let table = policy::PolicyTable::default();
+        let groups = GroupMap::default();
+        let publish = |cluster: &str, report: serde_json::Value| {
+            apply_standing(
+                &table,
+                &groups,
+                bus::StandingUpdate::Group {
+                    cluster: cluster.into(),
+                    report,
+                },
+            )
+        };
+        publish("grp-a", json!({"members": ["a1", "a2"]}));
+        publish("grp-b", json!({"members": ["b1", "b2"]}));
+        assert_eq!(groups.read().unwrap().len(), 2);
+        // grp-b merged into grp-a: the worker publishes the bigger group and retires the other.
+        publish("grp-a", json!({"members": ["a1", "a2", "b1", "b2"]}));
+        publish("grp-b", serde_json::Value::Null);
+        let now = groups.read().unwrap();
+        assert_eq!(now.keys().collect::<Vec<_>>(), vec!["grp-a"]);
+        assert_eq!(now["grp-a"]["members"].as_array().unwrap().len(), 4);
+    }
+}
