@@ -90,6 +90,29 @@ struct Group {
     links: [u32; KINDS],
 }
 
+impl Group {
+    /// Whether the group's links say its members are one actor (a payment instrument, accounts
+    /// signed up together) rather than users of one tool on one schedule (a template, a system
+    /// prompt, a client and its network, first calls at the same time): customers of one
+    /// pipeline product share the latter innocently (and cron starts their jobs on the hour),
+    /// and judging them as one would sum their traffic.
+    fn one_actor(&self) -> bool {
+        [LinkKind::Payment, LinkKind::Signup]
+            .iter()
+            .any(|k| self.links[*k as usize] > 0)
+    }
+
+    /// The verdict members take from the group: all of it when the links say one actor, at most
+    /// `suspicious` (watched, for an analyst to judge) when they say only one tool.
+    fn passed_on(&self) -> Verdict {
+        if self.one_actor() {
+            self.verdict
+        } else {
+            self.verdict.min(Verdict::Suspicious)
+        }
+    }
+}
+
 /// A verdict moved up for an account.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerdictChange {
@@ -208,6 +231,18 @@ impl Detector {
     fn union(&mut self, a: u32, b: u32, kinds: &[LinkKind]) {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra == rb {
+            // Already together; a payment or sign-up link found between them still counts:
+            // it is what makes the group one actor (`Group::one_actor`).
+            if let Some(g) = self.groups.get_mut(&ra) {
+                for k in kinds {
+                    if matches!(k, LinkKind::Payment | LinkKind::Signup)
+                        && g.links[*k as usize] == 0
+                    {
+                        g.links[*k as usize] = 1;
+                        self.changed.insert(ra);
+                    }
+                }
+            }
             return;
         }
         let take = |d: &mut Self, r: u32| -> Group {
@@ -476,9 +511,10 @@ impl Detector {
                     g.first_flagged = Some(obs.ts_text.clone());
                 }
             }
-            // Members take the group's verdict: `suspicious` (watched) as well as `distilling`.
+            // Members take the group's verdict: `suspicious` (watched) as well as `distilling`
+            // (see `Group::passed_on`).
             if g.verdict > Verdict::Benign {
-                let (gscore, gverdict) = (g.peak_score, g.verdict);
+                let (gscore, gverdict) = (g.peak_score, g.passed_on());
                 for &m in &g.members {
                     let member = &mut self.accounts[m as usize];
                     if member.verdict < gverdict {
@@ -524,7 +560,7 @@ impl Detector {
         let root = self.root_of(i);
         let group = self.groups.get(&root);
         if let Some(g) = group {
-            if g.verdict > Verdict::Benign && g.peak_score > score {
+            if g.passed_on() > Verdict::Benign && g.peak_score > score {
                 let odds =
                     |p: f64| (p.clamp(1e-9, 1.0 - 1e-9) / (1.0 - p.clamp(1e-9, 1.0 - 1e-9))).ln();
                 let lift = odds(g.peak_score) - odds(score);
@@ -535,13 +571,21 @@ impl Detector {
                     .take(3)
                     .map(|r| format!("{} (+{:.1})", r.signal, r.value))
                     .collect();
+                let (how, caveat) = if g.one_actor() {
+                    ("linked as one actor", "")
+                } else {
+                    (
+                        "linked by a shared tool, infrastructure or timing only",
+                        " (not by payment or sign-ups: watched, not acted on)",
+                    )
+                };
                 reasons.insert(
                     0,
                     Reason {
                         signal: "linked_group",
                         value: (lift * 100.0).round() / 100.0,
                         detail: format!(
-                            "one of {} accounts linked as one actor ({}); their combined {} calls score {:.3}: {}",
+                            "one of {} accounts {how} ({}); their combined {} calls score {:.3}{caveat}: {}",
                             g.members.len(),
                             describe_links(&g.links),
                             g.state.generative,
@@ -550,7 +594,9 @@ impl Detector {
                         ),
                     },
                 );
-                score = g.peak_score;
+                if g.one_actor() {
+                    score = g.peak_score;
+                }
             }
         }
         let cluster = group.map(|_| self.cluster_name(root));

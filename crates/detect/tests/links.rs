@@ -598,3 +598,52 @@ fn group_changes_report_what_changed_since_last_time_and_what_merged_away() {
         .any(|g| g.cluster == merged.dissolved[0]));
     assert_ne!(merged.updated[0].cluster, merged.dissolved[0]);
 }
+
+#[test]
+fn a_group_linked_only_by_tool_and_client_is_watched_not_acted_on() {
+    // Five accounts on one uncommon client with one chain-of-thought template, each
+    // harvesting a little: linked, and their combined traffic is distilling. But nothing says
+    // they are one customer (no shared card, no sign-ups together): customers of one pipeline
+    // tool look the same, so members are only watched.
+    let mut d = Detector::new(Config::default());
+    let client = Who {
+        tls: Some("t13d_pipeline_tool".into()),
+        ..Who::default()
+    };
+    let members = ["p1", "p2", "p3", "p4", "p5"];
+    let cot = |i: usize| {
+        format!("Think step by step and show all of your reasoning before answering: problem {i} on topic {}", i * 104_729 % 977)
+    };
+    let mut n = 0;
+    for i in 0..60 {
+        for m in members {
+            d.observe(&line(m, n, &client, &cot(i * 5 + n % 5), 4096));
+            n += 1;
+        }
+    }
+    let g = &d.groups()[0];
+    assert_eq!(g.members.len(), 5);
+    assert_eq!(
+        g.verdict,
+        Verdict::Distilling,
+        "the group's own verdict stands"
+    );
+    for m in members {
+        let r = d.report(m).unwrap();
+        assert_eq!(r.verdict, Verdict::Suspicious, "{m}: {:?}", r.reasons);
+        assert_eq!(r.reasons[0].signal, "linked_group");
+        assert!(
+            r.reasons[0].detail.contains("watched"),
+            "{}",
+            r.reasons[0].detail
+        );
+    }
+    // One card paying for a second member too makes them one actor: the verdict passes.
+    let carded = Who {
+        payment: Some("pf_shared".into()),
+        ..client.clone()
+    };
+    d.observe(&line("p1", n, &carded, &cot(9_001), 4096));
+    d.observe(&line("p2", n + 1, &carded, &cot(9_002), 4096));
+    assert_eq!(d.report("p3").unwrap().verdict, Verdict::Distilling);
+}
