@@ -286,6 +286,33 @@ fn a_common_user_agent_or_generic_system_prompt_links_no_one() {
     );
 }
 
+/// A chain-of-thought harvesting prompt, item `i` of a broad set.
+fn cot(i: usize) -> String {
+    format!(
+        "Think step by step and show all of your reasoning before answering: problem {i} on topic {}",
+        i * 104_729 % 977
+    )
+}
+
+/// `members` take turns, 60 harvesting calls each with the largest answers allowed; returns
+/// the next stream position.
+fn harvest_in_turns(d: &mut Detector, members: &[&str], who: &Who) -> usize {
+    let mut n = 0;
+    for i in 0..60 {
+        for m in members {
+            d.observe(&line(
+                m,
+                n,
+                who,
+                &cot(i * members.len() + n % members.len()),
+                4096,
+            ));
+            n += 1;
+        }
+    }
+    n
+}
+
 #[test]
 fn a_group_grows_while_streaming_and_a_newcomer_inherits_its_verdict_at_once() {
     let mut d = Detector::new(Config::default());
@@ -296,16 +323,7 @@ fn a_group_grows_while_streaming_and_a_newcomer_inherits_its_verdict_at_once() {
         ..Who::default()
     };
     let members = ["h1", "h2", "h3", "h4", "h5"];
-    let mut n = 0;
-    let cot = |i: usize| {
-        format!("Think step by step and show all of your reasoning before answering: problem {i} on topic {}", i * 104_729 % 977)
-    };
-    for i in 0..60 {
-        for m in members {
-            d.observe(&line(m, n, &card, &cot(i * 5 + n % 5), 4096));
-            n += 1;
-        }
-    }
+    let n = harvest_in_turns(&mut d, &members, &card);
     let g = d.groups();
     assert_eq!(g.len(), 1);
     assert_eq!(g[0].members.len(), 5);
@@ -611,16 +629,7 @@ fn a_group_linked_only_by_tool_and_client_is_watched_not_acted_on() {
         ..Who::default()
     };
     let members = ["p1", "p2", "p3", "p4", "p5"];
-    let cot = |i: usize| {
-        format!("Think step by step and show all of your reasoning before answering: problem {i} on topic {}", i * 104_729 % 977)
-    };
-    let mut n = 0;
-    for i in 0..60 {
-        for m in members {
-            d.observe(&line(m, n, &client, &cot(i * 5 + n % 5), 4096));
-            n += 1;
-        }
-    }
+    let n = harvest_in_turns(&mut d, &members, &client);
     let g = &d.groups()[0];
     assert_eq!(g.members.len(), 5);
     assert_eq!(
