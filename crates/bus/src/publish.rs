@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::spool::Spool;
+use crate::spool::{Spool, SpoolError};
 use crate::{partition, subject, Error, HEADER_ACCOUNT, HEADER_CONTENT, HEADER_TS_MS};
 
 /// Publishes awaiting their acknowledgement at once.
@@ -96,9 +96,10 @@ impl Publisher {
     pub fn start(
         client: async_nats::Client,
         spool_path: &Path,
+        spool_max_bytes: u64,
         queue: usize,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), Error> {
-        let spool = Spool::open(spool_path)?;
+        let spool = Spool::open(spool_path, spool_max_bytes)?;
         if spool.backlog() > 0 {
             tracing::warn!(
                 backlog = spool.backlog(),
@@ -151,10 +152,22 @@ fn pending(e: Envelope, ack: PublishAckFuture) -> Pending {
 
 fn spool_or_log(spool: &mut Spool, e: &Envelope) {
     metrics::counter!("distillguard_spooled_total").increment(1);
-    if let Err(err) = spool.append(e) {
-        // Nothing else can keep it: say so loudly, with the id so it can be traced.
-        tracing::error!(id = %e.id, error = %err, "an exchange could be neither published nor spooled");
-        metrics::counter!("distillguard_log_lost_total").increment(1);
+    match spool.append(e) {
+        Ok(()) => {}
+        Err(SpoolError::Full { max_bytes }) => {
+            // Logged once per outage; every drop is counted.
+            if spool.dropped() == 1 {
+                tracing::error!(
+                    max_bytes,
+                    "the spool is full: exchanges are dropped (counted in \
+                     distillguard_spool_dropped_total) until NATS is back"
+                );
+            }
+        }
+        Err(SpoolError::Io(err)) => {
+            metrics::counter!("distillguard_log_lost_total").increment(1);
+            tracing::error!(id = %e.id, error = %err, "an exchange could be neither published nor spooled");
+        }
     }
 }
 
@@ -204,17 +217,18 @@ async fn run(client: async_nats::Client, mut rx: mpsc::Receiver<Envelope>, mut s
 /// Replays the spool in order; empties it only when every exchange in it was acknowledged
 /// (one that was published twice is dropped downstream by its id).
 async fn drain(js: &Context, spool: &mut Spool) {
-    let waiting = match spool.read_all() {
+    let waiting = match spool.entries() {
         Ok(w) => w,
         Err(e) => {
             tracing::error!(error = %e, "reading the spool failed");
             return;
         }
     };
-    let total = waiting.len();
+    let mut total = 0u64;
     let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut failed = false;
     for e in waiting {
+        total += 1;
         while inflight.len() >= IN_FLIGHT {
             if let Some((_, Err(_))) = inflight.next().await {
                 failed = true;
@@ -242,6 +256,6 @@ async fn drain(js: &Context, spool: &mut Spool) {
         tracing::error!(error = %e, "emptying the spool failed");
         return;
     }
-    metrics::counter!("distillguard_exchanges_published_total").increment(total as u64);
+    metrics::counter!("distillguard_exchanges_published_total").increment(total);
     tracing::info!(exchanges = total, "spool replayed to NATS");
 }

@@ -53,7 +53,7 @@ async fn exchanges_published_while_nats_is_down_are_spooled_and_replayed_none_lo
     let js = bus::jetstream(client.clone());
     bus::ensure_stream(&js).await.unwrap();
     let (publisher, task) =
-        Publisher::start(client.clone(), &dir.path().join("spool"), 64).unwrap();
+        Publisher::start(client.clone(), &dir.path().join("spool"), 0, 64).unwrap();
 
     for i in 0..300 {
         publisher.send(envelope(i)).await;
@@ -66,7 +66,7 @@ async fn exchanges_published_while_nats_is_down_are_spooled_and_replayed_none_lo
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let spool = bus::Spool::open(&dir.path().join("spool")).unwrap();
+    let spool = bus::Spool::open(&dir.path().join("spool"), 0).unwrap();
     assert!(
         spool.backlog() > 0,
         "exchanges wait on disk while NATS is away"
@@ -79,7 +79,7 @@ async fn exchanges_published_while_nats_is_down_are_spooled_and_replayed_none_lo
     let mut drained = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if bus::Spool::open(&dir.path().join("spool"))
+        if bus::Spool::open(&dir.path().join("spool"), 0)
             .unwrap()
             .backlog()
             == 0
@@ -120,7 +120,7 @@ async fn a_replica_started_while_nats_is_down_spools_then_publishes() {
     let url = format!("nats://{}", nats.addr());
     let client = bus::connect(&url).await.unwrap();
     let (publisher, task) =
-        Publisher::start(client.clone(), &dir.path().join("spool"), 64).unwrap();
+        Publisher::start(client.clone(), &dir.path().join("spool"), 0, 64).unwrap();
     for i in 0..50 {
         publisher.send(envelope(i)).await;
     }
@@ -134,7 +134,7 @@ async fn a_replica_started_while_nats_is_down_spools_then_publishes() {
     }
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if bus::Spool::open(&dir.path().join("spool"))
+        if bus::Spool::open(&dir.path().join("spool"), 0)
             .unwrap()
             .backlog()
             == 0

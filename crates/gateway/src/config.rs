@@ -29,6 +29,10 @@ pub struct GatewayConfig {
     /// The exchange stream: unset to log and detect in this process, or `nats://…` to publish
     /// exchanges to JetStream for `distillguard worker` and take verdicts from it.
     pub bus: Option<String>,
+    /// With `bus`: the most a replica spools on its disk while NATS is away (default 1 GiB;
+    /// 0 for no limit). Past it, new exchanges are dropped and counted
+    /// (`distillguard_spool_dropped_total`) rather than filling the disk.
+    pub bus_spool_max_bytes: u64,
     /// Upstreams; the first whose `models` list contains the request's model serves it.
     /// An upstream with an empty `models` list serves every model not routed elsewhere.
     pub upstreams: Vec<Upstream>,
@@ -69,6 +73,7 @@ impl Default for GatewayConfig {
             body_timeout_secs: 30,
             max_response_bytes: 64 << 20,
             log_queue: 65536,
+            bus_spool_max_bytes: 1 << 30,
             log_flush_ms: 50,
             content: ContentPolicy::Full,
             retention_days: None,

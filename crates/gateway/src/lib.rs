@@ -354,6 +354,7 @@ impl Gateway {
                 let (publisher, task) = bus::Publisher::start(
                     client.clone(),
                     &config.data.join("spool").join("exchanges.jsonl"),
+                    config.bus_spool_max_bytes,
                     config.log_queue,
                 )
                 .map_err(|e| anyhow_like::Error(e.to_string()))?;
