@@ -8,6 +8,22 @@ use detect::{Config, Detector};
 use exchange::{parse_line, LineSource, RawLine, ReaderOptions};
 use libfuzzer_sys::fuzz_target;
 
+/// Hands out its bytes `step` at a time.
+struct Chunked {
+    data: Vec<u8>,
+    at: usize,
+    step: usize,
+}
+
+impl std::io::Read for Chunked {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.data.len() - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 thread_local! {
     // Building the phrase automaton is costly; one detector serves many inputs and is
     // replaced now and then so its account table stays small.
@@ -22,7 +38,22 @@ fuzz_target!(|data: &[u8]| {
         if *runs % 5000 == 0 {
             *detector = Detector::new(Config::default());
         }
-        let mut source = LineSource::from_reader(std::io::Cursor::new(data.to_vec()), ReaderOptions { max_line_bytes: 4096 });
+        // The first byte picks how many bytes each read returns, so lines are cut anywhere,
+        // as pipes and decompressors cut them.
+        let Some((&step, rest)) = data.split_first() else {
+            return;
+        };
+        let reader = Chunked {
+            data: rest.to_vec(),
+            at: 0,
+            step: usize::from(step % 64) + 1,
+        };
+        let mut source = LineSource::from_reader(
+            reader,
+            ReaderOptions {
+                max_line_bytes: 4096,
+            },
+        );
         while let Some(item) = source.next_line() {
             let Ok(line) = item else { break };
             if let RawLine::Line { bytes, .. } = line {
