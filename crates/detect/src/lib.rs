@@ -97,9 +97,9 @@ impl Group {
     /// pipeline product share the latter innocently (and cron starts their jobs on the hour),
     /// and judging them as one would sum their traffic.
     fn one_actor(&self) -> bool {
-        [LinkKind::Payment, LinkKind::Signup]
+        LinkKind::ALL
             .iter()
-            .any(|k| self.links[*k as usize] > 0)
+            .any(|k| k.says_one_actor() && self.links[*k as usize] > 0)
     }
 
     /// The verdict members take from the group: all of it when the links say one actor, at most
@@ -235,9 +235,7 @@ impl Detector {
             // it is what makes the group one actor (`Group::one_actor`).
             if let Some(g) = self.groups.get_mut(&ra) {
                 for k in kinds {
-                    if matches!(k, LinkKind::Payment | LinkKind::Signup)
-                        && g.links[*k as usize] == 0
-                    {
+                    if k.says_one_actor() && g.links[*k as usize] == 0 {
                         g.links[*k as usize] = 1;
                         self.changed.insert(ra);
                     }
@@ -298,9 +296,8 @@ impl Detector {
         let bucket =
             |t: i64| (t as f64 / (links.signup_minutes.max(0.1) * 60_000.0)).floor() as u64;
         let start = self.stream_start.unwrap_or(obs.ts);
-        let first_call = self.accounts[idx as usize].state.exchanges <= 1
-            && (obs.ts - start) as f64 >= links.first_seen_warmup_hours * HOUR_MS;
         let in_warmup = ((obs.ts - start) as f64) < links.first_seen_warmup_hours * HOUR_MS;
+        let first_call = self.accounts[idx as usize].state.exchanges <= 1 && !in_warmup;
         let hours = self.accounts[idx as usize].hours.note(
             (obs.ts as f64 / HOUR_MS).floor() as i64,
             in_warmup,
@@ -396,15 +393,13 @@ impl Detector {
         let mut strongest = Edge::default();
         let mut carriers: Vec<(LinkKind, u32)> = Vec::new();
         for &m in self.members_of(small).iter().take(GROUP_SCAN) {
-            for &n in self.linker.neighbours(m) {
+            for (n, e) in self.linker.edges_of(m) {
                 if self.root_of(n) != big {
                     continue;
                 }
-                if let Some(e) = self.linker.edge(m, n) {
-                    for (kind, w) in e.kinds() {
-                        strongest.raise(kind, w as f32);
-                        carriers.push((kind, n));
-                    }
+                for (kind, w) in e.kinds() {
+                    strongest.raise(kind, w as f32);
+                    carriers.push((kind, n));
                 }
             }
         }
@@ -663,13 +658,9 @@ impl Detector {
                 // This group's edges, found from its members' neighbours.
                 let mut edges = Vec::new();
                 for &m in self.members_of(root) {
-                    for &n in self.linker.neighbours(m) {
-                        if n > m && self.root_of(n) == root {
-                            if let Some(e) = self.linker.edge(m, n) {
-                                if e.total() >= REPORTED_EVIDENCE {
-                                    edges.push((m, n, e));
-                                }
-                            }
+                    for (n, e) in self.linker.edges_of(m) {
+                        if n > m && self.root_of(n) == root && e.total() >= REPORTED_EVIDENCE {
+                            edges.push((m, n, e));
                         }
                     }
                 }

@@ -95,6 +95,26 @@ impl LinkKind {
         self as usize
     }
 
+    /// Shared behaviour rather than shared infrastructure: what an edge must carry some of
+    /// before it may join accounts ([`Edge::joins`]).
+    pub fn is_behaviour(self) -> bool {
+        matches!(
+            self,
+            LinkKind::Payment
+                | LinkKind::Signup
+                | LinkKind::SystemPrompt
+                | LinkKind::Template
+                | LinkKind::FirstSeen
+                | LinkKind::SameHours
+        )
+    }
+
+    /// Facts of the accounts themselves (who pays, when they were made) that say one actor,
+    /// where the other kinds may only say one tool, one network or one schedule.
+    pub fn says_one_actor(self) -> bool {
+        matches!(self, LinkKind::Payment | LinkKind::Signup)
+    }
+
     /// Values of this kind an account remembers (more would only repeat the evidence).
     fn per_account(self) -> usize {
         match self {
@@ -287,17 +307,11 @@ impl Edge {
     /// shared behaviour (sign-up time, first calls, hours, system prompt, template) worth at least
     /// `min_behaviour`: one coincidence of timing is not enough.
     pub fn joins(&self, config: &LinkConfig, min_behaviour: f64) -> bool {
-        let behaviour: f64 = [
-            LinkKind::Payment,
-            LinkKind::Signup,
-            LinkKind::SystemPrompt,
-            LinkKind::Template,
-            LinkKind::FirstSeen,
-            LinkKind::SameHours,
-        ]
-        .iter()
-        .map(|&k| self.get(k))
-        .sum::<f64>()
+        let behaviour: f64 = LinkKind::ALL
+            .iter()
+            .filter(|k| k.is_behaviour())
+            .map(|&k| self.get(k))
+            .sum::<f64>()
             - self.started_together_overlap();
         behaviour > 0.0 && behaviour >= min_behaviour && self.total() >= config.join
     }
@@ -400,11 +414,13 @@ impl Linker {
         (w, others)
     }
 
-    /// The accounts `account` has evidence with.
-    pub fn neighbours(&self, account: u32) -> &[u32] {
+    /// The accounts `account` has evidence with, and that evidence.
+    pub fn edges_of(&self, account: u32) -> impl Iterator<Item = (u32, &Edge)> + '_ {
         self.neighbours
             .get(account as usize)
-            .map_or(&[], Vec::as_slice)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(move |&n| self.edge(account, n).map(|e| (n, e)))
     }
 
     /// The evidence between two accounts, if any.
