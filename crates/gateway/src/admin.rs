@@ -138,13 +138,14 @@ pub async fn list_accounts(State(state): State<Arc<AppState>>) -> Result<Json<Va
         .iter()
         .map(|(n, a)| account_view(&state, n, a.as_ref(), stored.get(n)))
         .collect();
-    out.sort_by(|a, b| {
-        b["score"]
-            .as_f64()
-            .unwrap_or(0.0)
-            .total_cmp(&a["score"].as_f64().unwrap_or(0.0))
-    });
+    sort_by_score(&mut out);
     Ok(Json(json!({"accounts": out})))
+}
+
+/// Highest `score` first: how accounts and groups are listed.
+fn sort_by_score(views: &mut [Value]) {
+    let score = |v: &Value| v["score"].as_f64().unwrap_or(0.0);
+    views.sort_by(|a, b| score(b).total_cmp(&score(a)));
 }
 
 pub async fn get_account(
@@ -344,12 +345,7 @@ pub async fn list_groups(State(state): State<Arc<AppState>>) -> Result<Json<Valu
                 .values()
                 .cloned()
                 .collect();
-            g.sort_by(|x, y| {
-                y["score"]
-                    .as_f64()
-                    .unwrap_or(0.0)
-                    .total_cmp(&x["score"].as_f64().unwrap_or(0.0))
-            });
+            sort_by_score(&mut g);
             g
         }
         None => state

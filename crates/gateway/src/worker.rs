@@ -9,9 +9,10 @@
 //! Each of this worker's partitions is read by its own durable consumer, in order, in batches.
 //! A batch is written to the store first; only exchanges the store did not already hold go to
 //! the detector, and each message is acknowledged last (explicitly: a message a killed worker
-//! held comes back after the ack wait, 30 s, and is then stored, out of order). A worker killed anywhere in between gets
-//! the unacknowledged messages again on restart, and the store drops the ones it already has,
-//! so every exchange is stored and detected exactly once. On start the worker rebuilds its
+//! held comes back after the ack wait, 30 s, and is then stored, out of order). A worker
+//! killed anywhere in between gets the unacknowledged messages again on restart, and the
+//! store drops the ones it already has, so every exchange is stored and detected exactly
+//! once. On start the worker rebuilds its
 //! detector state by replaying its partitions' exchanges from the store.
 //!
 //! With several workers, `index`/`count` split the partitions (`p % count == index`). Accounts
