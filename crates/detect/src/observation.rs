@@ -3,7 +3,7 @@
 use exchange::Exchange;
 
 use crate::sketch::{hash_bytes, mix};
-use crate::text::{ip_hashes, normalised_hash, text_facts, PhraseHits, PhraseMatcher, TextFacts};
+use crate::text::{ip_hashes, normalised_hash, PhraseHits, PhraseMatcher, TextFacts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -141,22 +141,24 @@ impl Observation {
                     _ => {}
                 }
             }
-            obs.prompt = text_facts(last_user);
-            obs.phrases = phrases.scan(last_user);
+            (obs.prompt, obs.phrases) = phrases.read(last_user);
             if let Some(sys) = system_text {
-                obs.system = Some(normalised_hash(sys));
-                let s = phrases.scan(sys);
-                obs.phrases.step_by_step |= s.step_by_step;
-                obs.phrases.hidden_reasoning |= s.hidden_reasoning;
-                obs.phrases.task_generation |= s.task_generation;
+                let (facts, hits) = phrases.read(sys);
+                obs.system = Some(facts.identity);
+                obs.phrases.step_by_step |= hits.step_by_step;
+                obs.phrases.hidden_reasoning |= hits.hidden_reasoning;
+                obs.phrases.task_generation |= hits.task_generation;
             }
-            obs.opening = normalised_hash(first_user.unwrap_or(""));
+            // A fresh call opens its conversation with the prompt just read.
+            obs.opening = match first_user {
+                Some(first) if !std::ptr::eq(first, last_user) => normalised_hash(first),
+                _ => obs.prompt.identity,
+            };
         } else if let Some(p) = req.prompt.as_ref().or(req.input.as_ref()) {
             let text = p.first_text();
             prompt_bytes = p.texts.iter().map(String::len).sum::<usize>();
             obs.user_turns = 1;
-            obs.prompt = text_facts(text);
-            obs.phrases = phrases.scan(text);
+            (obs.prompt, obs.phrases) = phrases.read(text);
             obs.opening = obs.prompt.exact;
         }
 

@@ -3,8 +3,6 @@
 //! elicitation, task generation). Only a bounded window of each prompt is read, so the cost
 //! per exchange does not grow with context length.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-
 use crate::sketch::{hash_bytes, mix};
 
 /// How many bytes of a prompt's start and end are read.
@@ -21,6 +19,8 @@ pub struct TextFacts {
     pub words: u32,
     /// Hash of the whole (bounded) normalised word sequence: equal prompts, equal hash.
     pub exact: u64,
+    /// The text's [`normalised_hash`]: its length and the words of its start.
+    pub identity: u64,
     /// MinHash of the word set: two prompts share it with probability ≈ their Jaccard similarity.
     pub minhash: u64,
     /// First and last words with numbers masked: what a template keeps while its slots vary.
@@ -28,56 +28,149 @@ pub struct TextFacts {
     pub tail_skeleton: u64,
 }
 
-/// Per byte, what enters a word: the byte ASCII-lowercased, or 0 for a separator (anything
-/// not a letter or digit; non-ASCII bytes are kept inside words).
-static WORD_BYTE: [u8; 256] = word_bytes();
+/// Whether a byte belongs inside a word: an ASCII letter or digit, or any non-ASCII byte
+/// (so UTF-8 letters stay whole).
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
 
-const fn word_bytes() -> [u8; 256] {
-    let mut table = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        if b.is_ascii_alphanumeric() || b >= 0x80 {
-            table[i] = b.to_ascii_lowercase();
+/// One word of a text: its hash (ASCII case folded), whether it is mostly digits, and where it
+/// lies in the bytes that were split.
+#[derive(Debug, Clone, Copy)]
+struct Word {
+    hash: u64,
+    numeric: bool,
+    start: usize,
+    end: usize,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Per byte of `x` (high bits already cleared), the high bit set where it lies in `lo..=hi`.
+#[inline]
+fn in_range(x7: u64, lo: u8, hi: u8) -> u64 {
+    let at_least_lo = x7 + ONES * u64::from(0x80 - lo);
+    let above_hi = x7 + ONES * u64::from(0x7f - hi);
+    at_least_lo & !above_hi & HIGH
+}
+
+/// Per byte of eight, the high bit set where the byte is an ASCII digit.
+#[inline]
+fn digit_bytes(x: u64) -> u64 {
+    in_range(x & !HIGH, b'0', b'9') & !x
+}
+
+/// Per byte of eight, the high bit set where the byte is a word byte ([`is_word_byte`]).
+#[inline]
+fn word_bytes(x: u64) -> u64 {
+    let x7 = x & !HIGH;
+    (in_range(x7 | (ONES * 0x20), b'a', b'z') | in_range(x7, b'0', b'9') | x) & HIGH
+}
+
+/// The high bits of eight bytes gathered into the low eight bits, first byte lowest.
+#[inline]
+fn high_bits(x: u64) -> u64 {
+    ((x >> 7).wrapping_mul(0x0002_0408_1020_4081) >> 49) & 0xff
+}
+
+/// Eight bytes from `at` (zeros past the end), first byte lowest.
+#[inline]
+fn load8(text: &[u8], at: usize) -> u64 {
+    match text.get(at..at + 8) {
+        Some(b) => u64::from_le_bytes(b.try_into().expect("eight bytes")),
+        None => {
+            let mut buf = [0u8; 8];
+            let rest = &text[at.min(text.len())..];
+            buf[..rest.len()].copy_from_slice(rest);
+            u64::from_le_bytes(buf)
         }
-        i += 1;
     }
-    table
+}
+
+/// Hashes one word (all its bytes word bytes), eight bytes at a time with ASCII case folded.
+#[inline]
+fn hash_word(text: &[u8], start: usize, end: usize) -> (u64, bool) {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let len = end - start;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut digits = 0u32;
+    let mut at = start;
+    while at < end {
+        let mut x = load8(text, at);
+        let take = (end - at).min(8);
+        if take < 8 {
+            x &= (1u64 << (8 * take)) - 1;
+        }
+        // ASCII upper-case letters get 0x20 added; other bytes are left as they are.
+        let upper = in_range(x & !HIGH, b'A', b'Z') & !x;
+        x |= upper >> 2;
+        // Sum of one bit per digit byte, without POPCNT (not in the x86-64 baseline).
+        digits += ((digit_bytes(x) >> 7).wrapping_mul(ONES) >> 56) as u32;
+        h = (h ^ x).wrapping_mul(K).rotate_left(29);
+        at += 8;
+    }
+    (mix(h ^ ((len as u64) << 56)), digits as usize * 2 >= len)
 }
 
 /// Splits on anything that is not a letter or digit (ASCII case folded; non-ASCII bytes kept
-/// inside words), hashing each word, and calls `f(hash, is_numeric)`.
+/// inside words), hashing each word, and calls `f` with each.
 ///
-/// The hot loop of the detector's text features: a word's bytes are gathered eight at a time
-/// and multiplied in once per eight, not once per byte, so the loop is not one long chain of
-/// dependent multiplications.
-fn for_each_word(text: &[u8], mut f: impl FnMut(u64, bool)) {
-    const SEED: u64 = 0xcbf2_9ce4_8422_2325;
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h = SEED;
-    let mut block: u64 = 0;
-    let mut len = 0usize;
-    let mut digits = 0usize;
-    for &b in text {
-        let c = WORD_BYTE[b as usize];
-        if c != 0 {
-            block = (block << 8) | u64::from(c);
-            len += 1;
-            digits += usize::from(c.wrapping_sub(b'0') < 10);
-            if len.is_multiple_of(8) {
-                h = (h ^ block).wrapping_mul(K).rotate_left(29);
-                block = 0;
-            }
-        } else if len > 0 {
-            f(mix(h ^ block ^ ((len as u64) << 56)), digits * 2 >= len);
-            h = SEED;
-            block = 0;
-            len = 0;
-            digits = 0;
+/// The detector's hottest loop. Bytes are classified eight at a time into a bit mask and
+/// words found with `trailing_zeros`, so the branches are per word, not per byte (a branch
+/// per byte on text mispredicts at every word boundary).
+fn for_each_word(text: &[u8], mut f: impl FnMut(Word)) {
+    let mut open: Option<usize> = None;
+    let mut base = 0;
+    while base < text.len() {
+        let mut mask = 0u64;
+        for i in 0..8 {
+            mask |= high_bits(word_bytes(load8(text, base + 8 * i))) << (8 * i);
         }
+        let valid = text.len() - base;
+        if valid < 64 {
+            mask &= (1u64 << valid) - 1;
+        }
+        let mut pos = 0u32;
+        while pos < 64 {
+            let from = u64::MAX << pos;
+            match open {
+                None => {
+                    let starts = mask & from;
+                    if starts == 0 {
+                        break;
+                    }
+                    pos = starts.trailing_zeros();
+                    open = Some(base + pos as usize);
+                }
+                Some(start) => {
+                    let ends = !mask & from;
+                    if ends == 0 {
+                        break;
+                    }
+                    pos = ends.trailing_zeros();
+                    let end = (base + pos as usize).min(text.len());
+                    let (hash, numeric) = hash_word(text, start, end);
+                    f(Word {
+                        hash,
+                        numeric,
+                        start,
+                        end,
+                    });
+                    open = None;
+                }
+            }
+        }
+        base += 64;
     }
-    if len > 0 {
-        f(mix(h ^ block ^ ((len as u64) << 56)), digits * 2 >= len);
+    if let Some(start) = open {
+        let (hash, numeric) = hash_word(text, start, text.len());
+        f(Word {
+            hash,
+            numeric,
+            start,
+            end: text.len(),
+        });
     }
 }
 
@@ -100,62 +193,138 @@ pub fn window(text: &str) -> (&str, &str) {
     (&text[..head_end], &text[tail_start..])
 }
 
+/// The text facts of one prompt, without looking for phrases.
 pub fn text_facts(text: &str) -> TextFacts {
-    let (head, tail) = window(text);
-    let mut facts = TextFacts {
-        minhash: u64::MAX,
-        ..TextFacts::default()
-    };
-    let mut exact: u64 = 0;
-    let mut first: [u64; SKELETON_WORDS] = [0; SKELETON_WORDS];
-    let mut last: [u64; SKELETON_WORDS] = [0; SKELETON_WORDS];
-    let mut count = 0usize;
-    let mut word_hashes: Vec<u64> = Vec::with_capacity(256);
-    let mut visit = |h: u64, numeric: bool| {
-        let masked = if numeric { NUMBER } else { h };
-        if count < SKELETON_WORDS {
-            first[count] = masked;
-        }
-        last[count % SKELETON_WORDS] = masked;
-        count += 1;
-        exact = mix(exact ^ h);
-        if !numeric {
-            word_hashes.push(mix(h ^ 0x5eed));
-        }
-    };
-    for_each_word(head.as_bytes(), &mut visit);
-    for_each_word(tail.as_bytes(), &mut visit);
-    // The topic of a templated prompt is in its slot, not in the fixed wrapper around it:
-    // on long prompts, leave the skeleton's words out of the MinHash.
-    let content = if word_hashes.len() > 4 * SKELETON_WORDS {
-        &word_hashes[SKELETON_WORDS..word_hashes.len() - SKELETON_WORDS]
-    } else {
-        &word_hashes[..]
-    };
-    facts.minhash = content.iter().copied().min().unwrap_or(u64::MAX);
-    facts.words = count as u32;
-    facts.exact = exact;
-    let mut hs: u64 = 1;
-    for w in first.iter().take(count.min(SKELETON_WORDS)) {
-        hs = mix(hs ^ w);
-    }
-    facts.head_skeleton = hs;
-    let mut ts: u64 = 2;
-    let n = count.min(SKELETON_WORDS);
-    for i in 0..n {
-        ts = mix(ts ^ last[(count - n + i) % SKELETON_WORDS]);
-    }
-    facts.tail_skeleton = ts;
-    facts
+    read(text, None).0
 }
 
-/// Hash of a short text such as a system prompt, insensitive to case and spacing.
+/// Reads the bounded window of `text` once: its facts and, when a matcher is given, the phrase
+/// families it contains. One pass over the bytes serves both, because this is the detector's
+/// hottest loop.
+fn read(text: &str, matcher: Option<&PhraseMatcher>) -> (TextFacts, PhraseHits) {
+    let (head, tail) = window(text);
+    let mut facts = FactsBuilder::new(text.len());
+    let mut hits = PhraseHits::default();
+    for (part, in_head) in [(head, true), (tail, false)] {
+        let bytes = part.as_bytes();
+        // A phrase must lie wholly in the head or wholly in the tail.
+        let mut recent = RecentWords::default();
+        for_each_word(bytes, |w| {
+            facts.add(w, in_head);
+            if let Some(m) = matcher {
+                recent.push(w);
+                m.check(bytes, &recent, &mut hits);
+            }
+        });
+    }
+    (facts.finish(), hits)
+}
+
+/// Folds a text's words into its [`TextFacts`] as they come, with no per-text allocation.
+struct FactsBuilder {
+    count: usize,
+    exact: u64,
+    identity: u64,
+    first: [u64; SKELETON_WORDS],
+    last: [u64; SKELETON_WORDS],
+    /// Non-numeric words seen, and the MinHash over all of them.
+    content_words: usize,
+    min_all: u64,
+    /// The MinHash over non-numeric words past the first `SKELETON_WORDS`, with the latest
+    /// `SKELETON_WORDS` held back: on long prompts the skeleton's words at both ends are left
+    /// out, because a template's topic is in its slot, not in the fixed wrapper around it.
+    min_inner: u64,
+    held: [u64; SKELETON_WORDS],
+}
+
+impl FactsBuilder {
+    fn new(text_len: usize) -> Self {
+        FactsBuilder {
+            count: 0,
+            exact: 0,
+            identity: identity_seed(text_len),
+            first: [0; SKELETON_WORDS],
+            last: [0; SKELETON_WORDS],
+            content_words: 0,
+            min_all: u64::MAX,
+            min_inner: u64::MAX,
+            held: [u64::MAX; SKELETON_WORDS],
+        }
+    }
+
+    fn add(&mut self, w: Word, in_head: bool) {
+        let masked = if w.numeric { NUMBER } else { w.hash };
+        if self.count < SKELETON_WORDS {
+            self.first[self.count] = masked;
+        }
+        self.last[self.count % SKELETON_WORDS] = masked;
+        self.count += 1;
+        self.exact = chain(self.exact, w.hash);
+        if in_head && w.start < IDENTITY_BYTES {
+            self.identity = chain(self.identity, w.hash);
+        }
+        if !w.numeric {
+            let h = w.hash;
+            self.min_all = self.min_all.min(h);
+            let slot = self.content_words % SKELETON_WORDS;
+            if self.content_words >= 2 * SKELETON_WORDS {
+                self.min_inner = self.min_inner.min(self.held[slot]);
+            }
+            self.held[slot] = h;
+            self.content_words += 1;
+        }
+    }
+
+    fn finish(self) -> TextFacts {
+        let n = self.count.min(SKELETON_WORDS);
+        let mut head_skeleton: u64 = 1;
+        for w in &self.first[..n] {
+            head_skeleton = mix(head_skeleton ^ w);
+        }
+        let mut tail_skeleton: u64 = 2;
+        for i in 0..n {
+            tail_skeleton = mix(tail_skeleton ^ self.last[(self.count - n + i) % SKELETON_WORDS]);
+        }
+        TextFacts {
+            words: self.count as u32,
+            exact: mix(self.exact),
+            identity: mix(self.identity),
+            minhash: if self.content_words > 4 * SKELETON_WORDS {
+                self.min_inner
+            } else {
+                self.min_all
+            },
+            head_skeleton,
+            tail_skeleton,
+        }
+    }
+}
+
+/// Folds a word into a running hash of a word sequence. One multiply, not a full [`mix`]:
+/// this is a chain through every word of a prompt, so its latency is the loop's; the result
+/// is mixed once at the end.
+#[inline]
+fn chain(h: u64, word: u64) -> u64 {
+    (h ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn identity_seed(text_len: usize) -> u64 {
+    mix(3 ^ (text_len as u64 / 64))
+}
+
+/// Hash of a short text such as a system prompt, insensitive to case and spacing: the same
+/// value as [`TextFacts::identity`].
 pub fn normalised_hash(text: &str) -> u64 {
     // The start and the length identify a text well enough, and cost the same at any length.
-    let head = &text.as_bytes()[..text.len().min(IDENTITY_BYTES)];
-    let mut h: u64 = mix(3 ^ (text.len() as u64 / 64));
-    for_each_word(head, |w, _| h = mix(h ^ w));
-    h
+    // Words that start in the first `IDENTITY_BYTES` count whole.
+    let head = window(text).0.as_bytes();
+    let mut cut = head.len().min(IDENTITY_BYTES);
+    while cut < head.len() && is_word_byte(head[cut]) {
+        cut += 1;
+    }
+    let mut h = identity_seed(text.len());
+    for_each_word(&head[..cut], |w| h = chain(h, w.hash));
+    mix(h)
 }
 
 /// Families of phrases whose presence in a prompt is a signal.
@@ -257,36 +426,99 @@ const TASK_GENERATION: &[&str] = &[
     "novel instructions",
 ];
 
-/// Finds the phrase families present in a text with one pass of Aho–Corasick.
+/// One phrase as the matcher sees it: a sequence of words, and the punctuation that must touch
+/// its ends where the phrase has some (`<think>`, `task 1:`).
+#[derive(Debug, Clone, Copy)]
+struct Pattern {
+    last: u64,
+    words: usize,
+    sequence: u64,
+    before: Option<u8>,
+    after: Option<u8>,
+    family: Phrase,
+}
+
+/// The longest phrase, in words.
+const MAX_PHRASE_WORDS: usize = 8;
+
+fn sequence_hash(words: impl Iterator<Item = u64>) -> u64 {
+    words.fold(0x7068_7261_7365, |s, w| mix(s ^ w))
+}
+
+/// Finds the phrase families in a text on its stream of words, during the same pass that
+/// computes its [`TextFacts`]. Phrases match whole words, whatever the case and whatever
+/// separates them ("step-by-step" is "step by step"), but not inside longer words ("rethink
+/// throughout" does not say "think through").
 pub struct PhraseMatcher {
-    automaton: AhoCorasick,
-    families: Vec<Phrase>,
+    /// One bit per value of a word hash's low 12 bits: whether some phrase ends with such a
+    /// word. Most words fail this test and cost nothing more.
+    ends: Box<[u64; 64]>,
+    /// Sorted by `last`.
+    patterns: Vec<Pattern>,
 }
 
 impl Default for PhraseMatcher {
     fn default() -> Self {
         let mut patterns = Vec::new();
-        let mut families = Vec::new();
         for (list, family) in [
             (STEP_BY_STEP, Phrase::StepByStep),
             (HIDDEN_REASONING, Phrase::HiddenReasoning),
             (TASK_GENERATION, Phrase::TaskGeneration),
         ] {
-            for p in list {
-                patterns.push(*p);
-                families.push(family);
+            for phrase in list {
+                let mut words = Vec::new();
+                for_each_word(phrase.as_bytes(), |w| words.push(w.hash));
+                let bytes = phrase.as_bytes();
+                let edge = |b: u8| (!is_word_byte(b)).then_some(b);
+                assert!(
+                    !words.is_empty() && words.len() <= MAX_PHRASE_WORDS,
+                    "phrase {phrase:?}"
+                );
+                patterns.push(Pattern {
+                    last: *words.last().expect("a phrase has words"),
+                    words: words.len(),
+                    sequence: sequence_hash(words.iter().copied()),
+                    before: edge(bytes[0]),
+                    after: edge(bytes[bytes.len() - 1]),
+                    family,
+                });
             }
         }
-        let automaton = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&patterns)
-            .expect("static phrase list builds");
-        Self {
-            automaton,
-            families,
+        patterns.sort_by_key(|p| p.last);
+        let mut ends = Box::new([0u64; 64]);
+        for p in &patterns {
+            let bit = p.last & 4095;
+            ends[(bit >> 6) as usize] |= 1 << (bit & 63);
         }
+        Self { ends, patterns }
+    }
+}
+
+/// The latest words of a text, for matching phrases that end at the newest one.
+#[derive(Default)]
+struct RecentWords {
+    hashes: [u64; MAX_PHRASE_WORDS],
+    starts: [usize; MAX_PHRASE_WORDS],
+    seen: usize,
+    end: usize,
+}
+
+impl RecentWords {
+    fn push(&mut self, w: Word) {
+        let slot = self.seen % MAX_PHRASE_WORDS;
+        self.hashes[slot] = w.hash;
+        self.starts[slot] = w.start;
+        self.seen += 1;
+        self.end = w.end;
+    }
+
+    /// The `n` latest word hashes, oldest first.
+    fn latest(&self, n: usize) -> impl Iterator<Item = u64> + '_ {
+        (self.seen - n..self.seen).map(|i| self.hashes[i % MAX_PHRASE_WORDS])
+    }
+
+    fn start_of(&self, n: usize) -> usize {
+        self.starts[(self.seen - n) % MAX_PHRASE_WORDS]
     }
 }
 
@@ -298,20 +530,50 @@ pub struct PhraseHits {
     pub task_generation: bool,
 }
 
+impl PhraseHits {
+    fn add(&mut self, family: Phrase) {
+        match family {
+            Phrase::StepByStep => self.step_by_step = true,
+            Phrase::HiddenReasoning => self.hidden_reasoning = true,
+            Phrase::TaskGeneration => self.task_generation = true,
+        }
+    }
+}
+
 impl PhraseMatcher {
+    /// A prompt's text facts and phrase families, in one pass over its bounded window.
+    pub fn read(&self, text: &str) -> (TextFacts, PhraseHits) {
+        read(text, Some(self))
+    }
+
+    /// The phrase families of a text.
     pub fn scan(&self, text: &str) -> PhraseHits {
-        let mut hits = PhraseHits::default();
-        let (head, tail) = window(text);
-        for part in [head, tail] {
-            for m in self.automaton.find_iter(part) {
-                match self.families[m.pattern().as_usize()] {
-                    Phrase::StepByStep => hits.step_by_step = true,
-                    Phrase::HiddenReasoning => hits.hidden_reasoning = true,
-                    Phrase::TaskGeneration => hits.task_generation = true,
-                }
+        self.read(text).1
+    }
+
+    /// Notes every phrase that ends with the newest of `recent`, which were split from `bytes`.
+    #[inline]
+    fn check(&self, bytes: &[u8], recent: &RecentWords, hits: &mut PhraseHits) {
+        let newest = recent.hashes[(recent.seen - 1) % MAX_PHRASE_WORDS];
+        let bit = newest & 4095;
+        if self.ends[(bit >> 6) as usize] & (1 << (bit & 63)) == 0 {
+            return;
+        }
+        let from = self.patterns.partition_point(|p| p.last < newest);
+        for p in self.patterns[from..]
+            .iter()
+            .take_while(|p| p.last == newest)
+        {
+            if p.words > recent.seen || sequence_hash(recent.latest(p.words)) != p.sequence {
+                continue;
+            }
+            let start = recent.start_of(p.words);
+            let before_ok = p.before.is_none_or(|b| start > 0 && bytes[start - 1] == b);
+            let after_ok = p.after.is_none_or(|b| bytes.get(recent.end) == Some(&b));
+            if before_ok && after_ok {
+                hits.add(p.family);
             }
         }
-        hits
     }
 }
 
@@ -346,6 +608,108 @@ mod tests {
         let c = text_facts("Item 12 of 40: sort these");
         let d = text_facts("Item 13 of 41: sort these");
         assert_eq!(c.head_skeleton, d.head_skeleton);
+    }
+
+    #[test]
+    fn byte_classes_eight_at_a_time_match_one_at_a_time() {
+        for b in 0..=255u8 {
+            for lane in 0..8 {
+                let x = u64::from(b) << (8 * lane);
+                let word = high_bits(word_bytes(x)) >> lane & 1 == 1;
+                // Zero bytes around it are separators, never word bytes.
+                assert_eq!(word, is_word_byte(b), "byte {b:#x} in lane {lane}");
+                assert_eq!(high_bits(word_bytes(x)) & !(1 << lane), 0);
+                let digit = digit_bytes(x) != 0;
+                assert_eq!(digit, b.is_ascii_digit(), "byte {b:#x}");
+            }
+        }
+        for bits in 0..=255u64 {
+            let spread = (0..8).fold(0u64, |x, i| x | ((bits >> i & 1) << (8 * i + 7)));
+            assert_eq!(high_bits(spread), bits);
+        }
+    }
+
+    /// Words as a byte-at-a-time splitter finds them.
+    fn reference_words(text: &[u8]) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut start = None;
+        for (i, &b) in text.iter().enumerate() {
+            match (is_word_byte(b), start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    out.push((s, i));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            out.push((s, text.len()));
+        }
+        out
+    }
+
+    #[test]
+    fn words_are_split_as_byte_by_byte_and_hashed_case_blind() {
+        let mut seed = 0x1234_5678_u64;
+        let alphabet: &[u8] = b"aZ9 .-\n\xc3\xa9_Qx0<>:";
+        for len in 0..300 {
+            let text: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed = mix(seed);
+                    alphabet[(seed % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let mut got = Vec::new();
+            let mut hashes = Vec::new();
+            for_each_word(&text, |w| {
+                got.push((w.start, w.end));
+                hashes.push(w.hash);
+            });
+            assert_eq!(
+                got,
+                reference_words(&text),
+                "{:?}",
+                String::from_utf8_lossy(&text)
+            );
+            let upper = text.to_ascii_uppercase();
+            let mut upper_hashes = Vec::new();
+            for_each_word(&upper, |w| upper_hashes.push(w.hash));
+            assert_eq!(hashes, upper_hashes);
+        }
+        let mut words = Vec::new();
+        for_each_word(b"Item 12 of x9z 2024-11", |w| words.push(w.numeric));
+        assert_eq!(words, [false, true, false, false, true, true]);
+    }
+
+    #[test]
+    fn phrases_match_whole_words_and_their_punctuation() {
+        let m = PhraseMatcher::default();
+        assert!(m.scan("Solve it step-by-step, please").step_by_step);
+        assert!(m.scan("solve it STEP\nby   step").step_by_step);
+        assert!(!m.scan("I rethink throughout the day").step_by_step);
+        assert!(m.scan("Let's think about it").step_by_step);
+        assert!(m.scan("answer inside <think> tags").hidden_reasoning);
+        assert!(!m.scan("I think so").hidden_reasoning);
+        assert!(m.scan("Task 1: write a poem").task_generation);
+        assert!(!m.scan("task 1 of 3 is done").task_generation);
+        let long = format!("{} show your work", "filler ".repeat(1000));
+        assert!(m.scan(&long).step_by_step, "a phrase in the tail window");
+    }
+
+    #[test]
+    fn identity_is_the_normalised_hash() {
+        let long = "word ".repeat(200);
+        let straddling = format!("{} {} tail", "ab ".repeat(127), "x".repeat(40));
+        for text in [
+            "",
+            "Hello",
+            "You are a helpful assistant.",
+            &long,
+            &straddling,
+        ] {
+            assert_eq!(text_facts(text).identity, normalised_hash(text), "{text:?}");
+        }
     }
 
     #[test]
