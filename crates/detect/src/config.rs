@@ -55,10 +55,12 @@ pub struct Shape {
     pub new_model_warmup_hours: f64,
     /// An account younger than this at its first call is "new" (default 7 days).
     pub new_account_days: f64,
-    /// Calls per hour of activity span before volume adds evidence (default 20).
-    pub busy_calls_per_hour: f64,
     /// Generation calls at which the evidence is trusted fully (default 40); fewer damp it.
     pub full_confidence_exchanges: f64,
+    /// Distinct fresh prompts at which broad or templated coverage counts half (default 30).
+    /// A distillation set is thousands of prompts; a few dozen broad ones are also what one
+    /// run of a content job or an afternoon of trials looks like.
+    pub coverage_half_prompts: f64,
 }
 
 impl Default for Shape {
@@ -71,8 +73,8 @@ impl Default for Shape {
             new_model_hours: 24.0,
             new_model_warmup_hours: 24.0,
             new_account_days: 7.0,
-            busy_calls_per_hour: 20.0,
             full_confidence_exchanges: 40.0,
+            coverage_half_prompts: 30.0,
         }
     }
 }

@@ -95,8 +95,12 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
     // The model must do the work: answers that are large next to the prompt. Retrieval and
     // extraction (long inputs, short outputs) do not harvest the model's knowledge.
     let generative_value = clamp01(f.output_ratio / 0.8);
-    let fresh_broad = clamp01(f.single_turn * f.unique_prompts * f.breadth * generative_value);
-    let templated = clamp01(f.template * f.breadth * f.unique_prompts * fresh_conf);
+    // Coverage is a property of a collection: it grows with the number of distinct prompts.
+    let distinct_fresh = f64::from(f.fresh) * f.unique_prompts;
+    let scale = distinct_fresh / (distinct_fresh + s.coverage_half_prompts);
+    let fresh_broad =
+        clamp01(f.single_turn * f.unique_prompts * f.breadth * generative_value * scale);
+    let templated = clamp01(f.template * f.breadth * f.unique_prompts * scale);
     let generation = clamp01(3.0 * f.task_generation);
     let synthetic = if f.followups >= 8 {
         clamp01(f.followup_repeat)

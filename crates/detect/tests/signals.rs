@@ -366,3 +366,40 @@ fn ordinary_customers_sharing_a_payment_instrument_stay_benign() {
         assert_eq!(r.verdict, Verdict::Benign, "{a}: {:?}", r.reasons);
     }
 }
+
+/// A template over broad, distinct content with long answers, `calls` of them two seconds apart.
+fn templated_job(account: &str, calls: usize) -> Vec<Exchange> {
+    let answer = "A long, detailed, generated article. ".repeat(40);
+    (0..calls)
+        .map(|i| {
+            let prompt = format!(
+                "Write a detailed article about the following: {}",
+                varied(i)
+            );
+            let mut e = exchange(
+                account,
+                i,
+                START + i as i64 * 2_000,
+                vec![msg("user", &prompt)],
+                &answer,
+            );
+            e.request.max_tokens = Some(4096);
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn coverage_is_weighed_by_the_size_of_the_collection() {
+    // One run of a content job over a few dozen items has the shape of a templated harvest's
+    // first minutes; only the size of the collection tells them apart.
+    let mut log = templated_job("one-run", 60);
+    log.extend(templated_job("collection", 600));
+    let d = run(&log);
+    let small = d.report("one-run").unwrap();
+    assert_ne!(small.verdict, Verdict::Distilling, "{:?}", small.reasons);
+    let large = d.report("collection").unwrap();
+    assert_eq!(large.verdict, Verdict::Distilling, "{:?}", large.reasons);
+    assert_eq!(large.reasons[0].signal, "fresh_broad_coverage");
+    assert!(large.score > small.score + 0.1);
+}
