@@ -102,8 +102,11 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
         clamp01(f.single_turn * f.unique_prompts * f.breadth * generative_value * scale);
     let templated = clamp01(f.template * f.breadth * f.unique_prompts * scale);
     let generation = clamp01(3.0 * f.task_generation);
+    // People repeat a follow-up now and then ("continue", "thanks"), and a distinct counter
+    // over a few dozen follow-ups is noisy: a quarter repeated says nothing yet. A synthetic
+    // conversation generator draws from a small pool and repeats nearly every follow-up.
     let synthetic = if f.followups >= 8 {
-        clamp01(f.followup_repeat)
+        clamp01((f.followup_repeat - 0.25) / 0.5)
     } else {
         0.0
     };
