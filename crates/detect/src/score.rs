@@ -186,6 +186,14 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
     ]
 }
 
+/// Signals that describe the circumstances of a harvest rather than the harvest itself.
+const CONTEXT: [&str; 4] = [
+    "machine_timing",
+    "ip_rotation",
+    "new_account",
+    "model_pivot",
+];
+
 /// Scores an account from its features, with the reasons behind the score.
 pub fn assess(f: &Features, c: &Config) -> Assessment {
     evaluate(f, c, true)
@@ -200,10 +208,34 @@ pub fn score(f: &Features, c: &Config) -> (f64, Verdict) {
 fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     let n = f64::from(f.generative);
     let confidence = n / (n + c.shape.full_confidence_exchanges / 4.0);
+    let signals = signals(f, c, explain);
+    // Context (timing, addresses, account age, model pivot) makes harvest evidence more
+    // believable but is no harvest by itself: a developer on a new account who tries the new
+    // model in a steady burst of calls has all of it. Its total counts at most as much as the
+    // evidence of harvesting it accompanies.
+    let (mut harvest, mut context) = (0.0, 0.0);
+    for (signal, strength, weight, _) in &signals {
+        let value = confidence * strength * weight;
+        if value > 0.0 {
+            if CONTEXT.contains(signal) {
+                context += value;
+            } else {
+                harvest += value;
+            }
+        }
+    }
+    let context_scale = if context > harvest {
+        harvest / context
+    } else {
+        1.0
+    };
     let mut logit = c.weights.bias;
     let mut reasons = Vec::new();
-    for (signal, strength, weight, detail) in signals(f, c, explain) {
-        let value = confidence * strength * weight;
+    for (signal, strength, weight, detail) in signals {
+        let mut value = confidence * strength * weight;
+        if value > 0.0 && CONTEXT.contains(&signal) {
+            value *= context_scale;
+        }
         logit += value;
         if explain && value.abs() >= 0.25 {
             reasons.push(Reason {
@@ -232,5 +264,49 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         score,
         verdict,
         reasons,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An account with every circumstance of a harvest (round the clock, rotating addresses,
+    /// a new account, the newest model) and `coverage` of broad fresh prompts.
+    fn circumstances(coverage: f64) -> Features {
+        Features {
+            exchanges: 400,
+            generative: 400,
+            fresh: 400,
+            single_turn: 1.0,
+            unique_prompts: coverage,
+            breadth: coverage,
+            output_ratio: 1.0,
+            mean_output_tokens: 300.0,
+            quiet_hours_activity: 1.0,
+            span_hours: 48.0,
+            gap_cv: 1.0,
+            ip_churn: 1.0,
+            account_age_days: Some(0.5),
+            new_model: 1.0,
+            ..Features::default()
+        }
+    }
+
+    #[test]
+    fn circumstances_count_only_as_much_as_the_harvest_they_accompany() {
+        let c = Config::default();
+        let none = assess(&circumstances(0.0), &c);
+        assert_eq!(none.verdict, Verdict::Benign, "{:?}", none.reasons);
+        let context: f64 = none
+            .reasons
+            .iter()
+            .filter(|r| CONTEXT.contains(&r.signal))
+            .map(|r| r.value)
+            .sum();
+        assert!(context < 0.5, "context alone added {context}");
+        let some = assess(&circumstances(0.9), &c);
+        assert_eq!(some.verdict, Verdict::Distilling, "{:?}", some.reasons);
+        assert!(some.reasons.iter().any(|r| r.signal == "machine_timing"));
     }
 }
