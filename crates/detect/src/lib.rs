@@ -24,7 +24,7 @@ use crate::sketch::{hash_bytes, mix};
 
 pub use account::{AccountState, Features};
 pub use config::Config;
-pub use observation::Observation;
+pub use observation::{Observation, FACTS_VERSION};
 pub use score::{Assessment, Reason, Verdict};
 
 use crate::text::PhraseMatcher;

@@ -1,6 +1,7 @@
 //! What one exchange says, reduced to the facts the signals use. Pure function of the exchange.
 
 use exchange::Exchange;
+use serde::{Deserialize, Serialize};
 
 use crate::sketch::{hash_bytes, mix};
 use crate::text::{ip_hashes, normalised_hash, PhraseHits, PhraseMatcher, TextFacts};
@@ -13,8 +14,16 @@ pub enum Endpoint {
     Other,
 }
 
-/// The facts of one exchange.
-#[derive(Debug, Clone, Default)]
+/// Version of what [`Observation`]'s hashes mean. Facts kept with a redacted log line are only
+/// replayed under the same version; bump it whenever a change to text or hashing would give
+/// the same exchange different facts.
+pub const FACTS_VERSION: u32 = 2;
+
+/// The facts of one exchange: everything the detector keeps of it, and no text. A log that
+/// keeps only hashes or metadata keeps these beside each line, so a restart rebuilds the
+/// detector's state as it was ([`Observation::to_facts`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Observation {
     pub account: String,
     /// The exchange's `ts` as written, echoed in `first_flagged`.
@@ -211,8 +220,54 @@ impl Observation {
         obs
     }
 
+    /// The facts as kept beside a redacted log line: JSON tagged with [`FACTS_VERSION`].
+    pub fn to_facts(&self) -> String {
+        serde_json::to_string(&Facts {
+            v: FACTS_VERSION,
+            obs: std::borrow::Cow::Borrowed(self),
+        })
+        .expect("facts serialise")
+    }
+
+    /// Facts kept by [`Observation::to_facts`], when they parse and were made by this version
+    /// of the detector.
+    pub fn from_facts(text: &str) -> Option<Self> {
+        let facts: Facts = serde_json::from_str(text).ok()?;
+        (facts.v == FACTS_VERSION).then(|| facts.obs.into_owned())
+    }
+
     /// A fresh context: one user turn and no earlier answers in the request.
     pub fn single_turn(&self) -> bool {
         self.user_turns <= 1 && self.assistant_turns == 0 && self.tool_turns == 0
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Facts<'a> {
+    v: u32,
+    obs: std::borrow::Cow<'a, Observation>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::PhraseMatcher;
+
+    #[test]
+    fn facts_round_trip_and_refuse_another_version() {
+        let line = r#"{"id":"r1","ts":"2026-03-01T00:00:00Z","account":"a","endpoint":"/v1/chat/completions","status":200,"request":{"model":"m","messages":[{"role":"user","content":"Think step by step: why is the sky blue?"}],"max_tokens":4096},"response":{"choices":[{"index":0,"message":{"role":"assistant","content":"Rayleigh scattering."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3}}}"#;
+        let ex = exchange::parse_line(line.as_bytes()).unwrap();
+        let obs = Observation::of(&ex, &PhraseMatcher::default());
+        assert!(obs.phrases.step_by_step);
+        let kept = obs.to_facts();
+        assert!(!kept.contains("sky"), "facts keep no text: {kept}");
+        assert_eq!(Observation::from_facts(&kept), Some(obs));
+        let other = kept.replacen(
+            &format!("\"v\":{FACTS_VERSION}"),
+            &format!("\"v\":{}", FACTS_VERSION + 1),
+            1,
+        );
+        assert_eq!(Observation::from_facts(&other), None);
+        assert_eq!(Observation::from_facts("not json"), None);
     }
 }

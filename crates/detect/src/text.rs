@@ -3,6 +3,8 @@
 //! elicitation, task generation). Only a bounded window of each prompt is read, so the cost
 //! per exchange does not grow with context length.
 
+use serde::{Deserialize, Serialize};
+
 use crate::sketch::{hash_bytes, mix};
 
 /// How many bytes of a prompt's start and end are read.
@@ -14,7 +16,7 @@ const IDENTITY_BYTES: usize = 384;
 const SKELETON_WORDS: usize = 6;
 
 /// The text facts of one prompt.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct TextFacts {
     pub words: u32,
     /// Hash of the whole (bounded) normalised word sequence: equal prompts, equal hash.
@@ -523,7 +525,7 @@ impl RecentWords {
 }
 
 /// Which families a text contains.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhraseHits {
     pub step_by_step: bool,
     pub hidden_reasoning: bool,

@@ -308,11 +308,25 @@ impl Gateway {
                     }
                 }
                 if detects_here {
+                    let before = s.store.verdicts()?;
                     let n = tap::replay(&s)?;
                     tracing::info!(
                         exchanges = n,
                         "detector state restored from the exchange log"
                     );
+                    // A restart never lowers a verdict: where the replay ends below what was
+                    // stored (rows it had to leave out), the stored verdict stands.
+                    for v in before {
+                        let Some(stored) = detect::Verdict::parse(&v.verdict) else {
+                            continue;
+                        };
+                        let replayed = s.table.verdict(&v.account).unwrap_or(detect::Verdict::Benign);
+                        if stored > replayed {
+                            tracing::warn!(account = %v.account, stored = %v.verdict, replayed = replayed.as_str(), "the replay ended below the stored verdict; keeping the stored one");
+                            s.table.set_verdict(&v.account, stored);
+                            s.store.put_verdict(&v)?;
+                        }
+                    }
                 } else {
                     for v in s.store.verdicts()? {
                         if let Some(verdict) = detect::Verdict::parse(&v.verdict) {

@@ -159,6 +159,12 @@ impl PolicyTable {
         }
     }
 
+    /// The detector's verdict on `account`, if one was set.
+    pub fn verdict(&self, account: &str) -> Option<detect::Verdict> {
+        let t = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        t.verdicts.get(account).copied()
+    }
+
     pub fn set_verdict(&self, account: &str, verdict: detect::Verdict) {
         self.inner
             .write()

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use detect::{Detector, Verdict};
+use detect::text::PhraseMatcher;
+use detect::{Detector, Observation, Verdict};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use store::{AuditEntry, LoggedExchange, Store, StoredVerdict};
@@ -83,6 +84,7 @@ impl Tap {
             ts_ms,
             account,
             line: stored,
+            facts: None,
         };
         if log.send(Finished { row, full_line }).await.is_err() {
             tracing::error!("exchange log writer is gone; an exchange was not logged");
@@ -154,14 +156,21 @@ pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread
     let (log_tx, mut log_rx) = mpsc::channel::<Finished>(queue.max(1));
     // Whole committed batches go to the detector: one wake-up per commit, not per exchange.
     let (det_tx, det_rx) =
-        std::sync::mpsc::sync_channel::<Vec<String>>((queue / 1024).clamp(2, 64));
+        std::sync::mpsc::sync_channel::<Vec<Committed>>((queue / 1024).clamp(2, 64));
     let detector_shared = shared.clone();
     let detector_thread = thread::Builder::new()
         .name("detector".into())
         .spawn(move || {
-            for lines in det_rx {
-                for line in lines {
-                    observe_line(&detector_shared, &line, true);
+            let phrases = PhraseMatcher::default();
+            for batch in det_rx {
+                for committed in batch {
+                    let obs = match committed {
+                        Committed::Line(line) => observation_of(&line, &phrases),
+                        Committed::Facts(obs) => Some(*obs),
+                    };
+                    if let Some(obs) = obs {
+                        observe(&detector_shared, &obs, true);
+                    }
                 }
             }
         })
@@ -169,6 +178,7 @@ pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread
     let writer = thread::Builder::new()
         .name("exchange-log".into())
         .spawn(move || {
+            let phrases = PhraseMatcher::default();
             let mut batch: Vec<Finished> = Vec::with_capacity(1024);
             while let Some(first) = log_rx.blocking_recv() {
                 batch.push(first);
@@ -180,8 +190,23 @@ pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread
                         Err(_) => break,
                     }
                 }
-                let (rows, full_lines): (Vec<LoggedExchange>, Vec<Option<String>>) =
-                    batch.drain(..).map(|f| (f.row, f.full_line)).unzip();
+                // A redacted line keeps the detector's facts beside it (for replays); the
+                // detector then takes those facts instead of parsing the full line again.
+                let mut rows = Vec::with_capacity(batch.len());
+                let mut committed = Vec::with_capacity(batch.len());
+                for Finished { mut row, full_line } in batch.drain(..) {
+                    match full_line {
+                        None => committed.push(Committed::Line(row.line.clone())),
+                        Some(full) => match observation_of(&full, &phrases) {
+                            Some(obs) => {
+                                row.facts = Some(obs.to_facts());
+                                committed.push(Committed::Facts(Box::new(obs)));
+                            }
+                            None => committed.push(Committed::Line(full)),
+                        },
+                    }
+                    rows.push(row);
+                }
                 let mut attempt = 0;
                 while let Err(e) = shared.store.append_exchanges(&rows) {
                     attempt += 1;
@@ -191,12 +216,7 @@ pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread
                 metrics::counter!("distillguard_exchanges_logged_total")
                     .increment(rows.len() as u64);
                 // The detector sees each exchange after it is committed, in commit order.
-                let lines = rows
-                    .into_iter()
-                    .zip(full_lines)
-                    .map(|(row, full)| full.unwrap_or(row.line))
-                    .collect();
-                if det_tx.send(lines).is_err() {
+                if det_tx.send(committed).is_err() {
                     tracing::error!("detector thread is gone");
                 }
             }
@@ -207,15 +227,41 @@ pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread
     (Tap::Local(log_tx), writer)
 }
 
-/// Feeds one line to the detector; on a verdict change, updates the table, the stored verdict
-/// and (when `audit`) the audit trail. Returns the accounts whose verdict changed.
-pub fn observe_line(shared: &Shared, line: &str, audit: bool) -> Vec<(String, Verdict)> {
-    let Ok(ex) = exchange::parse_line(line.as_bytes()) else {
-        tracing::warn!("an exchange line did not parse; the detector skipped it");
-        return Vec::new();
-    };
+/// One committed exchange on its way to the detector: its line, or the facts already taken
+/// from it.
+enum Committed {
+    Line(String),
+    Facts(Box<Observation>),
+}
+
+/// The detector's facts of one line (the same parser and reduction `scan` uses), or `None`
+/// with a warning when the line does not parse.
+pub fn observation_of(line: &str, phrases: &PhraseMatcher) -> Option<Observation> {
+    match exchange::parse_line(line.as_bytes()) {
+        Ok(ex) => Some(Observation::of(&ex, phrases)),
+        Err(_) => {
+            tracing::warn!("an exchange line did not parse; the detector skipped it");
+            None
+        }
+    }
+}
+
+/// The facts to replay for a logged exchange: those kept beside a redacted line, or the line's
+/// own when it was kept whole. A redacted line whose facts another version of the detector
+/// made is skipped (`None`): its hash strings read as prompts would be false evidence.
+pub fn replay_observation(row: &LoggedExchange, phrases: &PhraseMatcher) -> Option<Observation> {
+    match row.facts.as_deref() {
+        Some(facts) => Observation::from_facts(facts),
+        None => observation_of(&row.line, phrases),
+    }
+}
+
+/// Feeds one exchange's facts to the detector; on a verdict change, updates the table, the
+/// stored verdict and (when `audit`) the audit trail. Returns the accounts whose verdict
+/// changed.
+pub fn observe(shared: &Shared, obs: &Observation, audit: bool) -> Vec<(String, Verdict)> {
     let mut detector = shared.detector.lock().unwrap_or_else(|p| p.into_inner());
-    let changes = detector.observe(&ex);
+    let changes = detector.observe_facts(obs);
     if changes.is_empty() {
         return Vec::new();
     }
@@ -226,14 +272,14 @@ pub fn observe_line(shared: &Shared, line: &str, audit: bool) -> Vec<(String, Ve
     drop(detector);
     let changed = changes.iter().map(|c| (c.account.clone(), c.to)).collect();
     for (change, report) in changes.into_iter().zip(reports) {
-        record_change(shared, &ex, change, report, audit);
+        record_change(shared, obs.ts, change, report, audit);
     }
     changed
 }
 
 fn record_change(
     shared: &Shared,
-    ex: &exchange::Exchange,
+    ts_ms: i64,
     change: detect::VerdictChange,
     report: Option<detect::AccountReport>,
     audit: bool,
@@ -248,7 +294,7 @@ fn record_change(
         verdict: change.to.as_str().into(),
         first_flagged: report.first_flagged.clone(),
         reasons: serde_json::to_value(&report.reasons).unwrap_or(Value::Null),
-        updated_ms: ex.ts.millis(),
+        updated_ms: ts_ms,
     };
     if let Err(e) = shared.store.put_verdict(&stored) {
         tracing::error!(error = %e, "storing a verdict failed");
@@ -266,7 +312,7 @@ fn record_change(
             .map(|r| format!("{} (+{:.1}): {}", r.signal, r.value, r.detail))
             .collect();
         let entry = AuditEntry {
-            ts_ms: ex.ts.millis(),
+            ts_ms,
             account: change.account.clone(),
             action: if from == to {
                 format!("verdict {}", change.to.as_str())
@@ -301,16 +347,27 @@ pub fn replay(shared: &Shared) -> store::Result<u64> {
 
 /// [`replay`] for the accounts `mine` accepts (a worker's partitions).
 pub fn replay_accounts(shared: &Shared, mine: impl Fn(&str) -> bool) -> store::Result<u64> {
-    let mut after = 0;
-    let mut n = 0;
+    let phrases = PhraseMatcher::default();
+    let (mut after, mut n, mut skipped) = (0, 0, 0u64);
     loop {
         let page = shared.store.exchanges(None, after, 4096)?;
         let Some(last) = page.last() else { break };
         after = last.0;
         for (_, e) in page.iter().filter(|(_, e)| mine(&e.account)) {
-            observe_line(shared, &e.line, false);
+            match replay_observation(e, &phrases) {
+                Some(obs) => {
+                    observe(shared, &obs, false);
+                }
+                None => skipped += 1,
+            }
             n += 1;
         }
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            "exchanges left out of the replay: unreadable, or redacted with facts from another detector version"
+        );
     }
     Ok(n)
 }

@@ -132,12 +132,15 @@ pub struct AuditEntry {
 }
 
 /// One logged exchange: its id, time, account and the JSON line of EXCHANGE_FORMAT.md.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LoggedExchange {
     pub id: String,
     pub ts_ms: i64,
     pub account: String,
     pub line: String,
+    /// The detector's facts of the exchange (`detect::Observation::to_facts`), kept when the
+    /// line is redacted, so a restart replays what the detector saw and not the redaction.
+    pub facts: Option<String>,
 }
 
 /// Everything the gateway and CLI keep. Implementations are synchronous; async callers run

@@ -73,6 +73,10 @@ CREATE INDEX audit_by_account ON audit(account, seq);
         "V2__account_meta",
         "ALTER TABLE accounts ADD COLUMN meta TEXT;",
     ),
+    (
+        "V3__exchange_facts",
+        "ALTER TABLE exchanges ADD COLUMN facts TEXT;",
+    ),
 ];
 
 /// Arbitrary but fixed: every distillguard process migrating the same database takes this lock.
@@ -201,6 +205,7 @@ fn exchange_row(row: &postgres::Row, from: usize) -> LoggedExchange {
         ts_ms: row.get(from + 1),
         account: row.get(from + 2),
         line: row.get(from + 3),
+        facts: row.get(from + 4),
     }
 }
 
@@ -365,13 +370,14 @@ impl Store for PgStore {
         let ts: Vec<i64> = batch.iter().map(|e| e.ts_ms).collect();
         let accounts: Vec<&str> = batch.iter().map(|e| e.account.as_str()).collect();
         let lines: Vec<&str> = batch.iter().map(|e| e.line.as_str()).collect();
+        let facts: Vec<Option<&str>> = batch.iter().map(|e| e.facts.as_deref()).collect();
         let inserted: std::collections::HashSet<String> = self.with(|c| {
             Ok(c.query(
-                "INSERT INTO exchanges (id, ts_ms, account, line)
-                 SELECT id, ts_ms, account, line FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY AS t(id, ts_ms, account, line, n)
+                "INSERT INTO exchanges (id, ts_ms, account, line, facts)
+                 SELECT id, ts_ms, account, line, facts FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(id, ts_ms, account, line, facts, n)
                  ORDER BY n
                  ON CONFLICT (id) DO NOTHING RETURNING id",
-                &[&ids, &ts, &accounts, &lines],
+                &[&ids, &ts, &accounts, &lines, &facts],
             )?
             .iter()
             .map(|r| r.get(0))
@@ -395,11 +401,11 @@ impl Store for PgStore {
         self.with(|c| {
             let rows = match account {
                 Some(a) => c.query(
-                    "SELECT seq, id, ts_ms, account, line FROM exchanges WHERE account = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    "SELECT seq, id, ts_ms, account, line, facts FROM exchanges WHERE account = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                     &[&a, &after_seq, &limit],
                 )?,
                 None => c.query(
-                    "SELECT seq, id, ts_ms, account, line FROM exchanges WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    "SELECT seq, id, ts_ms, account, line, facts FROM exchanges WHERE seq > $1 ORDER BY seq LIMIT $2",
                     &[&after_seq, &limit],
                 )?,
             };
@@ -414,7 +420,7 @@ impl Store for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(|c| {
             Ok(c.query(
-                "SELECT id, ts_ms, account, line FROM exchanges WHERE account = $1 ORDER BY seq DESC LIMIT $2",
+                "SELECT id, ts_ms, account, line, facts FROM exchanges WHERE account = $1 ORDER BY seq DESC LIMIT $2",
                 &[&account, &limit],
             )?
             .iter()

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS exchanges (
     id TEXT NOT NULL UNIQUE,
     ts_ms INTEGER NOT NULL,
     account TEXT NOT NULL,
-    line TEXT NOT NULL
+    line TEXT NOT NULL,
+    facts TEXT
 );
 CREATE INDEX IF NOT EXISTS exchanges_by_account ON exchanges(account, seq);
 CREATE INDEX IF NOT EXISTS exchanges_by_time ON exchanges(ts_ms);
@@ -88,6 +89,13 @@ impl SqliteStore {
             .exists([])?;
         if !has_meta {
             conn.execute_batch("ALTER TABLE accounts ADD COLUMN meta TEXT")?;
+        }
+        // ... and logs made before redacted lines kept the detector's facts gain that column.
+        let has_facts: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('exchanges') WHERE name = 'facts'")?
+            .exists([])?;
+        if !has_facts {
+            conn.execute_batch("ALTER TABLE exchanges ADD COLUMN facts TEXT")?;
         }
         Ok(Self {
             conn: Mutex::new(conn),
@@ -254,9 +262,9 @@ impl Store for SqliteStore {
         let tx = conn.transaction()?;
         let mut new = Vec::with_capacity(batch.len());
         {
-            let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO exchanges (id, ts_ms, account, line) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO exchanges (id, ts_ms, account, line, facts) VALUES (?1, ?2, ?3, ?4, ?5)")?;
             for e in batch {
-                new.push(stmt.execute(params![e.id, e.ts_ms, e.account, e.line])? > 0);
+                new.push(stmt.execute(params![e.id, e.ts_ms, e.account, e.line, e.facts])? > 0);
             }
         }
         tx.commit()?;
@@ -278,17 +286,18 @@ impl Store for SqliteStore {
                     ts_ms: row.get(2)?,
                     account: row.get(3)?,
                     line: row.get(4)?,
+                    facts: row.get(5)?,
                 },
             ))
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = match account {
             Some(a) => conn
-                .prepare_cached("SELECT seq, id, ts_ms, account, line FROM exchanges WHERE account = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?
+                .prepare_cached("SELECT seq, id, ts_ms, account, line, facts FROM exchanges WHERE account = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?
                 .query_map(params![a, after_seq, limit], map)?
                 .collect::<rusqlite::Result<Vec<_>>>()?,
             None => conn
-                .prepare_cached("SELECT seq, id, ts_ms, account, line FROM exchanges WHERE seq > ?1 ORDER BY seq LIMIT ?2")?
+                .prepare_cached("SELECT seq, id, ts_ms, account, line, facts FROM exchanges WHERE seq > ?1 ORDER BY seq LIMIT ?2")?
                 .query_map(params![after_seq, limit], map)?
                 .collect::<rusqlite::Result<Vec<_>>>()?,
         };
@@ -297,7 +306,7 @@ impl Store for SqliteStore {
 
     fn recent_exchanges(&self, account: &str, limit: usize) -> Result<Vec<LoggedExchange>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT id, ts_ms, account, line FROM exchanges WHERE account = ?1 ORDER BY seq DESC LIMIT ?2")?;
+        let mut stmt = conn.prepare_cached("SELECT id, ts_ms, account, line, facts FROM exchanges WHERE account = ?1 ORDER BY seq DESC LIMIT ?2")?;
         let rows = stmt
             .query_map(
                 params![account, i64::try_from(limit).unwrap_or(i64::MAX)],
@@ -307,6 +316,7 @@ impl Store for SqliteStore {
                         ts_ms: row.get(1)?,
                         account: row.get(2)?,
                         line: row.get(3)?,
+                        facts: row.get(4)?,
                     })
                 },
             )?
@@ -474,6 +484,34 @@ mod tests {
     }
 
     #[test]
+    fn a_log_from_before_facts_and_meta_opens_and_gains_both_columns() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("old.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE accounts (name TEXT PRIMARY KEY, rpm INTEGER, tpm INTEGER, concurrency INTEGER, allowlisted INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL);
+                 CREATE TABLE exchanges (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, ts_ms INTEGER NOT NULL, account TEXT NOT NULL, line TEXT NOT NULL);
+                 INSERT INTO exchanges (id, ts_ms, account, line) VALUES ('old', 1, 'a', '{}');",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let row = LoggedExchange {
+            id: "new".into(),
+            ts_ms: 2,
+            account: "a".into(),
+            line: "{}".into(),
+            facts: Some("{}".into()),
+        };
+        s.append_exchanges(std::slice::from_ref(&row)).unwrap();
+        let rows = s.exchanges(Some("a"), 0, 10).unwrap();
+        assert_eq!(rows[0].1.facts, None);
+        assert_eq!(rows[1].1, row);
+        s.upsert_account("a", None, 0).unwrap();
+    }
+
+    #[test]
     fn exchanges_append_once_by_id_and_page_in_order() {
         let (_d, s) = store();
         let ex = |id: &str, acct: &str| LoggedExchange {
@@ -481,6 +519,7 @@ mod tests {
             ts_ms: 1,
             account: acct.into(),
             line: "{}".into(),
+            facts: None,
         };
         s.append_exchanges(&[ex("1", "a"), ex("2", "b"), ex("3", "a")])
             .unwrap();

@@ -9,6 +9,7 @@ fn ex(id: &str, account: &str, ts: i64) -> LoggedExchange {
         ts_ms: ts,
         account: account.into(),
         line: format!("{{\"id\":\"{id}\"}}"),
+        facts: None,
     }
 }
 
@@ -60,7 +61,10 @@ fn behaves_as_a_store(s: &dyn Store) {
         .append_exchanges(&[
             ex("e1", "acme", 100),
             ex("e2", "beta", 200),
-            ex("e3", "acme", 300),
+            LoggedExchange {
+                facts: Some("{\"v\":2}".into()),
+                ..ex("e3", "acme", 300)
+            },
         ])
         .unwrap();
     assert_eq!(new, vec![true, true, true]);
@@ -80,6 +84,9 @@ fn behaves_as_a_store(s: &dyn Store) {
     assert_eq!(after[0].1.id, "e3");
     let acme = s.exchanges(Some("acme"), 0, 10).unwrap();
     assert_eq!(acme.len(), 2);
+    // A redacted line's facts come back with it; other lines have none.
+    assert_eq!(acme[0].1.facts, None);
+    assert_eq!(acme[1].1.facts.as_deref(), Some("{\"v\":2}"));
     let recent = s.recent_exchanges("beta", 1).unwrap();
     assert_eq!(recent[0], ex("e4", "beta", 400));
     assert_eq!(s.expire_exchanges(250).unwrap(), 2);
