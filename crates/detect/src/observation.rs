@@ -77,6 +77,14 @@ pub fn estimate_tokens(bytes: usize) -> u64 {
 
 impl Observation {
     pub fn of(ex: &Exchange, phrases: &PhraseMatcher) -> Self {
+        // An exported line whose text was redacted carries the facts the detector had of the
+        // full exchange; the line itself stays authoritative for who and when.
+        if let Some(mut obs) = ex.detector_facts.as_ref().and_then(Self::from_facts_value) {
+            obs.account = ex.account.clone();
+            obs.ts_text = ex.ts.as_str().to_owned();
+            obs.ts = ex.ts.millis();
+            return obs;
+        }
         let endpoint = if ex.endpoint.ends_with("/chat/completions") {
             Endpoint::Chat
         } else if ex.endpoint.ends_with("/completions") {
@@ -233,6 +241,12 @@ impl Observation {
     /// of the detector.
     pub fn from_facts(text: &str) -> Option<Self> {
         let facts: Facts = serde_json::from_str(text).ok()?;
+        (facts.v == FACTS_VERSION).then(|| facts.obs.into_owned())
+    }
+
+    /// [`Observation::from_facts`] for facts already parsed as JSON.
+    pub fn from_facts_value(value: &serde_json::Value) -> Option<Self> {
+        let facts: Facts = serde_json::from_value(value.clone()).ok()?;
         (facts.v == FACTS_VERSION).then(|| facts.obs.into_owned())
     }
 

@@ -27,6 +27,11 @@ pub struct Exchange {
     pub request: Request,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<Response>,
+    /// Extension (distillguard): the detector's facts of the exchange as it was served, written
+    /// by `distillguard export` beside a line whose text the log redacted, so a scan of the
+    /// export reaches the verdicts the gateway did. Other readers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector_facts: Option<serde_json::Value>,
 }
 
 /// Identity facts the provider knows about the account; every one optional.

@@ -722,6 +722,17 @@ async fn a_restart_under_the_hashes_policy_rebuilds_the_verdicts_the_detector_ha
         .iter()
         .all(|(_, e)| !e.line.contains("scratchpad") && e.facts.is_some()));
 
+    // The export of that log scans to the same score: each redacted line carries the facts.
+    let mut replayed = detect::Detector::new(detect::Config::default());
+    for (_, row) in &rows {
+        let line = row.export_line();
+        assert!(line.contains("\"detector_facts\""), "{line}");
+        replayed.observe(&exchange::parse_line(line.as_bytes()).unwrap());
+    }
+    let scanned = replayed.report("extractor").unwrap();
+    assert_eq!(scanned.verdict.as_str(), before["verdict"]);
+    assert_eq!(serde_json::json!(scanned.score), before["score"]);
+
     let config = h.gw.state.config.clone();
     h.gw.shutdown().await;
     let again = Gateway::start(config.clone(), h.store.clone(), Some(ADMIN.into()))

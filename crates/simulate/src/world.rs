@@ -532,6 +532,7 @@ impl<'c> World<'c> {
             latency_ms: Some((150.0 + out_tokens as f64 * self.rng.gen_range(8.0..20.0)).round()),
             request,
             response,
+            detector_facts: None,
         }
     }
 }

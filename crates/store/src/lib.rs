@@ -143,6 +143,28 @@ pub struct LoggedExchange {
     pub facts: Option<String>,
 }
 
+impl LoggedExchange {
+    /// The line as `distillguard export` writes it: a redacted line gains the detector's facts
+    /// of the full exchange as `detector_facts` (an extension field other readers ignore), so
+    /// `scan` of the export reaches the verdicts the gateway did.
+    pub fn export_line(&self) -> std::borrow::Cow<'_, str> {
+        let Some(facts) = self.facts.as_deref() else {
+            return self.line.as_str().into();
+        };
+        match self.line.trim_end().strip_suffix('}') {
+            Some(open) if open.trim_start().starts_with('{') => {
+                let sep = if open.trim_end().ends_with('{') {
+                    ""
+                } else {
+                    ","
+                };
+                format!("{open}{sep}\"detector_facts\":{facts}}}").into()
+            }
+            _ => self.line.as_str().into(),
+        }
+    }
+}
+
 /// Everything the gateway and CLI keep. Implementations are synchronous; async callers run
 /// them on a blocking thread.
 pub trait Store: Send + Sync {
@@ -187,7 +209,7 @@ pub trait Store: Send + Sync {
 mod tests {
     use serde_json::json;
 
-    use super::check_meta;
+    use super::{check_meta, LoggedExchange};
 
     #[test]
     fn meta_is_checked_for_unknown_fields_and_types() {
@@ -197,5 +219,25 @@ mod tests {
         let typed = check_meta(&json!({"asn": "AS64500"})).unwrap_err();
         assert!(typed.to_string().contains("meta"), "{typed}");
         assert!(check_meta(&json!(["not", "an", "object"])).is_err());
+    }
+
+    #[test]
+    fn a_redacted_line_is_exported_with_its_facts_and_a_whole_line_as_it_is() {
+        let row = |line: &str, facts: Option<&str>| LoggedExchange {
+            line: line.into(),
+            facts: facts.map(str::to_owned),
+            ..LoggedExchange::default()
+        };
+        assert_eq!(row(r#"{"id":"a"}"#, None).export_line(), r#"{"id":"a"}"#);
+        let out = row(r#"{"id":"a"}"#, Some(r#"{"v":2}"#))
+            .export_line()
+            .into_owned();
+        assert_eq!(out, r#"{"id":"a","detector_facts":{"v":2}}"#);
+        assert_eq!(
+            row("{}", Some(r#"{"v":2}"#)).export_line(),
+            r#"{"detector_facts":{"v":2}}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed["detector_facts"]["v"], 2);
     }
 }

@@ -32,7 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let Some(last) = page.last() else { break };
         after = last.0;
         for (_, e) in page {
-            out.write_all(e.line.as_bytes())?;
+            out.write_all(e.export_line().as_bytes())?;
             out.write_all(b"\n")?;
             n += 1;
         }
