@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use store::{AuditEntry, Override};
 
 use crate::auth::{admin_token_matches, bearer};
+use crate::config::ContentPolicy;
 use crate::error::ApiError;
 use crate::policy::Action;
 use crate::tap::now_ms;
@@ -205,6 +206,10 @@ pub struct NewAccount {
     /// logs with each exchange of the account; omitted leaves them as they are.
     #[serde(default)]
     meta: Option<Value>,
+    /// What the log keeps of the account's exchanges (`full`, `hashes`, `metadata`); omitted
+    /// leaves it as it is (the gateway's `content` setting until one is set).
+    #[serde(default)]
+    content: Option<String>,
 }
 
 /// `POST /admin/accounts`: creates an account or sets its limits.
@@ -218,21 +223,34 @@ pub async fn upsert_account(
         tpm: a.tpm,
         concurrency: a.concurrency,
     };
-    let meta = a.meta.clone();
+    if let Some(c) = a.content.as_deref() {
+        if ContentPolicy::parse(c).is_none() {
+            return Err(ApiError::invalid_request(format!(
+                "content must be one of {}, not {c:?}",
+                store::CONTENT_POLICIES.join(", ")
+            )));
+        }
+    }
+    let (meta, content) = (a.meta.clone(), a.content.clone());
     let account = blocking(move || {
-        let account = store.upsert_account(&a.name, Some(limits), now_ms())?;
+        let mut account = store.upsert_account(&a.name, Some(limits), now_ms())?;
         if let Some(m) = &meta {
             store.set_account_meta(&a.name, Some(m))?;
-            return Ok(store::Account {
-                meta: Some(m.clone()),
-                ..account
-            });
+            account.meta = Some(m.clone());
+        }
+        if let Some(c) = &content {
+            store.set_account_content(&a.name, Some(c))?;
+            account.content = Some(c.clone());
         }
         Ok(account)
     })
     .await?;
     state.keys.set_limits(&account.name, account.limits);
     state.keys.set_meta(&account.name, account.meta.clone());
+    state.keys.set_content(
+        &account.name,
+        account.content.as_deref().and_then(ContentPolicy::parse),
+    );
     Ok(Json(serde_json::to_value(account).unwrap_or(Value::Null)))
 }
 

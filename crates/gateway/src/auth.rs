@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use store::{hash_key, Store};
 
+use crate::config::ContentPolicy;
 use crate::error::ApiError;
 
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct Principal {
     pub limits: limits::Limits,
     /// The account's `meta` (EXCHANGE_FORMAT.md), logged with each of its exchanges.
     pub meta: Option<Arc<serde_json::Value>>,
+    /// What the log keeps of this account's exchanges, when the account has its own policy.
+    pub content: Option<ContentPolicy>,
 }
 
 #[derive(Clone)]
@@ -33,6 +36,7 @@ struct Cache {
     keys: HashMap<[u8; 32], CachedKey>,
     limits: HashMap<String, limits::Limits>,
     meta: HashMap<String, Arc<serde_json::Value>>,
+    content: HashMap<String, ContentPolicy>,
 }
 
 #[derive(Clone)]
@@ -80,6 +84,9 @@ impl KeyCache {
             if let Some(m) = a.meta {
                 c.meta.insert(a.name.clone(), Arc::new(m));
             }
+            if let Some(p) = a.content.as_deref().and_then(ContentPolicy::parse) {
+                c.content.insert(a.name.clone(), p);
+            }
             c.limits.insert(a.name, a.limits);
         }
         *self.cache.write().unwrap_or_else(|p| p.into_inner()) = c;
@@ -115,6 +122,14 @@ impl KeyCache {
         match meta {
             Some(m) => c.meta.insert(account.to_owned(), Arc::new(m)),
             None => c.meta.remove(account),
+        };
+    }
+
+    pub fn set_content(&self, account: &str, content: Option<ContentPolicy>) {
+        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        match content {
+            Some(p) => c.content.insert(account.to_owned(), p),
+            None => c.content.remove(account),
         };
     }
 
@@ -171,6 +186,13 @@ impl KeyCache {
                 if let Some(m) = found.as_ref().and_then(|a| a.meta.clone()) {
                     c.meta.insert(rec.account.clone(), Arc::new(m));
                 }
+                if let Some(p) = found
+                    .as_ref()
+                    .and_then(|a| a.content.as_deref())
+                    .and_then(ContentPolicy::parse)
+                {
+                    c.content.insert(rec.account.clone(), p);
+                }
                 c.limits
                     .insert(rec.account, found.map(|a| a.limits).unwrap_or_default());
                 entry
@@ -179,11 +201,12 @@ impl KeyCache {
         if key.revoked {
             return Err(ApiError::unauthorized("This API key has been revoked."));
         }
-        let (limits, meta) = {
+        let (limits, meta, content) = {
             let c = self.cache.read().unwrap_or_else(|p| p.into_inner());
             (
                 c.limits.get(&key.account).copied().unwrap_or_default(),
                 c.meta.get(&key.account).cloned(),
+                c.content.get(&key.account).copied(),
             )
         };
         Ok(Principal {
@@ -191,6 +214,7 @@ impl KeyCache {
             key_id: key.id,
             limits,
             meta,
+            content,
         })
     }
 }

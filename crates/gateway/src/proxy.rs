@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::auth::Principal;
-use crate::config::Upstream;
+use crate::config::{ContentPolicy, Upstream};
 use crate::error::ApiError;
 use crate::policy::{degrade_request, strip_response, Action};
 use crate::stream::{Assembler, Tapped};
@@ -44,6 +44,8 @@ struct CallRecord {
     user_agent: Option<String>,
     /// What the provider knows about the account (payment, sign-up, …), for linking.
     meta: Option<std::sync::Arc<Value>>,
+    /// What the log keeps of this exchange: the account's own policy, else the gateway's.
+    content: ContentPolicy,
     endpoint: String,
     body_bytes: usize,
     /// The body as the client sent it: forwarded as is unless a policy changes it.
@@ -147,6 +149,7 @@ pub async fn generate(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         meta: principal.meta.clone(),
+        content: principal.content.unwrap_or(state.config.content),
         endpoint,
         body_bytes: body.len(),
         raw_body: body,
@@ -157,7 +160,7 @@ pub async fn generate(
         Err(e) => {
             state
                 .tap
-                .record(call.line(e.status.as_u16(), None), state.config.content)
+                .record(call.line(e.status.as_u16(), None), call.content)
                 .await;
             metrics::counter!("distillguard_responses_total", "status" => e.status.as_str().to_owned()).increment(1);
             e.into_response()
@@ -333,7 +336,7 @@ async fn serve_call(
 
     if streaming && is_sse && status.is_success() {
         let tap = state.tap.clone();
-        let content = state.config.content;
+        let content = call.content;
         let call_line = call.line(status.as_u16(), None);
         let call_started = call.started;
         let on_done = Box::new(move |a: &Assembler, cut_short: bool| {
@@ -387,10 +390,7 @@ async fn serve_call(
     let logged_response = if status.is_success() { json_body } else { None };
     state
         .tap
-        .record(
-            call.line(status.as_u16(), logged_response),
-            state.config.content,
-        )
+        .record(call.line(status.as_u16(), logged_response), call.content)
         .await;
     metrics::counter!("distillguard_responses_total", "status" => status.as_str().to_owned())
         .increment(1);

@@ -757,3 +757,38 @@ async fn a_restart_under_the_hashes_policy_rebuilds_the_verdicts_the_detector_ha
     assert_ne!(kept["action"], "allow");
     third.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_account_with_its_own_content_policy_is_logged_by_it() {
+    let h = Harness::start(|_| {}).await;
+    let admin = |body: Value| {
+        h.client
+            .post(h.url("/admin/accounts"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+    };
+    let r = admin(json!({"name": "private", "content": "everything"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = admin(json!({"name": "private", "content": "hashes"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["content"], "hashes");
+    let private = h.key("private", None);
+    let open = h.key("open", None);
+    let secret = "my card number is 4111 1111 1111 1111";
+    h.post(&private, "/v1/chat/completions", chat(secret)).await;
+    h.post(&open, "/v1/chat/completions", chat(secret)).await;
+    let kept = h.logged("private", 1).await;
+    let text = kept[0]["request"]["messages"][0]["content"]
+        .as_str()
+        .unwrap();
+    assert!(text.starts_with("sha256:"), "{text}");
+    let row = &h.store.exchanges(Some("private"), 0, 10).unwrap()[0].1;
+    assert!(!row.line.contains("4111") && row.facts.is_some());
+    let whole = h.logged("open", 1).await;
+    assert_eq!(whole[0]["request"]["messages"][0]["content"], secret);
+}

@@ -70,6 +70,23 @@ pub struct Account {
     /// detector can link accounts by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<serde_json::Value>,
+    /// What the log keeps of this account's exchanges: one of [`CONTENT_POLICIES`]; `None`
+    /// leaves it to the gateway's setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// The content policies an account may have: the whole text, hashes of it, or metadata only.
+pub const CONTENT_POLICIES: &[&str] = &["full", "hashes", "metadata"];
+
+fn check_content(content: Option<&str>) -> Result<()> {
+    match content {
+        Some(c) if !CONTENT_POLICIES.contains(&c) => Err(StoreError::Invalid(format!(
+            "content policy {c:?} is not one of {}",
+            CONTENT_POLICIES.join(", ")
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Checks that `meta` is an object of the EXCHANGE_FORMAT.md `meta` fields with their types.
@@ -174,6 +191,8 @@ pub trait Store: Send + Sync {
     fn set_allowlisted(&self, name: &str, allowlisted: bool) -> Result<()>;
     /// Sets (or with `None` clears) an existing account's `meta`.
     fn set_account_meta(&self, name: &str, meta: Option<&serde_json::Value>) -> Result<()>;
+    /// Sets (or with `None` clears) what the log keeps of an account's exchanges.
+    fn set_account_content(&self, name: &str, content: Option<&str>) -> Result<()>;
     /// Creates a key for an existing account; the secret is returned once and never stored.
     fn create_key(&self, account: &str, now_ms: i64) -> Result<NewKey>;
     fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>>;

@@ -77,6 +77,10 @@ CREATE INDEX audit_by_account ON audit(account, seq);
         "V3__exchange_facts",
         "ALTER TABLE exchanges ADD COLUMN facts TEXT;",
     ),
+    (
+        "V4__account_content",
+        "ALTER TABLE accounts ADD COLUMN content TEXT;",
+    ),
 ];
 
 /// Arbitrary but fixed: every distillguard process migrating the same database takes this lock.
@@ -182,6 +186,7 @@ fn account_row(row: &postgres::Row) -> Account {
         meta: row
             .get::<_, Option<String>>(6)
             .and_then(|m| serde_json::from_str(&m).ok()),
+        content: row.get(7),
     }
 }
 
@@ -233,7 +238,7 @@ fn verdict_row(row: &postgres::Row) -> StoredVerdict {
     }
 }
 
-const ACCOUNT_COLUMNS: &str = "name, rpm, tpm, concurrency, allowlisted, created_ms, meta";
+const ACCOUNT_COLUMNS: &str = "name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content";
 
 fn as_i64(l: Option<u32>) -> Option<i64> {
     l.map(i64::from)
@@ -308,6 +313,20 @@ impl Store for PgStore {
             c.execute(
                 "UPDATE accounts SET meta = $2 WHERE name = $1",
                 &[&name, &text],
+            )
+        })?;
+        if n == 0 {
+            return Err(StoreError::Invalid(format!("no account {name:?}")));
+        }
+        Ok(())
+    }
+
+    fn set_account_content(&self, name: &str, content: Option<&str>) -> Result<()> {
+        crate::check_content(content)?;
+        let n = self.with(|c| {
+            c.execute(
+                "UPDATE accounts SET content = $2 WHERE name = $1",
+                &[&name, &content],
             )
         })?;
         if n == 0 {

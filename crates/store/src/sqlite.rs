@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     rpm INTEGER, tpm INTEGER, concurrency INTEGER,
     allowlisted INTEGER NOT NULL DEFAULT 0,
     created_ms INTEGER NOT NULL,
-    meta TEXT
+    meta TEXT,
+    content TEXT
 );
 CREATE TABLE IF NOT EXISTS keys (
     id TEXT PRIMARY KEY,
@@ -90,6 +91,12 @@ impl SqliteStore {
         if !has_meta {
             conn.execute_batch("ALTER TABLE accounts ADD COLUMN meta TEXT")?;
         }
+        let has_content: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('accounts') WHERE name = 'content'")?
+            .exists([])?;
+        if !has_content {
+            conn.execute_batch("ALTER TABLE accounts ADD COLUMN content TEXT")?;
+        }
         // ... and logs made before redacted lines kept the detector's facts gain that column.
         let has_facts: bool = conn
             .prepare("SELECT 1 FROM pragma_table_info('exchanges') WHERE name = 'facts'")?
@@ -125,6 +132,7 @@ fn account_row(row: &rusqlite::Row) -> rusqlite::Result<Account> {
         meta: row
             .get::<_, Option<String>>(6)?
             .and_then(|m| serde_json::from_str(&m).ok()),
+        content: row.get(7)?,
     })
 }
 
@@ -171,7 +179,7 @@ impl Store for SqliteStore {
             )?;
         }
         let account = conn.query_row(
-            "SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta FROM accounts WHERE name = ?1",
+            "SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content FROM accounts WHERE name = ?1",
             [name],
             account_row,
         )?;
@@ -181,13 +189,13 @@ impl Store for SqliteStore {
     fn account(&self, name: &str) -> Result<Option<Account>> {
         Ok(self
             .conn()
-            .query_row("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta FROM accounts WHERE name = ?1", [name], account_row)
+            .query_row("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content FROM accounts WHERE name = ?1", [name], account_row)
             .optional()?)
     }
 
     fn accounts(&self) -> Result<Vec<Account>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta FROM accounts ORDER BY name")?;
+        let mut stmt = conn.prepare("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content FROM accounts ORDER BY name")?;
         let rows = stmt
             .query_map([], account_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -212,6 +220,18 @@ impl Store for SqliteStore {
         let n = self.conn().execute(
             "UPDATE accounts SET meta = ?2 WHERE name = ?1",
             params![name, meta.map(|m| m.to_string())],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Invalid(format!("no account {name:?}")));
+        }
+        Ok(())
+    }
+
+    fn set_account_content(&self, name: &str, content: Option<&str>) -> Result<()> {
+        crate::check_content(content)?;
+        let n = self.conn().execute(
+            "UPDATE accounts SET content = ?2 WHERE name = ?1",
+            params![name, content],
         )?;
         if n == 0 {
             return Err(StoreError::Invalid(format!("no account {name:?}")));

@@ -39,6 +39,14 @@ fn behaves_as_a_store(s: &dyn Store) {
         .is_err());
     assert!(s.set_account_meta("nobody", None).is_err());
     assert!(s.account("nobody").unwrap().is_none());
+    // A content policy of the account's own, only one of the known ones, and cleared again.
+    assert_eq!(s.account("acme").unwrap().unwrap().content, None);
+    s.set_account_content("acme", Some("hashes")).unwrap();
+    assert_eq!(s.accounts().unwrap()[0].content.as_deref(), Some("hashes"));
+    assert!(s.set_account_content("acme", Some("everything")).is_err());
+    assert!(s.set_account_content("nobody", Some("full")).is_err());
+    s.set_account_content("acme", None).unwrap();
+    assert_eq!(s.account("acme").unwrap().unwrap().content, None);
 
     // Keys: only the hash is kept, revocation sticks, keys need an account.
     let key = s.create_key("acme", 30).unwrap();

@@ -32,6 +32,10 @@ pub enum What {
         /// The gateway logs it with every exchange, so accounts can be linked by it.
         #[arg(long)]
         meta: Option<String>,
+        /// What the log keeps of this account's exchanges: `full`, `hashes` or `metadata`
+        /// (default: the gateway's `content` setting).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(store::CONTENT_POLICIES))]
+        content: Option<String>,
     },
     /// Revoke a key by its id.
     Revoke {
@@ -66,6 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             tpm,
             concurrency,
             meta,
+            content,
         } => {
             let meta: Option<serde_json::Value> = meta
                 .map(|m| serde_json::from_str(&m))
@@ -84,6 +89,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let a = s.upsert_account(&account, limits, now_ms())?;
             if meta.is_some() {
                 s.set_account_meta(&account, meta.as_ref())?;
+            }
+            if content.is_some() {
+                s.set_account_content(&account, content.as_deref())?;
             }
             let key = s.create_key(&account, now_ms())?;
             eprintln!("created key {} for account {} (limits: rpm {:?}, tpm {:?}, concurrency {:?}); it is shown once:", key.id, a.name, a.limits.rpm, a.limits.tpm, a.limits.concurrency);
