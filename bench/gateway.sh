@@ -24,7 +24,7 @@ targets="direct distillguard"
 
 url_of() { case $1 in direct) echo http://127.0.0.1:$up_port/v1/chat/completions;; distillguard) echo http://127.0.0.1:$gw_port/v1/chat/completions;; litellm) echo http://127.0.0.1:$ll_port/v1/chat/completions;; esac; }
 key_of() { [ "$1" = distillguard ] && echo "$key" || echo ""; }
-run() { $bin bench load --url "$(url_of "$1")" --key "$(key_of "$1")" --rate "$2" --seconds "$secs" --json; }
+run() { $bin bench load --url "$(url_of "$1")" --key "$(key_of "$1")" --rate "$2" --seconds "$secs" --json "${@:3}"; }
 
 echo "== latency at fixed rates (${secs} s each); added = target minus direct at the same rate"
 for rate in 500 2000; do
@@ -37,6 +37,17 @@ t, d, r = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 print(f"rate {r['rate']:>5.0f}/s {t:<12} p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms  achieved {r['achieved']:7.0f}/s  errors {r['errors']:>5}  added p50 {r['p50_ms']-d['p50_ms']:+8.2f} ms  p99 {r['p99_ms']-d['p99_ms']:+8.2f} ms")
 PY
   done
+done
+
+echo "== time to first byte on streamed chat (${secs} s each); added = distillguard minus direct"
+for rate in 500 2000; do
+  d=$(run direct $rate --stream)
+  r=$(run distillguard $rate --stream)
+  python3 - "$d" "$r" <<'PY'
+import json, sys
+d, r = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(f"rate {r['rate']:>5.0f}/s TTFB direct p50 {d['p50_ms']:.2f} / p99 {d['p99_ms']:.2f} ms, distillguard p50 {r['p50_ms']:.2f} / p99 {r['p99_ms']:.2f} ms, errors {r['errors']}, added p50 {r['p50_ms']-d['p50_ms']:+.2f} ms  p99 {r['p99_ms']-d['p99_ms']:+.2f} ms")
+PY
 done
 
 echo "== highest rate with p99 under 10 ms, no errors, >= 95 % of the rate achieved (${secs} s steps)"
