@@ -66,6 +66,17 @@ impl Harness {
             .unwrap()
     }
 
+    /// `POST /admin/accounts` with the admin token.
+    async fn post_account(&self, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/admin/accounts"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Waits until the log holds `n` exchanges of `account` (the tap is asynchronous).
     async fn logged(&self, account: &str, n: usize) -> Vec<Value> {
         for _ in 0..200 {
@@ -365,21 +376,7 @@ async fn admin_api_needs_its_token_and_lists_accounts_with_verdicts_and_actions(
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "an API key is not an admin token");
-    let r = h
-        .client
-        .get(h.url("/admin/accounts"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
-    let a = body["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["account"] == "viewer")
-        .unwrap()
-        .clone();
+    let a = admin_account(&h.client, h.gw.addr, "viewer").await;
     assert!(
         a["score"].is_number() && a["verdict"] == "benign" && a["action"] == "allow",
         "{a}"
@@ -619,22 +616,15 @@ async fn linked_accounts_form_a_group_that_one_decision_blocks_at_once() {
 #[tokio::test]
 async fn account_meta_set_through_the_admin_api_is_logged_with_every_exchange() {
     let h = Harness::start(|_| {}).await;
-    let post_account = |body: Value| {
-        h.client
-            .post(h.url("/admin/accounts"))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-    };
-    let bad = post_account(json!({"name": "billed", "meta": {"card_number": "4111"}}))
-        .await
-        .unwrap();
+    let bad = h
+        .post_account(json!({"name": "billed", "meta": {"card_number": "4111"}}))
+        .await;
     assert_eq!(bad.status(), 400, "unknown meta fields are refused");
-    let ok = post_account(
-        json!({"name": "billed", "meta": {"payment_fingerprint": "pf_77", "asn": 64500}}),
-    )
-    .await
-    .unwrap();
+    let ok = h
+        .post_account(
+            json!({"name": "billed", "meta": {"payment_fingerprint": "pf_77", "asn": 64500}}),
+        )
+        .await;
     assert_eq!(ok.status(), 200);
     let key = h.store.create_key("billed", 0).unwrap().secret;
     assert_eq!(
@@ -761,20 +751,13 @@ async fn a_restart_under_the_hashes_policy_rebuilds_the_verdicts_the_detector_ha
 #[tokio::test]
 async fn an_account_with_its_own_content_policy_is_logged_by_it() {
     let h = Harness::start(|_| {}).await;
-    let admin = |body: Value| {
-        h.client
-            .post(h.url("/admin/accounts"))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-    };
-    let r = admin(json!({"name": "private", "content": "everything"}))
-        .await
-        .unwrap();
+    let r = h
+        .post_account(json!({"name": "private", "content": "everything"}))
+        .await;
     assert_eq!(r.status(), 400);
-    let r = admin(json!({"name": "private", "content": "hashes"}))
-        .await
-        .unwrap();
+    let r = h
+        .post_account(json!({"name": "private", "content": "hashes"}))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["content"], "hashes");
     let private = h.key("private", None);

@@ -141,6 +141,20 @@ impl PgStore {
         }
         Ok(out?)
     }
+
+    /// Sets one column of an account; an account that does not exist is an error.
+    fn update_account(
+        &self,
+        name: &str,
+        column: &str,
+        value: &(dyn postgres::types::ToSql + Sync),
+    ) -> Result<()> {
+        let sql = format!("UPDATE accounts SET {column} = $2 WHERE name = $1");
+        if self.with(|c| c.execute(&sql, &[&name, value]))? == 0 {
+            return Err(StoreError::Invalid(format!("no account {name:?}")));
+        }
+        Ok(())
+    }
 }
 
 impl Drop for PgStore {
@@ -292,47 +306,19 @@ impl Store for PgStore {
     }
 
     fn set_allowlisted(&self, name: &str, allowlisted: bool) -> Result<()> {
-        let n = self.with(|c| {
-            c.execute(
-                "UPDATE accounts SET allowlisted = $2 WHERE name = $1",
-                &[&name, &allowlisted],
-            )
-        })?;
-        if n == 0 {
-            return Err(StoreError::Invalid(format!("no account {name:?}")));
-        }
-        Ok(())
+        self.update_account(name, "allowlisted", &allowlisted)
     }
 
     fn set_account_meta(&self, name: &str, meta: Option<&serde_json::Value>) -> Result<()> {
         if let Some(m) = meta {
             crate::check_meta(m)?;
         }
-        let text = meta.map(|m| m.to_string());
-        let n = self.with(|c| {
-            c.execute(
-                "UPDATE accounts SET meta = $2 WHERE name = $1",
-                &[&name, &text],
-            )
-        })?;
-        if n == 0 {
-            return Err(StoreError::Invalid(format!("no account {name:?}")));
-        }
-        Ok(())
+        self.update_account(name, "meta", &meta.map(|m| m.to_string()))
     }
 
     fn set_account_content(&self, name: &str, content: Option<&str>) -> Result<()> {
         crate::check_content(content)?;
-        let n = self.with(|c| {
-            c.execute(
-                "UPDATE accounts SET content = $2 WHERE name = $1",
-                &[&name, &content],
-            )
-        })?;
-        if n == 0 {
-            return Err(StoreError::Invalid(format!("no account {name:?}")));
-        }
-        Ok(())
+        self.update_account(name, "content", &content)
     }
 
     fn create_key(&self, account: &str, now_ms: i64) -> Result<NewKey> {

@@ -109,6 +109,15 @@ impl SqliteStore {
         })
     }
 
+    /// Sets one column of an account; an account that does not exist is an error.
+    fn update_account(&self, name: &str, column: &str, value: &dyn rusqlite::ToSql) -> Result<()> {
+        let sql = format!("UPDATE accounts SET {column} = ?2 WHERE name = ?1");
+        if self.conn().execute(&sql, params![name, value])? == 0 {
+            return Err(StoreError::Invalid(format!("no account {name:?}")));
+        }
+        Ok(())
+    }
+
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back).
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -203,40 +212,19 @@ impl Store for SqliteStore {
     }
 
     fn set_allowlisted(&self, name: &str, allowlisted: bool) -> Result<()> {
-        let n = self.conn().execute(
-            "UPDATE accounts SET allowlisted = ?2 WHERE name = ?1",
-            params![name, allowlisted as i64],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Invalid(format!("no account {name:?}")));
-        }
-        Ok(())
+        self.update_account(name, "allowlisted", &(allowlisted as i64))
     }
 
     fn set_account_meta(&self, name: &str, meta: Option<&serde_json::Value>) -> Result<()> {
         if let Some(m) = meta {
             crate::check_meta(m)?;
         }
-        let n = self.conn().execute(
-            "UPDATE accounts SET meta = ?2 WHERE name = ?1",
-            params![name, meta.map(|m| m.to_string())],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Invalid(format!("no account {name:?}")));
-        }
-        Ok(())
+        self.update_account(name, "meta", &meta.map(|m| m.to_string()))
     }
 
     fn set_account_content(&self, name: &str, content: Option<&str>) -> Result<()> {
         crate::check_content(content)?;
-        let n = self.conn().execute(
-            "UPDATE accounts SET content = ?2 WHERE name = ?1",
-            params![name, content],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Invalid(format!("no account {name:?}")));
-        }
-        Ok(())
+        self.update_account(name, "content", &content)
     }
 
     fn create_key(&self, account: &str, now_ms: i64) -> Result<NewKey> {
