@@ -210,6 +210,10 @@ pub struct NewAccount {
     /// leaves it as it is (the gateway's `content` setting until one is set).
     #[serde(default)]
     content: Option<String>,
+    /// Days the account's exchanges are kept; omitted leaves it as it is (the gateway's
+    /// `retention_days` until one is set).
+    #[serde(default)]
+    retention_days: Option<f64>,
 }
 
 /// `POST /admin/accounts`: creates an account or sets its limits.
@@ -231,7 +235,7 @@ pub async fn upsert_account(
             )));
         }
     }
-    let (meta, content) = (a.meta.clone(), a.content.clone());
+    let (meta, content, retention) = (a.meta.clone(), a.content.clone(), a.retention_days);
     let account = blocking(move || {
         let mut account = store.upsert_account(&a.name, Some(limits), now_ms())?;
         if let Some(m) = &meta {
@@ -241,6 +245,10 @@ pub async fn upsert_account(
         if let Some(c) = &content {
             store.set_account_content(&a.name, Some(c))?;
             account.content = Some(c.clone());
+        }
+        if retention.is_some() {
+            store.set_account_retention(&a.name, retention)?;
+            account.retention_days = retention;
         }
         Ok(account)
     })

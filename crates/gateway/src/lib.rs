@@ -392,9 +392,8 @@ impl Gateway {
                 )
             }
         };
-        if let Some(days) = config.retention_days {
-            spawn_retention(store.clone(), days);
-        }
+        // Hourly, even without a default: accounts may have a retention of their own.
+        spawn_retention(store.clone(), config.retention_days);
         let limiter = match &config.limits {
             None => limit::Limiter::Local(limits::Limiter::new()),
             Some(url) => limit::Limiter::Shared(
@@ -438,14 +437,14 @@ impl Gateway {
     }
 }
 
-fn spawn_retention(store: Arc<dyn Store>, days: f64) {
+fn spawn_retention(store: Arc<dyn Store>, default_days: Option<f64>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
             let s = store.clone();
-            let before = tap::now_ms() - (days * 86_400_000.0) as i64;
-            match tokio::task::spawn_blocking(move || s.expire_exchanges(before)).await {
+            let now = tap::now_ms();
+            match tokio::task::spawn_blocking(move || s.expire_exchanges(now, default_days)).await {
                 Ok(Ok(n)) if n > 0 => {
                     tracing::info!(deleted = n, "expired exchanges past the retention period")
                 }

@@ -749,7 +749,7 @@ async fn a_restart_under_the_hashes_policy_rebuilds_the_verdicts_the_detector_ha
 }
 
 #[tokio::test]
-async fn an_account_with_its_own_content_policy_is_logged_by_it() {
+async fn an_account_with_its_own_content_policy_and_retention_is_logged_by_them() {
     let h = Harness::start(|_| {}).await;
     let r = h
         .post_account(json!({"name": "private", "content": "everything"}))
@@ -760,6 +760,17 @@ async fn an_account_with_its_own_content_policy_is_logged_by_it() {
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["content"], "hashes");
+    // A retention of its own, too: positive days only.
+    let r = h
+        .post_account(json!({"name": "private", "retention_days": -1}))
+        .await;
+    assert_eq!(r.status(), 400);
+    let r = h
+        .post_account(json!({"name": "private", "retention_days": 30}))
+        .await;
+    let body = r.json::<Value>().await.unwrap();
+    assert_eq!(body["retention_days"], 30.0);
+    assert_eq!(body["content"], "hashes", "left as it was");
     let private = h.key("private", None);
     let open = h.key("open", None);
     let secret = "my card number is 4111 1111 1111 1111";

@@ -74,10 +74,30 @@ pub struct Account {
     /// leaves it to the gateway's setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// How long this account's exchanges are kept, in days; `None` leaves it to the gateway's
+    /// `retention_days`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<f64>,
+}
+
+const DAY_MS: f64 = 86_400_000.0;
+
+/// The time before which exchanges kept for `days` are expired at `now_ms`.
+fn expiry_cutoff(now_ms: i64, days: f64) -> i64 {
+    now_ms - (days * DAY_MS) as i64
 }
 
 /// The content policies an account may have: the whole text, hashes of it, or metadata only.
 pub const CONTENT_POLICIES: &[&str] = &["full", "hashes", "metadata"];
+
+fn check_retention(days: Option<f64>) -> Result<()> {
+    match days {
+        Some(d) if !(d.is_finite() && d > 0.0) => Err(StoreError::Invalid(format!(
+            "retention must be a positive number of days, not {d}"
+        ))),
+        _ => Ok(()),
+    }
+}
 
 fn check_content(content: Option<&str>) -> Result<()> {
     match content {
@@ -193,6 +213,8 @@ pub trait Store: Send + Sync {
     fn set_account_meta(&self, name: &str, meta: Option<&serde_json::Value>) -> Result<()>;
     /// Sets (or with `None` clears) what the log keeps of an account's exchanges.
     fn set_account_content(&self, name: &str, content: Option<&str>) -> Result<()>;
+    /// Sets (or with `None` clears) how many days an account's exchanges are kept.
+    fn set_account_retention(&self, name: &str, days: Option<f64>) -> Result<()>;
     /// Creates a key for an existing account; the secret is returned once and never stored.
     fn create_key(&self, account: &str, now_ms: i64) -> Result<NewKey>;
     fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>>;
@@ -213,7 +235,9 @@ pub trait Store: Send + Sync {
     fn recent_exchanges(&self, account: &str, limit: usize) -> Result<Vec<LoggedExchange>>;
     fn exchange_count(&self) -> Result<u64>;
     /// Deletes exchanges older than `before_ms`; returns how many.
-    fn expire_exchanges(&self, before_ms: i64) -> Result<u64>;
+    /// Deletes exchanges older than their account's retention (`Account::retention_days`,
+    /// else `default_days`; neither: kept) at `now_ms`. Returns how many were deleted.
+    fn expire_exchanges(&self, now_ms: i64, default_days: Option<f64>) -> Result<u64>;
     fn put_verdict(&self, v: &StoredVerdict) -> Result<()>;
     fn verdicts(&self) -> Result<Vec<StoredVerdict>>;
     /// One account's stored verdict, if it has one.

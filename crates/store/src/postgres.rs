@@ -81,6 +81,10 @@ CREATE INDEX audit_by_account ON audit(account, seq);
         "V4__account_content",
         "ALTER TABLE accounts ADD COLUMN content TEXT;",
     ),
+    (
+        "V5__account_retention",
+        "ALTER TABLE accounts ADD COLUMN retention_days DOUBLE PRECISION;",
+    ),
 ];
 
 /// Arbitrary but fixed: every distillguard process migrating the same database takes this lock.
@@ -201,6 +205,7 @@ fn account_row(row: &postgres::Row) -> Account {
             .get::<_, Option<String>>(6)
             .and_then(|m| serde_json::from_str(&m).ok()),
         content: row.get(7),
+        retention_days: row.get(8),
     }
 }
 
@@ -252,7 +257,8 @@ fn verdict_row(row: &postgres::Row) -> StoredVerdict {
     }
 }
 
-const ACCOUNT_COLUMNS: &str = "name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content";
+const ACCOUNT_COLUMNS: &str =
+    "name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content, retention_days";
 
 fn as_i64(l: Option<u32>) -> Option<i64> {
     l.map(i64::from)
@@ -319,6 +325,11 @@ impl Store for PgStore {
     fn set_account_content(&self, name: &str, content: Option<&str>) -> Result<()> {
         crate::check_content(content)?;
         self.update_account(name, "content", &content)
+    }
+
+    fn set_account_retention(&self, name: &str, days: Option<f64>) -> Result<()> {
+        crate::check_retention(days)?;
+        self.update_account(name, "retention_days", &days)
     }
 
     fn create_key(&self, account: &str, now_ms: i64) -> Result<NewKey> {
@@ -441,8 +452,32 @@ impl Store for PgStore {
         })
     }
 
-    fn expire_exchanges(&self, before_ms: i64) -> Result<u64> {
-        self.with(|c| c.execute("DELETE FROM exchanges WHERE ts_ms < $1", &[&before_ms]))
+    fn expire_exchanges(&self, now_ms: i64, default_days: Option<f64>) -> Result<u64> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let own = tx.query(
+                "SELECT name, retention_days FROM accounts WHERE retention_days IS NOT NULL",
+                &[],
+            )?;
+            let mut n = 0;
+            for row in own {
+                let (account, days): (String, f64) = (row.get(0), row.get(1));
+                let cutoff = crate::expiry_cutoff(now_ms, days);
+                n += tx.execute(
+                    "DELETE FROM exchanges WHERE account = $1 AND ts_ms < $2",
+                    &[&account, &cutoff],
+                )?;
+            }
+            if let Some(days) = default_days {
+                let cutoff = crate::expiry_cutoff(now_ms, days);
+                n += tx.execute(
+                    "DELETE FROM exchanges WHERE ts_ms < $1 AND account NOT IN (SELECT name FROM accounts WHERE retention_days IS NOT NULL)",
+                    &[&cutoff],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
     }
 
     fn put_verdict(&self, v: &StoredVerdict) -> Result<()> {

@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     allowlisted INTEGER NOT NULL DEFAULT 0,
     created_ms INTEGER NOT NULL,
     meta TEXT,
-    content TEXT
+    content TEXT,
+    retention_days REAL
 );
 CREATE TABLE IF NOT EXISTS keys (
     id TEXT PRIMARY KEY,
@@ -97,6 +98,12 @@ impl SqliteStore {
         if !has_content {
             conn.execute_batch("ALTER TABLE accounts ADD COLUMN content TEXT")?;
         }
+        let has_retention: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('accounts') WHERE name = 'retention_days'")?
+            .exists([])?;
+        if !has_retention {
+            conn.execute_batch("ALTER TABLE accounts ADD COLUMN retention_days REAL")?;
+        }
         // ... and logs made before redacted lines kept the detector's facts gain that column.
         let has_facts: bool = conn
             .prepare("SELECT 1 FROM pragma_table_info('exchanges') WHERE name = 'facts'")?
@@ -142,6 +149,7 @@ fn account_row(row: &rusqlite::Row) -> rusqlite::Result<Account> {
             .get::<_, Option<String>>(6)?
             .and_then(|m| serde_json::from_str(&m).ok()),
         content: row.get(7)?,
+        retention_days: row.get(8)?,
     })
 }
 
@@ -188,7 +196,7 @@ impl Store for SqliteStore {
             )?;
         }
         let account = conn.query_row(
-            "SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content FROM accounts WHERE name = ?1",
+            "SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content, retention_days FROM accounts WHERE name = ?1",
             [name],
             account_row,
         )?;
@@ -198,13 +206,13 @@ impl Store for SqliteStore {
     fn account(&self, name: &str) -> Result<Option<Account>> {
         Ok(self
             .conn()
-            .query_row("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content FROM accounts WHERE name = ?1", [name], account_row)
+            .query_row("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content, retention_days FROM accounts WHERE name = ?1", [name], account_row)
             .optional()?)
     }
 
     fn accounts(&self) -> Result<Vec<Account>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content FROM accounts ORDER BY name")?;
+        let mut stmt = conn.prepare("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content, retention_days FROM accounts ORDER BY name")?;
         let rows = stmt
             .query_map([], account_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -225,6 +233,11 @@ impl Store for SqliteStore {
     fn set_account_content(&self, name: &str, content: Option<&str>) -> Result<()> {
         crate::check_content(content)?;
         self.update_account(name, "content", &content)
+    }
+
+    fn set_account_retention(&self, name: &str, days: Option<f64>) -> Result<()> {
+        crate::check_retention(days)?;
+        self.update_account(name, "retention_days", &days)
     }
 
     fn create_key(&self, account: &str, now_ms: i64) -> Result<NewKey> {
@@ -339,10 +352,28 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
-    fn expire_exchanges(&self, before_ms: i64) -> Result<u64> {
-        Ok(self
-            .conn()
-            .execute("DELETE FROM exchanges WHERE ts_ms < ?1", [before_ms])? as u64)
+    fn expire_exchanges(&self, now_ms: i64, default_days: Option<f64>) -> Result<u64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let own: Vec<(String, f64)> = tx
+            .prepare("SELECT name, retention_days FROM accounts WHERE retention_days IS NOT NULL")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut n = 0;
+        for (account, days) in own {
+            n += tx.execute(
+                "DELETE FROM exchanges WHERE account = ?1 AND ts_ms < ?2",
+                params![account, crate::expiry_cutoff(now_ms, days)],
+            )?;
+        }
+        if let Some(days) = default_days {
+            n += tx.execute(
+                "DELETE FROM exchanges WHERE ts_ms < ?1 AND account NOT IN (SELECT name FROM accounts WHERE retention_days IS NOT NULL)",
+                [crate::expiry_cutoff(now_ms, days)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n as u64)
     }
 
     fn put_verdict(&self, v: &StoredVerdict) -> Result<()> {

@@ -97,8 +97,29 @@ fn behaves_as_a_store(s: &dyn Store) {
     assert_eq!(acme[1].1.facts.as_deref(), Some("{\"v\":2}"));
     let recent = s.recent_exchanges("beta", 1).unwrap();
     assert_eq!(recent[0], ex("e4", "beta", 400));
-    assert_eq!(s.expire_exchanges(250).unwrap(), 2);
-    assert_eq!(s.exchange_count().unwrap(), 2);
+    // Expiry: nothing without a retention; an account's own retention first, then the
+    // default for every account without one.
+    const DAY: i64 = 86_400_000;
+    assert_eq!(s.expire_exchanges(1_000 * DAY, None).unwrap(), 0);
+    assert!(s.set_account_retention("acme", Some(0.0)).is_err());
+    assert!(s.set_account_retention("acme", Some(f64::NAN)).is_err());
+    s.set_account_retention("acme", Some(1.0)).unwrap();
+    assert_eq!(
+        s.account("acme").unwrap().unwrap().retention_days,
+        Some(1.0)
+    );
+    assert_eq!(
+        s.expire_exchanges(350 + DAY, None).unwrap(),
+        2,
+        "acme's e1, e3"
+    );
+    assert_eq!(
+        s.expire_exchanges(250 + DAY, Some(1.0)).unwrap(),
+        1,
+        "beta's e2"
+    );
+    assert_eq!(s.exchange_count().unwrap(), 1);
+    s.set_account_retention("acme", None).unwrap();
 
     // Verdicts, overrides, audit.
     let v = StoredVerdict {
@@ -174,7 +195,7 @@ fn postgres_behaves_as_a_store_and_migrates_once() {
     behaves_as_a_store(s.as_ref());
     // A second process opening the same database finds the schema current and the data kept.
     let again = store::open(&db.url).unwrap();
-    assert_eq!(again.exchange_count().unwrap(), 2);
+    assert_eq!(again.exchange_count().unwrap(), 1);
     drop((s, again));
 }
 

@@ -36,6 +36,10 @@ pub enum What {
         /// (default: the gateway's `content` setting).
         #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(store::CONTENT_POLICIES))]
         content: Option<String>,
+        /// Days this account's exchanges are kept in the log (default: the gateway's
+        /// `retention_days`).
+        #[arg(long)]
+        retention_days: Option<f64>,
     },
     /// Revoke a key by its id.
     Revoke {
@@ -71,6 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             concurrency,
             meta,
             content,
+            retention_days,
         } => {
             let meta: Option<serde_json::Value> = meta
                 .map(|m| serde_json::from_str(&m))
@@ -92,6 +97,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             if content.is_some() {
                 s.set_account_content(&account, content.as_deref())?;
+            }
+            if retention_days.is_some() {
+                s.set_account_retention(&account, retention_days)?;
             }
             let key = s.create_key(&account, now_ms())?;
             eprintln!("created key {} for account {} (limits: rpm {:?}, tpm {:?}, concurrency {:?}); it is shown once:", key.id, a.name, a.limits.rpm, a.limits.tpm, a.limits.concurrency);
