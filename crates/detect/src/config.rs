@@ -57,7 +57,7 @@ pub struct Shape {
     pub new_account_days: f64,
     /// Generation calls at which the evidence is trusted fully (default 40); fewer damp it.
     pub full_confidence_exchanges: f64,
-    /// Distinct fresh prompts at which broad or templated coverage counts half (default 30).
+    /// Distinct fresh prompts at which broad or templated coverage counts half (default 25).
     /// A distillation set is thousands of prompts; a few dozen broad ones are also what one
     /// run of a content job or an afternoon of trials looks like.
     pub coverage_half_prompts: f64,
@@ -74,7 +74,7 @@ impl Default for Shape {
             new_model_warmup_hours: 24.0,
             new_account_days: 7.0,
             full_confidence_exchanges: 40.0,
-            coverage_half_prompts: 30.0,
+            coverage_half_prompts: 25.0,
         }
     }
 }
