@@ -102,6 +102,9 @@ pub struct Features {
     pub ip_churn: f64,
     pub account_age_days: Option<f64>,
     pub new_model: f64,
+    /// Accounts acting as one actor behind these features: 1 for an account; for a group
+    /// linked by payment or sign-ups, its members.
+    pub accounts: u32,
 }
 
 fn share(count: u32, of: u32) -> f64 {
@@ -337,6 +340,7 @@ impl AccountState {
                 .signup
                 .map(|s| (self.first_ts - s) as f64 / (24.0 * HOUR_MS as f64)),
             new_model: share(self.new_model, g),
+            accounts: 1,
         }
     }
 }

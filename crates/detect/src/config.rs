@@ -98,6 +98,8 @@ pub struct Weights {
     pub ip_rotation: f64,
     pub new_account: f64,
     pub model_pivot: f64,
+    /// Many accounts of one actor (a group linked by payment or sign-ups) sharing the traffic.
+    pub account_fleet: f64,
     /// Negative evidence: real multi-turn conversations.
     pub conversational: f64,
     /// Negative evidence: the same prompts asked again (evaluation reruns, retries, caches).
@@ -125,6 +127,7 @@ impl Default for Weights {
             ip_rotation: 1.5,
             new_account: 0.75,
             model_pivot: 1.5,
+            account_fleet: 1.5,
             conversational: 3.0,
             repetition: 3.0,
             narrow_task: 2.0,

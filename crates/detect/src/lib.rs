@@ -102,6 +102,16 @@ impl Group {
             .any(|k| k.says_one_actor() && self.links[*k as usize] > 0)
     }
 
+    /// The group's features: its combined traffic, and how many accounts it spread over when
+    /// they are one actor (a fleet is a circumstance of evasion; a tool's customers are not).
+    fn features(&self) -> Features {
+        let mut f = self.state.features();
+        if self.one_actor() {
+            f.accounts = u32::try_from(self.members.len()).unwrap_or(u32::MAX);
+        }
+        f
+    }
+
     /// The verdict members take from the group: all of it when the links say one actor, at most
     /// `suspicious` (watched, for an analyst to judge) when they say only one tool.
     fn passed_on(&self) -> Verdict {
@@ -498,7 +508,7 @@ impl Detector {
         // member, including accounts that join later (the banned-and-replaced pattern).
         let root = self.find(idx);
         if let Some(g) = self.groups.get_mut(&root) {
-            let (gscore, gverdict) = score::score(&g.state.features(), &self.config);
+            let (gscore, gverdict) = score::score(&g.features(), &self.config);
             g.peak_score = g.peak_score.max(gscore);
             if gverdict > g.verdict {
                 g.verdict = gverdict;
@@ -559,7 +569,7 @@ impl Detector {
                 let odds =
                     |p: f64| (p.clamp(1e-9, 1.0 - 1e-9) / (1.0 - p.clamp(1e-9, 1.0 - 1e-9))).ln();
                 let lift = odds(g.peak_score) - odds(score);
-                let group_reasons = score::assess(&g.state.features(), &self.config).reasons;
+                let group_reasons = score::assess(&g.features(), &self.config).reasons;
                 let top: Vec<String> = group_reasons
                     .iter()
                     .filter(|r| r.value > 0.0)
@@ -699,7 +709,7 @@ impl Detector {
                 .then_with(|| (&x.a, &x.b).cmp(&(&y.a, &y.b)))
         });
         evidence.truncate(20);
-        let assessment = score::assess(&g.state.features(), &self.config);
+        let assessment = score::assess(&g.features(), &self.config);
         let score = g.peak_score.max(assessment.score);
         GroupReport {
             cluster: self.cluster_name(root),

@@ -72,7 +72,7 @@ macro_rules! detail {
 }
 
 /// The signals of one account: (name, strength in [0,1], weight, detail when `explain`).
-fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64, String); 17] {
+fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64, String); 18] {
     let w = &c.weights;
     let s = &c.shape;
     let long = clamp01(f.mean_output_tokens / s.long_output_tokens);
@@ -134,6 +134,8 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
         _ => 0.0,
     };
     let pivot = f.new_model;
+    // Three accounts of one actor begin to be a fleet; ten are one in full.
+    let fleet = clamp01((f64::from(f.accounts) - 2.0) / 8.0);
     let conversational = clamp01(f.followup_share * (1.0 - f.followup_repeat));
     let repetition = clamp01((1.0 - f.unique_prompts - 0.1) / 0.6);
     let ratio = clamp01(f.output_ratio / 1.5);
@@ -174,6 +176,8 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
             "account was {:.1} days old at its first call", f.account_age_days.unwrap_or(0.0))),
         ("model_pivot", pivot, w.model_pivot, detail!(explain,
             "{} of calls went to a model within {:.0} h of its release", pct(pivot), s.new_model_hours)),
+        ("account_fleet", fleet, w.account_fleet, detail!(explain,
+            "{} accounts paying with one instrument or signed up together take turns on this traffic", f.accounts)),
         ("conversational", conversational, -w.conversational, detail!(explain,
             "{} of calls are follow-up turns of conversations, {} of them distinct", pct(f.followup_share), pct(1.0 - f.followup_repeat))),
         ("repetition", repetition, -w.repetition, detail!(explain,
@@ -187,11 +191,12 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
 }
 
 /// Signals that describe the circumstances of a harvest rather than the harvest itself.
-const CONTEXT: [&str; 4] = [
+const CONTEXT: [&str; 5] = [
     "machine_timing",
     "ip_rotation",
     "new_account",
     "model_pivot",
+    "account_fleet",
 ];
 
 /// Scores an account from its features, with the reasons behind the score.
@@ -271,8 +276,8 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
 mod tests {
     use super::*;
 
-    /// An account with every circumstance of a harvest (round the clock, rotating addresses,
-    /// a new account, the newest model) and `coverage` of broad fresh prompts.
+    /// A fleet of accounts with every circumstance of a harvest (round the clock, rotating
+    /// addresses, new accounts, the newest model) and `coverage` of broad fresh prompts.
     fn circumstances(coverage: f64) -> Features {
         Features {
             exchanges: 400,
@@ -289,6 +294,7 @@ mod tests {
             ip_churn: 1.0,
             account_age_days: Some(0.5),
             new_model: 1.0,
+            accounts: 20,
             ..Features::default()
         }
     }
@@ -304,9 +310,14 @@ mod tests {
             .filter(|r| CONTEXT.contains(&r.signal))
             .map(|r| r.value)
             .sum();
-        assert!(context < 0.5, "context alone added {context}");
+        assert!(
+            context < 0.5,
+            "context alone added {context}: {:?}",
+            none.reasons
+        );
         let some = assess(&circumstances(0.9), &c);
         assert_eq!(some.verdict, Verdict::Distilling, "{:?}", some.reasons);
         assert!(some.reasons.iter().any(|r| r.signal == "machine_timing"));
+        assert!(some.reasons.iter().any(|r| r.signal == "account_fleet"));
     }
 }
