@@ -3,8 +3,11 @@
 //! pending (pipelined, not one round trip each). An exchange that cannot be published (NATS
 //! away, no acknowledgement in time) goes to the [`Spool`]; while the spool holds anything,
 //! new exchanges queue behind it so each account's exchanges keep their order, and once NATS
-//! is back the spool is replayed and emptied.
+//! is back the spool is replayed and emptied. When NATS goes away with publishes still
+//! unacknowledged, those go to the spool before the next exchange does (one that did arrive is
+//! published again and dropped by JetStream, and by the store, as a repeat of its id).
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Duration;
 
@@ -140,14 +143,49 @@ async fn publish(js: &Context, e: &Envelope) -> Result<PublishAckFuture, String>
     }
 }
 
-type Pending =
-    std::pin::Pin<Box<dyn std::future::Future<Output = (Envelope, Result<(), String>)> + Send>>;
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 
-fn pending(e: Envelope, ack: PublishAckFuture) -> Pending {
-    Box::pin(async move {
-        let r = ack.await.map(|_| ()).map_err(|err| err.to_string());
-        (e, r)
-    })
+fn pending(ack: PublishAckFuture) -> Pending {
+    Box::pin(async move { ack.await.map(|_| ()).map_err(|err| err.to_string()) })
+}
+
+/// Publishes awaiting their acknowledgement, with their exchanges in the same order.
+#[derive(Default)]
+struct InFlight {
+    acks: FuturesOrdered<Pending>,
+    exchanges: VecDeque<Envelope>,
+}
+
+impl InFlight {
+    fn push(&mut self, e: Envelope, ack: PublishAckFuture) {
+        self.acks.push_back(pending(ack));
+        self.exchanges.push_back(e);
+    }
+
+    fn len(&self) -> usize {
+        self.exchanges.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.exchanges.is_empty()
+    }
+
+    /// The next acknowledgement in publishing order, with its exchange.
+    async fn next(&mut self) -> Option<(Envelope, Result<(), String>)> {
+        let r = self.acks.next().await?;
+        let e = self
+            .exchanges
+            .pop_front()
+            .expect("one exchange per acknowledgement");
+        Some((e, r))
+    }
+
+    /// Gives up waiting: the exchanges still unacknowledged, oldest first. Any that did reach
+    /// the stream are published again from the spool and dropped there by their id.
+    fn abandon(&mut self) -> VecDeque<Envelope> {
+        self.acks = FuturesOrdered::new();
+        std::mem::take(&mut self.exchanges)
+    }
 }
 
 fn spool_or_log(spool: &mut Spool, e: &Envelope) {
@@ -173,7 +211,7 @@ fn spool_or_log(spool: &mut Spool, e: &Envelope) {
 
 async fn run(client: async_nats::Client, mut rx: mpsc::Receiver<Envelope>, mut spool: Spool) {
     let js = crate::jetstream(client.clone());
-    let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut inflight = InFlight::default();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut open = true;
     while open || !inflight.is_empty() {
@@ -187,9 +225,17 @@ async fn run(client: async_nats::Client, mut rx: mpsc::Receiver<Envelope>, mut s
             },
             msg = rx.recv(), if open && inflight.len() < IN_FLIGHT => match msg {
                 None => open = false,
-                Some(e) if spool.backlog() > 0 || !connected(&client) => spool_or_log(&mut spool, &e),
+                Some(e) if spool.backlog() > 0 || !connected(&client) => {
+                    // Exchanges published before this one and not yet acknowledged go to the
+                    // spool first, so each account keeps its order there (waiting for their
+                    // acknowledgements to fail would stall the queue for the ack timeout).
+                    for earlier in inflight.abandon() {
+                        spool_or_log(&mut spool, &earlier);
+                    }
+                    spool_or_log(&mut spool, &e);
+                }
                 Some(e) => match publish(&js, &e).await {
-                    Ok(ack) => inflight.push_back(pending(e, ack)),
+                    Ok(ack) => inflight.push(e, ack),
                     Err(err) => {
                         tracing::warn!(error = %err, "publish failed; spooling");
                         spool_or_log(&mut spool, &e);
@@ -230,7 +276,7 @@ async fn drain(js: &Context, spool: &mut Spool) {
     for e in waiting {
         total += 1;
         while inflight.len() >= IN_FLIGHT {
-            if let Some((_, Err(_))) = inflight.next().await {
+            if let Some(Err(_)) = inflight.next().await {
                 failed = true;
             }
         }
@@ -238,14 +284,14 @@ async fn drain(js: &Context, spool: &mut Spool) {
             break;
         }
         match publish(js, &e).await {
-            Ok(ack) => inflight.push_back(pending(e, ack)),
+            Ok(ack) => inflight.push_back(pending(ack)),
             Err(_) => {
                 failed = true;
                 break;
             }
         }
     }
-    while let Some((_, r)) = inflight.next().await {
+    while let Some(r) = inflight.next().await {
         failed |= r.is_err();
     }
     if failed {
