@@ -196,38 +196,51 @@ pub async fn account_exchanges(
     Ok(Json(json!({"exchanges": items})))
 }
 
+/// A field of a partial update: left out (`None`: keep it), `null` (`Some(None)`: clear it) or
+/// a value (`Some(Some(v))`: set it).
+type Change<T> = Option<Option<T>>;
+
+/// Reads a present field, `null` included, as `Some`: a field left out stays `None` through
+/// `#[serde(default)]`.
+fn change<'de, D, T>(d: D) -> Result<Change<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `POST /admin/accounts`: every field but `name` is a [`Change`].
 #[derive(Deserialize)]
 pub struct NewAccount {
     name: String,
-    rpm: Option<u32>,
-    tpm: Option<u32>,
-    concurrency: Option<u32>,
+    #[serde(default, deserialize_with = "change")]
+    rpm: Change<u32>,
+    #[serde(default, deserialize_with = "change")]
+    tpm: Change<u32>,
+    #[serde(default, deserialize_with = "change")]
+    concurrency: Change<u32>,
     /// EXCHANGE_FORMAT.md `meta` facts (payment fingerprint, sign-up time, …) the gateway
-    /// logs with each exchange of the account; omitted leaves them as they are.
-    #[serde(default)]
-    meta: Option<Value>,
-    /// What the log keeps of the account's exchanges (`full`, `hashes`, `metadata`); omitted
-    /// leaves it as it is (the gateway's `content` setting until one is set).
-    #[serde(default)]
-    content: Option<String>,
-    /// Days the account's exchanges are kept; omitted leaves it as it is (the gateway's
-    /// `retention_days` until one is set).
-    #[serde(default)]
-    retention_days: Option<f64>,
+    /// logs with each exchange of the account.
+    #[serde(default, deserialize_with = "change")]
+    meta: Change<Value>,
+    /// What the log keeps of the account's exchanges (`full`, `hashes`, `metadata`); cleared,
+    /// the gateway's `content` setting applies.
+    #[serde(default, deserialize_with = "change")]
+    content: Change<String>,
+    /// Days the account's exchanges are kept; cleared, the gateway's `retention_days` applies.
+    #[serde(default, deserialize_with = "change")]
+    retention_days: Change<f64>,
 }
 
-/// `POST /admin/accounts`: creates an account or sets its limits.
+/// `POST /admin/accounts`: creates an account if needed and changes the fields sent: a field
+/// left out keeps its value, `null` clears it (a limit: none; `content`, `retention_days`:
+/// back to the gateway's setting).
 pub async fn upsert_account(
     State(state): State<Arc<AppState>>,
     Json(a): Json<NewAccount>,
 ) -> Result<Json<Value>, ApiError> {
-    let store = state.shared.store.clone();
-    let limits = limits::Limits {
-        rpm: a.rpm,
-        tpm: a.tpm,
-        concurrency: a.concurrency,
-    };
-    if let Some(c) = a.content.as_deref() {
+    if let Some(Some(c)) = a.content.as_ref() {
         if ContentPolicy::parse(c).is_none() {
             return Err(ApiError::invalid_request(format!(
                 "content must be one of {}, not {c:?}",
@@ -235,20 +248,29 @@ pub async fn upsert_account(
             )));
         }
     }
-    let (meta, content, retention) = (a.meta.clone(), a.content.clone(), a.retention_days);
+    let store = state.shared.store.clone();
     let account = blocking(move || {
-        let mut account = store.upsert_account(&a.name, Some(limits), now_ms())?;
-        if let Some(m) = &meta {
-            store.set_account_meta(&a.name, Some(m))?;
-            account.meta = Some(m.clone());
+        let mut account = store.upsert_account(&a.name, None, now_ms())?;
+        if a.rpm.is_some() || a.tpm.is_some() || a.concurrency.is_some() {
+            let was = account.limits;
+            let limits = limits::Limits {
+                rpm: a.rpm.unwrap_or(was.rpm),
+                tpm: a.tpm.unwrap_or(was.tpm),
+                concurrency: a.concurrency.unwrap_or(was.concurrency),
+            };
+            account = store.upsert_account(&a.name, Some(limits), now_ms())?;
         }
-        if let Some(c) = &content {
-            store.set_account_content(&a.name, Some(c))?;
-            account.content = Some(c.clone());
+        if let Some(meta) = a.meta {
+            store.set_account_meta(&a.name, meta.as_ref())?;
+            account.meta = meta;
         }
-        if retention.is_some() {
-            store.set_account_retention(&a.name, retention)?;
-            account.retention_days = retention;
+        if let Some(content) = a.content {
+            store.set_account_content(&a.name, content.as_deref())?;
+            account.content = content;
+        }
+        if let Some(days) = a.retention_days {
+            store.set_account_retention(&a.name, days)?;
+            account.retention_days = days;
         }
         Ok(account)
     })

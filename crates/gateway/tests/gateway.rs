@@ -771,6 +771,25 @@ async fn an_account_with_its_own_content_policy_and_retention_is_logged_by_them(
     let body = r.json::<Value>().await.unwrap();
     assert_eq!(body["retention_days"], 30.0);
     assert_eq!(body["content"], "hashes", "left as it was");
+    // A partial update keeps what it does not name, and null clears a field.
+    let r = h.post_account(json!({"name": "private", "rpm": 600})).await;
+    let body = r.json::<Value>().await.unwrap();
+    assert_eq!(body["limits"]["rpm"], 600);
+    assert_eq!(body["retention_days"], 30.0);
+    let r = h
+        .post_account(json!({"name": "private", "tpm": 9000, "retention_days": null}))
+        .await;
+    let body = r.json::<Value>().await.unwrap();
+    assert_eq!(
+        (body["limits"]["rpm"].clone(), body["limits"]["tpm"].clone()),
+        (json!(600), json!(9000))
+    );
+    assert!(body.get("retention_days").is_none(), "{body}");
+    assert_eq!(body["content"], "hashes");
+    assert_eq!(
+        h.store.account("private").unwrap().unwrap().retention_days,
+        None
+    );
     let private = h.key("private", None);
     let open = h.key("open", None);
     let secret = "my card number is 4111 1111 1111 1111";
