@@ -240,14 +240,12 @@ impl Observation {
     /// Facts kept by [`Observation::to_facts`], when they parse and were made by this version
     /// of the detector.
     pub fn from_facts(text: &str) -> Option<Self> {
-        let facts: Facts = serde_json::from_str(text).ok()?;
-        (facts.v == FACTS_VERSION).then(|| facts.obs.into_owned())
+        serde_json::from_str::<Facts>(text).ok()?.current()
     }
 
     /// [`Observation::from_facts`] for facts already parsed as JSON.
     pub fn from_facts_value(value: &serde_json::Value) -> Option<Self> {
-        let facts: Facts = serde_json::from_value(value.clone()).ok()?;
-        (facts.v == FACTS_VERSION).then(|| facts.obs.into_owned())
+        Facts::deserialize(value).ok()?.current()
     }
 
     /// A fresh context: one user turn and no earlier answers in the request.
@@ -260,6 +258,13 @@ impl Observation {
 struct Facts<'a> {
     v: u32,
     obs: std::borrow::Cow<'a, Observation>,
+}
+
+impl Facts<'_> {
+    /// The observation, when this version of the detector made it.
+    fn current(self) -> Option<Observation> {
+        (self.v == FACTS_VERSION).then(|| self.obs.into_owned())
+    }
 }
 
 #[cfg(test)]

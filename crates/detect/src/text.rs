@@ -122,6 +122,15 @@ fn hash_word(text: &[u8], start: usize, end: usize) -> (u64, bool) {
 /// words found with `trailing_zeros`, so the branches are per word, not per byte (a branch
 /// per byte on text mispredicts at every word boundary).
 fn for_each_word(text: &[u8], mut f: impl FnMut(Word)) {
+    let mut emit = |start: usize, end: usize| {
+        let (hash, numeric) = hash_word(text, start, end);
+        f(Word {
+            hash,
+            numeric,
+            start,
+            end,
+        });
+    };
     let mut open: Option<usize> = None;
     let mut base = 0;
     while base < text.len() {
@@ -151,14 +160,7 @@ fn for_each_word(text: &[u8], mut f: impl FnMut(Word)) {
                         break;
                     }
                     pos = ends.trailing_zeros();
-                    let end = (base + pos as usize).min(text.len());
-                    let (hash, numeric) = hash_word(text, start, end);
-                    f(Word {
-                        hash,
-                        numeric,
-                        start,
-                        end,
-                    });
+                    emit(start, (base + pos as usize).min(text.len()));
                     open = None;
                 }
             }
@@ -166,13 +168,7 @@ fn for_each_word(text: &[u8], mut f: impl FnMut(Word)) {
         base += 64;
     }
     if let Some(start) = open {
-        let (hash, numeric) = hash_word(text, start, text.len());
-        f(Word {
-            hash,
-            numeric,
-            start,
-            end: text.len(),
-        });
+        emit(start, text.len());
     }
 }
 
@@ -226,7 +222,7 @@ fn read(text: &str, matcher: Option<&PhraseMatcher>) -> (TextFacts, PhraseHits) 
 struct FactsBuilder {
     count: usize,
     exact: u64,
-    identity: u64,
+    identity: Identity,
     first: [u64; SKELETON_WORDS],
     last: [u64; SKELETON_WORDS],
     /// Non-numeric words seen, and the MinHash over all of them.
@@ -244,7 +240,7 @@ impl FactsBuilder {
         FactsBuilder {
             count: 0,
             exact: 0,
-            identity: identity_seed(text_len),
+            identity: Identity::new(text_len),
             first: [0; SKELETON_WORDS],
             last: [0; SKELETON_WORDS],
             content_words: 0,
@@ -262,8 +258,8 @@ impl FactsBuilder {
         self.last[self.count % SKELETON_WORDS] = masked;
         self.count += 1;
         self.exact = chain(self.exact, w.hash);
-        if in_head && w.start < IDENTITY_BYTES {
-            self.identity = chain(self.identity, w.hash);
+        if in_head {
+            self.identity.add(w);
         }
         if !w.numeric {
             let h = w.hash;
@@ -290,7 +286,7 @@ impl FactsBuilder {
         TextFacts {
             words: self.count as u32,
             exact: mix(self.exact),
-            identity: mix(self.identity),
+            identity: self.identity.finish(),
             minhash: if self.content_words > 4 * SKELETON_WORDS {
                 self.min_inner
             } else {
@@ -310,23 +306,39 @@ fn chain(h: u64, word: u64) -> u64 {
     (h ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-fn identity_seed(text_len: usize) -> u64 {
-    mix(3 ^ (text_len as u64 / 64))
+/// A text's identity as its words come: its length and the words that start in its first
+/// `IDENTITY_BYTES`, which identify a text well enough and cost the same at any length.
+struct Identity(u64);
+
+impl Identity {
+    fn new(text_len: usize) -> Self {
+        Identity(mix(3 ^ (text_len as u64 / 64)))
+    }
+
+    fn add(&mut self, w: Word) {
+        if w.start < IDENTITY_BYTES {
+            self.0 = chain(self.0, w.hash);
+        }
+    }
+
+    fn finish(self) -> u64 {
+        mix(self.0)
+    }
 }
 
 /// Hash of a short text such as a system prompt, insensitive to case and spacing: the same
 /// value as [`TextFacts::identity`].
 pub fn normalised_hash(text: &str) -> u64 {
-    // The start and the length identify a text well enough, and cost the same at any length.
-    // Words that start in the first `IDENTITY_BYTES` count whole.
+    // Only the words that start in the first `IDENTITY_BYTES` count (whole), so only those are
+    // split.
     let head = window(text).0.as_bytes();
     let mut cut = head.len().min(IDENTITY_BYTES);
     while cut < head.len() && is_word_byte(head[cut]) {
         cut += 1;
     }
-    let mut h = identity_seed(text.len());
-    for_each_word(&head[..cut], |w| h = chain(h, w.hash));
-    mix(h)
+    let mut identity = Identity::new(text.len());
+    for_each_word(&head[..cut], |w| identity.0 = chain(identity.0, w.hash));
+    identity.finish()
 }
 
 /// Families of phrases whose presence in a prompt is a signal.
@@ -468,9 +480,9 @@ impl Default for PhraseMatcher {
             (TASK_GENERATION, Phrase::TaskGeneration),
         ] {
             for phrase in list {
-                let mut words = Vec::new();
-                for_each_word(phrase.as_bytes(), |w| words.push(w.hash));
                 let bytes = phrase.as_bytes();
+                let mut words = Vec::new();
+                for_each_word(bytes, |w| words.push(w.hash));
                 let edge = |b: u8| (!is_word_byte(b)).then_some(b);
                 assert!(
                     !words.is_empty() && words.len() <= MAX_PHRASE_WORDS,

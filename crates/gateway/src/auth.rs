@@ -39,6 +39,19 @@ struct Cache {
     content: HashMap<String, ContentPolicy>,
 }
 
+impl Cache {
+    /// Keeps what the request path needs of an account: its limits, `meta` and content policy.
+    fn file_account(&mut self, a: store::Account) {
+        if let Some(m) = a.meta {
+            self.meta.insert(a.name.clone(), Arc::new(m));
+        }
+        if let Some(p) = a.content.as_deref().and_then(ContentPolicy::parse) {
+            self.content.insert(a.name.clone(), p);
+        }
+        self.limits.insert(a.name, a.limits);
+    }
+}
+
 #[derive(Clone)]
 pub struct KeyCache {
     store: Arc<dyn Store>,
@@ -81,13 +94,7 @@ impl KeyCache {
             );
         }
         for a in accounts {
-            if let Some(m) = a.meta {
-                c.meta.insert(a.name.clone(), Arc::new(m));
-            }
-            if let Some(p) = a.content.as_deref().and_then(ContentPolicy::parse) {
-                c.content.insert(a.name.clone(), p);
-            }
-            c.limits.insert(a.name, a.limits);
+            c.file_account(a);
         }
         *self.cache.write().unwrap_or_else(|p| p.into_inner()) = c;
         Ok(())
@@ -183,18 +190,12 @@ impl KeyCache {
                     .flatten();
                 let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
                 c.keys.insert(hash, entry.clone());
-                if let Some(m) = found.as_ref().and_then(|a| a.meta.clone()) {
-                    c.meta.insert(rec.account.clone(), Arc::new(m));
+                match found {
+                    Some(a) => c.file_account(a),
+                    None => {
+                        c.limits.insert(rec.account, limits::Limits::default());
+                    }
                 }
-                if let Some(p) = found
-                    .as_ref()
-                    .and_then(|a| a.content.as_deref())
-                    .and_then(ContentPolicy::parse)
-                {
-                    c.content.insert(rec.account.clone(), p);
-                }
-                c.limits
-                    .insert(rec.account, found.map(|a| a.limits).unwrap_or_default());
                 entry
             }
         };

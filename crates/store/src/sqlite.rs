@@ -85,31 +85,15 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        // Stores made before accounts had `meta` gain the column.
-        let has_meta: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('accounts') WHERE name = 'meta'")?
-            .exists([])?;
-        if !has_meta {
-            conn.execute_batch("ALTER TABLE accounts ADD COLUMN meta TEXT")?;
-        }
-        let has_content: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('accounts') WHERE name = 'content'")?
-            .exists([])?;
-        if !has_content {
-            conn.execute_batch("ALTER TABLE accounts ADD COLUMN content TEXT")?;
-        }
-        let has_retention: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('accounts') WHERE name = 'retention_days'")?
-            .exists([])?;
-        if !has_retention {
-            conn.execute_batch("ALTER TABLE accounts ADD COLUMN retention_days REAL")?;
-        }
-        // ... and logs made before redacted lines kept the detector's facts gain that column.
-        let has_facts: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('exchanges') WHERE name = 'facts'")?
-            .exists([])?;
-        if !has_facts {
-            conn.execute_batch("ALTER TABLE exchanges ADD COLUMN facts TEXT")?;
+        // Stores made before these columns existed gain them (CREATE TABLE IF NOT EXISTS
+        // leaves an old table as it was).
+        for (table, column, kind) in [
+            ("accounts", "meta", "TEXT"),
+            ("accounts", "content", "TEXT"),
+            ("accounts", "retention_days", "REAL"),
+            ("exchanges", "facts", "TEXT"),
+        ] {
+            add_missing_column(&conn, table, column, kind)?;
         }
         Ok(Self {
             conn: Mutex::new(conn),
@@ -129,6 +113,17 @@ impl SqliteStore {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back).
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Adds `column` to `table` unless the table has it already.
+fn add_missing_column(conn: &Connection, table: &str, column: &str, kind: &str) -> Result<()> {
+    let present = conn
+        .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+        .exists([table, column])?;
+    if !present {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+    }
+    Ok(())
 }
 
 fn limit_from(v: Option<i64>) -> Option<u32> {
