@@ -337,7 +337,7 @@ pub fn normalised_hash(text: &str) -> u64 {
         cut += 1;
     }
     let mut identity = Identity::new(text.len());
-    for_each_word(&head[..cut], |w| identity.0 = chain(identity.0, w.hash));
+    for_each_word(&head[..cut], |w| identity.add(w));
     identity.finish()
 }
 
@@ -715,12 +715,15 @@ mod tests {
     fn identity_is_the_normalised_hash() {
         let long = "word ".repeat(200);
         let straddling = format!("{} {} tail", "ab ".repeat(127), "x".repeat(40));
+        // A word that starts exactly where the identity's bytes end is not part of it.
+        let at_the_edge = format!("{}next words", "a ".repeat(IDENTITY_BYTES / 2));
         for text in [
             "",
             "Hello",
             "You are a helpful assistant.",
             &long,
             &straddling,
+            &at_the_edge,
         ] {
             assert_eq!(text_facts(text).identity, normalised_hash(text), "{text:?}");
         }
