@@ -288,5 +288,27 @@ mod tests {
         );
         assert_eq!(Observation::from_facts(&other), None);
         assert_eq!(Observation::from_facts("not json"), None);
+
+        // A line that carries facts is read from them (the line names the account and time);
+        // facts of another version, or malformed ones, leave the line's own text to be read.
+        let phrases = PhraseMatcher::default();
+        let redacted = line
+            .replace(
+                "Think step by step: why is the sky blue?",
+                "sha256:00 chars:40",
+            )
+            .replace("\"account\":\"a\"", "\"account\":\"b\"");
+        let with = |facts: &str| {
+            let l = format!(
+                "{},\"detector_facts\":{facts}}}",
+                &redacted[..redacted.len() - 1]
+            );
+            Observation::of(&exchange::parse_line(l.as_bytes()).unwrap(), &phrases)
+        };
+        let carried = with(&kept);
+        assert!(carried.phrases.step_by_step && carried.account == "b");
+        for stale in [other.as_str(), "{\"v\":1}", "[1,2]"] {
+            assert!(!with(stale).phrases.step_by_step, "{stale}");
+        }
     }
 }
