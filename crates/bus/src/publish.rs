@@ -209,6 +209,16 @@ fn spool_or_log(spool: &mut Spool, e: &Envelope) {
     }
 }
 
+/// Spools a new exchange behind those published before it and not yet acknowledged, which go
+/// first, so each account keeps its order in the spool (waiting for their acknowledgements to
+/// fail would stall the queue for the ack timeout).
+fn spool_behind(inflight: &mut InFlight, spool: &mut Spool, e: &Envelope) {
+    for earlier in inflight.abandon() {
+        spool_or_log(spool, &earlier);
+    }
+    spool_or_log(spool, e);
+}
+
 async fn run(client: async_nats::Client, mut rx: mpsc::Receiver<Envelope>, mut spool: Spool) {
     let js = crate::jetstream(client.clone());
     let mut inflight = InFlight::default();
@@ -226,19 +236,13 @@ async fn run(client: async_nats::Client, mut rx: mpsc::Receiver<Envelope>, mut s
             msg = rx.recv(), if open && inflight.len() < IN_FLIGHT => match msg {
                 None => open = false,
                 Some(e) if spool.backlog() > 0 || !connected(&client) => {
-                    // Exchanges published before this one and not yet acknowledged go to the
-                    // spool first, so each account keeps its order there (waiting for their
-                    // acknowledgements to fail would stall the queue for the ack timeout).
-                    for earlier in inflight.abandon() {
-                        spool_or_log(&mut spool, &earlier);
-                    }
-                    spool_or_log(&mut spool, &e);
+                    spool_behind(&mut inflight, &mut spool, &e);
                 }
                 Some(e) => match publish(&js, &e).await {
                     Ok(ack) => inflight.push(e, ack),
                     Err(err) => {
                         tracing::warn!(error = %err, "publish failed; spooling");
-                        spool_or_log(&mut spool, &e);
+                        spool_behind(&mut inflight, &mut spool, &e);
                     }
                 },
             },
