@@ -21,43 +21,75 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
 }
 
 /// HyperLogLog distinct counter with `M` one-byte registers (`M` a power of two).
-/// With 64 registers the relative error is about 13 %, enough for ratios such as "share of
-/// distinct prompts"; linear counting keeps small counts close to exact.
+/// The relative error is about `1.04 / sqrt(M)`: 13 % at 64 registers, 6.5 % at 256; linear
+/// counting keeps small counts close to exact.
+///
+/// Scoring reads the estimate after every exchange, so the sum of `2^-register` and the count
+/// of empty registers are kept up to date on insert instead of being recomputed over all
+/// registers: an estimate costs the same at 256 registers as at 32. The sum is kept exactly,
+/// as an integer, so the estimate does not depend on the order of inserts or merges.
 #[derive(Debug, Clone)]
 pub struct Hll<const M: usize> {
     registers: [u8; M],
+    /// Σ 2^(RANK_SPAN - r) over the non-empty registers; exact, and below 2^63.
+    filled_sum: u64,
+    zeros: u16,
 }
 
 impl<const M: usize> Default for Hll<M> {
     fn default() -> Self {
-        Self { registers: [0; M] }
+        Self {
+            registers: [0; M],
+            filled_sum: 0,
+            zeros: M as u16,
+        }
     }
 }
 
 impl<const M: usize> Hll<M> {
     const BITS: u32 = M.trailing_zeros();
+    /// The highest rank a register can hold.
+    const RANK_SPAN: u32 = 64 - Self::BITS;
+
+    #[inline]
+    fn weight(rank: u8) -> u64 {
+        1u64 << (Self::RANK_SPAN - u32::from(rank))
+    }
+
+    #[inline]
+    fn set(&mut self, index: usize, rank: u8) {
+        let old = self.registers[index];
+        if rank <= old {
+            return;
+        }
+        if old == 0 {
+            self.zeros -= 1;
+        } else {
+            self.filled_sum -= Self::weight(old);
+        }
+        self.filled_sum += Self::weight(rank);
+        self.registers[index] = rank;
+    }
 
     pub fn insert(&mut self, hash: u64) {
         let index = (hash & (M as u64 - 1)) as usize;
         let rest = hash >> Self::BITS;
         let rank = (rest.trailing_zeros().min(63 - Self::BITS) + 1) as u8;
-        if rank > self.registers[index] {
-            self.registers[index] = rank;
-        }
+        self.set(index, rank);
     }
 
     /// Folds another sketch in: the union of both sets.
     pub fn merge(&mut self, other: &Self) {
-        for (a, b) in self.registers.iter_mut().zip(other.registers.iter()) {
-            *a = (*a).max(*b);
+        for (i, &rank) in other.registers.iter().enumerate() {
+            self.set(i, rank);
         }
     }
 
     pub fn estimate(&self) -> f64 {
         let m = M as f64;
-        let zeros = self.registers.iter().filter(|&&r| r == 0).count();
-        if zeros > 0 {
-            let linear = m * (m / zeros as f64).ln();
+        let zeros = f64::from(self.zeros);
+        if self.zeros > 0 {
+            let linear = m * (m / zeros).ln();
             if linear <= 2.5 * m {
                 return linear;
             }
@@ -68,12 +100,8 @@ impl<const M: usize> Hll<M> {
             64 => 0.709,
             _ => 0.7213 / (1.0 + 1.079 / m),
         };
-        // 2^-r built from its exponent bits: no pow call on the per-exchange path.
-        let sum: f64 = self
-            .registers
-            .iter()
-            .map(|&r| f64::from_bits((1023 - u64::from(r)) << 52))
-            .sum();
+        // Σ 2^-r: empty registers count 1 each, the rest are the kept integer sum scaled down.
+        let sum = zeros + self.filled_sum as f64 / 2f64.powi(Self::RANK_SPAN as i32);
         alpha * m * m / sum
     }
 }
@@ -265,6 +293,35 @@ mod tests {
             small.insert(mix(i));
         }
         assert!((8.0..12.5).contains(&small.estimate()));
+    }
+
+    #[test]
+    fn kept_sum_matches_the_registers_after_inserts_and_merges() {
+        fn recomputed<const M: usize>(h: &Hll<M>) -> (u16, f64) {
+            let zeros = h.registers.iter().filter(|&&r| r == 0).count() as u16;
+            let sum = h.registers.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
+            (zeros, sum)
+        }
+        let (mut a, mut b) = (Hll::<256>::default(), Hll::<256>::default());
+        for i in 0..5_000u64 {
+            a.insert(mix(i));
+            b.insert(mix(i * 7 + 3));
+        }
+        a.merge(&b);
+        let (zeros, sum) = recomputed(&a);
+        assert_eq!(a.zeros, zeros);
+        let kept =
+            f64::from(a.zeros) + a.filled_sum as f64 / 2f64.powi(Hll::<256>::RANK_SPAN as i32);
+        assert!((kept - sum).abs() < 1e-12, "kept {kept} recomputed {sum}");
+        // Two sketches of the same set agree exactly, whatever the order of inserts.
+        let (mut fwd, mut back) = (Hll::<128>::default(), Hll::<128>::default());
+        for i in 0..3_000u64 {
+            fwd.insert(mix(i));
+            back.insert(mix(2_999 - i));
+        }
+        assert_eq!(fwd.estimate().to_bits(), back.estimate().to_bits());
+        let e = fwd.estimate();
+        assert!((2_700.0..3_300.0).contains(&e), "estimate {e}");
     }
 
     #[test]
