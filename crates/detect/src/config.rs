@@ -122,7 +122,7 @@ impl Default for Weights {
             fresh_broad_coverage: 4.5,
             templated_coverage: 2.0,
             task_generation: 4.0,
-            synthetic_followups: 3.5,
+            synthetic_followups: 4.5,
             machine_timing: 2.0,
             ip_rotation: 1.5,
             new_account: 0.75,
