@@ -403,3 +403,78 @@ fn coverage_is_weighed_by_the_size_of_the_collection() {
     assert_eq!(large.reasons[0].signal, "fresh_broad_coverage");
     assert!(large.score > small.score + 0.1);
 }
+
+/// Conversations opened on varied topics in office hours, each followed up `turns - 1` times
+/// with what `follow_up(conversation, turn)` says; long answers, as a harvest asks for.
+fn office_conversations(
+    account: &str,
+    conversations: usize,
+    turns: usize,
+    follow_up: impl Fn(usize, usize) -> String,
+) -> Vec<Exchange> {
+    let answer = "Here is a thorough, detailed answer with every step explained. ".repeat(40);
+    let mut log = Vec::new();
+    let mut i = 0;
+    for conv in 0..conversations {
+        let mut history = vec![msg("user", &varied(conv))];
+        // Nine to five, unevenly spaced, as people and people-shaped scripts work.
+        let opened = START
+            + (conv as i64 / 12) * 86_400_000
+            + 9 * 3_600_000
+            + (conv as i64 % 12) * 2_400_000
+            + (conv as i64 * 7_919 % 600) * 1_000;
+        for turn in 0..turns {
+            let ts = opened + turn as i64 * (60_000 + (conv * turn) as i64 % 7 * 20_000);
+            let mut e = exchange(account, i, ts, history.clone(), &answer);
+            e.request.max_tokens = Some(4096);
+            log.push(e);
+            history.push(msg("assistant", &answer));
+            history.push(msg("user", &follow_up(conv, turn)));
+            i += 1;
+        }
+    }
+    log
+}
+
+#[test]
+fn follow_ups_from_a_small_pool_flag_a_harvest_without_help_from_its_timing() {
+    const POOL: &[&str] = &[
+        "Can you elaborate on that?",
+        "Give a concrete example.",
+        "What are the limitations of this?",
+        "Now explain it to a 10-year-old.",
+        "What are common mistakes people make here?",
+        "What are the counterarguments?",
+        "Are there any edge cases?",
+        "Compare this with the main alternative.",
+    ];
+    let log = office_conversations("synthetic", 60, 4, |c, t| {
+        POOL[(c * 3 + t * 5) % POOL.len()].to_owned()
+    });
+    let d = run(&log);
+    let r = d.report("synthetic").unwrap();
+    assert_eq!(r.verdict, Verdict::Distilling, "{:?}", r.reasons);
+    assert_eq!(
+        r.reasons[0].signal, "synthetic_followups",
+        "{:?}",
+        r.reasons
+    );
+    assert!(
+        !r.reasons.iter().any(|x| x.signal == "machine_timing"),
+        "{:?}",
+        r.reasons
+    );
+
+    // People who say "thanks, go on" a third of the time and ask their own questions
+    // otherwise are a conversation, not a generator.
+    let log = office_conversations("people", 60, 4, |c, t| {
+        if (c + t) % 3 == 0 {
+            "Thanks, go on.".to_owned()
+        } else {
+            format!("And how does that apply to {}?", varied(1_000 + c * 4 + t))
+        }
+    });
+    let d = run(&log);
+    let r = d.report("people").unwrap();
+    assert_eq!(r.verdict, Verdict::Benign, "{:?}", r.reasons);
+}
