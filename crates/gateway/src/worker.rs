@@ -315,8 +315,8 @@ fn process(shared: &Shared, envelopes: Vec<Envelope>) -> Vec<(String, detect::Ve
     };
     metrics::counter!("distillguard_worker_exchanges_total").increment(rows.len() as u64);
     let mut changed = Vec::new();
-    for (obs, is_new) in observations.into_iter().zip(new) {
-        if !is_new {
+    for (obs, seq) in observations.into_iter().zip(new) {
+        if seq.is_none() {
             metrics::counter!("distillguard_worker_duplicates_total").increment(1);
             continue;
         }

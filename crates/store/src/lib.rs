@@ -221,9 +221,10 @@ pub trait Store: Send + Sync {
     fn keys(&self) -> Result<Vec<KeyRecord>>;
     fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool>;
     /// Appends exchanges in one transaction (group commit); duplicates by id are ignored.
-    /// Returns, for each exchange of the batch, whether it was new (so a redelivered exchange
-    /// is not fed to the detector twice).
-    fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<Vec<bool>>;
+    /// Returns, for each exchange of the batch, its place in the log (`seq`) when it was new,
+    /// `None` when it was a duplicate (so a redelivered exchange is not fed to the detector
+    /// twice, and a detector snapshot can say which exchanges it holds).
+    fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<Vec<Option<i64>>>;
     /// Exchanges in log order, optionally for one account, from `after_seq`, at most `limit`.
     fn exchanges(
         &self,
@@ -245,7 +246,49 @@ pub trait Store: Send + Sync {
     fn overrides(&self) -> Result<Vec<Override>>;
     fn audit(&self, entry: &AuditEntry) -> Result<()>;
     fn audit_log(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// Replaces the snapshot kept under `name`: a detector's state holding every exchange up
+    /// to `upto_seq`. Large states are split over rows by the engine.
+    fn put_snapshot(&self, name: &str, upto_seq: i64, taken_ms: i64, bytes: &[u8]) -> Result<()>;
+    /// The snapshot kept under `name`, if any.
+    fn snapshot(&self, name: &str) -> Result<Option<Snapshot>>;
 }
+
+/// A detector's saved state and the last exchange it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub upto_seq: i64,
+    pub taken_ms: i64,
+    pub bytes: Vec<u8>,
+}
+
+/// Joins a snapshot's stored parts (`part`, `upto_seq`, `taken_ms`, bytes), in part order.
+/// Parts that do not belong together (a write interrupted between them cannot leave that,
+/// since each engine replaces a snapshot in one transaction, but a hand-edited table can)
+/// are an error rather than a corrupt state.
+pub(crate) fn join_snapshot(parts: Vec<(i64, i64, i64, Vec<u8>)>) -> Result<Option<Snapshot>> {
+    let Some(&(_, upto_seq, taken_ms, _)) = parts.first() else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::with_capacity(parts.iter().map(|p| p.3.len()).sum());
+    for (i, (part, seq, taken, b)) in parts.into_iter().enumerate() {
+        if part != i as i64 || seq != upto_seq || taken != taken_ms {
+            return Err(StoreError::Invalid(format!(
+                "snapshot part {part} does not follow part {} of the snapshot up to {upto_seq}",
+                i as i64 - 1
+            )));
+        }
+        bytes.extend_from_slice(&b);
+    }
+    Ok(Some(Snapshot {
+        upto_seq,
+        taken_ms,
+        bytes,
+    }))
+}
+
+/// Snapshots are stored in parts of this size: one row stays well under the engines' limits
+/// on a single value (1 GB for both), whatever the number of accounts.
+pub const SNAPSHOT_PART: usize = 16 << 20;
 
 #[cfg(test)]
 mod tests {

@@ -85,6 +85,19 @@ CREATE INDEX audit_by_account ON audit(account, seq);
         "V5__account_retention",
         "ALTER TABLE accounts ADD COLUMN retention_days DOUBLE PRECISION;",
     ),
+    (
+        "V6__detector_snapshots",
+        "
+CREATE TABLE snapshots (
+    name TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    upto_seq BIGINT NOT NULL,
+    taken_ms BIGINT NOT NULL,
+    bytes BYTEA NOT NULL,
+    PRIMARY KEY (name, part)
+);
+",
+    ),
 ];
 
 /// Arbitrary but fixed: every distillguard process migrating the same database takes this lock.
@@ -376,7 +389,7 @@ impl Store for PgStore {
         Ok(n > 0)
     }
 
-    fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<Vec<bool>> {
+    fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<Vec<Option<i64>>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -387,23 +400,28 @@ impl Store for PgStore {
         let accounts: Vec<&str> = batch.iter().map(|e| e.account.as_str()).collect();
         let lines: Vec<&str> = batch.iter().map(|e| e.line.as_str()).collect();
         let facts: Vec<Option<&str>> = batch.iter().map(|e| e.facts.as_deref()).collect();
-        let inserted: std::collections::HashSet<String> = self.with(|c| {
+        let inserted: std::collections::HashMap<String, i64> = self.with(|c| {
             Ok(c.query(
                 "INSERT INTO exchanges (id, ts_ms, account, line, facts)
                  SELECT id, ts_ms, account, line, facts FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(id, ts_ms, account, line, facts, n)
                  ORDER BY n
-                 ON CONFLICT (id) DO NOTHING RETURNING id",
+                 ON CONFLICT (id) DO NOTHING RETURNING id, seq",
                 &[&ids, &ts, &accounts, &lines, &facts],
             )?
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| (r.get(0), r.get(1)))
             .collect())
         })?;
         // A batch may repeat an id: only its first occurrence counts as new.
         let mut seen = std::collections::HashSet::new();
         Ok(batch
             .iter()
-            .map(|e| inserted.contains(&e.id) && seen.insert(e.id.as_str()))
+            .map(|e| {
+                inserted
+                    .get(&e.id)
+                    .copied()
+                    .filter(|_| seen.insert(e.id.as_str()))
+            })
             .collect())
     }
 
@@ -569,6 +587,42 @@ impl Store for PgStore {
             };
             Ok(rows.iter().map(audit_row).collect())
         })
+    }
+
+    fn put_snapshot(&self, name: &str, upto_seq: i64, taken_ms: i64, bytes: &[u8]) -> Result<()> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute("DELETE FROM snapshots WHERE name = $1", &[&name])?;
+            for (part, chunk) in bytes.chunks(crate::SNAPSHOT_PART).enumerate() {
+                let part = part as i32;
+                tx.execute(
+                    "INSERT INTO snapshots (name, part, upto_seq, taken_ms, bytes) VALUES ($1, $2, $3, $4, $5)",
+                    &[&name, &part, &upto_seq, &taken_ms, &chunk],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn snapshot(&self, name: &str) -> Result<Option<crate::Snapshot>> {
+        let parts = self.with(|c| {
+            Ok(c
+                .query(
+                    "SELECT part, upto_seq, taken_ms, bytes FROM snapshots WHERE name = $1 ORDER BY part",
+                    &[&name],
+                )?
+                .iter()
+                .map(|r| {
+                    (
+                        i64::from(r.get::<_, i32>(0)),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                    )
+                })
+                .collect::<Vec<_>>())
+        })?;
+        crate::join_snapshot(parts)
     }
 }
 

@@ -64,6 +64,14 @@ CREATE TABLE IF NOT EXISTS audit (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_account ON audit(account, seq);
+CREATE TABLE IF NOT EXISTS snapshots (
+    name TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    upto_seq INTEGER NOT NULL,
+    taken_ms INTEGER NOT NULL,
+    bytes BLOB NOT NULL,
+    PRIMARY KEY (name, part)
+);
 ";
 
 pub struct SqliteStore {
@@ -273,14 +281,16 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 
-    fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<Vec<bool>> {
+    fn append_exchanges(&self, batch: &[LoggedExchange]) -> Result<Vec<Option<i64>>> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut new = Vec::with_capacity(batch.len());
         {
             let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO exchanges (id, ts_ms, account, line, facts) VALUES (?1, ?2, ?3, ?4, ?5)")?;
             for e in batch {
-                new.push(stmt.execute(params![e.id, e.ts_ms, e.account, e.line, e.facts])? > 0);
+                let inserted =
+                    stmt.execute(params![e.id, e.ts_ms, e.account, e.line, e.facts])? > 0;
+                new.push(inserted.then(|| tx.last_insert_rowid()));
             }
         }
         tx.commit()?;
@@ -461,6 +471,29 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?,
         };
         Ok(rows)
+    }
+
+    fn put_snapshot(&self, name: &str, upto_seq: i64, taken_ms: i64, bytes: &[u8]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM snapshots WHERE name = ?1", params![name])?;
+        {
+            let mut stmt = tx.prepare("INSERT INTO snapshots (name, part, upto_seq, taken_ms, bytes) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            for (part, chunk) in bytes.chunks(crate::SNAPSHOT_PART).enumerate() {
+                stmt.execute(params![name, part as i64, upto_seq, taken_ms, chunk])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn snapshot(&self, name: &str) -> Result<Option<crate::Snapshot>> {
+        let conn = self.conn();
+        let parts = conn
+            .prepare("SELECT part, upto_seq, taken_ms, bytes FROM snapshots WHERE name = ?1 ORDER BY part")?
+            .query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        crate::join_snapshot(parts)
     }
 }
 
