@@ -1,7 +1,7 @@
 //! Per-account state: counters and fixed-size sketches, updated once per exchange.
 //! Its size does not depend on the account's volume (about 1.3 KB; see the size test).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Shape;
 use crate::observation::Observation;
@@ -12,7 +12,7 @@ const HOUR_MS: i64 = 3_600_000;
 /// Gaps longer than this are pauses, not part of a rhythm; they are clipped before the moments.
 const MAX_GAP_SECS: f64 = 1800.0;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AccountState {
     /// Every exchange, generative or not.
     pub exchanges: u32,

@@ -12,12 +12,13 @@ pub mod link;
 pub mod observation;
 pub mod score;
 pub mod sketch;
+mod state;
 pub mod text;
 
 use std::collections::HashMap;
 
 use exchange::Exchange;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::link::{Edge, LinkKind, Linker, KINDS};
 use crate::sketch::{hash_bytes, mix};
@@ -26,6 +27,7 @@ pub use account::{AccountState, Features};
 pub use config::Config;
 pub use observation::{Observation, FACTS_VERSION};
 pub use score::{Assessment, Reason, Verdict};
+pub use state::{StateError, STATE_VERSION};
 
 use crate::text::PhraseMatcher;
 
@@ -38,6 +40,7 @@ const GROUP_SCAN: usize = 64;
 /// Pairwise evidence weaker than this is left out of group reports.
 const REPORTED_EVIDENCE: f64 = 0.2;
 
+#[derive(Serialize, Deserialize)]
 struct Account {
     name: String,
     state: AccountState,
@@ -51,7 +54,7 @@ struct Account {
 
 /// The clock hours an account was first active in, folded into one value once there are
 /// enough of them: what the `same_hours` link compares.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct Hours {
     last: Option<i64>,
     seen: u32,
@@ -80,6 +83,7 @@ impl Hours {
 }
 
 /// Accounts linked into one actor, judged on their combined traffic.
+#[derive(Serialize, Deserialize)]
 struct Group {
     state: AccountState,
     members: Vec<u32>,
@@ -171,8 +175,13 @@ pub struct AccountReport {
     pub reasons: Vec<Reason>,
 }
 
+/// Everything but the config and the phrase matcher is the detector's state, saved and
+/// restored whole by [`Detector::save_state`] and [`Detector::restore_state`].
+#[derive(Serialize, Deserialize)]
 pub struct Detector {
+    #[serde(skip)]
     config: Config,
+    #[serde(skip)]
     phrases: PhraseMatcher,
     index: HashMap<String, u32>,
     accounts: Vec<Account>,
@@ -182,7 +191,9 @@ pub struct Detector {
     stream_start: Option<i64>,
     /// Roots of the groups that changed (grew, merged, saw an exchange) since the last
     /// [`Detector::take_group_changes`], and the names of groups merged into others.
+    #[serde(skip)]
     changed: std::collections::BTreeSet<u32>,
+    #[serde(skip)]
     dissolved: Vec<String>,
 }
 

@@ -268,7 +268,7 @@ impl LinkConfig {
 const EDGE_UNIT: f64 = 4096.0;
 
 /// The evidence between two accounts: the strongest contribution of each kind.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Edge {
     by_kind: [u16; KINDS],
 }
@@ -324,7 +324,7 @@ impl Edge {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct Holders {
     accounts: Vec<u32>,
     /// More holders than the cap: the value is common and its list is dropped.
@@ -332,7 +332,7 @@ struct Holders {
 }
 
 /// The link graph: which account holds which values, and the evidence between pairs.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub struct Linker {
     values: HashMap<u64, Holders>,
     edges: HashMap<(u32, u32), Edge>,

@@ -3,12 +3,12 @@
 //! strength) comes from the config. What each one measures, why harvesting differs, and which
 //! legitimate traffic can mimic it is written in `docs/signals.md`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::account::Features;
 use crate::config::Config;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Benign,

@@ -1,5 +1,29 @@
 //! Fixed-size sketches that keep per-account state bounded whatever the account's volume.
 
+use serde::{Deserialize, Serialize};
+
+/// Serde for fixed-size arrays of any length (serde derives them only up to 32): written as a
+/// sequence, read back with its length checked.
+mod fixed {
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize, const N: usize>(
+        a: &[T; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        a.as_slice().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[T; N], D::Error> {
+        let v = Vec::<T>::deserialize(d)?;
+        let len = v.len();
+        v.try_into()
+            .map_err(|_| D::Error::invalid_length(len, &format!("{N} elements").as_str()))
+    }
+}
+
 /// Mixes a 64-bit value into a well-spread hash (SplitMix64 finaliser). Deterministic across
 /// runs and machines, unlike `std`'s randomly seeded hasher, so verdicts replay exactly.
 #[inline]
@@ -28,12 +52,35 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
 /// of empty registers are kept up to date on insert instead of being recomputed over all
 /// registers: an estimate costs the same at 256 registers as at 32. The sum is kept exactly,
 /// as an integer, so the estimate does not depend on the order of inserts or merges.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "Registers<M>", into = "Registers<M>")]
 pub struct Hll<const M: usize> {
     registers: [u8; M],
     /// Σ 2^(RANK_SPAN - r) over the non-empty registers; exact, and below 2^63.
     filled_sum: u64,
     zeros: u16,
+}
+
+/// What a saved [`Hll`] keeps: its registers; the kept sum and count of empty registers are
+/// derived again when it is read back, so a saved sketch cannot contradict itself.
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+struct Registers<const M: usize>(#[serde(with = "fixed")] [u8; M]);
+
+impl<const M: usize> From<Registers<M>> for Hll<M> {
+    fn from(saved: Registers<M>) -> Self {
+        let mut h = Self::default();
+        for (i, &rank) in saved.0.iter().enumerate() {
+            h.set(i, rank.min(Self::RANK_SPAN as u8));
+        }
+        h
+    }
+}
+
+impl<const M: usize> From<Hll<M>> for Registers<M> {
+    fn from(h: Hll<M>) -> Self {
+        Registers(h.registers)
+    }
 }
 
 impl<const M: usize> Default for Hll<M> {
@@ -108,9 +155,11 @@ impl<const M: usize> Hll<M> {
 
 /// Misra–Gries heavy hitters over hashes with `K` counters: any value seen in more than
 /// `n / (K + 1)` of `n` inserts is kept, and its count is under-estimated by at most that.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeavyHitters<const K: usize> {
+    #[serde(with = "fixed")]
     keys: [u64; K],
+    #[serde(with = "fixed")]
     counts: [u32; K],
 }
 
@@ -180,8 +229,8 @@ impl<const K: usize> HeavyHitters<K> {
 }
 
 /// Counts over `N` fixed bins.
-#[derive(Debug, Clone)]
-pub struct Histogram<const N: usize>(pub [u32; N]);
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Histogram<const N: usize>(#[serde(with = "fixed")] pub [u32; N]);
 
 impl<const N: usize> Default for Histogram<N> {
     fn default() -> Self {
@@ -226,7 +275,7 @@ pub fn normalised_entropy(hist: &[u32]) -> f64 {
 }
 
 /// Running mean and variance (Welford), for inter-arrival regularity.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Moments {
     pub n: u32,
     pub mean: f64,

@@ -161,3 +161,55 @@ fn scan_of_the_written_log_equals_the_in_process_detector() {
         assert_eq!(v["first_flagged"].as_str(), r.first_flagged.as_deref());
     }
 }
+
+#[test]
+fn a_restored_state_goes_on_exactly_as_the_detector_that_saved_it() {
+    let sim = small_simulation(15);
+    let (first, rest) = sim.exchanges.split_at(sim.exchanges.len() / 2);
+    let mut whole = Detector::new(Config::default());
+    let mut saved = Detector::new(Config::default());
+    for ex in first {
+        whole.observe(ex);
+        saved.observe(ex);
+    }
+    let bytes = saved.save_state();
+    drop(saved);
+    let mut restored = Detector::restore_state(Config::default(), &bytes).unwrap();
+    // The restored detector reports what the saver did at the moment of saving...
+    assert_eq!(restored.reports(), whole.reports());
+    // ...and, fed the rest of the log, every verdict change, report and group of the one
+    // that never stopped.
+    for ex in rest {
+        assert_eq!(restored.observe(ex), whole.observe(ex), "at {}", ex.id);
+    }
+    assert_eq!(restored.reports(), whole.reports());
+    assert_eq!(restored.groups(), whole.groups());
+    assert!(
+        whole.groups().iter().any(|g| g.members.len() > 2),
+        "the test needs linked groups to mean anything"
+    );
+
+    // Bytes that are not this detector's state are refused, and the caller replays instead.
+    let other = Config {
+        thresholds: detect::config::Thresholds {
+            distilling: 0.9,
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    assert_eq!(
+        Detector::restore_state(other, &bytes).err(),
+        Some(detect::StateError::ConfigChanged)
+    );
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x40;
+    assert!(matches!(
+        Detector::restore_state(Config::default(), &damaged),
+        Err(detect::StateError::Damaged(_))
+    ));
+    assert_eq!(
+        Detector::restore_state(Config::default(), b"{\"not\": \"a state\"}").err(),
+        Some(detect::StateError::NotAState)
+    );
+}
