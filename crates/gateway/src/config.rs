@@ -54,6 +54,10 @@ pub struct GatewayConfig {
     pub content: ContentPolicy,
     /// Delete logged exchanges older than this many days (default: keep forever).
     pub retention_days: Option<f64>,
+    /// Save the detector's state to the store at most this often while exchanges come in,
+    /// and at shutdown, so a restart replays only what was logged after it (default 10
+    /// minutes; 0 for never: every start replays the whole log).
+    pub snapshot_minutes: f64,
     /// Verdicts to actions.
     pub policy: Policy,
 }
@@ -77,6 +81,7 @@ impl Default for GatewayConfig {
             log_flush_ms: 50,
             content: ContentPolicy::Full,
             retention_days: None,
+            snapshot_minutes: 10.0,
             policy: Policy::default(),
         }
     }
@@ -89,6 +94,11 @@ impl GatewayConfig {
 
     pub fn body_timeout(&self) -> Duration {
         Duration::from_secs(self.body_timeout_secs)
+    }
+
+    pub fn snapshot_every(&self) -> Option<Duration> {
+        (self.snapshot_minutes.is_finite() && self.snapshot_minutes > 0.0)
+            .then(|| Duration::from_secs_f64(self.snapshot_minutes * 60.0))
     }
 }
 

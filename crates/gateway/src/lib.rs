@@ -20,6 +20,7 @@ pub mod error;
 pub mod limit;
 pub mod policy;
 pub mod proxy;
+pub mod snapshot;
 pub mod stream;
 pub mod tap;
 pub mod tokens;
@@ -294,9 +295,9 @@ impl Gateway {
         // Restore state: human decisions, then the detector's verdicts: by replaying the log
         // when this process detects, from the stored verdicts when workers do.
         let detects_here = config.bus.is_none();
-        {
+        let held = {
             let s = shared.clone();
-            tokio::task::spawn_blocking(move || -> store::Result<()> {
+            tokio::task::spawn_blocking(move || -> store::Result<snapshot::Held> {
                 for o in s.store.overrides()? {
                     if let Some(a) = Action::parse(&o.action) {
                         s.table.set_override(&o.account, Some((a, o.by)));
@@ -307,12 +308,15 @@ impl Gateway {
                         s.table.set_allowlisted(&a.name, true);
                     }
                 }
+                let mut held = snapshot::Held::default();
                 if detects_here {
                     let before = s.store.verdicts()?;
-                    let n = tap::replay(&s)?;
+                    let (restored, upto) = snapshot::restore(&s)?;
+                    held = upto;
                     tracing::info!(
-                        exchanges = n,
-                        "detector state restored from the exchange log"
+                        snapshot_upto_seq = restored.snapshot_upto,
+                        replayed = restored.replayed,
+                        "detector state restored (a snapshot, then the exchanges logged after it)"
                     );
                     // A restart never lowers a verdict: where the replay ends below what was
                     // stored (rows it had to leave out), the stored verdict stands.
@@ -334,11 +338,11 @@ impl Gateway {
                         }
                     }
                 }
-                Ok(())
+                Ok(held)
             })
             .await
-            .map_err(|e| anyhow_like::Error(e.to_string()))??;
-        }
+            .map_err(|e| anyhow_like::Error(e.to_string()))??
+        };
         let keys = auth::KeyCache::new(store.clone());
         {
             // On a blocking thread: the PostgreSQL client must not block the runtime.
@@ -354,6 +358,8 @@ impl Gateway {
                     shared.clone(),
                     config.log_queue,
                     Duration::from_millis(config.log_flush_ms),
+                    config.snapshot_every(),
+                    held,
                 );
                 (tap, Some(writer), None, None, None)
             }

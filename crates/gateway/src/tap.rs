@@ -151,18 +151,38 @@ pub struct Shared {
 }
 
 /// Starts the writer and detector threads; returns the tap and a handle that finishes when
-/// both have drained (after every `Tap` clone is dropped).
-pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread::JoinHandle<()>) {
+/// both have drained (after every `Tap` clone is dropped). `held` is where the restore at
+/// start-up left the detector; with `snapshot_every`, the detector's state is saved that
+/// often while exchanges come in, and at shutdown.
+pub fn start(
+    shared: Arc<Shared>,
+    queue: usize,
+    flush: Duration,
+    snapshot_every: Option<Duration>,
+    held: crate::snapshot::Held,
+) -> (Tap, thread::JoinHandle<()>) {
     let (log_tx, mut log_rx) = mpsc::channel::<Finished>(queue.max(1));
-    // Whole committed batches go to the detector: one wake-up per commit, not per exchange.
+    // Whole committed batches go to the detector: one wake-up per commit, not per exchange;
+    // with each, the place in the log of its last exchange.
     let (det_tx, det_rx) =
-        std::sync::mpsc::sync_channel::<Vec<Committed>>((queue / 1024).clamp(2, 64));
+        std::sync::mpsc::sync_channel::<(Vec<Committed>, Option<i64>)>((queue / 1024).clamp(2, 64));
     let detector_shared = shared.clone();
     let detector_thread = thread::Builder::new()
         .name("detector".into())
         .spawn(move || {
             let phrases = PhraseMatcher::default();
-            for batch in det_rx {
+            let mut snapshots =
+                crate::snapshot::Snapshotter::new(detector_shared.clone(), snapshot_every, held);
+            loop {
+                // Wake up now and then without traffic too, so the last burst gets saved.
+                let (batch, last_seq) = match det_rx.recv_timeout(Duration::from_secs(5)) {
+                    Ok(received) => received,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        snapshots.tick();
+                        continue;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                };
                 for committed in batch {
                     let obs = match committed {
                         Committed::Line(line) => observation_of(&line, &phrases),
@@ -172,7 +192,12 @@ pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread
                         observe(&detector_shared, &obs, true);
                     }
                 }
+                if let Some(seq) = last_seq {
+                    snapshots.held(seq);
+                }
+                snapshots.tick();
             }
+            snapshots.finish();
         })
         .expect("spawn detector thread");
     let writer = thread::Builder::new()
@@ -208,15 +233,28 @@ pub fn start(shared: Arc<Shared>, queue: usize, flush: Duration) -> (Tap, thread
                     rows.push(row);
                 }
                 let mut attempt = 0;
-                while let Err(e) = shared.store.append_exchanges(&rows) {
-                    attempt += 1;
-                    tracing::error!(error = %e, attempt, "writing exchanges failed; retrying");
-                    thread::sleep(Duration::from_millis(100 * attempt.min(50)));
-                }
+                let places = loop {
+                    match shared.store.append_exchanges(&rows) {
+                        Ok(places) => break places,
+                        Err(e) => {
+                            attempt += 1;
+                            tracing::error!(error = %e, attempt, "writing exchanges failed; retrying");
+                            thread::sleep(Duration::from_millis(100 * attempt.min(50)));
+                        }
+                    }
+                };
                 metrics::counter!("distillguard_exchanges_logged_total")
                     .increment(rows.len() as u64);
-                // The detector sees each exchange after it is committed, in commit order.
-                if det_tx.send(committed).is_err() {
+                // The detector sees each exchange after it is committed, in commit order, and
+                // only once: an id already in the log is not counted again (as a replay,
+                // which reads the log, would not count it).
+                let last_seq = places.iter().flatten().max().copied();
+                let committed: Vec<Committed> = committed
+                    .into_iter()
+                    .zip(&places)
+                    .filter_map(|(c, place)| place.map(|_| c))
+                    .collect();
+                if det_tx.send((committed, last_seq)).is_err() {
                     tracing::error!("detector thread is gone");
                 }
             }
@@ -340,15 +378,22 @@ fn record_change(
     }
 }
 
-/// Replays the stored log through the detector at start-up, so verdicts survive restarts.
-pub fn replay(shared: &Shared) -> store::Result<u64> {
-    replay_accounts(shared, |_| true)
+/// Replays the stored log of the accounts `mine` accepts (a worker's partitions) through
+/// the detector at start-up, so verdicts survive restarts.
+pub fn replay_accounts(shared: &Shared, mine: impl Fn(&str) -> bool) -> store::Result<u64> {
+    replay_after(shared, 0, mine).map(|(n, _)| n)
 }
 
-/// [`replay`] for the accounts `mine` accepts (a worker's partitions).
-pub fn replay_accounts(shared: &Shared, mine: impl Fn(&str) -> bool) -> store::Result<u64> {
+/// Replays the exchanges logged after `from_seq` (the place a snapshot holds up to) for the
+/// accounts `mine` accepts. Returns how many were replayed and the place of the last one
+/// read (`from_seq` when there were none).
+pub fn replay_after(
+    shared: &Shared,
+    from_seq: i64,
+    mine: impl Fn(&str) -> bool,
+) -> store::Result<(u64, i64)> {
     let phrases = PhraseMatcher::default();
-    let (mut after, mut n, mut skipped) = (0, 0, 0u64);
+    let (mut after, mut n, mut skipped) = (from_seq, 0, 0u64);
     loop {
         let page = shared.store.exchanges(None, after, 4096)?;
         let Some(last) = page.last() else { break };
@@ -369,5 +414,5 @@ pub fn replay_accounts(shared: &Shared, mine: impl Fn(&str) -> bool) -> store::R
             "exchanges left out of the replay: unreadable, or redacted with facts from another detector version"
         );
     }
-    Ok(n)
+    Ok((n, after))
 }

@@ -1,0 +1,199 @@
+//! Detector snapshots: the detector's whole state saved to the store now and then, so a
+//! restart restores it and replays only the exchanges logged after it, instead of the whole
+//! log (which grows without bound when no retention is set).
+//!
+//! A snapshot holds every exchange up to a place in the log (`seq`): the detector thread
+//! knows the place of each batch it takes, because the writer hands batches over only after
+//! committing them, with the places the store gave them. Saving holds the detector's lock
+//! only to copy the state out; compressing and writing happen on a thread of their own.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use detect::{Detector, Verdict};
+use flate2::{read::GzDecoder, write::GzEncoder, Compression};
+
+use crate::tap::{self, Shared};
+
+/// The name the embedded gateway's snapshot is kept under.
+pub const LOCAL: &str = "local";
+
+/// Takes snapshots from the detector thread: at most one every `every`, only when new
+/// exchanges came in, never two writes at once.
+pub struct Snapshotter {
+    shared: Arc<Shared>,
+    every: Option<Duration>,
+    /// The last exchange the detector holds.
+    upto: i64,
+    saved_upto: i64,
+    last: Instant,
+    writing: Option<thread::JoinHandle<()>>,
+}
+
+impl Snapshotter {
+    /// `start`: what the restore left (the last exchange the detector holds, and the last one
+    /// the stored snapshot holds). When the restore replayed exchanges, the first snapshot is
+    /// due at once: a process that keeps restarting must not replay the same tail each time.
+    pub fn new(shared: Arc<Shared>, every: Option<Duration>, start: Held) -> Self {
+        let now = Instant::now();
+        let last = match every {
+            Some(every) if start.upto > start.saved => now.checked_sub(every).unwrap_or(now),
+            _ => now,
+        };
+        Self {
+            shared,
+            every,
+            upto: start.upto,
+            saved_upto: start.saved,
+            last,
+            writing: None,
+        }
+    }
+
+    /// The detector now holds every exchange up to `seq`.
+    pub fn held(&mut self, seq: i64) {
+        self.upto = self.upto.max(seq);
+    }
+
+    /// Takes a snapshot when one is due.
+    pub fn tick(&mut self) {
+        let Some(every) = self.every else { return };
+        let busy = self.writing.as_ref().is_some_and(|w| !w.is_finished());
+        if self.upto > self.saved_upto && self.last.elapsed() >= every && !busy {
+            self.take();
+        }
+    }
+
+    /// At shutdown: waits for a write in progress, then saves what is new, so a clean restart
+    /// replays nothing.
+    pub fn finish(mut self) {
+        if let Some(w) = self.writing.take() {
+            let _ = w.join();
+        }
+        if self.every.is_some() && self.upto > self.saved_upto {
+            self.take();
+            if let Some(w) = self.writing.take() {
+                let _ = w.join();
+            }
+        }
+    }
+
+    fn take(&mut self) {
+        if let Some(w) = self.writing.take() {
+            let _ = w.join();
+        }
+        let started = Instant::now();
+        let state = self
+            .shared
+            .detector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .save_state();
+        let held_ms = started.elapsed().as_millis() as u64;
+        let (store, upto) = (self.shared.store.clone(), self.upto);
+        self.saved_upto = upto;
+        self.last = Instant::now();
+        let spawned = thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || {
+                let raw = state.len();
+                let bytes = compress(&state);
+                match store.put_snapshot(LOCAL, upto, tap::now_ms(), &bytes) {
+                    Ok(()) => {
+                        metrics::counter!("distillguard_snapshots_total").increment(1);
+                        tracing::info!(
+                            upto_seq = upto,
+                            bytes = bytes.len(),
+                            state_bytes = raw,
+                            lock_held_ms = held_ms,
+                            total_ms = started.elapsed().as_millis() as u64,
+                            "detector snapshot saved"
+                        );
+                    }
+                    Err(e) => tracing::error!(error = %e, "saving a detector snapshot failed"),
+                }
+            });
+        match spawned {
+            Ok(handle) => self.writing = Some(handle),
+            Err(e) => tracing::error!(error = %e, "could not start the snapshot thread"),
+        }
+    }
+}
+
+fn compress(state: &[u8]) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::with_capacity(state.len() / 4), Compression::fast());
+    gz.write_all(state).expect("writing to memory");
+    gz.finish().expect("writing to memory")
+}
+
+fn decompress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes.len() * 4);
+    GzDecoder::new(bytes).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Where the detector stands after the restore: the last exchange it holds, and the last one
+/// the stored snapshot holds (0 without one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    pub upto: i64,
+    pub saved: i64,
+}
+
+/// How the detector's state was rebuilt at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    /// The last exchange the snapshot held, when one was used.
+    pub snapshot_upto: Option<i64>,
+    /// Exchanges replayed from the log after it (all of them without a snapshot).
+    pub replayed: u64,
+}
+
+/// Rebuilds the detector: from the snapshot when there is a usable one, then the log after
+/// it; from the whole log otherwise. A snapshot that cannot be used (another detector version
+/// or config, damaged) is reported and replaced by a full replay: it costs time, never
+/// correctness. Returns what was done and where the detector stands.
+pub fn restore(shared: &Shared) -> store::Result<(Restored, Held)> {
+    let mut after = 0;
+    let mut snapshot_upto = None;
+    if let Some(snap) = shared.store.snapshot(LOCAL)? {
+        let config = shared
+            .detector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config()
+            .clone();
+        let restored = decompress(&snap.bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|state| Detector::restore_state(config, &state).map_err(|e| e.to_string()));
+        match restored {
+            Ok(detector) => {
+                for r in detector.reports() {
+                    if r.verdict > Verdict::Benign {
+                        shared.table.set_verdict(&r.account, r.verdict);
+                    }
+                }
+                *shared.detector.lock().unwrap_or_else(|p| p.into_inner()) = detector;
+                after = snap.upto_seq;
+                snapshot_upto = Some(snap.upto_seq);
+            }
+            Err(why) => tracing::warn!(
+                %why,
+                "the detector snapshot cannot be used; replaying the whole exchange log"
+            ),
+        }
+    }
+    let (replayed, last) = tap::replay_after(shared, after, |_| true)?;
+    Ok((
+        Restored {
+            snapshot_upto,
+            replayed,
+        },
+        Held {
+            upto: last.max(after),
+            saved: snapshot_upto.unwrap_or(0),
+        },
+    ))
+}
