@@ -63,9 +63,44 @@ pub struct Hll<const M: usize> {
 
 /// What a saved [`Hll`] keeps: its registers; the kept sum and count of empty registers are
 /// derived again when it is read back, so a saved sketch cannot contradict itself.
-#[derive(Serialize, Deserialize)]
-#[serde(transparent)]
-struct Registers<const M: usize>(#[serde(with = "fixed")] [u8; M]);
+/// Written as one byte string (a copy, where formats allow), not a sequence of numbers.
+struct Registers<const M: usize>([u8; M]);
+
+impl<const M: usize> Serialize for Registers<M> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de, const M: usize> Deserialize<'de> for Registers<M> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Bytes<const M: usize>;
+        impl<'de, const M: usize> serde::de::Visitor<'de> for Bytes<M> {
+            type Value = Registers<M>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "{M} register bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                v.try_into()
+                    .map(Registers)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut registers = [0u8; M];
+                for (i, r) in registers.iter_mut().enumerate() {
+                    *r = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                Ok(Registers(registers))
+            }
+        }
+        d.deserialize_bytes(Bytes::<M>)
+    }
+}
 
 impl<const M: usize> From<Registers<M>> for Hll<M> {
     fn from(saved: Registers<M>) -> Self {
