@@ -40,6 +40,14 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, as an operator's stop: shutdown code runs (a worker saves its snapshot).
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -90,8 +98,17 @@ fn replica(
 }
 
 fn worker(dir: &Path, pg: &str, nats: &str, run: usize) -> Proc {
+    // Snapshots every 1.2 s: the restarts below start from one, not from the whole log.
     Proc::spawn(
-        &["worker", "--store", pg, "--bus", nats],
+        &[
+            "worker",
+            "--store",
+            pg,
+            "--bus",
+            nats,
+            "--snapshot-minutes",
+            "0.02",
+        ],
         dir.join(format!("worker-{run}.log")),
     )
 }
@@ -593,5 +610,26 @@ async fn replicas_publish_workers_detect_and_nothing_is_lost_through_crashes_and
             "{account}: worker says {live}, scan says {verdict}"
         );
     }
-    drop(worker_proc);
+
+    // 6. The restarted worker began from the snapshot the killed one had saved, and replayed
+    //    only what was stored after it; stopped, it saves a snapshot whose detector holds
+    //    every loader exchange exactly once, through the kill, the held batch and the outage.
+    let mut worker_proc = worker_proc;
+    let log = worker_proc.log();
+    assert!(
+        log.contains("snapshot=true"),
+        "the second worker started from a snapshot:\n{log}"
+    );
+    worker_proc.stop();
+    let snap = pg(&db.url, |s| s.snapshot("worker-0-of-1").unwrap())
+        .await
+        .expect("a snapshot at shutdown");
+    let (_, state) = gateway::snapshot::unpack(&snap.bytes).unwrap();
+    let detector = detect::Detector::restore_state(detect::Config::default(), &state).unwrap();
+    assert_eq!(
+        detector.report("loader").unwrap().exchanges,
+        total as u64,
+        "worker log:\n{}",
+        worker_proc.log()
+    );
 }

@@ -99,7 +99,7 @@ impl Snapshotter {
             .name("snapshot".into())
             .spawn(move || {
                 let raw = state.len();
-                let bytes = compress(&state);
+                let bytes = pack(&serde_json::json!({}), &state);
                 match store.put_snapshot(LOCAL, upto, tap::now_ms(), &bytes) {
                     Ok(()) => {
                         metrics::counter!("distillguard_snapshots_total").increment(1);
@@ -122,16 +122,31 @@ impl Snapshotter {
     }
 }
 
-fn compress(state: &[u8]) -> Vec<u8> {
+/// What is stored: gzip of the length of `meta` (u32, little-endian), `meta` (JSON: what the
+/// state holds, beyond the stored `upto_seq`) and the detector's state.
+pub fn pack(meta: &serde_json::Value, state: &[u8]) -> Vec<u8> {
+    let meta = meta.to_string();
     let mut gz = GzEncoder::new(Vec::with_capacity(state.len() / 4), Compression::fast());
-    gz.write_all(state).expect("writing to memory");
+    gz.write_all(&(meta.len() as u32).to_le_bytes())
+        .and_then(|()| gz.write_all(meta.as_bytes()))
+        .and_then(|()| gz.write_all(state))
+        .expect("writing to memory");
     gz.finish().expect("writing to memory")
 }
 
-fn decompress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(bytes.len() * 4);
-    GzDecoder::new(bytes).read_to_end(&mut out)?;
-    Ok(out)
+/// The `meta` and state that [`pack`] stored.
+pub fn unpack(bytes: &[u8]) -> Result<(serde_json::Value, Vec<u8>), String> {
+    let mut raw = Vec::with_capacity(bytes.len() * 4);
+    GzDecoder::new(bytes)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("not gzip: {e}"))?;
+    let len = raw
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or("too short")?;
+    let meta = raw.get(4..4 + len).ok_or("too short for its metadata")?;
+    let meta = serde_json::from_slice(meta).map_err(|e| format!("metadata: {e}"))?;
+    Ok((meta, raw.split_off(4 + len)))
 }
 
 /// Where the detector stands after the restore: the last exchange it holds, and the last one
@@ -165,9 +180,9 @@ pub fn restore(shared: &Shared) -> store::Result<(Restored, Held)> {
             .unwrap_or_else(|p| p.into_inner())
             .config()
             .clone();
-        let restored = decompress(&snap.bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|state| Detector::restore_state(config, &state).map_err(|e| e.to_string()));
+        let restored = unpack(&snap.bytes).and_then(|(_, state)| {
+            Detector::restore_state(config, &state).map_err(|e| e.to_string())
+        });
         match restored {
             Ok(detector) => {
                 for r in detector.reports() {
@@ -185,7 +200,7 @@ pub fn restore(shared: &Shared) -> store::Result<(Restored, Held)> {
             ),
         }
     }
-    let (replayed, last) = tap::replay_after(shared, after, |_| true)?;
+    let (replayed, last) = tap::replay_after(shared, after, |_, _| true)?;
     Ok((
         Restored {
             snapshot_upto,

@@ -378,19 +378,14 @@ fn record_change(
     }
 }
 
-/// Replays the stored log of the accounts `mine` accepts (a worker's partitions) through
-/// the detector at start-up, so verdicts survive restarts.
-pub fn replay_accounts(shared: &Shared, mine: impl Fn(&str) -> bool) -> store::Result<u64> {
-    replay_after(shared, 0, mine).map(|(n, _)| n)
-}
-
-/// Replays the exchanges logged after `from_seq` (the place a snapshot holds up to) for the
-/// accounts `mine` accepts. Returns how many were replayed and the place of the last one
+/// Replays the exchanges logged after `from_seq` (where a snapshot holds up to) that `mine`
+/// accepts, given each one's place in the log and account (a worker takes its partitions,
+/// each after its own place). Returns how many were replayed and the place of the last one
 /// read (`from_seq` when there were none).
 pub fn replay_after(
     shared: &Shared,
     from_seq: i64,
-    mine: impl Fn(&str) -> bool,
+    mut mine: impl FnMut(i64, &str) -> bool,
 ) -> store::Result<(u64, i64)> {
     let phrases = PhraseMatcher::default();
     let (mut after, mut n, mut skipped) = (from_seq, 0, 0u64);
@@ -398,7 +393,7 @@ pub fn replay_after(
         let page = shared.store.exchanges(None, after, 4096)?;
         let Some(last) = page.last() else { break };
         after = last.0;
-        for (_, e) in page.iter().filter(|(_, e)| mine(&e.account)) {
+        for (_, e) in page.iter().filter(|(seq, e)| mine(*seq, &e.account)) {
             match replay_observation(e, &phrases) {
                 Some(obs) => {
                     observe(shared, &obs, false);

@@ -12,14 +12,16 @@
 //! held comes back after the ack wait, 30 s, and is then stored, out of order). A worker
 //! killed anywhere in between gets the unacknowledged messages again on restart, and the
 //! store drops the ones it already has, so every exchange is stored and detected exactly
-//! once. On start the worker rebuilds its
-//! detector state by replaying its partitions' exchanges from the store.
+//! once. On start the worker restores its last snapshot of the detector (taken every
+//! `snapshot_every` and at shutdown) and replays, for each partition, only the exchanges
+//! stored after the place the snapshot holds for it; without a usable snapshot it replays
+//! its partitions whole.
 //!
 //! With several workers, `index`/`count` split the partitions (`p % count == index`). Accounts
 //! are only linked into groups with accounts of the same worker.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bus::async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
@@ -34,6 +36,7 @@ use tokio::sync::watch;
 
 use crate::config::ContentPolicy;
 use crate::policy::{Policy, PolicyTable};
+use crate::snapshot;
 use crate::tap::{self, Shared};
 
 #[derive(Debug, Clone)]
@@ -45,6 +48,9 @@ pub struct WorkerConfig {
     /// Messages taken per fetch.
     pub batch: usize,
     pub policy: Policy,
+    /// How often the detector's state is saved to the store (and at shutdown); `None`: never,
+    /// every start replays the partitions whole.
+    pub snapshot_every: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -55,6 +61,7 @@ impl Default for WorkerConfig {
             count: 1,
             batch: 512,
             policy: Policy::default(),
+            snapshot_every: Some(Duration::from_secs(600)),
         }
     }
 }
@@ -64,6 +71,33 @@ impl WorkerConfig {
         (0..bus::PARTITIONS)
             .filter(|p| p % self.count.max(1) == self.index)
             .collect()
+    }
+
+    /// The name this worker's snapshots are kept under: another split of the partitions is
+    /// another state.
+    pub fn snapshot_name(&self) -> String {
+        format!("worker-{}-of-{}", self.index, self.count)
+    }
+}
+
+/// What the detector holds, per partition: the place in the log of the last exchange of that
+/// partition it has taken. Partitions are consumed concurrently, so one place for the whole
+/// log would not say it; within a partition, batches are stored and detected one at a time,
+/// so places grow in the order exchanges reach the detector. A batch holds `gate` for reading
+/// while it stores and detects; a snapshot holds it for writing, so it never sees a batch
+/// half taken.
+#[derive(Default)]
+pub struct Progress {
+    gate: RwLock<()>,
+    positions: Mutex<BTreeMap<u32, i64>>,
+}
+
+impl Progress {
+    fn positions(&self) -> BTreeMap<u32, i64> {
+        self.positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -86,14 +120,21 @@ pub async fn run(
         policy: config.policy.clone(),
     });
     let mine = config.partitions();
-    {
-        let (s, mine) = (shared.clone(), mine.clone());
-        let n = tokio::task::spawn_blocking(move || replay_partitions(&s, &mine))
+    let name = config.snapshot_name();
+    let progress = Arc::new(Progress::default());
+    let mut saved = {
+        let (s, p, mine, name) = (shared.clone(), progress.clone(), mine.clone(), name.clone());
+        let (saved, replayed) = tokio::task::spawn_blocking(move || restore(&s, &p, &mine, &name))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        tracing::info!(exchanges = n, "detector state rebuilt from the store");
-    }
+        tracing::info!(
+            snapshot = !saved.is_empty(),
+            replayed,
+            "detector state restored (a snapshot, then each partition's exchanges stored after it)"
+        );
+        saved
+    };
 
     let client = bus::connect(&config.nats)
         .await
@@ -133,21 +174,146 @@ pub async fn run(
         tasks.push(tokio::spawn(consume(
             consumer,
             shared.clone(),
+            progress.clone(),
             standing.clone(),
             config.batch,
             shutdown.clone(),
         )));
     }
+    let partitions = tasks.len();
     tasks.push(tokio::spawn(publish_groups(
         shared.clone(),
         standing.clone(),
         shutdown.clone(),
     )));
-    tracing::info!(partitions = tasks.len() - 1, "worker consuming");
+    tracing::info!(partitions, "worker consuming");
+    if let Some(every) = config.snapshot_every {
+        let mut tick = tokio::time::interval(every);
+        // The first tick is at once: a start that replayed exchanges saves them right away.
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            saved = save(&shared, &progress, &name, saved).await;
+        }
+    }
     for t in tasks {
         let _ = t.await;
     }
+    if config.snapshot_every.is_some() {
+        save(&shared, &progress, &name, saved).await;
+    }
     Ok(())
+}
+
+/// Saves a snapshot when the detector holds exchanges the last one (`saved`) did not; returns
+/// what the stored snapshot now holds.
+async fn save(
+    shared: &Arc<Shared>,
+    progress: &Arc<Progress>,
+    name: &str,
+    saved: BTreeMap<u32, i64>,
+) -> BTreeMap<u32, i64> {
+    if progress.positions() == saved {
+        return saved;
+    }
+    let (s, p, name) = (shared.clone(), progress.clone(), name.to_owned());
+    match tokio::task::spawn_blocking(move || take_snapshot(&s, &p, &name)).await {
+        Ok(Ok(positions)) => positions,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "saving a detector snapshot failed");
+            saved
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the snapshot task failed");
+            saved
+        }
+    }
+}
+
+fn take_snapshot(
+    shared: &Shared,
+    progress: &Progress,
+    name: &str,
+) -> store::Result<BTreeMap<u32, i64>> {
+    let started = std::time::Instant::now();
+    let (state, positions) = {
+        let _no_batch_in_flight = progress.gate.write().unwrap_or_else(|p| p.into_inner());
+        let state = shared
+            .detector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .save_state();
+        (state, progress.positions())
+    };
+    let held_ms = started.elapsed().as_millis() as u64;
+    let upto = positions.values().copied().max().unwrap_or(0);
+    let bytes = snapshot::pack(&serde_json::json!({ "positions": positions }), &state);
+    shared
+        .store
+        .put_snapshot(name, upto, tap::now_ms(), &bytes)?;
+    metrics::counter!("distillguard_snapshots_total").increment(1);
+    tracing::info!(
+        bytes = bytes.len(),
+        state_bytes = state.len(),
+        lock_held_ms = held_ms,
+        total_ms = started.elapsed().as_millis() as u64,
+        "detector snapshot saved"
+    );
+    Ok(positions)
+}
+
+/// Rebuilds the detector from this worker's snapshot and the exchanges of its partitions
+/// stored after it (all of them without a usable snapshot). Returns the places the snapshot
+/// holds (empty without one) and how many exchanges were replayed.
+fn restore(
+    shared: &Shared,
+    progress: &Progress,
+    mine: &[u32],
+    name: &str,
+) -> store::Result<(BTreeMap<u32, i64>, u64)> {
+    let mut held: BTreeMap<u32, i64> = BTreeMap::new();
+    if let Some(snap) = shared.store.snapshot(name)? {
+        let config = shared
+            .detector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config()
+            .clone();
+        let restored = snapshot::unpack(&snap.bytes).and_then(|(meta, state)| {
+            let positions: BTreeMap<u32, i64> = serde_json::from_value(meta["positions"].clone())
+                .map_err(|e| format!("positions: {e}"))?;
+            let detector = Detector::restore_state(config, &state).map_err(|e| e.to_string())?;
+            Ok((positions, detector))
+        });
+        match restored {
+            Ok((positions, detector)) => {
+                *shared.detector.lock().unwrap_or_else(|p| p.into_inner()) = detector;
+                held = positions;
+            }
+            Err(why) => tracing::warn!(
+                %why,
+                "the detector snapshot cannot be used; replaying the partitions whole"
+            ),
+        }
+    }
+    let from = mine
+        .iter()
+        .map(|p| held.get(p).copied().unwrap_or(0))
+        .min()
+        .unwrap_or(0);
+    let mut reached = held.clone();
+    let (replayed, _) = tap::replay_after(shared, from, |seq, account| {
+        let p = bus::partition(account);
+        if !mine.contains(&p) || seq <= held.get(&p).copied().unwrap_or(0) {
+            return false;
+        }
+        reached.insert(p, seq);
+        true
+    })?;
+    *progress.positions.lock().unwrap_or_else(|p| p.into_inner()) = reached;
+    Ok((held, replayed))
 }
 
 /// Members listed per group in the standing bucket (the count is always given).
@@ -219,13 +385,10 @@ async fn publish_groups(shared: Arc<Shared>, standing: Standing, shutdown: watch
     }
 }
 
-fn replay_partitions(shared: &Shared, mine: &[u32]) -> store::Result<u64> {
-    tap::replay_accounts(shared, |account| mine.contains(&bus::partition(account)))
-}
-
 async fn consume(
     consumer: PullConsumer,
     shared: Arc<Shared>,
+    progress: Arc<Progress>,
     standing: Standing,
     batch: usize,
     shutdown: watch::Receiver<bool>,
@@ -270,8 +433,8 @@ async fn consume(
                 e
             })
             .collect();
-        let s = shared.clone();
-        let changed = match tokio::task::spawn_blocking(move || process(&s, envelopes)).await {
+        let (s, p) = (shared.clone(), progress.clone());
+        let changed = match tokio::task::spawn_blocking(move || process(&s, &p, envelopes)).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "processing a batch failed");
@@ -298,7 +461,13 @@ async fn consume(
 
 /// Stores a batch (retrying until the store takes it) and feeds the exchanges that were new to
 /// the detector, in order. Returns the verdict changes.
-fn process(shared: &Shared, envelopes: Vec<Envelope>) -> Vec<(String, detect::Verdict)> {
+fn process(
+    shared: &Shared,
+    progress: &Progress,
+    envelopes: Vec<Envelope>,
+) -> Vec<(String, detect::Verdict)> {
+    // No snapshot while this batch is stored but not yet detected.
+    let _batch = progress.gate.read().unwrap_or_else(|p| p.into_inner());
     let phrases = PHRASES.with(|p| p.clone());
     let (rows, observations): (Vec<LoggedExchange>, Vec<Option<detect::Observation>>) =
         envelopes.iter().map(|e| stored_row(e, &phrases)).unzip();
@@ -315,6 +484,14 @@ fn process(shared: &Shared, envelopes: Vec<Envelope>) -> Vec<(String, detect::Ve
     };
     metrics::counter!("distillguard_worker_exchanges_total").increment(rows.len() as u64);
     let mut changed = Vec::new();
+    let mut positions = progress.positions.lock().unwrap_or_else(|p| p.into_inner());
+    for (row, seq) in rows.iter().zip(&new) {
+        if let Some(seq) = *seq {
+            let held = positions.entry(bus::partition(&row.account)).or_insert(0);
+            *held = (*held).max(seq);
+        }
+    }
+    drop(positions);
     for (obs, seq) in observations.into_iter().zip(new) {
         if seq.is_none() {
             metrics::counter!("distillguard_worker_duplicates_total").increment(1);

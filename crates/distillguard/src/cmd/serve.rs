@@ -85,20 +85,23 @@ pub fn load(args: &Args) -> anyhow::Result<GatewayConfig> {
 }
 
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    init_tracing_at("info");
 }
 
 /// Warnings only: the demo prints its own story.
 pub fn init_tracing_quiet() {
+    init_tracing_at("error");
+}
+
+/// Logs to stderr at `default` (or `RUST_LOG`), colored only on a terminal: a log file or a
+/// collector gets plain `key=value` fields it can search.
+fn init_tracing_at(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

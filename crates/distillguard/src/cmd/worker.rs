@@ -21,6 +21,10 @@ pub struct Args {
     /// Gateway config (TOML) whose `policy` names the actions in the audit trail.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Save the detector's state to the store this often (and at shutdown), so a restart
+    /// replays only what was stored after it; 0: never.
+    #[arg(long, default_value_t = 10.0)]
+    pub snapshot_minutes: f64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -41,6 +45,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         index: args.index,
         count: args.workers,
         policy,
+        snapshot_every: (args.snapshot_minutes.is_finite() && args.snapshot_minutes > 0.0)
+            .then(|| std::time::Duration::from_secs_f64(args.snapshot_minutes * 60.0)),
         ..WorkerConfig::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
