@@ -166,39 +166,51 @@ pub struct Restored {
     pub replayed: u64,
 }
 
+/// The metadata, detector and last place held of the snapshot kept under `name`, when there
+/// is one this detector can use. One it cannot use (another detector version or config,
+/// damaged) is reported and passed over: the caller replays instead, which costs time, never
+/// correctness.
+pub fn load(
+    shared: &Shared,
+    name: &str,
+) -> store::Result<Option<(serde_json::Value, Detector, i64)>> {
+    let Some(snap) = shared.store.snapshot(name)? else {
+        return Ok(None);
+    };
+    let config = shared
+        .detector
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .config()
+        .clone();
+    let restored = unpack(&snap.bytes).and_then(|(meta, state)| {
+        Detector::restore_state(config, &state)
+            .map(|detector| (meta, detector))
+            .map_err(|e| e.to_string())
+    });
+    match restored {
+        Ok((meta, detector)) => Ok(Some((meta, detector, snap.upto_seq))),
+        Err(why) => {
+            tracing::warn!(%why, name, "the detector snapshot cannot be used; replaying instead");
+            Ok(None)
+        }
+    }
+}
+
 /// Rebuilds the detector: from the snapshot when there is a usable one, then the log after
-/// it; from the whole log otherwise. A snapshot that cannot be used (another detector version
-/// or config, damaged) is reported and replaced by a full replay: it costs time, never
-/// correctness. Returns what was done and where the detector stands.
+/// it; from the whole log otherwise. Returns what was done and where the detector stands.
 pub fn restore(shared: &Shared) -> store::Result<(Restored, Held)> {
     let mut after = 0;
     let mut snapshot_upto = None;
-    if let Some(snap) = shared.store.snapshot(LOCAL)? {
-        let config = shared
-            .detector
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .config()
-            .clone();
-        let restored = unpack(&snap.bytes).and_then(|(_, state)| {
-            Detector::restore_state(config, &state).map_err(|e| e.to_string())
-        });
-        match restored {
-            Ok(detector) => {
-                for r in detector.reports() {
-                    if r.verdict > Verdict::Benign {
-                        shared.table.set_verdict(&r.account, r.verdict);
-                    }
-                }
-                *shared.detector.lock().unwrap_or_else(|p| p.into_inner()) = detector;
-                after = snap.upto_seq;
-                snapshot_upto = Some(snap.upto_seq);
+    if let Some((_, detector, upto)) = load(shared, LOCAL)? {
+        for r in detector.reports() {
+            if r.verdict > Verdict::Benign {
+                shared.table.set_verdict(&r.account, r.verdict);
             }
-            Err(why) => tracing::warn!(
-                %why,
-                "the detector snapshot cannot be used; replaying the whole exchange log"
-            ),
         }
+        *shared.detector.lock().unwrap_or_else(|p| p.into_inner()) = detector;
+        after = upto;
+        snapshot_upto = Some(upto);
     }
     let (replayed, last) = tap::replay_after(shared, after, |_, _| true)?;
     Ok((

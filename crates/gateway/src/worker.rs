@@ -274,27 +274,15 @@ fn restore(
     name: &str,
 ) -> store::Result<(BTreeMap<u32, i64>, u64)> {
     let mut held: BTreeMap<u32, i64> = BTreeMap::new();
-    if let Some(snap) = shared.store.snapshot(name)? {
-        let config = shared
-            .detector
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .config()
-            .clone();
-        let restored = snapshot::unpack(&snap.bytes).and_then(|(meta, state)| {
-            let positions: BTreeMap<u32, i64> = serde_json::from_value(meta["positions"].clone())
-                .map_err(|e| format!("positions: {e}"))?;
-            let detector = Detector::restore_state(config, &state).map_err(|e| e.to_string())?;
-            Ok((positions, detector))
-        });
-        match restored {
-            Ok((positions, detector)) => {
+    if let Some((meta, detector, _)) = snapshot::load(shared, name)? {
+        match serde_json::from_value(meta["positions"].clone()) {
+            Ok(positions) => {
                 *shared.detector.lock().unwrap_or_else(|p| p.into_inner()) = detector;
                 held = positions;
             }
-            Err(why) => tracing::warn!(
-                %why,
-                "the detector snapshot cannot be used; replaying the partitions whole"
+            Err(e) => tracing::warn!(
+                error = %e,
+                "the detector snapshot says no places per partition; replaying the partitions whole"
             ),
         }
     }
