@@ -213,3 +213,67 @@ fn a_restored_state_goes_on_exactly_as_the_detector_that_saved_it() {
         Some(detect::StateError::NotAState)
     );
 }
+
+#[test]
+fn logs_scanned_one_after_another_with_a_state_file_equal_one_scan_of_them_all() {
+    let sim = small_simulation(16);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, exchanges: &[Exchange]| {
+        let path = dir.path().join(name);
+        let mut text = String::new();
+        for e in exchanges {
+            text.push_str(&serde_json::to_string(e).unwrap());
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (first, rest) = sim.exchanges.split_at(sim.exchanges.len() * 2 / 3);
+    let (day1, day2, all) = (
+        write("day1.jsonl", first),
+        write("day2.jsonl", rest),
+        write("all.jsonl", &sim.exchanges),
+    );
+    let state = dir.path().join("state.bin");
+    let scan = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_distillguard"))
+            .arg("scan")
+            .arg("--json")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let whole = scan(&[all.as_os_str()]);
+    scan(&["--state".as_ref(), state.as_os_str(), day1.as_os_str()]);
+    assert!(state.exists(), "the state was saved");
+    let continued = scan(&["--state".as_ref(), state.as_os_str(), day2.as_os_str()]);
+    assert_eq!(
+        continued, whole,
+        "day 1 then day 2 differs from both at once"
+    );
+    let only_day2 = scan(&[day2.as_os_str()]);
+    assert_ne!(only_day2, whole, "the test needs day 1 to matter");
+
+    // A state from another config is refused with a clear error, and not overwritten.
+    let config = dir.path().join("strict.toml");
+    std::fs::write(&config, "[thresholds]\ndistilling = 0.95\n").unwrap();
+    let before = std::fs::read(&state).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_distillguard"))
+        .args(["scan", "--json", "--config"])
+        .arg(&config)
+        .arg("--state")
+        .arg(&state)
+        .arg(&day2)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another detector config"), "{err}");
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+}

@@ -32,6 +32,12 @@ pub struct LogArgs {
     /// Parser threads (default: the number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Carry the detector's state from log to log: start from the state saved in FILE when it
+    /// exists, and save the state there after this log, so logs scanned one after another
+    /// (yesterday's, then today's) reach what one scan of them all would. Not saved when the
+    /// log ended early (a read error, or `--strict` stopping).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
 }
 
 impl LogArgs {
@@ -51,14 +57,47 @@ impl LogArgs {
         let config = load_config(self.config.as_deref())?;
         let source = exchange::LineSource::open(&self.input, self.reader_options())
             .with_context(|| format!("opening {}", self.input.display()))?;
-        let mut detector = detect::Detector::new(config);
+        let mut detector = match self.state.as_deref().filter(|p| p.exists()) {
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("reading the state {}", path.display()))?;
+                detect::Detector::restore_state(config, &bytes).map_err(|why| {
+                    anyhow::anyhow!(
+                        "the state {} cannot be used ({why}); remove it to start from nothing",
+                        path.display()
+                    )
+                })?
+            }
+            None => detect::Detector::new(config),
+        };
         let workers = self
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let outcome =
             crate::pipeline::run(source, &mut detector, workers, strict, |_| {}, progress);
+        if let Some(path) = &self.state {
+            if outcome.strict_stop.is_none() && outcome.read_error.is_none() {
+                save_state(path, &detector.save_state())?;
+            } else {
+                eprintln!(
+                    "the log ended early: the state in {} was left as it was",
+                    path.display()
+                );
+            }
+        }
         Ok((detector, outcome))
     }
+}
+
+/// Writes beside the file and renames over it: a crash leaves the old state or the new one,
+/// never half of one.
+fn save_state(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
 }
 
 /// Which store a command works on: the embedded one in `--data`, or `--store postgres://…`.
