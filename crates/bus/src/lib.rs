@@ -6,8 +6,10 @@
 //!    ◄──────────── KV bucket dg_standing (verdicts, overrides, allowlist) ◄──────────── worker, admin
 //! ```
 //!
-//! - **Exchanges** go to `dg.exchanges.<p>`, `p` a stable hash of the account, so one account's
-//!   exchanges stay in order on one subject and workers can split the partitions between them.
+//! - **Exchanges** go to `dg.exchanges.<p>`, `p` a stable hash of the account, or of its payment
+//!   instrument when it has one, so one account's exchanges stay in order on one subject,
+//!   workers can split the partitions between them, and accounts that pay with one instrument
+//!   (a hydra's strongest link) meet on one worker, which links them.
 //!   Each message carries its exchange id as `Nats-Msg-Id`: JetStream drops a duplicate within
 //!   its window and the worker drops one that is already in the store.
 //! - **Standing** (what the gateway acts on) is a KV bucket every replica watches, so a verdict
@@ -52,7 +54,30 @@ fn nats_err(e: impl std::fmt::Display) -> Error {
     Error::Nats(e.to_string())
 }
 
-/// The partition of an account (FNV-1a, stable across builds and machines).
+/// The partition of an account's exchanges: that of its payment instrument (`payer`) when it
+/// has one, so one payer's accounts share a partition; else that of the account.
+pub fn partition_of(account: &str, payer: Option<&str>) -> u32 {
+    partition(payer.unwrap_or(account))
+}
+
+/// The payment instrument in an exchange line's `meta` (EXCHANGE_FORMAT.md), for
+/// [`partition_of`] when only the stored line is at hand.
+pub fn payer_in_line(line: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        meta: Option<Meta>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        payment_fingerprint: Option<String>,
+    }
+    serde_json::from_str::<Line>(line)
+        .ok()?
+        .meta?
+        .payment_fingerprint
+}
+
+/// The partition of a key (FNV-1a, stable across builds and machines).
 pub fn partition(account: &str) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in account.bytes() {
@@ -113,6 +138,17 @@ mod tests {
     #[test]
     fn partitions_are_stable_and_spread() {
         assert_eq!(partition("acme"), partition("acme"));
+        // One payer's accounts meet; an account without one goes by its name.
+        assert_eq!(
+            partition_of("twin-a", Some("pf_1")),
+            partition_of("twin-b", Some("pf_1"))
+        );
+        assert_ne!(partition("twin-a"), partition("twin-b"));
+        assert_eq!(partition_of("acme", None), partition("acme"));
+        let line = r#"{"id":"x","account":"a","meta":{"payment_fingerprint":"pf_1","asn":1}}"#;
+        assert_eq!(payer_in_line(line).as_deref(), Some("pf_1"));
+        assert_eq!(payer_in_line(r#"{"id":"x","account":"a"}"#), None);
+        assert_eq!(payer_in_line("not json"), None);
         let used: std::collections::HashSet<u32> =
             (0..200).map(|i| partition(&format!("acct-{i}"))).collect();
         assert_eq!(used.len(), PARTITIONS as usize);

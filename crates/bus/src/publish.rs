@@ -18,7 +18,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::spool::{Spool, SpoolError};
-use crate::{partition, subject, Error, HEADER_ACCOUNT, HEADER_CONTENT, HEADER_TS_MS};
+use crate::{partition_of, subject, Error, HEADER_ACCOUNT, HEADER_CONTENT, HEADER_TS_MS};
 
 /// Publishes awaiting their acknowledgement at once.
 pub const IN_FLIGHT: usize = 512;
@@ -34,6 +34,9 @@ pub struct Envelope {
     /// The exchange's `ts` in milliseconds, as the replica read it (`None` when the message
     /// did not say), so the worker need not parse the line to file it.
     pub ts_ms: Option<i64>,
+    /// The account's payment instrument, when it has one: it chooses the partition
+    /// ([`crate::partition_of`]).
+    pub payer: Option<String>,
     pub line: Bytes,
 }
 
@@ -44,6 +47,8 @@ pub(crate) struct Spooled {
     content: String,
     #[serde(default)]
     ts_ms: Option<i64>,
+    #[serde(default)]
+    payer: Option<String>,
     line: String,
 }
 
@@ -54,6 +59,7 @@ impl Envelope {
             account: self.account.clone(),
             content: self.content.clone(),
             ts_ms: self.ts_ms,
+            payer: self.payer.clone(),
             line: String::from_utf8_lossy(&self.line).into_owned(),
         }
     }
@@ -64,6 +70,7 @@ impl Envelope {
             account: s.account,
             content: s.content,
             ts_ms: s.ts_ms,
+            payer: s.payer,
             line: Bytes::from(s.line),
         }
     }
@@ -82,6 +89,8 @@ impl Envelope {
                 .map_or("full", |v| v.as_str())
                 .to_owned(),
             ts_ms: h.get(HEADER_TS_MS).and_then(|v| v.as_str().parse().ok()),
+            // The subject already says the partition; the worker reads the payer from the line.
+            payer: None,
             line: m.payload.clone(),
         })
     }
@@ -135,7 +144,11 @@ async fn publish(js: &Context, e: &Envelope) -> Result<PublishAckFuture, String>
     if let Some(ts) = e.ts_ms {
         headers.insert(HEADER_TS_MS, ts.to_string().as_str());
     }
-    let send = js.publish_with_headers(subject(partition(&e.account)), headers, e.line.clone());
+    let send = js.publish_with_headers(
+        subject(partition_of(&e.account, e.payer.as_deref())),
+        headers,
+        e.line.clone(),
+    );
     match tokio::time::timeout(Duration::from_secs(1), send).await {
         Ok(Ok(ack)) => Ok(ack),
         Ok(Err(err)) => Err(err.to_string()),

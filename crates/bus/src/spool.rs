@@ -136,6 +136,7 @@ mod tests {
             account: "a".into(),
             content: "full".into(),
             ts_ms: Some(i as i64),
+            payer: None,
             line: format!("{{\"id\":\"req_{i:04}\"}}").into(),
         }
     }

@@ -13,6 +13,7 @@ fn envelope(i: usize) -> Envelope {
         account: account.clone(),
         content: "full".into(),
         ts_ms: Some(i as i64),
+        payer: None,
         line: format!("{{\"id\":\"ex-{i}\",\"account\":\"{account}\"}}").into(),
     }
 }

@@ -621,7 +621,7 @@ async fn replicas_publish_workers_detect_and_nothing_is_lost_through_crashes_and
         "the second worker started from a snapshot:\n{log}"
     );
     worker_proc.stop();
-    let snap = pg(&db.url, |s| s.snapshot("worker-0-of-1").unwrap())
+    let snap = pg(&db.url, |s| s.snapshot("worker-0-of-1-by-payer").unwrap())
         .await
         .expect("a snapshot at shutdown");
     let (_, state) = gateway::snapshot::unpack(&snap.bytes).unwrap();
@@ -631,5 +631,85 @@ async fn replicas_publish_workers_detect_and_nothing_is_lost_through_crashes_and
         total as u64,
         "worker log:\n{}",
         worker_proc.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_link_accounts_that_pay_with_one_card() {
+    let Some(db) = testkit::postgres() else {
+        return;
+    };
+    let Some(nats) = testkit::Server::nats() else {
+        return;
+    };
+    let nats_url = format!("nats://{}", nats.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = upstream().await;
+    // By name these two fall on different workers of two; by their card, on one.
+    let (a, b) = ("twin-a", "twin-b");
+    assert_ne!(bus::partition(a) % 2, bus::partition(b) % 2);
+    let keys: Vec<String> = [a, b]
+        .iter()
+        .map(|account| {
+            create_key(
+                &db.url,
+                account,
+                &["--meta", r#"{"payment_fingerprint":"pf_shared_card"}"#],
+            )
+        })
+        .collect();
+    let gateway = replica(dir.path(), 0, &upstream, &db.url, None, Some(&nats_url));
+    let _workers: Vec<Proc> = (0..2)
+        .map(|index| {
+            Proc::spawn(
+                &[
+                    "worker",
+                    "--store",
+                    &db.url,
+                    "--bus",
+                    &nats_url,
+                    "--workers",
+                    "2",
+                    "--index",
+                    &index.to_string(),
+                ],
+                dir.path().join(format!("worker-{index}.log")),
+            )
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    wait_healthy(&client, std::slice::from_ref(&gateway)).await;
+    for i in 0..3 {
+        for key in &keys {
+            let (status, _) =
+                post(&client, gateway.port, key, &chat(&format!("hello {i}"), 4)).await;
+            assert_eq!(status, 200);
+        }
+    }
+    let mut members = None;
+    for _ in 0..200 {
+        let v: Value = client
+            .get(format!("http://127.0.0.1:{}/admin/groups", gateway.port))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        members = v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["members"] == json!([a, b]))
+            .map(|g| g["members"].clone());
+        if members.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        members.is_some(),
+        "one worker saw both accounts and linked them"
     );
 }

@@ -64,6 +64,9 @@ impl Tap {
                     account,
                     content: content.as_str().into(),
                     ts_ms: Some(ts_ms),
+                    payer: exchange["meta"]["payment_fingerprint"]
+                        .as_str()
+                        .map(str::to_owned),
                     line: line.into(),
                 };
                 publisher.send(e).await;
@@ -379,13 +382,13 @@ fn record_change(
 }
 
 /// Replays the exchanges logged after `from_seq` (where a snapshot holds up to) that `mine`
-/// accepts, given each one's place in the log and account (a worker takes its partitions,
-/// each after its own place). Returns how many were replayed and the place of the last one
-/// read (`from_seq` when there were none).
+/// accepts, given each one's place in the log and row (a worker takes its partitions, each
+/// after its own place). Returns how many were replayed and the place of the last one read
+/// (`from_seq` when there were none).
 pub fn replay_after(
     shared: &Shared,
     from_seq: i64,
-    mut mine: impl FnMut(i64, &str) -> bool,
+    mut mine: impl FnMut(i64, &LoggedExchange) -> bool,
 ) -> store::Result<(u64, i64)> {
     let phrases = PhraseMatcher::default();
     let (mut after, mut n, mut skipped) = (from_seq, 0, 0u64);
@@ -393,7 +396,7 @@ pub fn replay_after(
         let page = shared.store.exchanges(None, after, 4096)?;
         let Some(last) = page.last() else { break };
         after = last.0;
-        for (_, e) in page.iter().filter(|(seq, e)| mine(*seq, &e.account)) {
+        for (_, e) in page.iter().filter(|(seq, e)| mine(*seq, e)) {
             match replay_observation(e, &phrases) {
                 Some(obs) => {
                     observe(shared, &obs, false);

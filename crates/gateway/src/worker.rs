@@ -18,7 +18,8 @@
 //! its partitions whole.
 //!
 //! With several workers, `index`/`count` split the partitions (`p % count == index`). Accounts
-//! are only linked into groups with accounts of the same worker.
+//! that pay with one instrument share a partition (`bus::partition_of`), so they meet on one
+//! worker; other links (addresses, templates, timing) join only accounts of the same worker.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -73,10 +74,11 @@ impl WorkerConfig {
             .collect()
     }
 
-    /// The name this worker's snapshots are kept under: another split of the partitions is
-    /// another state.
+    /// The name this worker's snapshots are kept under: another split of the partitions, or
+    /// another rule for choosing them (accounts by payer since the name says so), is another
+    /// state, so a snapshot of an earlier rule is not used.
     pub fn snapshot_name(&self) -> String {
-        format!("worker-{}-of-{}", self.index, self.count)
+        format!("worker-{}-of-{}-by-payer", self.index, self.count)
     }
 }
 
@@ -173,6 +175,7 @@ pub async fn run(
             .map_err(|e| format!("consumer {name}: {e}"))?;
         tasks.push(tokio::spawn(consume(
             consumer,
+            p,
             shared.clone(),
             progress.clone(),
             standing.clone(),
@@ -292,8 +295,8 @@ fn restore(
         .min()
         .unwrap_or(0);
     let mut reached = held.clone();
-    let (replayed, _) = tap::replay_after(shared, from, |seq, account| {
-        let p = bus::partition(account);
+    let (replayed, _) = tap::replay_after(shared, from, |seq, row| {
+        let p = bus::partition_of(&row.account, bus::payer_in_line(&row.line).as_deref());
         if !mine.contains(&p) || seq <= held.get(&p).copied().unwrap_or(0) {
             return false;
         }
@@ -375,6 +378,7 @@ async fn publish_groups(shared: Arc<Shared>, standing: Standing, shutdown: watch
 
 async fn consume(
     consumer: PullConsumer,
+    partition: u32,
     shared: Arc<Shared>,
     progress: Arc<Progress>,
     standing: Standing,
@@ -422,7 +426,11 @@ async fn consume(
             })
             .collect();
         let (s, p) = (shared.clone(), progress.clone());
-        let changed = match tokio::task::spawn_blocking(move || process(&s, &p, envelopes)).await {
+        let changed = match tokio::task::spawn_blocking(move || {
+            process(&s, &p, partition, envelopes)
+        })
+        .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "processing a batch failed");
@@ -452,6 +460,7 @@ async fn consume(
 fn process(
     shared: &Shared,
     progress: &Progress,
+    partition: u32,
     envelopes: Vec<Envelope>,
 ) -> Vec<(String, detect::Verdict)> {
     // No snapshot while this batch is stored but not yet detected.
@@ -472,14 +481,11 @@ fn process(
     };
     metrics::counter!("distillguard_worker_exchanges_total").increment(rows.len() as u64);
     let mut changed = Vec::new();
-    let mut positions = progress.positions.lock().unwrap_or_else(|p| p.into_inner());
-    for (row, seq) in rows.iter().zip(&new) {
-        if let Some(seq) = *seq {
-            let held = positions.entry(bus::partition(&row.account)).or_insert(0);
-            *held = (*held).max(seq);
-        }
+    if let Some(&last) = new.iter().flatten().max() {
+        let mut positions = progress.positions.lock().unwrap_or_else(|p| p.into_inner());
+        let held = positions.entry(partition).or_insert(0);
+        *held = (*held).max(last);
     }
-    drop(positions);
     for (obs, seq) in observations.into_iter().zip(new) {
         if seq.is_none() {
             metrics::counter!("distillguard_worker_duplicates_total").increment(1);
@@ -543,6 +549,7 @@ mod tests {
             account: "a".into(),
             content: content.into(),
             ts_ms: None,
+            payer: None,
             line: line.as_bytes().to_vec().into(),
         }
     }
