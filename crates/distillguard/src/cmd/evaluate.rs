@@ -98,6 +98,12 @@ pub fn render(e: &Evaluation) -> String {
         "campaigns caught before 10%   {}\n",
         r(&e.campaigns_caught_early)
     );
+    // The same, among the campaigns caught at all: how early detection is when it comes.
+    let early_of_caught = simulate::evaluate::Rate {
+        hits: e.campaigns_caught_early.hits,
+        of: e.campaigns_caught.hits,
+    };
+    s += &format!("  of the campaigns caught      {}\n", r(&early_of_caught));
     let mut ttd: Vec<f64> = e.time_to_detect.values().copied().collect();
     ttd.sort_by(f64::total_cmp);
     if !ttd.is_empty() {
