@@ -292,12 +292,14 @@ impl Gateway {
             table: Arc::new(policy::PolicyTable::default()),
             policy: config.policy.clone(),
         });
-        // Restore state: human decisions, then the detector's verdicts: by replaying the log
-        // when this process detects, from the stored verdicts when workers do.
+        // Restore state: human decisions, then the verdicts. When this process detects, the
+        // stored verdicts are enforced at once, the detector restores its snapshot, and its
+        // thread catches up with the rest of the log while the gateway serves; when workers
+        // detect, the stored verdicts are the state.
         let detects_here = config.bus.is_none();
-        let held = {
+        let catch_up = {
             let s = shared.clone();
-            tokio::task::spawn_blocking(move || -> store::Result<snapshot::Held> {
+            tokio::task::spawn_blocking(move || -> store::Result<snapshot::CatchUp> {
                 for o in s.store.overrides()? {
                     if let Some(a) = Action::parse(&o.action) {
                         s.table.set_override(&o.account, Some((a, o.by)));
@@ -308,37 +310,15 @@ impl Gateway {
                         s.table.set_allowlisted(&a.name, true);
                     }
                 }
-                let mut held = snapshot::Held::default();
                 if detects_here {
-                    let before = s.store.verdicts()?;
-                    let (restored, upto) = snapshot::restore(&s)?;
-                    held = upto;
-                    tracing::info!(
-                        snapshot_upto_seq = restored.snapshot_upto,
-                        replayed = restored.replayed,
-                        "detector state restored (a snapshot, then the exchanges logged after it)"
-                    );
-                    // A restart never lowers a verdict: where the replay ends below what was
-                    // stored (rows it had to leave out), the stored verdict stands.
-                    for v in before {
-                        let Some(stored) = detect::Verdict::parse(&v.verdict) else {
-                            continue;
-                        };
-                        let replayed = s.table.verdict(&v.account).unwrap_or(detect::Verdict::Benign);
-                        if stored > replayed {
-                            tracing::warn!(account = %v.account, stored = %v.verdict, replayed = replayed.as_str(), "the replay ended below the stored verdict; keeping the stored one");
-                            s.table.set_verdict(&v.account, stored);
-                            s.store.put_verdict(&v)?;
-                        }
-                    }
-                } else {
-                    for v in s.store.verdicts()? {
-                        if let Some(verdict) = detect::Verdict::parse(&v.verdict) {
-                            s.table.set_verdict(&v.account, verdict);
-                        }
+                    return snapshot::prepare(&s);
+                }
+                for v in s.store.verdicts()? {
+                    if let Some(verdict) = detect::Verdict::parse(&v.verdict) {
+                        s.table.set_verdict(&v.account, verdict);
                     }
                 }
-                Ok(held)
+                Ok(snapshot::CatchUp::default())
             })
             .await
             .map_err(|e| anyhow_like::Error(e.to_string()))??
@@ -359,7 +339,7 @@ impl Gateway {
                     config.log_queue,
                     Duration::from_millis(config.log_flush_ms),
                     config.snapshot_every(),
-                    held,
+                    catch_up,
                 );
                 (tap, Some(writer), None, None, None)
             }

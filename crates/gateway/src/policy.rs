@@ -173,6 +173,14 @@ impl PolicyTable {
             .insert(account.to_owned(), verdict);
     }
 
+    /// Sets the verdict unless the table already holds a higher one: the detector only
+    /// escalates, and a restart's replay must not lower what was enforced before it.
+    pub fn raise_verdict(&self, account: &str, verdict: detect::Verdict) {
+        let mut t = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let held = t.verdicts.entry(account.to_owned()).or_insert(verdict);
+        *held = (*held).max(verdict);
+    }
+
     pub fn set_override(&self, account: &str, action: Option<(Action, String)>) {
         let mut t = self.inner.write().unwrap_or_else(|p| p.into_inner());
         match action {

@@ -157,15 +157,6 @@ pub struct Held {
     pub saved: i64,
 }
 
-/// How the detector's state was rebuilt at start-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Restored {
-    /// The last exchange the snapshot held, when one was used.
-    pub snapshot_upto: Option<i64>,
-    /// Exchanges replayed from the log after it (all of them without a snapshot).
-    pub replayed: u64,
-}
-
 /// The metadata, detector and last place held of the snapshot kept under `name`, when there
 /// is one this detector can use. One it cannot use (another detector version or config,
 /// damaged) is reported and passed over: the caller replays instead, which costs time, never
@@ -197,30 +188,72 @@ pub fn load(
     }
 }
 
-/// Rebuilds the detector: from the snapshot when there is a usable one, then the log after
-/// it; from the whole log otherwise. Returns what was done and where the detector stands.
-pub fn restore(shared: &Shared) -> store::Result<(Restored, Held)> {
-    let mut after = 0;
-    let mut snapshot_upto = None;
+/// What start-up leaves for the detector thread to do, so the gateway can serve at once:
+/// replay the exchanges logged after the snapshot (`from`; all of them without one) up to the
+/// last one logged before this process began writing (`to`), then make sure no verdict stored
+/// before the restart (`stored`) ends lower than it was.
+#[derive(Debug, Clone, Default)]
+pub struct CatchUp {
+    pub from: i64,
+    pub to: i64,
+    /// The last exchange the stored snapshot holds (0 without one).
+    pub saved: i64,
+    pub stored: Vec<store::StoredVerdict>,
+}
+
+/// At start-up, and quick: enforcement starts from the stored verdicts, the detector from the
+/// snapshot when there is a usable one; what is left to replay is returned for
+/// [`catch_up`].
+pub fn prepare(shared: &Shared) -> store::Result<CatchUp> {
+    let stored = shared.store.verdicts()?;
+    for v in &stored {
+        if let Some(verdict) = Verdict::parse(&v.verdict) {
+            shared.table.raise_verdict(&v.account, verdict);
+        }
+    }
+    let mut from = 0;
     if let Some((_, detector, upto)) = load(shared, LOCAL)? {
         for r in detector.reports() {
             if r.verdict > Verdict::Benign {
-                shared.table.set_verdict(&r.account, r.verdict);
+                shared.table.raise_verdict(&r.account, r.verdict);
             }
         }
         *shared.detector.lock().unwrap_or_else(|p| p.into_inner()) = detector;
-        after = upto;
-        snapshot_upto = Some(upto);
+        from = upto;
     }
-    let (replayed, last) = tap::replay_after(shared, after, |_, _| true)?;
-    Ok((
-        Restored {
-            snapshot_upto,
-            replayed,
-        },
-        Held {
-            upto: last.max(after),
-            saved: snapshot_upto.unwrap_or(0),
-        },
-    ))
+    Ok(CatchUp {
+        from,
+        to: shared.store.last_seq()?.max(from),
+        saved: from,
+        stored,
+    })
+}
+
+/// Replays what [`prepare`] left, then keeps each verdict stored before the restart that the
+/// replay ended below (rows it had to leave out, another detector version): a restart never
+/// lowers enforcement. Returns how many exchanges were replayed.
+pub fn catch_up(shared: &Shared, c: &CatchUp) -> store::Result<u64> {
+    let (replayed, _) = tap::replay_after(shared, c.from, c.to, |_, _| true)?;
+    for v in &c.stored {
+        let Some(stored) = Verdict::parse(&v.verdict) else {
+            continue;
+        };
+        let replayed_verdict = shared
+            .detector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .report(&v.account)
+            .map_or(Verdict::Benign, |r| r.verdict);
+        if stored > replayed_verdict {
+            tracing::warn!(
+                account = %v.account,
+                stored = %v.verdict,
+                replayed = replayed_verdict.as_str(),
+                "the replay ended below the stored verdict; keeping the stored one"
+            );
+            shared.table.raise_verdict(&v.account, stored);
+            shared.store.put_verdict(v)?;
+        }
+    }
+    Ok(replayed)
 }

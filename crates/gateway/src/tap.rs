@@ -154,26 +154,32 @@ pub struct Shared {
 }
 
 /// Starts the writer and detector threads; returns the tap and a handle that finishes when
-/// both have drained (after every `Tap` clone is dropped). `held` is where the restore at
-/// start-up left the detector; with `snapshot_every`, the detector's state is saved that
-/// often while exchanges come in, and at shutdown.
+/// both have drained (after every `Tap` clone is dropped). The detector thread first catches
+/// up with the log as start-up left it (`catch_up`), holding live exchanges in order
+/// meanwhile, so the gateway serves while it does; with `snapshot_every`, the detector's
+/// state is then saved that often while exchanges come in, and at shutdown.
 pub fn start(
     shared: Arc<Shared>,
     queue: usize,
     flush: Duration,
     snapshot_every: Option<Duration>,
-    held: crate::snapshot::Held,
+    catch_up: crate::snapshot::CatchUp,
 ) -> (Tap, thread::JoinHandle<()>) {
     let (log_tx, mut log_rx) = mpsc::channel::<Finished>(queue.max(1));
     // Whole committed batches go to the detector: one wake-up per commit, not per exchange;
     // with each, the place in the log of its last exchange.
     let (det_tx, det_rx) =
-        std::sync::mpsc::sync_channel::<(Vec<Committed>, Option<i64>)>((queue / 1024).clamp(2, 64));
+        std::sync::mpsc::sync_channel::<DetectorBatch>((queue / 1024).clamp(2, 64));
     let detector_shared = shared.clone();
     let detector_thread = thread::Builder::new()
         .name("detector".into())
         .spawn(move || {
             let phrases = PhraseMatcher::default();
+            let upto = catch_up_with_the_log(&detector_shared, &catch_up, &det_rx, &phrases);
+            let held = crate::snapshot::Held {
+                upto,
+                saved: catch_up.saved,
+            };
             let mut snapshots =
                 crate::snapshot::Snapshotter::new(detector_shared.clone(), snapshot_every, held);
             loop {
@@ -268,6 +274,68 @@ pub fn start(
     (Tap::Local(log_tx), writer)
 }
 
+type DetectorBatch = (Vec<Committed>, Option<i64>);
+
+/// Replays what start-up left (a thread of its own) while this thread takes live batches and
+/// holds their facts in order; once the replay is done, feeds them. Returns the last place in
+/// the log the detector then holds.
+fn catch_up_with_the_log(
+    shared: &Arc<Shared>,
+    c: &crate::snapshot::CatchUp,
+    live: &std::sync::mpsc::Receiver<DetectorBatch>,
+    phrases: &PhraseMatcher,
+) -> i64 {
+    let mut upto = c.to;
+    if c.to <= c.from {
+        return upto;
+    }
+    let started = std::time::Instant::now();
+    metrics::gauge!("distillguard_detector_catching_up").set(1.0);
+    tracing::info!(
+        from_seq = c.from,
+        to_seq = c.to,
+        "the detector is catching up with the log; serving meanwhile on the stored verdicts"
+    );
+    let replay = {
+        let (s, c) = (shared.clone(), c.clone());
+        thread::Builder::new()
+            .name("catch-up".into())
+            .spawn(move || crate::snapshot::catch_up(&s, &c))
+            .expect("spawn catch-up thread")
+    };
+    let mut held: Vec<Observation> = Vec::new();
+    while !replay.is_finished() {
+        match live.recv_timeout(Duration::from_millis(20)) {
+            Ok((batch, last_seq)) => {
+                held.extend(batch.into_iter().filter_map(|c| match c {
+                    Committed::Line(line) => observation_of(&line, phrases),
+                    Committed::Facts(obs) => Some(*obs),
+                }));
+                upto = upto.max(last_seq.unwrap_or(upto));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    match replay.join() {
+        Ok(Ok(replayed)) => tracing::info!(
+            replayed,
+            live_held = held.len(),
+            secs = started.elapsed().as_secs_f64(),
+            "the detector caught up with the log"
+        ),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "catching up with the log failed; detecting from here on")
+        }
+        Err(_) => tracing::error!("the catch-up thread panicked; detecting from here on"),
+    }
+    for obs in held {
+        observe(shared, &obs, true);
+    }
+    metrics::gauge!("distillguard_detector_catching_up").set(0.0);
+    upto
+}
+
 /// One committed exchange on its way to the detector: its line, or the facts already taken
 /// from it.
 enum Committed {
@@ -325,7 +393,7 @@ fn record_change(
     report: Option<detect::AccountReport>,
     audit: bool,
 ) {
-    shared.table.set_verdict(&change.account, change.to);
+    shared.table.raise_verdict(&change.account, change.to);
     metrics::counter!("distillguard_verdict_changes_total", "verdict" => change.to.as_str())
         .increment(1);
     let Some(report) = report else { return };
@@ -383,11 +451,12 @@ fn record_change(
 
 /// Replays the exchanges logged after `from_seq` (where a snapshot holds up to) that `mine`
 /// accepts, given each one's place in the log and row (a worker takes its partitions, each
-/// after its own place). Returns how many were replayed and the place of the last one read
-/// (`from_seq` when there were none).
+/// after its own place), up to `upto_seq` (`i64::MAX`: to the end). Returns how many were
+/// replayed and the place of the last one read (`from_seq` when there were none).
 pub fn replay_after(
     shared: &Shared,
     from_seq: i64,
+    upto_seq: i64,
     mut mine: impl FnMut(i64, &LoggedExchange) -> bool,
 ) -> store::Result<(u64, i64)> {
     let phrases = PhraseMatcher::default();
@@ -396,7 +465,11 @@ pub fn replay_after(
         let page = shared.store.exchanges(None, after, 4096)?;
         let Some(last) = page.last() else { break };
         after = last.0;
-        for (_, e) in page.iter().filter(|(seq, e)| mine(*seq, e)) {
+        let done = after >= upto_seq;
+        for (_, e) in page
+            .iter()
+            .filter(|(seq, e)| *seq <= upto_seq && mine(*seq, e))
+        {
             match replay_observation(e, &phrases) {
                 Some(obs) => {
                     observe(shared, &obs, false);
@@ -404,6 +477,9 @@ pub fn replay_after(
                 None => skipped += 1,
             }
             n += 1;
+        }
+        if done {
+            break;
         }
     }
     if skipped > 0 {

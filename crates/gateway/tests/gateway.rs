@@ -671,6 +671,25 @@ async fn admin_account(
         .unwrap_or_else(|| panic!("{account} is listed: {body}"))
 }
 
+/// The admin API's entry for `account` once the detector holds `exchanges` of its exchanges:
+/// a restarted gateway serves at once and its detector catches up with the log meanwhile.
+async fn caught_up(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    account: &str,
+    exchanges: u64,
+) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..500 {
+        last = admin_account(client, addr, account).await;
+        if last["exchanges"] == exchanges {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the detector did not reach {exchanges} exchanges of {account}: {last}");
+}
+
 #[tokio::test]
 async fn a_restart_under_the_hashes_policy_rebuilds_the_verdicts_the_detector_had() {
     // No snapshots: this is about the replay of a redacted log.
@@ -712,7 +731,7 @@ async fn a_restart_under_the_hashes_policy_rebuilds_the_verdicts_the_detector_ha
     let again = Gateway::start(config.clone(), h.store.clone(), Some(ADMIN.into()))
         .await
         .unwrap();
-    let after = admin_account(&h.client, again.addr, "extractor").await;
+    let after = caught_up(&h.client, again.addr, "extractor", 80).await;
     assert_eq!(after["verdict"], before["verdict"], "{before} / {after}");
     assert_eq!(after["score"], before["score"], "{before} / {after}");
     assert_eq!(after["action"], before["action"], "{before} / {after}");
@@ -726,6 +745,10 @@ async fn a_restart_under_the_hashes_policy_rebuilds_the_verdicts_the_detector_ha
     let third = Gateway::start(config, h.store.clone(), Some(ADMIN.into()))
         .await
         .unwrap();
+    // Enforced from the stored verdict at once, and still once the catch-up is done.
+    let kept = admin_account(&h.client, third.addr, "extractor").await;
+    assert_eq!(kept["action"], before["action"], "{before} / {kept}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let kept = admin_account(&h.client, third.addr, "extractor").await;
     assert_eq!(kept["action"], before["action"], "{before} / {kept}");
     assert_ne!(kept["action"], "allow");
@@ -817,11 +840,8 @@ async fn a_restart_restores_the_snapshot_and_replays_only_what_was_logged_after_
     let again = Gateway::start(config, h.store.clone(), Some(ADMIN.into()))
         .await
         .unwrap();
-    let after = admin_account(&h.client, again.addr, "extractor").await;
-    assert_eq!(
-        after["exchanges"], 65,
-        "60 from the snapshot, 5 replayed: {after}"
-    );
+    // 60 from the snapshot, 5 replayed.
+    let after = caught_up(&h.client, again.addr, "extractor", 65).await;
     assert_ne!(after["verdict"], "benign", "{before} / {after}");
     assert_ne!(after["action"], "allow", "{before} / {after}");
     again.shutdown().await;
@@ -831,6 +851,60 @@ async fn a_restart_restores_the_snapshot_and_replays_only_what_was_logged_after_
         last + 5,
         "the replayed exchanges are in the next snapshot"
     );
+}
+
+#[tokio::test]
+async fn a_restart_serves_while_the_detector_catches_up_and_counts_every_exchange_once() {
+    let h = Harness::start(|c| c.snapshot_minutes = 0.0).await;
+    let key = h.key("busy", None);
+    // A long log and no snapshot: the catch-up takes a while.
+    let now = gateway::tap::now_ms();
+    let logged: Vec<LoggedExchange> = (0..30_000)
+        .map(|i: i64| {
+            let ts = exchange::Timestamp::from_millis(now - 3_600_000 + i * 100);
+            let line = json!({
+                "id": format!("old-{i}"), "ts": ts.as_str(), "account": "busy",
+                "endpoint": "/v1/chat/completions", "status": 200,
+                "request": {"model": "demo-model", "messages": [{"role": "user", "content": format!("Question {i}")}]},
+                "response": {"choices": [{"index": 0, "message": {"role": "assistant", "content": "An answer."}, "finish_reason": "stop"}]}
+            });
+            LoggedExchange {
+                id: format!("old-{i}"),
+                ts_ms: ts.millis(),
+                account: "busy".into(),
+                line: line.to_string(),
+                facts: None,
+            }
+        })
+        .collect();
+    h.store.append_exchanges(&logged).unwrap();
+    let config = h.gw.state.config.clone();
+    h.gw.shutdown().await;
+
+    let started = std::time::Instant::now();
+    let again = Gateway::start(config, h.store.clone(), Some(ADMIN.into()))
+        .await
+        .unwrap();
+    let ready_after = started.elapsed();
+    // Served at once, while the replay of 30,000 exchanges is under way.
+    for i in 0..20 {
+        let r = h
+            .client
+            .post(format!("http://{}/v1/chat/completions", again.addr))
+            .bearer_auth(&key)
+            .json(&json!({"model": "demo-model", "messages": [{"role": "user", "content": format!("live {i}")}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // Every exchange counted once: the logged ones by the replay, the live ones after it.
+    caught_up(&h.client, again.addr, "busy", 30_020).await;
+    println!(
+        "ready after {ready_after:?}; caught up after {:?}",
+        started.elapsed()
+    );
+    again.shutdown().await;
 }
 
 #[tokio::test]

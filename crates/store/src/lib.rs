@@ -235,6 +235,8 @@ pub trait Store: Send + Sync {
     /// The newest `limit` exchanges of an account, newest first.
     fn recent_exchanges(&self, account: &str, limit: usize) -> Result<Vec<LoggedExchange>>;
     fn exchange_count(&self) -> Result<u64>;
+    /// The place in the log of the newest exchange kept (0 for an empty log).
+    fn last_seq(&self) -> Result<i64>;
     /// Deletes exchanges older than their account's retention (`Account::retention_days`,
     /// else `default_days`; neither: kept) at `now_ms`. Returns how many were deleted.
     fn expire_exchanges(&self, now_ms: i64, default_days: Option<f64>) -> Result<u64>;

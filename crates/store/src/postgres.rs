@@ -470,6 +470,13 @@ impl Store for PgStore {
         })
     }
 
+    fn last_seq(&self) -> Result<i64> {
+        self.with(|c| {
+            c.query_one("SELECT COALESCE(MAX(seq), 0)::BIGINT FROM exchanges", &[])
+                .map(|r| r.get(0))
+        })
+    }
+
     fn expire_exchanges(&self, now_ms: i64, default_days: Option<f64>) -> Result<u64> {
         self.with(|c| {
             let mut tx = c.transaction()?;

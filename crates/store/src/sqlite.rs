@@ -357,6 +357,14 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
+    fn last_seq(&self) -> Result<i64> {
+        Ok(self
+            .conn()
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM exchanges", [], |r| {
+                r.get(0)
+            })?)
+    }
+
     fn expire_exchanges(&self, now_ms: i64, default_days: Option<f64>) -> Result<u64> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;

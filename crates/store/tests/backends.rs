@@ -65,6 +65,7 @@ fn behaves_as_a_store(s: &dyn Store) {
     assert!(s.keys().unwrap()[0].revoked);
 
     // Exchanges: once by id, in log order, per account, newest first, expiry.
+    assert_eq!(s.last_seq().unwrap(), 0, "an empty log");
     let new = s
         .append_exchanges(&[
             ex("e1", "acme", 100),
@@ -91,6 +92,7 @@ fn behaves_as_a_store(s: &dyn Store) {
     let all = s.exchanges(None, 0, 10).unwrap();
     let ids: Vec<&str> = all.iter().map(|(_, e)| e.id.as_str()).collect();
     assert_eq!(ids, ["e1", "e2", "e3", "e4"]);
+    assert_eq!(s.last_seq().unwrap(), all.last().unwrap().0);
     // The seq each new exchange was given is its place in the log.
     let seqs: Vec<i64> = all.iter().map(|(seq, _)| *seq).collect();
     let given: Vec<i64> = new
