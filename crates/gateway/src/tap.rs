@@ -276,6 +276,10 @@ pub fn start(
 
 type DetectorBatch = (Vec<Committed>, Option<i64>);
 
+/// Live exchanges held while the detector catches up (about 400 bytes of facts each, so
+/// ~400 MB at most); past it, traffic waits for the replay, as it did before it could go on.
+const MAX_HELD_DURING_CATCH_UP: usize = 1_000_000;
+
 /// Replays what start-up left (a thread of its own) while this thread takes live batches and
 /// holds their facts in order; once the replay is done, feeds them. Returns the last place in
 /// the log the detector then holds.
@@ -305,6 +309,12 @@ fn catch_up_with_the_log(
     };
     let mut held: Vec<Observation> = Vec::new();
     while !replay.is_finished() {
+        if held.len() >= MAX_HELD_DURING_CATCH_UP {
+            // Holding more would only move the wait into memory: let the log queue fill and
+            // finishing requests wait for room (back-pressure) until the replay is done.
+            thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         match live.recv_timeout(Duration::from_millis(20)) {
             Ok((batch, last_seq)) => {
                 held.extend(batch.into_iter().filter_map(|c| match c {
