@@ -6,6 +6,10 @@
 //! knows the place of each batch it takes, because the writer hands batches over only after
 //! committing them, with the places the store gave them. Saving holds the detector's lock
 //! only to copy the state out; compressing and writing happen on a thread of their own.
+//!
+//! At start-up, [`prepare`] enforces the stored verdicts and restores the snapshot before the
+//! gateway serves; [`catch_up`] then replays the rest of the log on a thread of its own while
+//! the detector thread holds live exchanges (`tap::start`).
 
 use std::io::{Read, Write};
 use std::sync::Arc;
