@@ -210,7 +210,7 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// `POST /admin/accounts`: every field but `name` is a [`Change`].
+/// `POST /admin/accounts`: every field but `name` is a `Change` (left out: kept; `null`: cleared).
 #[derive(Deserialize)]
 pub struct NewAccount {
     name: String,
