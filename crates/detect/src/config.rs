@@ -61,6 +61,10 @@ pub struct Shape {
     /// A distillation set is thousands of prompts; a few dozen broad ones are also what one
     /// run of a content job or an afternoon of trials looks like.
     pub coverage_half_prompts: f64,
+    /// Mean answer tokens at which asking for step-by-step reasoning counts fully (default
+    /// 250): shorter answers carry less of the reasoning a harvest is after, and an evaluation
+    /// harness that asks for it gets a short derivation and a final answer.
+    pub reasoning_full_tokens: f64,
 }
 
 impl Default for Shape {
@@ -75,6 +79,7 @@ impl Default for Shape {
             new_account_days: 7.0,
             full_confidence_exchanges: 40.0,
             coverage_half_prompts: 25.0,
+            reasoning_full_tokens: 250.0,
         }
     }
 }

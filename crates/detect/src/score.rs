@@ -79,11 +79,12 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
     let output_harvest = clamp01(0.6 * long + 0.25 * f.high_max_tokens + 0.15 * f.finish_length);
     // Fresh-call shares need enough fresh calls to mean anything.
     let fresh_conf = f64::from(f.fresh) / (f64::from(f.fresh) + 10.0);
-    let reasoning = clamp01(
-        f.step_by_step
-            .max(f.fresh_step_by_step * fresh_conf)
-            .max(f.reasoning_high),
-    );
+    // Asking for step-by-step reasoning harvests reasoning only as far as the answers carry
+    // it: an evaluation's short derivation and final answer carries little, a reasoning trace
+    // runs to hundreds of tokens. (Reasoning returned as such, `reasoning_high`, counts as is.)
+    let room = clamp01(f.mean_output_tokens / s.reasoning_full_tokens);
+    let asked = f.step_by_step.max(f.fresh_step_by_step * fresh_conf) * room;
+    let reasoning = clamp01(asked.max(f.reasoning_high));
     let hidden = clamp01(2.0 * f.hidden_reasoning);
     let logprob = clamp01(
         f.logprobs * (0.5 + 0.5 * clamp01(f.many_top_logprobs / f.logprobs.max(1e-9)))
@@ -147,8 +148,8 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
             "mean output {:.0} tokens ({:.1}x the input); {} of calls ask for max_tokens >= {}; {} stop at the length cap",
             f.mean_output_tokens, f.output_ratio, pct(f.high_max_tokens), s.high_max_tokens, pct(f.finish_length))),
         ("reasoning_elicitation", reasoning, w.reasoning_elicitation, detail!(explain,
-            "{} of prompts ({} of fresh single-turn prompts) ask for step-by-step reasoning; {} request high reasoning effort or receive reasoning content",
-            pct(f.step_by_step), pct(f.fresh_step_by_step), pct(f.reasoning_high))),
+            "{} of prompts ({} of fresh single-turn prompts) ask for step-by-step reasoning, with answers of {:.0} tokens; {} request high reasoning effort or receive reasoning content",
+            pct(f.step_by_step), pct(f.fresh_step_by_step), f.mean_output_tokens, pct(f.reasoning_high))),
         ("hidden_reasoning", hidden, w.hidden_reasoning, detail!(explain,
             "{} of prompts ask for the model's internal or hidden reasoning", pct(f.hidden_reasoning))),
         ("logprob_harvest", logprob, w.logprob_harvest, detail!(explain,

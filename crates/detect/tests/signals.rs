@@ -478,3 +478,54 @@ fn follow_ups_from_a_small_pool_flag_a_harvest_without_help_from_its_timing() {
     let r = d.report("people").unwrap();
     assert_eq!(r.verdict, Verdict::Benign, "{:?}", r.reasons);
 }
+
+/// A broad suite of questions asked once, each ending "Let's think step by step.", answered
+/// in `answer_words` words, one call every two seconds.
+fn step_by_step_suite(account: &str, answer_words: usize) -> Vec<Exchange> {
+    let answer = "so the quantity doubles and the total follows ".repeat(answer_words / 8);
+    (0..400)
+        .map(|i| {
+            let prompt = format!("Q: {}\nA: Let's think step by step.", varied(i));
+            let mut e = exchange(
+                account,
+                i,
+                START + i as i64 * 2_000,
+                vec![msg("user", &prompt)],
+                &answer,
+            );
+            e.request.max_tokens = Some(1024);
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn asking_for_reasoning_counts_as_far_as_the_answers_carry_it() {
+    // An evaluation harness: the reasoning it asks for comes back as a short derivation.
+    let d = run(&step_by_step_suite("eval", 64));
+    let eval = d.report("eval").unwrap();
+    let eval_reasoning = eval
+        .reasons
+        .iter()
+        .find(|r| r.signal == "reasoning_elicitation")
+        .map_or(0.0, |r| r.value);
+    // A harvest of the same prompts: reasoning traces of hundreds of tokens.
+    let d = run(&step_by_step_suite("harvest", 320));
+    let harvest = d.report("harvest").unwrap();
+    let harvest_reasoning = harvest
+        .reasons
+        .iter()
+        .find(|r| r.signal == "reasoning_elicitation")
+        .map_or(0.0, |r| r.value);
+    assert!(
+        harvest_reasoning > 1.4 && eval_reasoning < 0.7,
+        "reasoning evidence: harvest {harvest_reasoning}, evaluation {eval_reasoning}"
+    );
+    assert_eq!(
+        harvest.verdict,
+        Verdict::Distilling,
+        "{:?}",
+        harvest.reasons
+    );
+    assert_ne!(eval.verdict, Verdict::Distilling, "{:?}", eval.reasons);
+}
