@@ -557,6 +557,18 @@ impl Detector {
     }
 
     /// The current verdict of one account, with fresh reasons.
+    /// An account's verdict, without the work of a report (scores and sentences).
+    pub fn verdict(&self, account: &str) -> Option<Verdict> {
+        self.index
+            .get(account)
+            .map(|&i| self.accounts[i as usize].verdict)
+    }
+
+    /// Every account's verdict, in no particular order, without the work of reports.
+    pub fn verdicts(&self) -> impl Iterator<Item = (&str, Verdict)> + '_ {
+        self.accounts.iter().map(|a| (a.name.as_str(), a.verdict))
+    }
+
     pub fn report(&self, account: &str) -> Option<AccountReport> {
         self.index.get(account).map(|&i| self.report_of(i))
     }

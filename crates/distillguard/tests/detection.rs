@@ -184,6 +184,17 @@ fn a_restored_state_goes_on_exactly_as_the_detector_that_saved_it() {
     }
     assert_eq!(restored.reports(), whole.reports());
     assert_eq!(restored.groups(), whole.groups());
+    // The verdicts alone (what a restart enforces before serving) are the reports' verdicts.
+    let reports = restored.reports();
+    assert_eq!(restored.verdicts().count(), reports.len());
+    for r in &reports {
+        assert_eq!(
+            restored.verdict(&r.account),
+            Some(r.verdict),
+            "{}",
+            r.account
+        );
+    }
     assert!(
         whole.groups().iter().any(|g| g.members.len() > 2),
         "the test needs linked groups to mean anything"

@@ -217,9 +217,9 @@ pub fn prepare(shared: &Shared) -> store::Result<CatchUp> {
     }
     let mut from = 0;
     if let Some((_, detector, upto)) = load(shared, LOCAL)? {
-        for r in detector.reports() {
-            if r.verdict > Verdict::Benign {
-                shared.table.raise_verdict(&r.account, r.verdict);
+        for (account, verdict) in detector.verdicts() {
+            if verdict > Verdict::Benign {
+                shared.table.raise_verdict(account, verdict);
             }
         }
         *shared.detector.lock().unwrap_or_else(|p| p.into_inner()) = detector;
@@ -246,8 +246,8 @@ pub fn catch_up(shared: &Shared, c: &CatchUp) -> store::Result<u64> {
             .detector
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .report(&v.account)
-            .map_or(Verdict::Benign, |r| r.verdict);
+            .verdict(&v.account)
+            .unwrap_or(Verdict::Benign);
         if stored > replayed_verdict {
             tracing::warn!(
                 account = %v.account,
