@@ -192,14 +192,11 @@ pub fn start(
                     }
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 };
-                for committed in batch {
-                    let obs = match committed {
-                        Committed::Line(line) => observation_of(&line, &phrases),
-                        Committed::Facts(obs) => Some(*obs),
-                    };
-                    if let Some(obs) = obs {
-                        observe(&detector_shared, &obs, true);
-                    }
+                for obs in batch
+                    .into_iter()
+                    .filter_map(|c| c.into_observation(&phrases))
+                {
+                    observe(&detector_shared, &obs, true);
                 }
                 if let Some(seq) = last_seq {
                     snapshots.held(seq);
@@ -241,17 +238,7 @@ pub fn start(
                     }
                     rows.push(row);
                 }
-                let mut attempt = 0;
-                let places = loop {
-                    match shared.store.append_exchanges(&rows) {
-                        Ok(places) => break places,
-                        Err(e) => {
-                            attempt += 1;
-                            tracing::error!(error = %e, attempt, "writing exchanges failed; retrying");
-                            thread::sleep(Duration::from_millis(100 * attempt.min(50)));
-                        }
-                    }
-                };
+                let places = append_until_stored(shared.store.as_ref(), &rows);
                 metrics::counter!("distillguard_exchanges_logged_total")
                     .increment(rows.len() as u64);
                 // The detector sees each exchange after it is committed, in commit order, and
@@ -317,10 +304,11 @@ fn catch_up_with_the_log(
         }
         match live.recv_timeout(Duration::from_millis(20)) {
             Ok((batch, last_seq)) => {
-                held.extend(batch.into_iter().filter_map(|c| match c {
-                    Committed::Line(line) => observation_of(&line, phrases),
-                    Committed::Facts(obs) => Some(*obs),
-                }));
+                held.extend(
+                    batch
+                        .into_iter()
+                        .filter_map(|c| c.into_observation(phrases)),
+                );
                 upto = upto.max(last_seq.unwrap_or(upto));
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -351,6 +339,32 @@ fn catch_up_with_the_log(
 enum Committed {
     Line(String),
     Facts(Box<Observation>),
+}
+
+impl Committed {
+    fn into_observation(self, phrases: &PhraseMatcher) -> Option<Observation> {
+        match self {
+            Committed::Line(line) => observation_of(&line, phrases),
+            Committed::Facts(obs) => Some(*obs),
+        }
+    }
+}
+
+/// Appends a batch to the log, retrying (with a growing pause) until the store takes it: an
+/// exchange that was served is never dropped for a passing store error. Returns each
+/// exchange's place in the log (`None` for one the log already held).
+pub fn append_until_stored(store: &dyn Store, rows: &[LoggedExchange]) -> Vec<Option<i64>> {
+    let mut attempt = 0u64;
+    loop {
+        match store.append_exchanges(rows) {
+            Ok(places) => return places,
+            Err(e) => {
+                attempt += 1;
+                tracing::error!(error = %e, attempt, "writing exchanges failed; retrying");
+                thread::sleep(Duration::from_millis(100 * attempt.min(50)));
+            }
+        }
+    }
 }
 
 /// The detector's facts of one line (the same parser and reduction `scan` uses), or `None`

@@ -468,17 +468,7 @@ fn process(
     let phrases = PHRASES.with(|p| p.clone());
     let (rows, observations): (Vec<LoggedExchange>, Vec<Option<detect::Observation>>) =
         envelopes.iter().map(|e| stored_row(e, &phrases)).unzip();
-    let mut attempt = 0u64;
-    let new = loop {
-        match shared.store.append_exchanges(&rows) {
-            Ok(new) => break new,
-            Err(e) => {
-                attempt += 1;
-                tracing::error!(error = %e, attempt, "writing exchanges failed; retrying");
-                std::thread::sleep(Duration::from_millis(100 * attempt.min(50)));
-            }
-        }
-    };
+    let new = tap::append_until_stored(shared.store.as_ref(), &rows);
     metrics::counter!("distillguard_worker_exchanges_total").increment(rows.len() as u64);
     let mut changed = Vec::new();
     if let Some(&last) = new.iter().flatten().max() {
