@@ -102,21 +102,10 @@ impl Snapshotter {
         let spawned = thread::Builder::new()
             .name("snapshot".into())
             .spawn(move || {
-                let raw = state.len();
-                let bytes = pack(&serde_json::json!({}), &state);
-                match store.put_snapshot(LOCAL, upto, tap::now_ms(), &bytes) {
-                    Ok(()) => {
-                        metrics::counter!("distillguard_snapshots_total").increment(1);
-                        tracing::info!(
-                            upto_seq = upto,
-                            bytes = bytes.len(),
-                            state_bytes = raw,
-                            lock_held_ms = held_ms,
-                            total_ms = started.elapsed().as_millis() as u64,
-                            "detector snapshot saved"
-                        );
-                    }
-                    Err(e) => tracing::error!(error = %e, "saving a detector snapshot failed"),
+                let meta = serde_json::json!({});
+                let saved = write(store.as_ref(), LOCAL, upto, &meta, &state, started, held_ms);
+                if let Err(e) = saved {
+                    tracing::error!(error = %e, "saving a detector snapshot failed");
                 }
             });
         match spawned {
@@ -124,6 +113,33 @@ impl Snapshotter {
             Err(e) => tracing::error!(error = %e, "could not start the snapshot thread"),
         }
     }
+}
+
+/// Packs a saved state with its `meta`, stores it under `name` as holding every exchange up
+/// to `upto`, and reports it (a counter, and a log line with its size and how long the
+/// detector's lock was held, `held_ms`, of the time since `started`).
+pub fn write(
+    store: &dyn store::Store,
+    name: &str,
+    upto: i64,
+    meta: &serde_json::Value,
+    state: &[u8],
+    started: Instant,
+    held_ms: u64,
+) -> store::Result<()> {
+    let bytes = pack(meta, state);
+    store.put_snapshot(name, upto, tap::now_ms(), &bytes)?;
+    metrics::counter!("distillguard_snapshots_total").increment(1);
+    tracing::info!(
+        name,
+        upto_seq = upto,
+        bytes = bytes.len(),
+        state_bytes = state.len(),
+        lock_held_ms = held_ms,
+        total_ms = started.elapsed().as_millis() as u64,
+        "detector snapshot saved"
+    );
+    Ok(())
 }
 
 /// What is stored: gzip of the length of `meta` (u32, little-endian), `meta` (JSON: what the

@@ -252,18 +252,16 @@ fn take_snapshot(
     };
     let held_ms = started.elapsed().as_millis() as u64;
     let upto = positions.values().copied().max().unwrap_or(0);
-    let bytes = snapshot::pack(&serde_json::json!({ "positions": positions }), &state);
-    shared
-        .store
-        .put_snapshot(name, upto, tap::now_ms(), &bytes)?;
-    metrics::counter!("distillguard_snapshots_total").increment(1);
-    tracing::info!(
-        bytes = bytes.len(),
-        state_bytes = state.len(),
-        lock_held_ms = held_ms,
-        total_ms = started.elapsed().as_millis() as u64,
-        "detector snapshot saved"
-    );
+    let meta = serde_json::json!({ "positions": positions });
+    snapshot::write(
+        shared.store.as_ref(),
+        name,
+        upto,
+        &meta,
+        &state,
+        started,
+        held_ms,
+    )?;
     Ok(positions)
 }
 
