@@ -37,6 +37,33 @@ fn run(exchanges: &[Exchange]) -> HashMap<String, detect::AccountReport> {
         .collect()
 }
 
+/// Writes `exchanges` as a JSONL log named `name` in `dir`.
+fn write_log(dir: &std::path::Path, name: &str, exchanges: &[Exchange]) -> PathBuf {
+    let path = dir.join(name);
+    let mut text = String::new();
+    for e in exchanges {
+        text.push_str(&serde_json::to_string(e).unwrap());
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `distillguard scan --json ARGS`, which must succeed; its verdict lines.
+fn scan_json(args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_distillguard"))
+        .args(["scan", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn verdicts_do_not_change_when_accounts_keys_and_ids_are_renamed() {
     let sim = small_simulation(11);
@@ -137,21 +164,9 @@ fn benign_customers_are_not_flagged_and_campaigns_rank_above_them() {
 fn scan_of_the_written_log_equals_the_in_process_detector() {
     let sim = small_simulation(14);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("log.jsonl");
-    let mut text = String::new();
-    for e in &sim.exchanges {
-        text.push_str(&serde_json::to_string(e).unwrap());
-        text.push('\n');
-    }
-    std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_distillguard"))
-        .args(["scan", "--json"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let path = write_log(dir.path(), "log.jsonl", &sim.exchanges);
+    let lines = scan_json(&[path.as_os_str()]);
     let in_process = run(&sim.exchanges);
-    let lines = String::from_utf8(out.stdout).unwrap();
     assert_eq!(lines.lines().count(), in_process.len());
     for line in lines.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -229,16 +244,7 @@ fn a_restored_state_goes_on_exactly_as_the_detector_that_saved_it() {
 fn logs_scanned_one_after_another_with_a_state_file_equal_one_scan_of_them_all() {
     let sim = small_simulation(16);
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, exchanges: &[Exchange]| {
-        let path = dir.path().join(name);
-        let mut text = String::new();
-        for e in exchanges {
-            text.push_str(&serde_json::to_string(e).unwrap());
-            text.push('\n');
-        }
-        std::fs::write(&path, text).unwrap();
-        path
-    };
+    let write = |name: &str, exchanges: &[Exchange]| write_log(dir.path(), name, exchanges);
     let (first, rest) = sim.exchanges.split_at(sim.exchanges.len() * 2 / 3);
     let (day1, day2, all) = (
         write("day1.jsonl", first),
@@ -246,29 +252,15 @@ fn logs_scanned_one_after_another_with_a_state_file_equal_one_scan_of_them_all()
         write("all.jsonl", &sim.exchanges),
     );
     let state = dir.path().join("state.bin");
-    let scan = |args: &[&std::ffi::OsStr]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_distillguard"))
-            .arg("scan")
-            .arg("--json")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let whole = scan(&[all.as_os_str()]);
-    scan(&["--state".as_ref(), state.as_os_str(), day1.as_os_str()]);
+    let whole = scan_json(&[all.as_os_str()]);
+    scan_json(&["--state".as_ref(), state.as_os_str(), day1.as_os_str()]);
     assert!(state.exists(), "the state was saved");
-    let continued = scan(&["--state".as_ref(), state.as_os_str(), day2.as_os_str()]);
+    let continued = scan_json(&["--state".as_ref(), state.as_os_str(), day2.as_os_str()]);
     assert_eq!(
         continued, whole,
         "day 1 then day 2 differs from both at once"
     );
-    let only_day2 = scan(&[day2.as_os_str()]);
+    let only_day2 = scan_json(&[day2.as_os_str()]);
     assert_ne!(only_day2, whole, "the test needs day 1 to matter");
 
     // A state from another config is refused with a clear error, and not overwritten.

@@ -133,6 +133,33 @@ fn create_key(pg: &str, account: &str, extra: &[&str]) -> String {
         .to_owned()
 }
 
+/// The cluster of the group whose members are exactly `members`, as the replica on `port`
+/// lists it, once it does (waiting up to 10 s for the worker's groups to reach it).
+async fn group_of(client: &reqwest::Client, port: u16, members: &[&str]) -> Option<String> {
+    for _ in 0..200 {
+        let v: Value = client
+            .get(format!("http://127.0.0.1:{port}/admin/groups"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let cluster = v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["members"] == json!(members))
+            .and_then(|g| g["cluster"].as_str().map(str::to_owned));
+        if cluster.is_some() {
+            return cluster;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
 async fn wait_healthy(client: &reqwest::Client, replicas: &[Replica]) {
     for r in replicas {
         let mut up = false;
@@ -441,29 +468,9 @@ async fn replicas_publish_workers_detect_and_nothing_is_lost_through_crashes_and
             assert_eq!(status, 200);
         }
     }
-    let mut cluster = None;
-    for _ in 0..200 {
-        let v: Value = client
-            .get(format!("http://127.0.0.1:{}/admin/groups", ports[1]))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        cluster = v["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|g| g["members"] == json!(["twin-a", "twin-b"]))
-            .and_then(|g| g["cluster"].as_str().map(str::to_owned));
-        if cluster.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let cluster = cluster.expect("the worker's group reached the replicas");
+    let cluster = group_of(&client, ports[1], &["twin-a", "twin-b"])
+        .await
+        .expect("the worker's group reached the replicas");
     let r = client
         .put(format!(
             "http://127.0.0.1:{}/admin/groups/{cluster}/override",
@@ -686,30 +693,8 @@ async fn two_workers_link_accounts_that_pay_with_one_card() {
             assert_eq!(status, 200);
         }
     }
-    let mut members = None;
-    for _ in 0..200 {
-        let v: Value = client
-            .get(format!("http://127.0.0.1:{}/admin/groups", gateway.port))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        members = v["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|g| g["members"] == json!([a, b]))
-            .map(|g| g["members"].clone());
-        if members.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(
-        members.is_some(),
+        group_of(&client, gateway.port, &[a, b]).await.is_some(),
         "one worker saw both accounts and linked them"
     );
 }

@@ -698,17 +698,7 @@ async fn a_restart_under_the_hashes_policy_rebuilds_the_verdicts_the_detector_ha
         c.snapshot_minutes = 0.0;
     })
     .await;
-    let key = h.key("extractor", None);
-    for i in 0..80 {
-        let r = h
-            .post(&key, "/v1/chat/completions", harvest_prompt(i))
-            .await;
-        assert_eq!(r.status(), 200);
-    }
-    h.logged("extractor", 80).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = admin_account(&h.client, h.gw.addr, "extractor").await;
-    assert_ne!(before["verdict"], "benign", "{before}");
+    let before = harvest(&h, "extractor", 80).await;
     // The log keeps no text, only hashes and the detector's facts.
     let rows = h.store.exchanges(Some("extractor"), 0, 100).unwrap();
     assert!(rows
@@ -782,20 +772,27 @@ fn harvest_prompt(i: usize) -> Value {
     json!({"model": "demo-model", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4096})
 }
 
-#[tokio::test]
-async fn a_restart_restores_the_snapshot_and_replays_only_what_was_logged_after_it() {
-    let h = Harness::start(|_| {}).await;
-    let key = h.key("extractor", None);
-    for i in 0..60 {
+/// Sends `calls` harvest prompts as `account` (a new key), waits until they are logged and
+/// detected, and returns the account's entry, which must be flagged.
+async fn harvest(h: &Harness, account: &str, calls: usize) -> Value {
+    let key = h.key(account, None);
+    for i in 0..calls {
         let r = h
             .post(&key, "/v1/chat/completions", harvest_prompt(i))
             .await;
         assert_eq!(r.status(), 200);
     }
-    h.logged("extractor", 60).await;
+    h.logged(account, calls).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = admin_account(&h.client, h.gw.addr, "extractor").await;
-    assert_ne!(before["verdict"], "benign", "{before}");
+    let flagged = admin_account(&h.client, h.gw.addr, account).await;
+    assert_ne!(flagged["verdict"], "benign", "{flagged}");
+    flagged
+}
+
+#[tokio::test]
+async fn a_restart_restores_the_snapshot_and_replays_only_what_was_logged_after_it() {
+    let h = Harness::start(|_| {}).await;
+    let before = harvest(&h, "extractor", 60).await;
 
     // A clean shutdown saves the detector's state up to the last exchange logged.
     let config = h.gw.state.config.clone();
