@@ -772,6 +772,25 @@ fn harvest_prompt(i: usize) -> Value {
     json!({"model": "demo-model", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4096})
 }
 
+/// A chat exchange as the log keeps it (answered "An answer."), written straight into the
+/// store as if an earlier run had logged it.
+fn logged_line(id: &str, ts_ms: i64, account: &str, request: Value) -> LoggedExchange {
+    let ts = exchange::Timestamp::from_millis(ts_ms);
+    let line = json!({
+        "id": id, "ts": ts.as_str(), "account": account,
+        "endpoint": "/v1/chat/completions", "status": 200,
+        "request": request,
+        "response": {"choices": [{"index": 0, "message": {"role": "assistant", "content": "An answer."}, "finish_reason": "stop"}]}
+    });
+    LoggedExchange {
+        id: id.into(),
+        ts_ms: ts.millis(),
+        account: account.into(),
+        line: line.to_string(),
+        facts: None,
+    }
+}
+
 /// Sends `calls` harvest prompts as `account` (a new key), waits until they are logged and
 /// detected, and returns the account's entry, which must be flagged.
 async fn harvest(h: &Harness, account: &str, calls: usize) -> Value {
@@ -814,22 +833,14 @@ async fn a_restart_restores_the_snapshot_and_replays_only_what_was_logged_after_
     // Exchanges logged after the snapshot (as after a crash before the next one) are
     // replayed on top of it.
     let now = gateway::tap::now_ms();
-    let later: Vec<LoggedExchange> = (0..5u8)
+    let later: Vec<LoggedExchange> = (0..5)
         .map(|i| {
-            let ts = exchange::Timestamp::from_millis(now + i64::from(i) * 1000);
-            let line = json!({
-                "id": format!("after-{i}"), "ts": ts.as_str(), "account": "extractor",
-                "endpoint": "/v1/chat/completions", "status": 200,
-                "request": harvest_prompt(1000 + usize::from(i)),
-                "response": {"choices": [{"index": 0, "message": {"role": "assistant", "content": "An answer."}, "finish_reason": "stop"}]}
-            });
-            LoggedExchange {
-                id: format!("after-{i}"),
-                ts_ms: ts.millis(),
-                account: "extractor".into(),
-                line: line.to_string(),
-                facts: None,
-            }
+            logged_line(
+                &format!("after-{i}"),
+                now + i * 1000,
+                "extractor",
+                harvest_prompt(1000 + i as usize),
+            )
         })
         .collect();
     h.store.append_exchanges(&later).unwrap();
@@ -858,20 +869,8 @@ async fn a_restart_serves_while_the_detector_catches_up_and_counts_every_exchang
     let now = gateway::tap::now_ms();
     let logged: Vec<LoggedExchange> = (0..30_000)
         .map(|i: i64| {
-            let ts = exchange::Timestamp::from_millis(now - 3_600_000 + i * 100);
-            let line = json!({
-                "id": format!("old-{i}"), "ts": ts.as_str(), "account": "busy",
-                "endpoint": "/v1/chat/completions", "status": 200,
-                "request": {"model": "demo-model", "messages": [{"role": "user", "content": format!("Question {i}")}]},
-                "response": {"choices": [{"index": 0, "message": {"role": "assistant", "content": "An answer."}, "finish_reason": "stop"}]}
-            });
-            LoggedExchange {
-                id: format!("old-{i}"),
-                ts_ms: ts.millis(),
-                account: "busy".into(),
-                line: line.to_string(),
-                facts: None,
-            }
+            let request = json!({"model": "demo-model", "messages": [{"role": "user", "content": format!("Question {i}")}]});
+            logged_line(&format!("old-{i}"), now - 3_600_000 + i * 100, "busy", request)
         })
         .collect();
     h.store.append_exchanges(&logged).unwrap();
