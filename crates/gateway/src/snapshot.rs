@@ -253,7 +253,7 @@ pub fn prepare(shared: &Shared) -> store::Result<CatchUp> {
 /// replay ended below (rows it had to leave out, another detector version): a restart never
 /// lowers enforcement. Returns how many exchanges were replayed.
 pub fn catch_up(shared: &Shared, c: &CatchUp) -> store::Result<u64> {
-    let (replayed, _) = tap::replay_after(shared, c.from, c.to, |_, _| true)?;
+    let replayed = tap::replay_after(shared, c.from, c.to, |_, _| true)?;
     for v in &c.stored {
         let Some(stored) = Verdict::parse(&v.verdict) else {
             continue;

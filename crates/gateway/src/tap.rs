@@ -476,13 +476,13 @@ fn record_change(
 /// Replays the exchanges logged after `from_seq` (where a snapshot holds up to) that `mine`
 /// accepts, given each one's place in the log and row (a worker takes its partitions, each
 /// after its own place), up to `upto_seq` (`i64::MAX`: to the end). Returns how many were
-/// replayed and the place of the last one read (`from_seq` when there were none).
+/// replayed.
 pub fn replay_after(
     shared: &Shared,
     from_seq: i64,
     upto_seq: i64,
     mut mine: impl FnMut(i64, &LoggedExchange) -> bool,
-) -> store::Result<(u64, i64)> {
+) -> store::Result<u64> {
     let phrases = PhraseMatcher::default();
     let (mut after, mut n, mut skipped) = (from_seq, 0, 0u64);
     loop {
@@ -512,5 +512,5 @@ pub fn replay_after(
             "exchanges left out of the replay: unreadable, or redacted with facts from another detector version"
         );
     }
-    Ok((n, after))
+    Ok(n)
 }

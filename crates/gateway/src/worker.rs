@@ -293,7 +293,7 @@ fn restore(
         .min()
         .unwrap_or(0);
     let mut reached = held.clone();
-    let (replayed, _) = tap::replay_after(shared, from, i64::MAX, |seq, row| {
+    let replayed = tap::replay_after(shared, from, i64::MAX, |seq, row| {
         let p = bus::partition_of(&row.account, bus::payer_in_line(&row.line).as_deref());
         if !mine.contains(&p) || seq <= held.get(&p).copied().unwrap_or(0) {
             return false;
