@@ -214,10 +214,9 @@ pub fn load(
 /// before the restart (`stored`) ends lower than it was.
 #[derive(Debug, Clone, Default)]
 pub struct CatchUp {
+    /// The last exchange the stored snapshot holds (0 without one).
     pub from: i64,
     pub to: i64,
-    /// The last exchange the stored snapshot holds (0 without one).
-    pub saved: i64,
     pub stored: Vec<store::StoredVerdict>,
 }
 
@@ -244,7 +243,6 @@ pub fn prepare(shared: &Shared) -> store::Result<CatchUp> {
     Ok(CatchUp {
         from,
         to: shared.store.last_seq()?.max(from),
-        saved: from,
         stored,
     })
 }

@@ -178,7 +178,7 @@ pub fn start(
             let upto = catch_up_with_the_log(&detector_shared, &catch_up, &det_rx, &phrases);
             let held = crate::snapshot::Held {
                 upto,
-                saved: catch_up.saved,
+                saved: catch_up.from,
             };
             let mut snapshots =
                 crate::snapshot::Snapshotter::new(detector_shared.clone(), snapshot_every, held);
