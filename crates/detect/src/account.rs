@@ -5,12 +5,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Shape;
 use crate::observation::Observation;
-use crate::sketch::{mix, normalised_entropy, HeavyHitters, Histogram, Hll, Moments};
+use crate::sketch::{mix, normalised_entropy, CoMoments, HeavyHitters, Histogram, Hll, Moments};
 
 const TOPIC_BINS: usize = 64;
 const HOUR_MS: i64 = 3_600_000;
 /// Gaps longer than this are pauses, not part of a rhythm; they are clipped before the moments.
 const MAX_GAP_SECS: f64 = 1800.0;
+/// Fresh answered calls before the tracking of answer length by input length means anything.
+const MIN_TRACKED_CALLS: u32 = 20;
+/// Inputs whose lengths vary less than this (standard deviation of the log, about ±20 %)
+/// cannot show whether answers follow them.
+const MIN_INPUT_SPREAD: f64 = 0.2;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AccountState {
@@ -54,6 +59,8 @@ pub struct AccountState {
     systems: HeavyHitters<2>,
     gaps: Moments,
     hour_of_day: Histogram<24>,
+    /// Log prompt tokens against log answer tokens on fresh answered calls.
+    lengths: CoMoments,
 }
 
 /// Everything the signals are computed from, in interpretable units. Printed by
@@ -102,6 +109,11 @@ pub struct Features {
     pub ip_churn: f64,
     pub account_age_days: Option<f64>,
     pub new_model: f64,
+    /// Correlation of answer length with input length (logs) over fresh answered calls: near
+    /// 1 when the model transforms text it is given (translation, rewriting, proofreading),
+    /// near 0 for questions answered from the model's knowledge. 0 until at least 20 such
+    /// calls with inputs of varied length are seen.
+    pub length_tracking: f64,
     /// Accounts acting as one actor behind these features: 1 for an account; for a group
     /// linked by payment or sign-ups, its members.
     pub accounts: u32,
@@ -200,6 +212,12 @@ impl AccountState {
             self.heads.insert(obs.prompt.head_skeleton);
             self.tails.insert(obs.prompt.tail_skeleton);
             inc(&mut self.fresh_step_by_step, obs.phrases.step_by_step);
+            if !obs.tool_call_answer && obs.prompt_tokens > 0 && obs.completion_tokens > 0 {
+                self.lengths.push(
+                    (obs.prompt_tokens as f64).ln(),
+                    (obs.completion_tokens as f64).ln(),
+                );
+            }
         }
         if let Some(s) = obs.system {
             self.systems.insert(s);
@@ -264,7 +282,8 @@ impl AccountState {
             tails,
             systems,
             gaps,
-            hour_of_day
+            hour_of_day,
+            lengths
         );
     }
 
@@ -340,6 +359,13 @@ impl AccountState {
                 .signup
                 .map(|s| (self.first_ts - s) as f64 / (24.0 * HOUR_MS as f64)),
             new_model: share(self.new_model, g),
+            length_tracking: if self.lengths.n >= MIN_TRACKED_CALLS
+                && self.lengths.sd_x() >= MIN_INPUT_SPREAD
+            {
+                self.lengths.correlation()
+            } else {
+                0.0
+            },
             accounts: 1,
         }
     }

@@ -113,6 +113,9 @@ pub struct Weights {
     pub narrow_task: f64,
     /// Negative evidence: short answers (classification, extraction, RAG, agents' tool calls).
     pub short_answers: f64,
+    /// Negative evidence: answers whose length follows their input's (text transformed, not
+    /// knowledge asked for). It also takes its share off the coverage signals.
+    pub transformation: f64,
 }
 
 impl Default for Weights {
@@ -137,6 +140,7 @@ impl Default for Weights {
             repetition: 3.0,
             narrow_task: 2.0,
             short_answers: 2.0,
+            transformation: 1.0,
         }
     }
 }

@@ -72,7 +72,7 @@ macro_rules! detail {
 }
 
 /// The signals of one account: (name, strength in [0,1], weight, detail when `explain`).
-fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64, String); 18] {
+fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64, String); 19] {
     let w = &c.weights;
     let s = &c.shape;
     let long = clamp01(f.mean_output_tokens / s.long_output_tokens);
@@ -95,13 +95,20 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
         * clamp01((f.logit_bias - 0.2) / 0.5);
     // The model must do the work: answers that are large next to the prompt. Retrieval and
     // extraction (long inputs, short outputs) do not harvest the model's knowledge.
-    let generative_value = clamp01(f.output_ratio / 0.8);
+    // Nor does transforming text it is given: when answers grow and shrink with their inputs
+    // (translation, rewriting, proofreading), the topics spread over are the documents', and
+    // the answers carry little the model knows. Knowledge questions show no such tracking
+    // (their answer length owes little to the question's), long chains of reasoning on
+    // longer problems only some (about 0.5 on worked math problems).
+    let transformation = clamp01((f.length_tracking - 0.7) / 0.2);
+    let generative_value = clamp01(f.output_ratio / 0.8) * (1.0 - transformation);
     // Coverage is a property of a collection: it grows with the number of distinct prompts.
     let distinct_fresh = f64::from(f.fresh) * f.unique_prompts;
     let scale = distinct_fresh / (distinct_fresh + s.coverage_half_prompts);
     let fresh_broad =
         clamp01(f.single_turn * f.unique_prompts * f.breadth * generative_value * scale);
-    let templated = clamp01(f.template * f.breadth * f.unique_prompts * scale);
+    let templated =
+        clamp01(f.template * f.breadth * f.unique_prompts * scale * (1.0 - transformation));
     let generation = clamp01(3.0 * f.task_generation);
     // People repeat a follow-up now and then ("continue", "thanks"), and a distinct counter
     // over a few dozen follow-ups is noisy: a quarter repeated says nothing yet. A synthetic
@@ -188,6 +195,9 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
             pct(f.template), f.output_ratio)),
         ("short_answers", short, -w.short_answers, detail!(explain,
             "answers average {:.0} tokens", f.mean_output_tokens)),
+        ("transformation", transformation, -w.transformation, detail!(explain,
+            "answer lengths follow input lengths (correlation {:.2} over fresh calls): the model transforms text it is given (translation, rewriting, proofreading) rather than answering from what it knows",
+            f.length_tracking)),
     ]
 }
 

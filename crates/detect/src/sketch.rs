@@ -360,9 +360,110 @@ impl Moments {
     }
 }
 
+/// Running means, variances and covariance of pairs (Welford, merged with Chan et al.'s
+/// formula), for how closely one quantity tracks another. The univariate [`Moments`] beside
+/// it keep the same layout, so a group's merged state is computed the same way.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct CoMoments {
+    pub n: u32,
+    mean_x: f64,
+    mean_y: f64,
+    m2_x: f64,
+    m2_y: f64,
+    co: f64,
+}
+
+impl CoMoments {
+    pub fn push(&mut self, x: f64, y: f64) {
+        self.n = self.n.saturating_add(1);
+        let n = f64::from(self.n);
+        let dx = x - self.mean_x;
+        self.mean_x += dx / n;
+        let dy = y - self.mean_y;
+        self.mean_y += dy / n;
+        self.m2_x += dx * (x - self.mean_x);
+        self.m2_y += dy * (y - self.mean_y);
+        self.co += dx * (y - self.mean_y);
+    }
+
+    pub fn merge(&mut self, other: &Self) {
+        if other.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            *self = *other;
+            return;
+        }
+        let (na, nb) = (f64::from(self.n), f64::from(other.n));
+        let n = na + nb;
+        let dx = other.mean_x - self.mean_x;
+        let dy = other.mean_y - self.mean_y;
+        self.mean_x += dx * nb / n;
+        self.mean_y += dy * nb / n;
+        self.m2_x += other.m2_x + dx * dx * na * nb / n;
+        self.m2_y += other.m2_y + dy * dy * na * nb / n;
+        self.co += other.co + dx * dy * na * nb / n;
+        self.n = self.n.saturating_add(other.n);
+    }
+
+    /// Standard deviation of `x` (population).
+    pub fn sd_x(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            (self.m2_x / f64::from(self.n)).sqrt()
+        }
+    }
+
+    /// Pearson's correlation; 0 when either side does not vary.
+    pub fn correlation(&self) -> f64 {
+        let d = (self.m2_x * self.m2_y).sqrt();
+        if self.n < 2 || d <= 0.0 {
+            0.0
+        } else {
+            (self.co / d).clamp(-1.0, 1.0)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comoments_correlate_and_merge_like_one_pass() {
+        let pairs: Vec<(f64, f64)> = (0..200)
+            .map(|i| {
+                let x = f64::from(i % 37) / 5.0;
+                (x, 2.0 * x + f64::from((i * 7) % 5) / 10.0)
+            })
+            .collect();
+        let mut all = CoMoments::default();
+        let (mut a, mut b) = (CoMoments::default(), CoMoments::default());
+        for (i, &(x, y)) in pairs.iter().enumerate() {
+            all.push(x, y);
+            if i < 70 {
+                a.push(x, y)
+            } else {
+                b.push(x, y)
+            }
+        }
+        a.merge(&b);
+        assert_eq!(a.n, all.n);
+        assert!((a.correlation() - all.correlation()).abs() < 1e-9);
+        assert!((a.sd_x() - all.sd_x()).abs() < 1e-9);
+        assert!(all.correlation() > 0.99, "{}", all.correlation());
+        let mut unrelated = CoMoments::default();
+        for i in 0..200u32 {
+            unrelated.push(f64::from(i % 13), f64::from((i * 7919) % 11));
+        }
+        assert!(
+            unrelated.correlation().abs() < 0.2,
+            "{}",
+            unrelated.correlation()
+        );
+        assert_eq!(CoMoments::default().correlation(), 0.0);
+    }
 
     #[test]
     fn hll_counts_distinct_values_roughly() {

@@ -529,3 +529,64 @@ fn asking_for_reasoning_counts_as_far_as_the_answers_carry_it() {
     );
     assert_ne!(eval.verdict, Verdict::Distilling, "{:?}", eval.reasons);
 }
+
+/// Documents of varied length on varied topics sent to be translated; `answer(i, document)`
+/// is what comes back.
+fn document_job(account: &str, answer: impl Fn(usize, &str) -> String) -> Vec<Exchange> {
+    (0..400)
+        .map(|i| {
+            let document = (0..2 + i * 7 % 40)
+                .map(|k| varied(i * 64 + k))
+                .collect::<Vec<_>>()
+                .join(". ");
+            let prompt = format!("Translate the following text into French.\n\n{document}");
+            let mut e = exchange(
+                account,
+                i,
+                START + i as i64 * 3_000,
+                vec![msg("user", &prompt)],
+                &answer(i, &document),
+            );
+            e.request.max_tokens = Some(4096);
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn answers_that_follow_their_inputs_length_are_a_transformation_not_a_harvest() {
+    // A translation job: each answer runs a little longer than its document. Broad topics,
+    // fresh contexts, long answers, one template: every coverage signal of a harvest.
+    let d = run(&document_job("translation", |_, doc| {
+        let extra: String = doc.chars().take(doc.len() * 3 / 20).collect();
+        format!("{doc} {extra}")
+    }));
+    let translation = d.report("translation").unwrap();
+    assert_ne!(
+        translation.verdict,
+        Verdict::Distilling,
+        "{:?}",
+        translation.reasons
+    );
+    assert!(
+        translation
+            .reasons
+            .iter()
+            .any(|r| r.signal == "transformation" && r.value < 0.0),
+        "{:?}",
+        translation.reasons
+    );
+    // The same requests answered at lengths of their own, as answers from what the model
+    // knows are: the coverage counts.
+    let d = run(&document_job("harvest", |i, _| {
+        "A long and detailed answer drawn from what the model knows. ".repeat(4 + i * 13 % 40)
+    }));
+    let harvest = d.report("harvest").unwrap();
+    assert_eq!(
+        harvest.verdict,
+        Verdict::Distilling,
+        "{:?}",
+        harvest.reasons
+    );
+    assert!(!harvest.reasons.iter().any(|r| r.signal == "transformation"));
+}
