@@ -279,7 +279,10 @@ pub fn batch_pipeline(w: &mut World) -> (Identity, Vec<Exchange>) {
     let runs = w.rng.gen_range(1..4);
     let completions = w.chance(0.3);
     let (task, answer_tokens) = *w.pick(PIPELINE_TASKS);
-    let use_templated = w.chance(0.4);
+    // Half the translation and rewriting jobs work on long documents and leave the answer
+    // room for all of it: long, generative-looking answers over documents on every topic.
+    let long_documents = answer_tokens == 0 && w.chance(0.5);
+    let use_templated = !long_documents && w.chance(0.4);
     let group = w
         .corpora
         .templated
@@ -287,7 +290,11 @@ pub fn batch_pipeline(w: &mut World) -> (Identity, Vec<Exchange>) {
         .expect("templated")
         .clone();
     let params = Params {
-        max_tokens: Some(*w.pick(&[16, 64, 256, 512])),
+        max_tokens: Some(if long_documents {
+            4096
+        } else {
+            *w.pick(&[16, 64, 256, 512])
+        }),
         temperature: Some(0.0),
         completions,
         ..Params::default()
@@ -308,14 +315,21 @@ pub fn batch_pipeline(w: &mut World) -> (Identity, Vec<Exchange>) {
                 let p = &group[(k + r * per_run) % group.len()];
                 (p.prompt.clone(), p.answer.clone())
             } else {
-                let text = w.chat_opening().prompt;
+                let text = if long_documents {
+                    w.long_text(1500)
+                } else {
+                    w.chat_opening().prompt
+                };
                 let answer = match answer_tokens {
-                    // A translation or rewrite runs a little longer than its source (French
-                    // takes about 15 % more tokens than English): answers as long as prompts.
+                    // A translation or rewrite runs about as long as its source, a little
+                    // longer on average (French takes about 15 % more tokens than English),
+                    // more or less by document (code and names stay as they are, a
+                    // plain-English rewrite may shorten).
                     0 => {
-                        let extra: String =
-                            text.chars().take(text.chars().count() * 3 / 20).collect();
-                        format!("{text} {extra}")
+                        let chars = text.chars().count();
+                        let factor = w.rng.gen_range(0.85..1.45);
+                        let target = (chars as f64 * factor) as usize;
+                        text.chars().cycle().take(target.max(1)).collect()
                     }
                     1 => w
                         .pick(&[

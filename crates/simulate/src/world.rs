@@ -369,6 +369,29 @@ impl<'c> World<'c> {
         }
     }
 
+    /// A long real text (an assistant's answer of at least `min_chars` from real chats, the
+    /// longest of a few draws otherwise): the documents a translation or editing job works on.
+    pub fn long_text(&mut self, min_chars: usize) -> String {
+        let mut best = String::new();
+        for _ in 0..8 {
+            let c = self.corpora.chats.choose(&mut self.rng).expect("chats");
+            if let Some(t) = c
+                .turns
+                .iter()
+                .filter(|t| t.role == "assistant")
+                .max_by_key(|t| t.content.len())
+            {
+                if t.content.len() > best.len() {
+                    best = t.content.clone();
+                }
+            }
+            if best.len() >= min_chars {
+                break;
+            }
+        }
+        best
+    }
+
     /// Any assistant answer from real chats (for calls whose own answer the corpora lack).
     pub fn some_answer(&mut self) -> String {
         self.chat_opening().answer
