@@ -7,6 +7,7 @@
 //! moves. Verdicts only escalate: clearing an account is a human decision, taken outside.
 
 pub mod account;
+mod chunked;
 pub mod config;
 pub mod link;
 pub mod observation;
@@ -20,6 +21,7 @@ use std::collections::HashMap;
 use exchange::Exchange;
 use serde::{Deserialize, Serialize};
 
+use crate::chunked::Chunked;
 use crate::link::{Edge, LinkKind, Linker, KINDS};
 use crate::sketch::{hash_bytes, mix};
 
@@ -184,7 +186,7 @@ pub struct Detector {
     #[serde(skip)]
     phrases: PhraseMatcher,
     index: HashMap<String, u32>,
-    accounts: Vec<Account>,
+    accounts: Chunked<Account>,
     groups: HashMap<u32, Group>,
     linker: Linker,
     model_first_seen: HashMap<u64, i64>,
@@ -211,7 +213,7 @@ impl Detector {
             config,
             phrases: PhraseMatcher::default(),
             index: HashMap::new(),
-            accounts: Vec::new(),
+            accounts: Chunked::default(),
             groups: HashMap::new(),
             linker: Linker::default(),
             model_first_seen: HashMap::new(),
