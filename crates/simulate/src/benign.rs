@@ -224,6 +224,67 @@ pub fn chat_product(w: &mut World) -> (Identity, Vec<Exchange>) {
     (who, out)
 }
 
+/// A single-turn product with many end users behind one account: an answer box, a help
+/// widget, a homework helper. Each user asks one question and leaves, so the account's calls
+/// are fresh contexts as broad as its users, arriving as a population does: at random, more
+/// by day than by night.
+pub fn answer_product(w: &mut World) -> (Identity, Vec<Exchange>) {
+    let r = w.rng.gen_range(1..4);
+    let (ips, asn) = w.cloud_ips(r);
+    let age = w.customer_age();
+    let who = w.identity(Addresses::Fixed(ips), Some(asn), age);
+    let system = w.chance(0.85).then(|| system_prompt(w));
+    let tz = w.tz();
+    // A homework helper answers math problems, and its users often ask for the steps.
+    let tutoring = w.chance(0.3);
+    let questions = w.rng.gen_range(150..2500);
+    let params = Params {
+        max_tokens: *w.pick(&[None, Some(1024), Some(2048)]),
+        temperature: Some(0.7),
+        stream: w.chance(0.5),
+        ..Params::default()
+    };
+    let adopts = adoption(w, 0.1);
+    let old = w.rng.gen_range(0..2);
+    let mut out = Vec::new();
+    for ts in w.diurnal(w.start, w.end, questions, tz) {
+        let (mut question, answer) = if tutoring {
+            let p = w.corpora.math.choose(&mut w.rng).expect("math").clone();
+            (p.prompt, p.answer)
+        } else {
+            let p = w.chat_opening();
+            (p.prompt, p.answer)
+        };
+        if tutoring && w.chance(0.6) {
+            question.push_str(w.pick::<&str>(&[
+                "\n\nExplain step by step.",
+                " Can you show me the steps?",
+                " Please explain how to solve it step by step.",
+                " I don't get it, walk me through it.",
+            ]));
+        }
+        let mut messages = system
+            .as_deref()
+            .map(|s| vec![msg("system", s)])
+            .unwrap_or_default();
+        messages.push(msg("user", &question));
+        let model = w.model_at(ts, adopts, old);
+        out.push(w.exchange(
+            &who,
+            Call {
+                ts,
+                model,
+                messages,
+                answer,
+                reasoning: None,
+                tool_call: None,
+                params: params.clone(),
+            },
+        ));
+    }
+    (who, out)
+}
+
 /// A heavy individual user: long multi-turn sessions, sometimes asking for step-by-step help.
 pub fn power_user(w: &mut World) -> (Identity, Vec<Exchange>) {
     let (ip, asn) = w.home_ip();

@@ -73,6 +73,7 @@ pub struct Simulation {
 pub const BENIGN_KINDS: &[(&str, u32)] = &[
     ("developer", 22),
     ("chat_product", 15),
+    ("answer_product", 6),
     ("power_user", 13),
     ("batch_pipeline", 12),
     ("content_pipeline", 5),
@@ -106,6 +107,7 @@ pub fn simulate(config: &SimConfig, corpora: &Corpora) -> Simulation {
         let (who, ex) = match kind {
             "developer" => benign::developer(&mut w),
             "chat_product" => benign::chat_product(&mut w),
+            "answer_product" => benign::answer_product(&mut w),
             "power_user" => benign::power_user(&mut w),
             "batch_pipeline" => benign::batch_pipeline(&mut w),
             "content_pipeline" => benign::content_pipeline(&mut w),
