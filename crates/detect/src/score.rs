@@ -59,6 +59,11 @@ fn clamp01(x: f64) -> f64 {
     }
 }
 
+/// Gaps between calls whose coefficient of variation is below this are paced more evenly than
+/// random arrivals; the evidence is full `STEADY_RAMP` lower (0.6).
+const STEADY_CV: f64 = 0.95;
+const STEADY_RAMP: f64 = 0.35;
+
 fn pct(x: f64) -> String {
     format!("{:.0}%", x * 100.0)
 }
@@ -123,15 +128,17 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
     } else {
         0.0
     };
-    // Before a whole day is seen, the spacing of calls already tells a steady machine stream
-    // (gaps about as variable as their mean, CV ~1 or less) from people, who come in sessions.
-    // A few minutes of calls say nothing about a rhythm: the stream must have lasted an hour.
+    // Before a whole day is seen, the spacing of calls can already show a paced machine: gaps
+    // more even than random arrivals (CV under 1), where people come in sessions (CV well over
+    // 1). Random arrivals themselves (CV ~1) are no evidence: they are what many independent
+    // users of one product look like, as much as a randomised script. A few minutes of calls
+    // say nothing about a rhythm: the stream must have lasted an hour.
     let steady = if f.span_hours < 1.0 {
         0.0
     } else if f.generative >= 30 && f.quiet_hours_activity == 0.0 && f.span_hours < 24.0 {
-        clamp01((1.3 - f.gap_cv) / 0.5)
+        clamp01((STEADY_CV - f.gap_cv) / STEADY_RAMP)
     } else if f.generative >= 30 {
-        0.5 * clamp01((1.3 - f.gap_cv) / 0.5)
+        0.5 * clamp01((STEADY_CV - f.gap_cv) / STEADY_RAMP)
     } else {
         0.0
     };

@@ -590,3 +590,46 @@ fn answers_that_follow_their_inputs_length_are_a_transformation_not_a_harvest() 
     );
     assert!(!harvest.reasons.iter().any(|r| r.signal == "transformation"));
 }
+
+/// Broad fresh questions with long answers, one at each of `gaps_ms` after the last.
+fn questions_after(account: &str, gaps_ms: impl Iterator<Item = i64>) -> Vec<Exchange> {
+    let answer = "A clear and complete answer to the question. ".repeat(30);
+    let mut ts = START;
+    gaps_ms
+        .enumerate()
+        .map(|(i, gap)| {
+            ts += gap;
+            exchange(account, i, ts, vec![msg("user", &topic(i))], &answer)
+        })
+        .collect()
+}
+
+#[test]
+fn random_arrivals_are_a_population_not_a_machine_but_even_pacing_is() {
+    // The first five hours of an answer box: its users' questions arrive independently, at
+    // random (exponential gaps, two minutes on average).
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let random_gaps = (0..150).map(move |_| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        (-u.ln() * 120_000.0) as i64
+    });
+    // A script that paces itself: a call every two minutes, give or take ten seconds.
+    let paced_gaps = (0..150).map(|i| 110_000 + (i * 7_919 % 20) * 1_000);
+    let mut log = questions_after("population", random_gaps);
+    log.extend(questions_after("paced", paced_gaps));
+    log.sort_by_key(|e| e.ts.millis());
+    let d = run(&log);
+    let timing = |name: &str| {
+        d.report(name)
+            .unwrap()
+            .reasons
+            .iter()
+            .find(|r| r.signal == "machine_timing")
+            .map_or(0.0, |r| r.value)
+    };
+    assert_eq!(timing("population"), 0.0, "{:?}", d.report("population"));
+    assert!(timing("paced") >= 1.0, "{:?}", d.report("paced"));
+}
