@@ -234,6 +234,9 @@ impl AccountState {
             *self = o.clone();
             return;
         }
+        // Gaps are a property of the stream, not of each call: see `merge_streams`.
+        let concurrent = self.first_ts <= o.last_ts && o.first_ts <= self.last_ts;
+        self.gaps.merge_streams(&o.gaps, concurrent);
         self.first_ts = self.first_ts.min(o.first_ts);
         self.last_ts = self.last_ts.max(o.last_ts);
         self.signup = match (self.signup, o.signup) {
@@ -281,7 +284,6 @@ impl AccountState {
             heads,
             tails,
             systems,
-            gaps,
             hour_of_day,
             lengths
         );

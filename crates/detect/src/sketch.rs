@@ -342,6 +342,34 @@ impl Moments {
         self.n = self.n.saturating_add(other.n);
     }
 
+    /// Combines the gaps of two streams into the gaps of the stream they make together, which
+    /// the pooled moments of [`Moments::merge`] are not: two accounts taking turns, each calling
+    /// every 185 s like clockwork, make a stream with a call every 92 s, as regular as each.
+    /// The order of the calls is gone, so this is an estimate. Streams that ran at the same
+    /// time (`concurrent`) add their rates, streams one after the other keep their mean gap;
+    /// the spread is the members' relative spread (coefficients of variation, weighted by
+    /// their gaps), so random streams are random together, paced ones interleaved stay paced
+    /// and bursty ones stay bursty.
+    pub fn merge_streams(&mut self, other: &Self, concurrent: bool) {
+        if other.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            *self = *other;
+            return;
+        }
+        let (na, nb) = (f64::from(self.n), f64::from(other.n));
+        let cv = (self.cv() * na + other.cv() * nb) / (na + nb);
+        let mean = if concurrent && self.mean > 0.0 && other.mean > 0.0 {
+            1.0 / (1.0 / self.mean + 1.0 / other.mean)
+        } else {
+            (self.mean * na + other.mean * nb) / (na + nb)
+        };
+        self.n = self.n.saturating_add(other.n).saturating_add(1);
+        self.mean = mean;
+        self.m2 = (cv * mean).powi(2) * f64::from(self.n - 1);
+    }
+
     pub fn variance(&self) -> f64 {
         if self.n < 2 {
             0.0
@@ -429,6 +457,36 @@ impl CoMoments {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streams_taking_turns_merge_into_one_stream_as_regular_as_each() {
+        let paced = |gap: f64| {
+            let mut m = Moments::default();
+            for i in 0..60 {
+                m.push(gap + f64::from(i % 3));
+            }
+            m
+        };
+        let mut a = paced(185.0);
+        let mut pooled = a;
+        pooled.merge(&paced(60.0));
+        a.merge_streams(&paced(60.0), true);
+        assert!(a.cv() < 0.05, "interleaved paced streams: cv {}", a.cv());
+        assert!(
+            pooled.cv() > 0.4,
+            "pooled gaps of different streams: cv {}",
+            pooled.cv()
+        );
+        assert!(
+            (a.mean - 1.0 / (1.0 / 186.0 + 1.0 / 61.0)).abs() < 1.0,
+            "{}",
+            a.mean
+        );
+        let mut one_after_another = paced(100.0);
+        one_after_another.merge_streams(&paced(100.0), false);
+        assert!((one_after_another.mean - 101.0).abs() < 1.0);
+        assert_eq!(one_after_another.n, 121);
+    }
 
     #[test]
     fn comoments_correlate_and_merge_like_one_pass() {

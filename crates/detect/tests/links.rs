@@ -635,7 +635,8 @@ fn a_group_linked_only_by_tool_and_client_is_watched_not_acted_on() {
     assert_eq!(
         g.verdict,
         Verdict::Distilling,
-        "the group's own verdict stands"
+        "the group's own verdict stands: {:?}",
+        g
     );
     for m in members {
         let r = d.report(m).unwrap();
