@@ -10,7 +10,7 @@ use crate::sketch::{mix, normalised_entropy, CoMoments, HeavyHitters, Histogram,
 const TOPIC_BINS: usize = 64;
 const HOUR_MS: i64 = 3_600_000;
 /// Gaps longer than this are pauses, not part of a rhythm; they are clipped before the moments.
-const MAX_GAP_SECS: f64 = 1800.0;
+pub const MAX_GAP_SECS: f64 = 1800.0;
 /// Fresh answered calls before the tracking of answer length by input length means anything.
 const MIN_TRACKED_CALLS: u32 = 20;
 /// Inputs whose lengths vary less than this (standard deviation of the log, about ±20 %)
@@ -103,6 +103,8 @@ pub struct Features {
     pub duty_cycle: f64,
     pub calls_per_active_hour: f64,
     pub gap_cv: f64,
+    /// Mean gap between calls, pauses clipped at 30 minutes.
+    pub mean_gap_secs: f64,
     /// Activity in the quietest six hours of the day relative to an even spread: near 0 for
     /// people (they sleep), near 1 for round-the-clock machines. 0 until a day is covered.
     pub quiet_hours_activity: f64,
@@ -351,6 +353,7 @@ impl AccountState {
             duty_cycle: (active_hours / (span_hours.ceil() + 1.0)).min(1.0),
             calls_per_active_hour: f64::from(self.exchanges) / active_hours,
             gap_cv: self.gaps.cv(),
+            mean_gap_secs: self.gaps.mean,
             quiet_hours_activity: if span_hours >= 24.0 {
                 quiet_ratio(&self.hour_of_day.0)
             } else {

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::account::Features;
+use crate::account::{Features, MAX_GAP_SECS};
 use crate::config::Config;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
@@ -63,6 +63,11 @@ fn clamp01(x: f64) -> f64 {
 /// random arrivals; the evidence is full `STEADY_RAMP` lower (0.6).
 const STEADY_CV: f64 = 0.95;
 const STEADY_RAMP: f64 = 0.35;
+/// Gaps are clipped at `MAX_GAP_SECS` (pauses are not rhythm), and clipping evens out a sparse
+/// stream: random arrivals a quarter of an hour apart on average read as CV ~0.77. Only a
+/// stream whose gaps average a fifth of the clip or less, where clipping changes nearly
+/// nothing, is judged on its spacing.
+const STEADY_MAX_MEAN_GAP_SECS: f64 = MAX_GAP_SECS / 5.0;
 
 fn pct(x: f64) -> String {
     format!("{:.0}%", x * 100.0)
@@ -133,7 +138,7 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
     // 1). Random arrivals themselves (CV ~1) are no evidence: they are what many independent
     // users of one product look like, as much as a randomised script. A few minutes of calls
     // say nothing about a rhythm: the stream must have lasted an hour.
-    let steady = if f.span_hours < 1.0 {
+    let steady = if f.span_hours < 1.0 || f.mean_gap_secs > STEADY_MAX_MEAN_GAP_SECS {
         0.0
     } else if f.generative >= 30 && f.quiet_hours_activity == 0.0 && f.span_hours < 24.0 {
         clamp01((STEADY_CV - f.gap_cv) / STEADY_RAMP)
