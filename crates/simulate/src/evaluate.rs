@@ -46,6 +46,9 @@ pub struct Evaluation {
     pub campaigns_caught_early: Rate,
     /// Per campaign: share of its exchanges made before its first flag (1.0 when never flagged).
     pub time_to_detect: BTreeMap<String, f64>,
+    /// Per kind of campaign: campaigns flagged at all, and flagged before 10 % of their
+    /// exchanges.
+    pub campaigns_by_archetype: BTreeMap<String, (Rate, Rate)>,
     pub false_positives: Vec<String>,
     /// Grouping of multi-account campaigns.
     pub grouping: Grouping,
@@ -102,7 +105,7 @@ pub fn evaluate(
 ) -> Evaluation {
     let mut e = Evaluation::default();
     let mut scored = Vec::new();
-    let mut campaigns: BTreeMap<String, (Vec<i64>, Option<i64>)> = BTreeMap::new();
+    let mut campaigns: BTreeMap<String, (Vec<i64>, Option<i64>, String)> = BTreeMap::new();
     for l in labels {
         let v = verdicts.get(&l.account);
         let score = v.map_or(0.0, |v| v.score);
@@ -117,6 +120,7 @@ pub fn evaluate(
             let c = campaigns
                 .entry(l.campaign.clone().unwrap_or_else(|| l.account.clone()))
                 .or_default();
+            c.2.clone_from(&l.archetype);
             if let Some(t) = exchange_times.get(&l.account) {
                 c.0.extend(t);
             }
@@ -136,18 +140,21 @@ pub fn evaluate(
         }
     }
     e.auroc = auroc(&scored);
-    for (name, (times, flag)) in campaigns {
-        e.campaigns_caught.of += 1;
-        e.campaigns_caught_early.of += 1;
+    for (name, (times, flag, archetype)) in campaigns {
         let share = match flag {
-            Some(f) => {
-                e.campaigns_caught.hits += 1;
-                times.iter().filter(|&&t| t < f).count() as f64 / times.len().max(1) as f64
-            }
+            Some(f) => times.iter().filter(|&&t| t < f).count() as f64 / times.len().max(1) as f64,
             None => 1.0,
         };
-        if flag.is_some() && share < 0.10 {
-            e.campaigns_caught_early.hits += 1;
+        let early = flag.is_some() && share < 0.10;
+        let (caught, caught_early) = e.campaigns_by_archetype.entry(archetype).or_default();
+        for (rate, hit) in [
+            (&mut e.campaigns_caught, flag.is_some()),
+            (caught, flag.is_some()),
+            (&mut e.campaigns_caught_early, early),
+            (caught_early, early),
+        ] {
+            rate.of += 1;
+            rate.hits += usize::from(hit);
         }
         e.time_to_detect.insert(name, share);
     }
@@ -257,5 +264,18 @@ mod tests {
         let e = evaluate(&labels, &verdicts, &times);
         assert_eq!(e.time_to_detect["c"], 0.05);
         assert_eq!(e.campaigns_caught_early.hits, 1);
+        let (caught, early) = &e.campaigns_by_archetype["x"];
+        assert_eq!((caught.hits, caught.of, early.hits, early.of), (1, 1, 1, 1));
+        // Flagged at the 20th of 100 exchanges: caught, not early.
+        let late = HashMap::from([(
+            "a".to_owned(),
+            Verdict {
+                first_flagged: Some(20),
+                ..verdicts["a"].clone()
+            },
+        )]);
+        let e = evaluate(&labels, &late, &times);
+        let (caught, early) = &e.campaigns_by_archetype["x"];
+        assert_eq!((caught.hits, early.hits, early.of), (1, 0, 1));
     }
 }

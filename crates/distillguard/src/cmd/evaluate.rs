@@ -131,5 +131,12 @@ pub fn render(e: &Evaluation) -> String {
     for (k, v) in &e.tpr_by_archetype {
         s += &format!("  {:<22} {}\n", k, r(v));
     }
+    s += "campaigns by kind: flagged before 10% / flagged at all\n";
+    for (k, (caught, early)) in &e.campaigns_by_archetype {
+        s += &format!(
+            "  {:<22} {:>3} / {:>3} of {}\n",
+            k, early.hits, caught.hits, caught.of
+        );
+    }
     s
 }
