@@ -40,7 +40,9 @@ impl Default for Thresholds {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Shape {
-    /// A requested `max_tokens` at or above this is "near the model's limit" (default 2048).
+    /// A requested `max_tokens` at or above this is "near the model's limit" (default 4096).
+    /// Today's models answer up to 8k–128k tokens; 1,024 and 2,048 are ordinary product
+    /// defaults, 4,096 and more is asking for all a model will give.
     pub high_max_tokens: u64,
     /// Mean completion tokens at which output harvest counts fully (default 700).
     pub long_output_tokens: f64,
@@ -70,7 +72,7 @@ pub struct Shape {
 impl Default for Shape {
     fn default() -> Self {
         Self {
-            high_max_tokens: 2048,
+            high_max_tokens: 4096,
             long_output_tokens: 700.0,
             many_top_logprobs: 5,
             logit_sweep_ids: 40.0,
