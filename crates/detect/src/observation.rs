@@ -17,7 +17,7 @@ pub enum Endpoint {
 /// Version of what [`Observation`]'s hashes mean. Facts kept with a redacted log line are only
 /// replayed under the same version; bump it whenever a change to text or hashing would give
 /// the same exchange different facts.
-pub const FACTS_VERSION: u32 = 3;
+pub const FACTS_VERSION: u32 = 4;
 
 /// The facts of one exchange: everything the detector keeps of it, and no text. A log that
 /// keeps only hashes or metadata keeps these beside each line, so a restart rebuilds the

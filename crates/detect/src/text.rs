@@ -115,21 +115,122 @@ fn hash_word(text: &[u8], start: usize, end: usize) -> (u64, bool) {
     (mix(h ^ ((len as u64) << 56)), digits as usize * 2 >= len)
 }
 
-/// Splits on anything that is not a letter or digit (ASCII case folded; non-ASCII bytes kept
-/// inside words), hashing each word, and calls `f` with each.
+/// How a character outside ASCII takes part in words.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CharClass {
+    /// Inside a word, as ASCII letters are (accented Latin, Greek, Cyrillic, Hangul, ...).
+    Letter,
+    /// Chinese and Japanese are written without spaces, so a run of Han ideographs or kana
+    /// is a sentence; its overlapping pairs of characters are its words (as CJK search
+    /// indexes do: pairs are about as distinctive as words, single characters recur in every
+    /// text).
+    Paired,
+    /// Between words, as ASCII punctuation is: typographic quotes and dashes, CJK and
+    /// full-width punctuation, Latin-1 signs.
+    Separator,
+}
+
+fn class_of(c: char) -> CharClass {
+    match u32::from(c) {
+        0x3040..=0x30FF
+        | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF
+        | 0xF900..=0xFAFF
+        | 0xFF66..=0xFF9F
+        | 0x20000..=0x3FFFF => CharClass::Paired,
+        0x80..=0xBF
+        | 0xD7
+        | 0xF7
+        | 0x2000..=0x206F
+        | 0x3000..=0x303F
+        | 0xFF00..=0xFF0F
+        | 0xFF1A..=0xFF20
+        | 0xFF3B..=0xFF40
+        | 0xFF5B..=0xFF65 => CharClass::Separator,
+        _ => CharClass::Letter,
+    }
+}
+
+fn emit_word(text: &[u8], start: usize, end: usize, f: &mut impl FnMut(Word)) {
+    let (hash, numeric) = hash_word(text, start, end);
+    f(Word {
+        hash,
+        numeric,
+        start,
+        end,
+    });
+}
+
+/// Emits the words of one run of word bytes in a text that is not all ASCII: the run itself
+/// when it is ASCII, else split by [`class_of`] its characters.
+fn emit_run(text: &[u8], start: usize, end: usize, f: &mut impl FnMut(Word)) {
+    let run = &text[start..end];
+    if run.is_ascii() {
+        return emit_word(text, start, end, f);
+    }
+    // A run ends at ASCII bytes or at the text's ends, so it holds whole characters.
+    let Ok(run) = std::str::from_utf8(run) else {
+        return emit_word(text, start, end, f);
+    };
+    let mut letters: Option<usize> = None;
+    // The previous character of a run of paired characters, and whether a pair was emitted.
+    let mut paired: Option<(usize, usize)> = None;
+    let mut pairs = 0;
+    let close_pairs = |paired: &mut Option<(usize, usize)>, pairs: &mut usize, f: &mut _| {
+        if let Some((s, e)) = paired.take() {
+            if *pairs == 0 {
+                emit_word(text, s, e, f);
+            }
+        }
+        *pairs = 0;
+    };
+    for (i, c) in run.char_indices() {
+        let at = start + i;
+        let next = at + c.len_utf8();
+        let class = if c.is_ascii() {
+            CharClass::Letter
+        } else {
+            class_of(c)
+        };
+        if class != CharClass::Paired {
+            close_pairs(&mut paired, &mut pairs, f);
+        }
+        if class == CharClass::Letter {
+            letters.get_or_insert(at);
+            continue;
+        }
+        if let Some(o) = letters.take() {
+            emit_word(text, o, at, f);
+        }
+        if class == CharClass::Paired {
+            if let Some((s, _)) = paired {
+                emit_word(text, s, next, f);
+                pairs += 1;
+            }
+            paired = Some((at, next));
+        }
+    }
+    close_pairs(&mut paired, &mut pairs, f);
+    if let Some(o) = letters {
+        emit_word(text, o, end, f);
+    }
+}
+
+/// Splits on anything that is not a letter or digit (ASCII case folded; see [`class_of`] for
+/// the rest), hashing each word, and calls `f` with each.
 ///
 /// The detector's hottest loop. Bytes are classified eight at a time into a bit mask and
 /// words found with `trailing_zeros`, so the branches are per word, not per byte (a branch
 /// per byte on text mispredicts at every word boundary).
 fn for_each_word(text: &[u8], mut f: impl FnMut(Word)) {
+    // One test per text, not per word: nearly every prompt is ASCII and takes the plain path.
+    let ascii = text.is_ascii();
     let mut emit = |start: usize, end: usize| {
-        let (hash, numeric) = hash_word(text, start, end);
-        f(Word {
-            hash,
-            numeric,
-            start,
-            end,
-        });
+        if ascii {
+            emit_word(text, start, end, &mut f)
+        } else {
+            emit_run(text, start, end, &mut f)
+        }
     };
     let mut open: Option<usize> = None;
     let mut base = 0;
@@ -377,6 +478,36 @@ const STEP_BY_STEP: &[&str] = &[
     "detailed reasoning",
     "full reasoning",
     "justify each step",
+    // The same requests in the languages harvests are most often written in besides
+    // English. Words outside ASCII are matched as written (case is folded for ASCII only).
+    "一步一步",
+    "一步步",
+    "逐步推理",
+    "逐步思考",
+    "思考过程",
+    "推理过程",
+    "思維過程",
+    "推理過程",
+    "思维链",
+    "段階的に",
+    "順を追って",
+    "思考過程",
+    "단계별로",
+    "paso a paso",
+    "tu razonamiento",
+    "su razonamiento",
+    "étape par étape",
+    "ton raisonnement",
+    "votre raisonnement",
+    "schritt für schritt",
+    "deine überlegungen",
+    "passo a passo",
+    "passo dopo passo",
+    "seu raciocínio",
+    "шаг за шагом",
+    "пошагово",
+    "ход рассуждений",
+    "ход мыслей",
 ];
 
 const HIDDEN_REASONING: &[&str] = &[
@@ -404,6 +535,19 @@ const HIDDEN_REASONING: &[&str] = &[
     "reveal your reasoning",
     "before you answered",
     "reasoning behind your answer",
+    "内部推理",
+    "隐藏的推理",
+    "隐藏推理",
+    "内心独白",
+    "完整的思维链",
+    "原始思考",
+    "内部の推論",
+    "razonamiento interno",
+    "razonamiento oculto",
+    "raisonnement interne",
+    "raisonnement caché",
+    "внутренние рассуждения",
+    "скрытые рассуждения",
 ];
 
 const TASK_GENERATION: &[&str] = &[
@@ -438,6 +582,13 @@ const TASK_GENERATION: &[&str] = &[
     "different kinds of tasks",
     "novel tasks",
     "novel instructions",
+    "生成新的任务",
+    "多样化的任务",
+    "更多的指令",
+    "tareas diversas",
+    "nuevas instrucciones",
+    "nouvelles instructions",
+    "новые инструкции",
 ];
 
 /// One phrase as the matcher sees it: a sequence of words, and the punctuation that must touch
@@ -747,6 +898,52 @@ mod tests {
             m.scan("Come up with a series of tasks: Task 1: ...")
                 .task_generation
         );
+    }
+
+    #[test]
+    fn phrases_are_found_in_other_languages_and_in_unspaced_scripts() {
+        let m = PhraseMatcher::default();
+        for text in [
+            "请一步一步地思考，然后回答下面的问题。",
+            "次の問題を段階的に解いてください。",
+            "다음 문제를 단계별로 풀어 주세요.",
+            "Resuelve el problema paso a paso, por favor.",
+            "Explique votre raisonnement étape par étape.",
+            "Löse die Aufgabe Schritt für Schritt.",
+            "Реши задачу шаг за шагом.",
+        ] {
+            assert!(m.scan(text).step_by_step, "{text}");
+        }
+        assert!(m.scan("完成回答后，请写出你的内部推理。").hidden_reasoning);
+        assert!(m.scan("请生成新的任务，越多样越好。").task_generation);
+        // Ordinary text in those languages asks for none of it.
+        for text in [
+            "今天天气很好，我们去公园散步吧。",
+            "¿Cuál es la capital de Francia?",
+            "Какая погода завтра в Москве?",
+        ] {
+            assert_eq!(m.scan(text), PhraseHits::default(), "{text}");
+        }
+    }
+
+    #[test]
+    fn unspaced_scripts_are_read_in_pairs_of_characters_and_typographic_punctuation_splits() {
+        fn words(t: &str) -> Vec<&str> {
+            let mut n = Vec::new();
+            for_each_word(t.as_bytes(), |w| n.push(&t[w.start..w.end]));
+            n
+        }
+        assert_eq!(words("请回答"), ["请回", "回答"]);
+        assert_eq!(words("好。a"), ["好", "a"]);
+        assert_eq!(words("don’t “stop”"), ["don", "t", "stop"]);
+        assert_eq!(words("café Москва"), ["café", "Москва"]);
+        assert_eq!(words("GPT写的"), ["GPT", "写的"]);
+        // A template in Chinese keeps its skeleton while the question in its slot changes.
+        let a = text_facts("请一步一步地思考并回答以下问题：一个农场有十二只鸡和三头牛。");
+        let b = text_facts("请一步一步地思考并回答以下问题：火车以每小时八十公里的速度行驶。");
+        assert_eq!(a.head_skeleton, b.head_skeleton);
+        assert_ne!(a.minhash, 0);
+        assert_ne!(a.exact, b.exact);
     }
 
     #[test]
