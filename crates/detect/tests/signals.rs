@@ -367,26 +367,41 @@ fn ordinary_customers_sharing_a_payment_instrument_stay_benign() {
     }
 }
 
-/// A template over broad, distinct content with long answers, `calls` of them two seconds apart.
-fn templated_job(account: &str, calls: usize) -> Vec<Exchange> {
-    let answer = "A long, detailed, generated article. ".repeat(40);
+/// `calls` fresh single-turn calls, one every `gap_ms`, each allowed `max_tokens`; `call(i)`
+/// is the prompt and the answer of the `i`th.
+fn fresh_calls(
+    account: &str,
+    calls: usize,
+    gap_ms: i64,
+    max_tokens: u64,
+    call: impl Fn(usize) -> (String, String),
+) -> Vec<Exchange> {
     (0..calls)
         .map(|i| {
-            let prompt = format!(
-                "Write a detailed article about the following: {}",
-                varied(i)
-            );
+            let (prompt, answer) = call(i);
             let mut e = exchange(
                 account,
                 i,
-                START + i as i64 * 2_000,
+                START + i as i64 * gap_ms,
                 vec![msg("user", &prompt)],
                 &answer,
             );
-            e.request.max_tokens = Some(4096);
+            e.request.max_tokens = Some(max_tokens);
             e
         })
         .collect()
+}
+
+/// A template over broad, distinct content with long answers, `calls` of them two seconds apart.
+fn templated_job(account: &str, calls: usize) -> Vec<Exchange> {
+    let answer = "A long, detailed, generated article. ".repeat(40);
+    fresh_calls(account, calls, 2_000, 4096, |i| {
+        let prompt = format!(
+            "Write a detailed article about the following: {}",
+            varied(i)
+        );
+        (prompt, answer.clone())
+    })
 }
 
 #[test]
@@ -483,20 +498,10 @@ fn follow_ups_from_a_small_pool_flag_a_harvest_without_help_from_its_timing() {
 /// in `answer_words` words, one call every two seconds.
 fn step_by_step_suite(account: &str, answer_words: usize) -> Vec<Exchange> {
     let answer = "so the quantity doubles and the total follows ".repeat(answer_words / 8);
-    (0..400)
-        .map(|i| {
-            let prompt = format!("Q: {}\nA: Let's think step by step.", varied(i));
-            let mut e = exchange(
-                account,
-                i,
-                START + i as i64 * 2_000,
-                vec![msg("user", &prompt)],
-                &answer,
-            );
-            e.request.max_tokens = Some(1024);
-            e
-        })
-        .collect()
+    fresh_calls(account, 400, 2_000, 1024, |i| {
+        let prompt = format!("Q: {}\nA: Let's think step by step.", varied(i));
+        (prompt, answer.clone())
+    })
 }
 
 #[test]
@@ -533,24 +538,14 @@ fn asking_for_reasoning_counts_as_far_as_the_answers_carry_it() {
 /// Documents of varied length on varied topics sent to be translated; `answer(i, document)`
 /// is what comes back.
 fn document_job(account: &str, answer: impl Fn(usize, &str) -> String) -> Vec<Exchange> {
-    (0..400)
-        .map(|i| {
-            let document = (0..2 + i * 7 % 40)
-                .map(|k| varied(i * 64 + k))
-                .collect::<Vec<_>>()
-                .join(". ");
-            let prompt = format!("Translate the following text into French.\n\n{document}");
-            let mut e = exchange(
-                account,
-                i,
-                START + i as i64 * 3_000,
-                vec![msg("user", &prompt)],
-                &answer(i, &document),
-            );
-            e.request.max_tokens = Some(4096);
-            e
-        })
-        .collect()
+    fresh_calls(account, 400, 3_000, 4096, |i| {
+        let document = (0..2 + i * 7 % 40)
+            .map(|k| varied(i * 64 + k))
+            .collect::<Vec<_>>()
+            .join(". ");
+        let prompt = format!("Translate the following text into French.\n\n{document}");
+        (prompt, answer(i, &document))
+    })
 }
 
 #[test]
