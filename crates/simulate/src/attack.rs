@@ -425,17 +425,10 @@ pub fn synthetic_multiturn(w: &mut World) -> (Identity, Vec<Exchange>) {
         let mut answer = q.answer;
         let mut ts = start;
         for turn in 0..w.rng.gen_range(2..6) {
+            let model = w.old_models[old].to_owned();
             out.push(w.exchange(
                 &who,
-                Call {
-                    ts,
-                    model: w.old_models[old].to_owned(),
-                    messages: history.clone(),
-                    answer: answer.clone(),
-                    reasoning: None,
-                    tool_call: None,
-                    params: params.clone(),
-                },
+                Call::text(ts, model, history.clone(), answer.clone(), params.clone()),
             ));
             history.push(msg("assistant", &answer));
             let follow = *w.pick(&pool);

@@ -50,15 +50,7 @@ pub fn converse(
         let model = w.model_at(ts, adopts, old);
         out.push(w.exchange(
             who,
-            Call {
-                ts,
-                model,
-                messages: history.clone(),
-                answer,
-                reasoning: None,
-                tool_call: None,
-                params: params.clone(),
-            },
+            Call::text(ts, model, history.clone(), answer, params.clone()),
         ));
         turns += 1;
         i += 1;
@@ -271,15 +263,7 @@ pub fn answer_product(w: &mut World) -> (Identity, Vec<Exchange>) {
         let model = w.model_at(ts, adopts, old);
         out.push(w.exchange(
             &who,
-            Call {
-                ts,
-                model,
-                messages,
-                answer,
-                reasoning: None,
-                tool_call: None,
-                params: params.clone(),
-            },
+            Call::text(ts, model, messages, answer, params.clone()),
         ));
     }
     (who, out)
@@ -583,17 +567,10 @@ pub fn rag_app(w: &mut World) -> (Identity, Vec<Exchange>) {
         let prompt = format!("Context:\n{context}Question: {question}");
         let answer: String = q.answer.chars().take(w.rng.gen_range(200..900)).collect();
         let model = w.model_at(ts, None, old);
+        let messages = vec![msg("system", &system), msg("user", &prompt)];
         out.push(w.exchange(
             &who,
-            Call {
-                ts,
-                model,
-                messages: vec![msg("system", &system), msg("user", &prompt)],
-                answer,
-                reasoning: None,
-                tool_call: None,
-                params: params.clone(),
-            },
+            Call::text(ts, model, messages, answer, params.clone()),
         ));
     }
     (who, out)

@@ -142,6 +142,25 @@ pub struct Call {
 }
 
 impl Call {
+    /// A call on `messages` answered with text (no reasoning returned, no tool called).
+    pub fn text(
+        ts: i64,
+        model: impl Into<String>,
+        messages: Vec<Message>,
+        answer: impl Into<String>,
+        params: Params,
+    ) -> Self {
+        Call {
+            ts,
+            model: model.into(),
+            messages,
+            answer: answer.into(),
+            reasoning: None,
+            tool_call: None,
+            params,
+        }
+    }
+
     /// A fresh single-turn call: one user message, a text answer.
     pub fn user(
         ts: i64,
@@ -150,15 +169,7 @@ impl Call {
         answer: impl Into<String>,
         params: Params,
     ) -> Self {
-        Call {
-            ts,
-            model: model.into(),
-            messages: vec![msg("user", prompt)],
-            answer: answer.into(),
-            reasoning: None,
-            tool_call: None,
-            params,
-        }
+        Call::text(ts, model, vec![msg("user", prompt)], answer, params)
     }
 }
 
