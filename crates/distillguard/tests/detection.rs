@@ -1,8 +1,11 @@
 //! The detector on simulated traffic from the real corpora (`../shared/data`): verdicts do
 //! not depend on names, never look ahead, and separate benign customers from campaigns.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::process::Command;
 
 use detect::{Config, Detector, Verdict};
 use exchange::Exchange;
@@ -51,17 +54,11 @@ fn write_log(dir: &std::path::Path, name: &str, exchanges: &[Exchange]) -> PathB
 
 /// `distillguard scan --json ARGS`, which must succeed; its verdict lines.
 fn scan_json(args: &[&std::ffi::OsStr]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_distillguard"))
-        .args(["scan", "--json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::run_ok(
+        Command::new(common::BIN)
+            .args(["scan", "--json"])
+            .args(args),
+    )
 }
 
 #[test]
@@ -267,7 +264,7 @@ fn logs_scanned_one_after_another_with_a_state_file_equal_one_scan_of_them_all()
     let config = dir.path().join("strict.toml");
     std::fs::write(&config, "[thresholds]\ndistilling = 0.95\n").unwrap();
     let before = std::fs::read(&state).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_distillguard"))
+    let out = Command::new(common::BIN)
         .args(["scan", "--json", "--config"])
         .arg(&config)
         .arg("--state")

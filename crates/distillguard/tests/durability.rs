@@ -2,6 +2,8 @@
 //! more than the documented window (100 ms) before the kill is in the log after a restart,
 //! and the store opens cleanly.
 
+mod common;
+
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -9,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use store::{SqliteStore, Store};
 
-const BIN: &str = env!("CARGO_BIN_EXE_distillguard");
+use common::BIN;
+
 const WINDOW: Duration = Duration::from_millis(100);
 
 fn start_gateway(port: u16, upstream: &str, data: &std::path::Path) -> Child {
@@ -52,23 +55,11 @@ async fn every_exchange_completed_before_a_sigkill_is_in_the_log() {
         .unwrap();
     let upstream = format!("http://{upstream}/v1");
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["keys", "create", "--account", "loadtest", "--data"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let key = common::new_key(
+        Command::new(BIN)
+            .args(["keys", "create", "--account", "loadtest", "--data"])
+            .arg(dir.path()),
     );
-    let key = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_owned();
     assert!(key.starts_with("dg-"));
 
     let port = testkit::free_port();

@@ -3,6 +3,8 @@
 //! NATS is a private server of this test (it is stopped on purpose); PostgreSQL gets a
 //! throwaway database; Redis keys are per account, so the machine's Redis is shared safely.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,7 +15,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_distillguard");
+use common::BIN;
+
 const ADMIN: &str = "scale-out-admin";
 
 struct Proc {
@@ -114,23 +117,11 @@ fn worker(dir: &Path, pg: &str, nats: &str, run: usize) -> Proc {
 }
 
 fn create_key(pg: &str, account: &str, extra: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(["keys", "create", "--store", pg, "--account", account])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_owned()
+    common::new_key(
+        Command::new(BIN)
+            .args(["keys", "create", "--store", pg, "--account", account])
+            .args(extra),
+    )
 }
 
 /// The cluster of the group whose members are exactly `members`, as the replica on `port`
@@ -572,15 +563,10 @@ async fn replicas_publish_workers_detect_and_nothing_is_lost_through_crashes_and
 
     // 5. The stored verdicts equal an offline scan of the stored exchanges.
     let export = dir.path().join("export.jsonl");
-    let out = Command::new(BIN)
-        .args(["export", "--store", &db.url, "-o"])
-        .arg(&export)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::run_ok(
+        Command::new(BIN)
+            .args(["export", "--store", &db.url, "-o"])
+            .arg(&export),
     );
     let out = Command::new(BIN)
         .args(["scan", "--json"])
