@@ -138,12 +138,13 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
     // 1). Random arrivals themselves (CV ~1) are no evidence: they are what many independent
     // users of one product look like, as much as a randomised script. A few minutes of calls
     // say nothing about a rhythm: the stream must have lasted an hour.
+    let even = clamp01((STEADY_CV - f.gap_cv) / STEADY_RAMP);
     let steady = if f.span_hours < 1.0 || f.mean_gap_secs > STEADY_MAX_MEAN_GAP_SECS {
         0.0
     } else if f.generative >= 30 && f.quiet_hours_activity == 0.0 && f.span_hours < 24.0 {
-        clamp01((STEADY_CV - f.gap_cv) / STEADY_RAMP)
+        even
     } else if f.generative >= 30 {
-        0.5 * clamp01((STEADY_CV - f.gap_cv) / STEADY_RAMP)
+        0.5 * even
     } else {
         0.0
     };
