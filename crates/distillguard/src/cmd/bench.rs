@@ -65,6 +65,11 @@ pub struct MemoryArgs {
     /// Exchanges fed per account.
     #[arg(long, default_value_t = 20)]
     pub per_account: usize,
+    /// Drop the facts that link accounts (address, client, payment, sign-up, system prompt):
+    /// the replay gives 50 accounts each observation, so every such value is shared up to
+    /// the cap and the link graph is as large as it can be; this measures without it.
+    #[arg(long)]
+    pub without_link_facts: bool,
 }
 
 #[derive(clap::Args)]
@@ -280,6 +285,18 @@ fn memory(args: MemoryArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .take(2000)
         .map(|e| detector.observation(e))
+        .map(|mut o| {
+            if args.without_link_facts {
+                o.ip = None;
+                o.user_agent = None;
+                o.tls = None;
+                o.asn = None;
+                o.payment = None;
+                o.signup = None;
+                o.system = None;
+            }
+            o
+        })
         .collect();
     drop(sim);
     drop(corpora);
