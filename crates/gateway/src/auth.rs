@@ -58,8 +58,12 @@ pub struct KeyCache {
     cache: Arc<RwLock<Cache>>,
 }
 
-/// The bearer token of a request, if it has one.
+/// The bearer token of a request, if it has exactly one. Two `Authorization` headers are
+/// refused, not resolved: a proxy in front and the gateway could each pick a different one.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    if authorization_headers(headers) > 1 {
+        return None;
+    }
     let value = headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
@@ -68,6 +72,13 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
+}
+
+fn authorization_headers(headers: &HeaderMap) -> usize {
+    headers
+        .get_all(axum::http::header::AUTHORIZATION)
+        .iter()
+        .count()
 }
 
 impl KeyCache {
@@ -150,6 +161,11 @@ impl KeyCache {
 
     /// Resolves the request's key to its account.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        if authorization_headers(headers) > 1 {
+            return Err(ApiError::unauthorized(
+                "Send exactly one Authorization header; this request has more than one.",
+            ));
+        }
         let Some(secret) = bearer(headers) else {
             return Err(ApiError::unauthorized(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",

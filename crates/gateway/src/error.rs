@@ -11,6 +11,8 @@ pub struct ApiError {
     pub kind: &'static str,
     pub code: Option<&'static str>,
     pub message: String,
+    /// The request field the error is about, when there is one (OpenAI's `param`).
+    pub param: Option<String>,
     pub retry_after_secs: Option<u64>,
 }
 
@@ -26,8 +28,15 @@ impl ApiError {
             kind,
             code,
             message: message.into(),
+            param: None,
             retry_after_secs: None,
         }
+    }
+
+    /// Names the request field the error is about.
+    pub fn with_param(mut self, param: &str) -> Self {
+        self.param = Some(param.to_owned());
+        self
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
@@ -67,7 +76,7 @@ impl ApiError {
     }
 
     pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"message": self.message, "type": self.kind, "param": null, "code": self.code}})
+        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
     }
 }
 

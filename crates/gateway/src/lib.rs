@@ -20,6 +20,7 @@ pub mod error;
 pub mod limit;
 pub mod policy;
 pub mod proxy;
+pub mod request;
 pub mod snapshot;
 pub mod stream;
 pub mod tap;

@@ -198,11 +198,16 @@ impl PolicyTable {
     }
 }
 
-/// Rewrites a request body for `Degrade`. Returns an error message when the request cannot be
+/// Rewrites a request body for `Degrade` and says what it changed (for the client's
+/// `x-distillguard-degraded` header). Returns an error message when the request cannot be
 /// served degraded (a `logit_bias` request: refusing is clearer than silently ignoring it).
-pub fn degrade_request(body: &mut Value, policy: &Policy) -> Result<(), String> {
+///
+/// The body is in its normal form (`request::parse`): counts are integers, so a cap cannot be
+/// slipped past as `4096.0` or `"4096"`.
+pub fn degrade_request(body: &mut Value, policy: &Policy) -> Result<Vec<String>, String> {
+    let mut changed = Vec::new();
     let Some(obj) = body.as_object_mut() else {
-        return Ok(());
+        return Ok(changed);
     };
     if obj
         .get("logit_bias")
@@ -210,21 +215,36 @@ pub fn degrade_request(body: &mut Value, policy: &Policy) -> Result<(), String> 
     {
         return Err("logit_bias is not available for this account".into());
     }
-    obj.remove("logprobs");
-    obj.remove("top_logprobs");
+    let asked_logprobs = [obj.remove("logprobs"), obj.remove("top_logprobs")]
+        .iter()
+        .flatten()
+        .any(|v| !v.is_null() && *v != Value::Bool(false) && v.as_u64() != Some(0));
+    if asked_logprobs {
+        changed.push("logprobs removed".to_owned());
+    }
+    let cap = policy.degrade_max_tokens;
     for field in ["max_tokens", "max_completion_tokens"] {
         if let Some(v) = obj.get(field).and_then(Value::as_u64) {
-            obj.insert(field.into(), Value::from(v.min(policy.degrade_max_tokens)));
+            if v > cap {
+                obj.insert(field.into(), Value::from(cap));
+                changed.push(format!("{field}={cap}"));
+            }
         }
     }
-    if obj.get("max_tokens").is_none() && obj.get("max_completion_tokens").is_none() {
-        obj.insert("max_tokens".into(), Value::from(policy.degrade_max_tokens));
+    let unset = |o: &serde_json::Map<String, Value>, k: &str| o.get(k).is_none_or(Value::is_null);
+    if unset(obj, "max_tokens") && unset(obj, "max_completion_tokens") {
+        obj.insert("max_tokens".into(), Value::from(cap));
+        changed.push(format!("max_tokens={cap}"));
     }
     if obj.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
         obj.insert("n".into(), Value::from(1));
+        changed.push("n=1".to_owned());
     }
-    obj.remove("reasoning_effort");
-    Ok(())
+    if obj.remove("reasoning_effort").is_some() {
+        changed.push("reasoning_effort removed".to_owned());
+    }
+    changed.push("reasoning stripped from the answer".to_owned());
+    Ok(changed)
 }
 
 /// Removes reasoning text and logprobs from a response (or one streamed chunk) for `Degrade`.
@@ -254,8 +274,21 @@ mod tests {
         let p = Policy::default();
         let mut body =
             json!({"model": "m", "max_tokens": 4096, "logprobs": true, "top_logprobs": 20, "n": 4});
-        degrade_request(&mut body, &p).unwrap();
+        let changed = degrade_request(&mut body, &p).unwrap();
         assert_eq!(body, json!({"model": "m", "max_tokens": 256, "n": 1}));
+        assert_eq!(
+            changed,
+            [
+                "logprobs removed",
+                "max_tokens=256",
+                "n=1",
+                "reasoning stripped from the answer"
+            ]
+        );
+        // A null cap is no cap: it is set, not left for the upstream's default.
+        let mut null_cap = json!({"model": "m", "max_tokens": null});
+        degrade_request(&mut null_cap, &p).unwrap();
+        assert_eq!(null_cap["max_tokens"], 256);
         let mut bias = json!({"model": "m", "logit_bias": {"42": 100}});
         assert!(degrade_request(&mut bias, &p).is_err());
     }

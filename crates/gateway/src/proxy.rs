@@ -29,7 +29,7 @@ use crate::auth::Principal;
 use crate::config::{ContentPolicy, Upstream};
 use crate::error::ApiError;
 use crate::policy::{degrade_request, strip_response, Action};
-use crate::stream::{Assembler, Tapped};
+use crate::stream::{Assembler, End, Tapped};
 use crate::tap::now_ms;
 use crate::AppState;
 
@@ -48,8 +48,7 @@ struct CallRecord {
     content: ContentPolicy,
     endpoint: String,
     body_bytes: usize,
-    /// The body as the client sent it: forwarded as is unless a policy changes it.
-    raw_body: Bytes,
+    /// The request in its normal form (`request::parse`): what is proxied, logged and judged.
     request: Value,
 }
 
@@ -119,17 +118,10 @@ pub async fn generate(
             "Content-Type must be application/json.",
         ))
     } else {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(v) if v.is_object() => Ok(v),
-            Ok(_) => Err(ApiError::invalid_request(
-                "The request body must be a JSON object.",
-            )),
-            Err(e) => Err(ApiError::invalid_request(format!(
-                "We could not parse the JSON body of your request: {e}"
-            ))),
-        }
+        crate::request::parse(&body)
     };
-    // The log keeps the request as the client sent it; a body that is not JSON is kept as text.
+    // The log keeps the request in the normal form it is proxied in; a body that is refused
+    // is kept as text (which every content policy but `full` redacts).
     let (request, parse_error) = match parsed {
         Ok(v) => (v, None),
         Err(e) => (
@@ -152,7 +144,6 @@ pub async fn generate(
         content: principal.content.unwrap_or(state.config.content),
         endpoint,
         body_bytes: body.len(),
-        raw_body: body,
         request,
     };
     let mut resp = match serve_call(&state, &principal, &call, parse_error).await {
@@ -210,16 +201,14 @@ async fn serve_call(
     metrics::counter!("distillguard_policy_applied_total", "action" => standing.action.as_str())
         .increment(1);
     if standing.action == Action::Block {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "permission_denied",
-            Some("account_blocked"),
-            "This account is blocked. Contact support if you believe this is a mistake.",
-        ));
+        return Err(blocked());
     }
     let degrade = standing.action == Action::Degrade;
+    // What `degrade` changed, said to the client in a header (docs/gateway.md) so an honest
+    // customer can tell a cap from a bug.
+    let mut degraded: Vec<String> = Vec::new();
     if degrade {
-        degrade_request(body.to_mut(), policy).map_err(ApiError::invalid_request)?;
+        degraded = degrade_request(body.to_mut(), policy).map_err(ApiError::invalid_request)?;
     }
     let model = body.get("model").and_then(Value::as_str).map(str::to_owned);
     let upstream = route(&state.config.upstreams, model.as_deref()).ok_or_else(|| {
@@ -244,7 +233,12 @@ async fn serve_call(
     let limits = policy.limits_for(standing.action, principal.limits);
     let permit = state
         .limiter
-        .admit(&principal.account, limits, prompt_estimate + max_out)
+        // Saturating: a client's `max_tokens` near 2^64 must reserve the most, not wrap to little.
+        .admit(
+            &principal.account,
+            limits,
+            prompt_estimate.saturating_add(max_out),
+        )
         .await
         .map_err(|d| {
             if d.limit == limits::Limit::Unavailable {
@@ -301,13 +295,10 @@ async fn serve_call(
         .client
         .post(&url)
         .timeout(Duration::from_secs(upstream.timeout_secs));
-    // The client's own bytes when nothing changed: no second serialization on the hot path.
-    let mut req = match &body {
-        std::borrow::Cow::Borrowed(_) => req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(call.raw_body.clone()),
-        std::borrow::Cow::Owned(changed) => req.json(changed),
-    };
+    // The normal form, serialized: the upstream receives exactly what the log holds.
+    let mut req = req
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(crate::request::to_bytes(&body));
     if let Some(k) = &upstream.api_key {
         req = req.bearer_auth(k);
     }
@@ -339,9 +330,9 @@ async fn serve_call(
         let content = call.content;
         let call_line = call.line(status.as_u16(), None);
         let call_started = call.started;
-        let on_done = Box::new(move |a: &Assembler, cut_short: bool| {
+        let on_done = Box::new(move |a: &Assembler, end: End| {
             let mut line = call_line;
-            let mut assembled = a.finish(cut_short);
+            let mut assembled = a.finish(end);
             let used = crate::tokens::fill_usage(&line["request"], &mut assembled);
             permit.settle(used);
             drop(permit);
@@ -361,6 +352,7 @@ async fn serve_call(
         );
         out.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        mark_degraded(&mut out, degrade, &degraded);
         return Ok(out);
     }
 
@@ -405,7 +397,41 @@ async fn serve_call(
         header::CONTENT_TYPE,
         content_type.unwrap_or(HeaderValue::from_static("application/json")),
     );
+    mark_degraded(&mut out, degrade, &degraded);
     Ok(out)
+}
+
+/// The header names that tell a client its answer was served under `degrade`.
+pub const ACTION_HEADER: &str = "x-distillguard-action";
+pub const DEGRADED_HEADER: &str = "x-distillguard-degraded";
+
+/// Marks a degraded answer: `x-distillguard-action: degrade` and, in
+/// `x-distillguard-degraded`, what was changed (`max_tokens=256, logprobs removed, …`).
+/// Only `degrade` says so: `watch` is silent by design, `throttle` answers 429s that say
+/// which limit, and `block` a 403.
+fn mark_degraded(out: &mut Response, degrade: bool, changes: &[String]) {
+    if !degrade {
+        return;
+    }
+    out.headers_mut()
+        .insert(ACTION_HEADER, HeaderValue::from_static("degrade"));
+    let what = if changes.is_empty() {
+        "none".to_owned()
+    } else {
+        changes.join(", ")
+    };
+    if let Ok(v) = HeaderValue::from_str(&what) {
+        out.headers_mut().insert(DEGRADED_HEADER, v);
+    }
+}
+
+fn blocked() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+        Some("account_blocked"),
+        "This account is blocked. Contact support if you believe this is a mistake.",
+    )
 }
 
 /// An upstream error without its URL, which may carry credentials in a query string.
@@ -439,8 +465,17 @@ async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Bytes, Ap
 
 /// `GET /v1/models`: the union of the upstreams' model lists.
 pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(e) = state.keys.authenticate(&headers).await {
-        return e.into_response();
+    let principal = match state.keys.authenticate(&headers).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    // A blocked account is refused here too, as on every other endpoint.
+    let standing = state
+        .shared
+        .table
+        .standing(&state.shared.policy, &principal.account);
+    if standing.action == Action::Block {
+        return blocked().into_response();
     }
     let mut data: Vec<Value> = Vec::new();
     for u in &state.config.upstreams {

@@ -2,7 +2,13 @@
 //! soon as it arrives (changed only when the policy strips reasoning, or to hide the usage
 //! chunk the gateway asked for itself) and folded into the assembled response that the log
 //! records. If the client goes away, dropping the stream drops the upstream call, and the
-//! exchange is still logged with the partial answer.
+//! exchange is still logged with the partial answer (`finish_reason: client_disconnected`).
+//!
+//! If the upstream fails mid-answer (its connection breaks, or it ends without `[DONE]` while
+//! a choice is unfinished), the client must be able to tell: the partial event is dropped, an
+//! error event in OpenAI's shape is sent (`data: {"error": {...}}`, as OpenAI does), and the
+//! response is aborted rather than ended cleanly. The log says `finish_reason:
+//! upstream_error`.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -86,15 +92,24 @@ impl Assembler {
         }
     }
 
-    /// The assembled response; `cut_short` marks an answer the client did not wait for.
-    pub fn finish(&self, cut_short: bool) -> Value {
+    /// Whether every choice has its finish reason (and there is one).
+    fn finished(&self) -> bool {
+        !self.choices.is_empty() && self.choices.iter().all(|c| c.finish_reason.is_some())
+    }
+
+    /// The assembled response; `end` says how the stream ended, and names the finish reason
+    /// of a choice that never got one.
+    pub fn finish(&self, end: End) -> Value {
         let mut out = self.head.clone();
         let choices: Vec<Value> = self
             .choices
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let finish = c.finish_reason.clone().unwrap_or(if cut_short { json!("client_disconnected") } else { Value::Null });
+                let finish = c
+                    .finish_reason
+                    .clone()
+                    .unwrap_or_else(|| end.finish_reason().map_or(Value::Null, Value::from));
                 if c.completions {
                     json!({"index": i, "text": c.text, "finish_reason": finish})
                 } else {
@@ -147,8 +162,30 @@ fn merge_tool_call(calls: &mut Vec<Value>, delta: &Value) {
     }
 }
 
+/// How a relayed stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The upstream finished its answer.
+    Complete,
+    /// The client went away first.
+    ClientGone,
+    /// The upstream failed mid-answer.
+    UpstreamFailed,
+}
+
+impl End {
+    /// The finish reason logged for a choice that was not finished.
+    pub fn finish_reason(self) -> Option<&'static str> {
+        match self {
+            End::Complete => None,
+            End::ClientGone => Some("client_disconnected"),
+            End::UpstreamFailed => Some("upstream_error"),
+        }
+    }
+}
+
 /// Called once when the stream ends, normally or not.
-pub type OnDone = Box<dyn FnOnce(&Assembler, bool) + Send>;
+pub type OnDone = Box<dyn FnOnce(&Assembler, End) + Send>;
 
 /// The relayed stream.
 pub struct Tapped<S> {
@@ -158,6 +195,12 @@ pub struct Tapped<S> {
     strip: bool,
     hide_usage_chunk: bool,
     on_done: Option<OnDone>,
+    /// The upstream sent `data: [DONE]`.
+    saw_done: bool,
+    /// The upstream failed: the error event has been sent, the response is to be aborted.
+    failed: Option<String>,
+    /// The error event has had its chance to be written out.
+    flushed: bool,
 }
 
 impl<S> Tapped<S> {
@@ -169,6 +212,9 @@ impl<S> Tapped<S> {
             strip,
             hide_usage_chunk,
             on_done: Some(on_done),
+            saw_done: false,
+            failed: None,
+            flushed: false,
         }
     }
 
@@ -197,6 +243,9 @@ impl<S> Tapped<S> {
             .map(|d| d.strip_prefix(' ').unwrap_or(d))
             .collect::<Vec<_>>()
             .join("\n");
+        if data == "[DONE]" {
+            self.saw_done = true;
+        }
         if data.is_empty() || data == "[DONE]" {
             return raw.clone();
         }
@@ -226,10 +275,28 @@ impl<S> Tapped<S> {
         raw.clone()
     }
 
-    fn done(&mut self, cut_short: bool) {
+    fn done(&mut self, end: End) {
         if let Some(f) = self.on_done.take() {
-            f(&self.assembler, cut_short);
+            f(&self.assembler, end);
         }
+    }
+
+    /// Ends the relay after an upstream failure: what was complete goes out, then an error
+    /// event; the next poll aborts the response.
+    fn fail(&mut self, out: Bytes, why: String) -> Bytes {
+        self.buf.clear();
+        self.done(End::UpstreamFailed);
+        metrics::counter!("distillguard_upstream_stream_failures_total").increment(1);
+        let event = json!({"error": {
+            "message": "The model server failed before finishing this answer; it is incomplete.",
+            "type": "api_error",
+            "param": null,
+            "code": "upstream_stream_failed",
+        }});
+        self.failed = Some(why);
+        let mut all = BytesMut::from(&out[..]);
+        all.extend_from_slice(format!("data: {event}\n\n").as_bytes());
+        all.freeze()
     }
 }
 
@@ -254,6 +321,22 @@ where
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.failed.is_some() {
+            if !self.flushed {
+                // Once Pending, so the server writes out the error event before the abort
+                // (it flushes when the body has nothing ready).
+                self.flushed = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            // Abort: the body ends with an error, so the client sees a broken response, not a
+            // clean end.
+            let why = self.failed.take().unwrap_or_default();
+            return Poll::Ready(Some(Err(std::io::Error::other(why))));
+        }
+        if self.on_done.is_none() {
+            return Poll::Ready(None);
+        }
         loop {
             match self.inner.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
@@ -264,19 +347,20 @@ where
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let out = self.drain_events(true);
-                    self.done(true);
+                    // Only whole events go out: the one the failure cut is dropped.
+                    let out = self.drain_events(false);
                     tracing::warn!(error = %e, "upstream stream failed mid-answer");
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(out)));
-                    }
-                    return Poll::Ready(Some(Err(std::io::Error::other(format!(
-                        "upstream stream failed: {e}"
-                    )))));
+                    let out = self.fail(out, format!("upstream stream failed: {e}"));
+                    return Poll::Ready(Some(Ok(out)));
                 }
                 Poll::Ready(None) => {
                     let out = self.drain_events(true);
-                    self.done(false);
+                    if !self.saw_done && !self.assembler.finished() {
+                        tracing::warn!("upstream stream ended without [DONE], mid-answer");
+                        let out = self.fail(out, "upstream stream ended mid-answer".into());
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                    self.done(End::Complete);
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(out)));
                     }
@@ -291,7 +375,7 @@ where
 impl<S> Drop for Tapped<S> {
     fn drop(&mut self) {
         // Dropped before the end: the client went away. Log what was answered so far.
-        self.done(true);
+        self.done(End::ClientGone);
     }
 }
 
@@ -319,7 +403,7 @@ mod tests {
             ]),
             false,
             true,
-            Box::new(move |a: &Assembler, cut| tx.send((a.finish(cut), cut)).unwrap()),
+            Box::new(move |a: &Assembler, end| tx.send((a.finish(end), end)).unwrap()),
         );
         let out: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
         let text: String = out
@@ -335,8 +419,8 @@ mod tests {
             !text.contains("usage"),
             "the usage chunk the gateway asked for is hidden"
         );
-        let (assembled, cut) = rx.recv().unwrap();
-        assert!(!cut);
+        let (assembled, end) = rx.recv().unwrap();
+        assert_eq!(end, End::Complete);
         assert_eq!(assembled["choices"][0]["message"]["content"], "Hello");
         assert_eq!(assembled["choices"][0]["finish_reason"], "stop");
         assert_eq!(assembled["usage"]["completion_tokens"], 2);
@@ -352,16 +436,72 @@ mod tests {
             ]),
             false,
             false,
-            Box::new(move |a: &Assembler, cut| tx.send((a.finish(cut), cut)).unwrap()),
+            Box::new(move |a: &Assembler, end| tx.send((a.finish(end), end)).unwrap()),
         );
         let _first = s.next().await;
         drop(s);
-        let (assembled, cut) = rx.recv().unwrap();
-        assert!(cut);
+        let (assembled, end) = rx.recv().unwrap();
+        assert_eq!(end, End::ClientGone);
         assert_eq!(assembled["choices"][0]["message"]["content"], "par");
         assert_eq!(
             assembled["choices"][0]["finish_reason"],
             "client_disconnected"
         );
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_dies_mid_event_ends_in_an_error_event_and_an_abort() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let v: Vec<Result<Bytes, std::io::Error>> = vec![
+            Ok(Bytes::from(
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"whole\"}}]}\n\ndata: {\"choices\":[{\"ind",
+            )),
+            Err(std::io::Error::other("connection reset")),
+        ];
+        let mut s = Tapped::new(
+            futures_util::stream::iter(v),
+            false,
+            false,
+            Box::new(move |a: &Assembler, end| tx.send((a.finish(end), end)).unwrap()),
+        );
+        let first = String::from_utf8(s.next().await.unwrap().unwrap().to_vec()).unwrap();
+        assert!(first.contains("\"whole\""));
+        let second = String::from_utf8(s.next().await.unwrap().unwrap().to_vec()).unwrap();
+        assert!(
+            !second.contains("\"ind"),
+            "the cut event is not relayed: {second}"
+        );
+        assert!(second.contains("upstream_stream_failed"), "{second}");
+        assert!(s.next().await.unwrap().is_err(), "the response is aborted");
+        assert!(s.next().await.is_none());
+        let (assembled, end) = rx.recv().unwrap();
+        assert_eq!(end, End::UpstreamFailed);
+        assert_eq!(assembled["choices"][0]["finish_reason"], "upstream_error");
+        assert_eq!(assembled["choices"][0]["message"]["content"], "whole");
+    }
+
+    #[tokio::test]
+    async fn a_clean_close_before_done_with_an_unfinished_choice_is_a_failure_too() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = Tapped::new(
+            sse(&["data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"half\"}}]}\n\n"]),
+            false,
+            false,
+            Box::new(move |a: &Assembler, end| tx.send((a.finish(end), end)).unwrap()),
+        );
+        let items: Vec<_> = s.collect().await;
+        assert!(items.last().unwrap().is_err());
+        assert_eq!(rx.recv().unwrap().1, End::UpstreamFailed);
+        // Finished choices with no [DONE] (some servers omit it) are complete.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = Tapped::new(
+            sse(&["data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"all\"},\"finish_reason\":\"stop\"}]}\n\n"]),
+            false,
+            false,
+            Box::new(move |a: &Assembler, end| tx.send((a.finish(end), end)).unwrap()),
+        );
+        let items: Vec<_> = s.collect().await;
+        assert!(items.iter().all(Result::is_ok));
+        assert_eq!(rx.recv().unwrap().1, End::Complete);
     }
 }

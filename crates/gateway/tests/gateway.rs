@@ -1,101 +1,14 @@
 //! The gateway over real sockets, in front of the demo upstream: pass-through, streaming,
 //! the exchange log, errors in OpenAI's shape, limits, and enforcement of verdicts.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use gateway::{demo_upstream, Gateway, GatewayConfig, Running, Upstream};
+use common::{chat, Harness, ADMIN};
+use gateway::Gateway;
 use serde_json::{json, Value};
-use store::{Limits, LoggedExchange, SqliteStore, Store};
 
-const ADMIN: &str = "test-admin-token";
-
-struct Harness {
-    gw: Running,
-    store: Arc<SqliteStore>,
-    client: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-impl Harness {
-    async fn start(tweak: impl FnOnce(&mut GatewayConfig)) -> Self {
-        let upstream = demo_upstream::spawn("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
-        let mut config = GatewayConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data: dir.path().to_owned(),
-            ..GatewayConfig::default()
-        };
-        config.upstreams.push(Upstream {
-            base_url: format!("http://{upstream}/v1"),
-            api_key: Some("upstream-secret".into()),
-            models: vec![],
-            timeout_secs: 30,
-        });
-        tweak(&mut config);
-        let gw = Gateway::start(config, store.clone(), Some(ADMIN.into()))
-            .await
-            .unwrap();
-        Harness {
-            gw,
-            store,
-            client: reqwest::Client::new(),
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.gw.addr, path)
-    }
-
-    fn key(&self, account: &str, limits: Option<Limits>) -> String {
-        self.store.upsert_account(account, limits, 0).unwrap();
-        self.store.create_key(account, 0).unwrap().secret
-    }
-
-    async fn post(&self, key: &str, path: &str, body: Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// `POST /admin/accounts` with the admin token.
-    async fn post_account(&self, body: Value) -> reqwest::Response {
-        self.client
-            .post(self.url("/admin/accounts"))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Waits until the log holds `n` exchanges of `account` (the tap is asynchronous).
-    async fn logged(&self, account: &str, n: usize) -> Vec<Value> {
-        for _ in 0..200 {
-            let rows = self.store.exchanges(Some(account), 0, 10_000).unwrap();
-            if rows.len() >= n {
-                return rows
-                    .into_iter()
-                    .map(|(_, e)| serde_json::from_str(&e.line).unwrap())
-                    .collect();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("exchanges of {account} were not logged");
-    }
-}
-
-fn chat(text: &str) -> Value {
-    json!({"model": "demo-model", "messages": [{"role": "user", "content": text}], "max_tokens": 50})
-}
+use std::time::Duration;
+use store::{Limits, LoggedExchange, Store};
 
 #[tokio::test]
 async fn chat_passes_through_and_is_logged_in_the_exchange_format() {
@@ -729,7 +642,7 @@ async fn a_restart_under_the_hashes_policy_rebuilds_the_verdicts_the_detector_ha
 
     // Facts another detector version made are left out of the replay, and the verdict stored
     // before the restart stands: a restart never lowers enforcement.
-    let db = rusqlite::Connection::open(h._dir.path().join("distillguard.db")).unwrap();
+    let db = rusqlite::Connection::open(h.dir.path().join("distillguard.db")).unwrap();
     db.execute("UPDATE exchanges SET facts = '{\"v\":0,\"obs\":{}}'", [])
         .unwrap();
     let third = Gateway::start(config, h.store.clone(), Some(ADMIN.into()))
@@ -827,7 +740,7 @@ async fn a_restart_restores_the_snapshot_and_replays_only_what_was_logged_after_
 
     // Make the logged lines unreadable: a restart that replayed them would forget the
     // account; one that restores the snapshot does not read them at all.
-    let db = rusqlite::Connection::open(h._dir.path().join("distillguard.db")).unwrap();
+    let db = rusqlite::Connection::open(h.dir.path().join("distillguard.db")).unwrap();
     db.execute("UPDATE exchanges SET line = 'not json'", [])
         .unwrap();
     // Exchanges logged after the snapshot (as after a crash before the next one) are

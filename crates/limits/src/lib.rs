@@ -76,7 +76,7 @@ impl Window {
             if now.duration_since(t) < WINDOW {
                 break;
             }
-            self.token_sum -= n;
+            self.token_sum = self.token_sum.saturating_sub(n);
             self.tokens.pop_front();
         }
     }
@@ -136,13 +136,14 @@ impl Limiter {
             .tpm
             .map_or(reserve_tokens, |m| reserve_tokens.min(u64::from(m)));
         if let Some(max) = limits.tpm {
-            if w.token_sum + reserve > u64::from(max) {
+            // Saturating everywhere a client's number meets a limit: no sum may wrap.
+            if w.token_sum.saturating_add(reserve) > u64::from(max) {
                 // Time until enough of the window expires to make room.
-                let mut freed = 0;
+                let mut freed: u64 = 0;
                 let mut retry = WINDOW;
                 for &(t, _, n) in &w.tokens {
-                    freed += n;
-                    if w.token_sum - freed + reserve <= u64::from(max) {
+                    freed = freed.saturating_add(n);
+                    if w.token_sum.saturating_sub(freed).saturating_add(reserve) <= u64::from(max) {
                         retry = WINDOW.saturating_sub(now.duration_since(t));
                         break;
                     }
@@ -158,7 +159,7 @@ impl Limiter {
         w.next_ticket += 1;
         if limits.tpm.is_some() {
             w.tokens.push_back((now, ticket, reserve));
-            w.token_sum += reserve;
+            w.token_sum = w.token_sum.saturating_add(reserve);
         }
         w.in_flight += 1;
         Ok(Permit {
@@ -197,7 +198,10 @@ impl Permit {
             .unwrap_or_else(|p| p.into_inner());
         if let Some(w) = accounts.get_mut(&self.account) {
             if let Some(entry) = w.tokens.iter_mut().find(|e| e.1 == self.ticket) {
-                w.token_sum = w.token_sum - entry.2 + used_tokens;
+                w.token_sum = w
+                    .token_sum
+                    .saturating_sub(entry.2)
+                    .saturating_add(used_tokens);
                 entry.2 = used_tokens;
             }
         }
@@ -283,6 +287,33 @@ mod tests {
         p.settle(100);
         assert_eq!(l.tokens_in_window("a", t0), 100);
         assert!(l.admit("a", lim, 300, t0).is_ok());
+    }
+
+    #[test]
+    fn huge_reservations_saturate_instead_of_wrapping() {
+        let l = Limiter::new();
+        let t0 = Instant::now();
+        let lim = Limits {
+            tpm: Some(3000),
+            ..Limits::default()
+        };
+        // What a proxy computes for `max_tokens = u64::MAX` plus a prompt, saturated.
+        let p = l.admit("a", lim, u64::MAX, t0).unwrap();
+        assert_eq!(l.tokens_in_window("a", t0), 3000, "clamped to the budget");
+        for _ in 0..60 {
+            assert_eq!(
+                l.admit("a", lim, u64::MAX, t0).err().unwrap().limit,
+                Limit::Tokens,
+                "the budget is spent: no wrapped sum lets a call through"
+            );
+        }
+        // An upstream that reports absurd usage saturates the window, it does not wrap it.
+        p.settle(u64::MAX);
+        assert_eq!(l.tokens_in_window("a", t0), u64::MAX);
+        assert!(l.admit("a", lim, 1, t0).is_err());
+        // And the window still empties after a minute.
+        assert_eq!(l.tokens_in_window("a", t0 + Duration::from_secs(61)), 0);
+        assert!(l.admit("a", lim, 1, t0 + Duration::from_secs(61)).is_ok());
     }
 
     #[test]
