@@ -40,8 +40,19 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Time a client has to send its request headers (default 10 s).
     pub header_timeout_secs: u64,
-    /// Time a client has to send its request body (default 30 s).
+    /// Longest silence while a client sends its request body (default 30 s).
     pub body_timeout_secs: u64,
+    /// Time a client has to send its whole request body, however steadily it trickles
+    /// (default 120 s).
+    pub body_total_timeout_secs: u64,
+    /// A connection with no call in flight and no bytes either way for this long is closed
+    /// (default 60 s). Keep it above your clients' keep-alive and below your load balancer's
+    /// idle timeout if one sits in front.
+    pub idle_timeout_secs: u64,
+    /// Open client connections at most (default 10,000); one more is answered 503
+    /// `too_many_connections` and closed. Keep it below the process's file-descriptor limit
+    /// (`ulimit -n`), less a few hundred for the store, the upstreams and the logs.
+    pub max_connections: usize,
     /// Largest upstream response body buffered for a non-streamed call (default 64 MiB).
     pub max_response_bytes: usize,
     /// Exchange log: queue size between requests and the writer (default 65536). When full,
@@ -75,6 +86,9 @@ impl Default for GatewayConfig {
             max_body_bytes: 8 << 20,
             header_timeout_secs: 10,
             body_timeout_secs: 30,
+            body_total_timeout_secs: 120,
+            idle_timeout_secs: 60,
+            max_connections: 10_000,
             max_response_bytes: 64 << 20,
             log_queue: 65536,
             bus_spool_max_bytes: 1 << 30,
@@ -94,6 +108,14 @@ impl GatewayConfig {
 
     pub fn body_timeout(&self) -> Duration {
         Duration::from_secs(self.body_timeout_secs)
+    }
+
+    pub fn body_total_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_total_timeout_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.max(1))
     }
 
     pub fn snapshot_every(&self) -> Option<Duration> {

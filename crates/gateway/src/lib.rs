@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod demo_upstream;
 pub mod error;
 pub mod limit;
@@ -442,17 +443,24 @@ fn spawn_retention(store: Arc<dyn Store>, default_days: Option<f64>) {
     });
 }
 
-/// Accepts connections until shutdown. Each connection gets a header-read timeout (slow
-/// clients cannot hold a socket open without sending a request) and is watched for graceful
-/// shutdown.
+/// Accepts connections until shutdown. Each connection is bounded (`conn`): a cap on open
+/// connections, a header-read timeout, body timeouts, and an idle timeout; and it is watched
+/// for graceful shutdown.
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<AppState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    use futures_util::FutureExt;
     let app = router(state.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let body_timeout = state.config.body_timeout();
+    let body_total = state.config.body_total_timeout();
+    let idle = state.config.idle_timeout();
+    let open = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));
+    // Refusals are bounded too: past this many at once, a connection over the cap is just
+    // closed.
+    let refusing = Arc::new(tokio::sync::Semaphore::new(256));
     loop {
         let (stream, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -465,18 +473,34 @@ async fn accept_loop(
             },
             _ = shutdown.changed() => break,
         };
+        let Ok(slot) = open.clone().try_acquire_owned() else {
+            metrics::counter!("distillguard_connections_refused_total").increment(1);
+            if let Ok(r) = refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    conn::refuse(stream).await;
+                    drop(r);
+                });
+            }
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let activity = conn::Activity::new();
+        let io = TokioIo::new(conn::Watched::new(stream, activity.clone()));
         let app = app.clone();
+        let calls = activity.clone();
         let service =
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let call = calls.call();
                 let mut req = req.map(axum::body::Body::new);
                 req.extensions_mut()
                     .insert(axum::extract::ConnectInfo(remote));
-                // A client that stalls while sending its body is cut off.
+                // A client that stalls or trickles while sending its body is cut off.
                 let req = req.map(|b| {
-                    axum::body::Body::new(http_body_timeout::TimeoutBody::new(b, body_timeout))
+                    axum::body::Body::new(conn::TimeoutBody::new(b, body_timeout, body_total))
                 });
-                app.clone().oneshot(req)
+                app.clone().oneshot(req).map(move |r| {
+                    r.map(|resp| resp.map(|b| axum::body::Body::new(conn::Guarded::new(b, call))))
+                })
             });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
@@ -484,13 +508,21 @@ async fn accept_loop(
             .timer(TokioTimer::new())
             .header_read_timeout(state.config.header_timeout());
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(io, service)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            tokio::select! {
+                r = conn => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                _ = conn::idle(activity, idle) => {
+                    metrics::counter!("distillguard_connections_idle_closed_total").increment(1);
+                }
             }
+            drop(slot);
         });
     }
     drop(listener);
@@ -515,69 +547,6 @@ impl Running {
         }
         if let Some(p) = self.publisher.take() {
             let _ = p.await;
-        }
-    }
-}
-
-mod http_body_timeout {
-    //! A request body that fails if no data arrives for a while.
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-    use std::time::Duration;
-
-    use axum::body::Bytes;
-    use hyper::body::{Body, Frame, SizeHint};
-    use tokio::time::{sleep, Instant, Sleep};
-
-    pub struct TimeoutBody<B> {
-        inner: B,
-        timeout: Duration,
-        sleep: Pin<Box<Sleep>>,
-    }
-
-    impl<B> TimeoutBody<B> {
-        pub fn new(inner: B, timeout: Duration) -> Self {
-            Self {
-                inner,
-                timeout,
-                sleep: Box::pin(sleep(timeout)),
-            }
-        }
-    }
-
-    impl<B> Body for TimeoutBody<B>
-    where
-        B: Body<Data = Bytes> + Unpin,
-        B::Error: Into<axum::BoxError>,
-    {
-        type Data = Bytes;
-        type Error = axum::BoxError;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            let this = &mut *self;
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Ready(r) => {
-                    let t = this.timeout;
-                    this.sleep.as_mut().reset(Instant::now() + t);
-                    Poll::Ready(r.map(|r| r.map_err(Into::into)))
-                }
-                Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err("request body timed out".into()))),
-                    Poll::Pending => Poll::Pending,
-                },
-            }
-        }
-
-        fn is_end_stream(&self) -> bool {
-            self.inner.is_end_stream()
-        }
-
-        fn size_hint(&self) -> SizeHint {
-            self.inner.size_hint()
         }
     }
 }

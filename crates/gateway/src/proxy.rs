@@ -1,8 +1,10 @@
 //! The OpenAI-compatible endpoints. Each call goes through the same steps, in this order:
 //!
-//! 1. **auth**: the bearer key names the account (401 otherwise);
-//! 2. **parse**: a JSON object body (415 for another content type, 400 for bad JSON; 413 for
-//!    an oversized body is enforced before this by the body limit);
+//! 1. **auth**: the bearer key names the account (401 otherwise), on the headers alone: the
+//!    body of a client without a key is never read;
+//! 2. **parse**: the body, read only now (413 past `max_body_bytes`, 408 when it stalls or
+//!    trickles past its time), brought to its normal form (`request.rs`: 415 for another
+//!    content type, 400 for bad JSON or a mistyped field);
 //! 3. **policy**: the account's action: `block` answers 403, `degrade` rewrites the request,
 //!    `throttle` lowers the limits;
 //! 4. **route**: the model picks the upstream (404 for a model no upstream serves);
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -91,11 +93,11 @@ fn request_id() -> String {
 pub async fn generate(
     State(state): State<Arc<AppState>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    req: axum::extract::Request,
 ) -> Response {
     let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let (uri, headers) = (parts.uri, parts.headers);
     let endpoint = uri.path().to_owned();
     metrics::counter!("distillguard_requests_total", "endpoint" => endpoint_label(&endpoint))
         .increment(1);
@@ -110,15 +112,24 @@ pub async fn generate(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/json"));
-    let parsed: Result<Value, ApiError> = if !is_json {
+    // The body is read only for a known key (a client without one cannot hold the connection
+    // by trickling a body) and only when it is JSON.
+    let body = if is_json {
+        read_body(&headers, body, state.config.max_body_bytes).await
+    } else {
         Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "invalid_request_error",
             None,
             "Content-Type must be application/json.",
         ))
-    } else {
-        crate::request::parse(&body)
+    };
+    let (body, parsed) = match body {
+        Ok(b) => {
+            let parsed = crate::request::parse(&b);
+            (b, parsed)
+        }
+        Err(e) => (Bytes::new(), Err(e)),
     };
     // The log keeps the request in the normal form it is proxied in; a body that is refused
     // is kept as text (which every content policy but `full` redacts).
@@ -163,6 +174,44 @@ pub async fn generate(
     }
     metrics::histogram!("distillguard_request_seconds").record(started.elapsed().as_secs_f64());
     resp
+}
+
+/// Reads a request body up to `limit` bytes: 413 past it (at once when `Content-Length`
+/// says so), 408 when the body timed out (`conn::TimeoutBody`), 400 when it broke off.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            Some("request_too_large"),
+            "The request body is larger than this gateway accepts.",
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if s.is::<crate::conn::BodyTimedOut>() {
+                return ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "invalid_request_error",
+                    Some("request_timeout"),
+                    "The request body was not sent in time.",
+                );
+            }
+            if s.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            source = s.source();
+        }
+        ApiError::invalid_request(format!("The request body could not be read: {e}"))
+    })
 }
 
 /// The endpoint as a metric label: one of a fixed few, so the label set stays small and no

@@ -384,3 +384,97 @@ async fn a_stream_the_upstream_cuts_is_aborted_and_logged_as_the_upstreams_failu
         "upstream_error"
     );
 }
+
+/// Reads from a raw socket until it closes or `limit` passes; what was read, and whether it
+/// closed.
+async fn read_until_closed(sock: &mut tokio::net::TcpStream, limit: Duration) -> (String, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+/// Item 7: authentication on the headers, before the body; a client without a key cannot hold
+/// the connection by trickling a body.
+#[tokio::test]
+async fn a_client_without_a_key_is_refused_before_it_sends_its_body() {
+    let h = Harness::start(|_| {}).await;
+    let mut sock = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    sock.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{\"mo",
+    )
+    .await
+    .unwrap();
+    // The body never comes; the 401 does, and the connection is closed.
+    let (answer, closed) = read_until_closed(&mut sock, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("invalid_api_key"), "{answer}");
+    assert!(
+        closed,
+        "the connection is not kept for the rest of the body"
+    );
+}
+
+/// Item 7: idle connections are closed; a connection over the cap is refused with a clear
+/// answer; a body trickled past its total time is cut off with 408.
+#[tokio::test]
+async fn connections_are_capped_idle_ones_closed_and_trickled_bodies_cut() {
+    let h = Harness::start(|c| {
+        c.max_connections = 2;
+        c.idle_timeout_secs = 1;
+        c.body_timeout_secs = 5;
+        c.body_total_timeout_secs = 1;
+    })
+    .await;
+    let key = h.key("slow", None);
+    // Two idle sockets take both slots.
+    let mut a = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut c, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    assert!(closed);
+    // The idle ones are closed after the idle timeout, which frees the slots.
+    let (_, closed) = read_until_closed(&mut a, Duration::from_secs(10)).await;
+    assert!(closed, "an idle connection was kept");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        h.post(&key, "/v1/chat/completions", chat("hi"))
+            .await
+            .status(),
+        200
+    );
+    // An authenticated client trickling a body, a byte at a time, well within the silence
+    // timeout: cut off at the total time.
+    let mut t = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n"
+    );
+    t.write_all(head.as_bytes()).await.unwrap();
+    let trickle = async {
+        for _ in 0..40 {
+            if t.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    trickle.await;
+    let (answer, _) = read_until_closed(&mut t, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+}
