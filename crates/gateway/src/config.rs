@@ -60,6 +60,11 @@ pub struct GatewayConfig {
     pub log_queue: usize,
     /// Group commit: the writer commits at least this often (default 50 ms) or every 1024 lines.
     pub log_flush_ms: u64,
+    /// When an answer may go out: `committed` (default) once its exchange is committed to the
+    /// log, so an answer a client received is never missing from the log after a crash of the
+    /// process; or `queued`, once it is queued for the log, faster, and a kill -9 can lose
+    /// the exchanges of the last commit interval (docs/gateway.md).
+    pub log_durability: Durability,
     /// What of each exchange's text the log keeps: `full`, `hashes` or `metadata` (default full).
     /// The detector always sees the full exchange, in memory.
     pub content: ContentPolicy,
@@ -91,6 +96,7 @@ impl Default for GatewayConfig {
             max_connections: 10_000,
             max_response_bytes: 64 << 20,
             log_queue: 65536,
+            log_durability: Durability::Committed,
             bus_spool_max_bytes: 1 << 30,
             log_flush_ms: 50,
             content: ContentPolicy::Full,
@@ -142,6 +148,29 @@ pub struct Upstream {
 
 fn default_timeout() -> u64 {
     600
+}
+
+/// When an answer may go out, relative to its exchange reaching the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// After the exchange is committed (group commit: one transaction for all waiting).
+    Committed,
+    /// After the exchange is queued for the writer.
+    Queued,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "committed" => Ok(Durability::Committed),
+            "queued" => Ok(Durability::Queued),
+            other => Err(format!(
+                "unknown log durability `{other}`: use committed or queued"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

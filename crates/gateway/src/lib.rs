@@ -43,7 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-pub use config::{ContentPolicy, GatewayConfig, Upstream};
+pub use config::{ContentPolicy, Durability, GatewayConfig, Upstream};
 pub use policy::{Action, Policy};
 
 /// Everything a request handler can reach.
@@ -338,6 +338,7 @@ impl Gateway {
             None => {
                 let (tap, writer) = tap::start(
                     shared.clone(),
+                    config.log_durability,
                     config.log_queue,
                     Duration::from_millis(config.log_flush_ms),
                     config.snapshot_every(),

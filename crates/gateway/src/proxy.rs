@@ -31,7 +31,7 @@ use crate::auth::Principal;
 use crate::config::{ContentPolicy, Upstream};
 use crate::error::ApiError;
 use crate::policy::{degrade_request, strip_response, Action};
-use crate::stream::{Assembler, End, Tapped};
+use crate::stream::{Assembler, End, Settled, Tapped};
 use crate::tap::now_ms;
 use crate::AppState;
 
@@ -379,7 +379,7 @@ async fn serve_call(
         let content = call.content;
         let call_line = call.line(status.as_u16(), None);
         let call_started = call.started;
-        let on_done = Box::new(move |a: &Assembler, end: End| {
+        let on_done = Box::new(move |a: &Assembler, end: End| -> Option<Settled> {
             let mut line = call_line;
             let mut assembled = a.finish(end);
             let used = crate::tokens::fill_usage(&line["request"], &mut assembled);
@@ -390,7 +390,18 @@ async fn serve_call(
             line["latency_ms"] =
                 json!((call_started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0);
             metrics::counter!("distillguard_tokens_total", "kind" => "total").increment(used);
-            tokio::spawn(async move { tap.record(line, content).await });
+            // Recorded on a task of its own, so a client that leaves while the relay waits
+            // cannot cancel it; a complete answer's last bytes wait for it (durability).
+            let (logged, waiting) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(async move {
+                tap.record(line, content).await;
+                let _ = logged.send(());
+            });
+            (end == End::Complete).then(|| -> Settled {
+                Box::pin(async move {
+                    let _ = waiting.await;
+                })
+            })
         });
         let tapped = Tapped::new(resp.bytes_stream(), degrade, hide_usage_chunk, on_done);
         let mut out = Response::new(Body::from_stream(tapped));

@@ -9,6 +9,11 @@
 //! error event in OpenAI's shape is sent (`data: {"error": {...}}`, as OpenAI does), and the
 //! response is aborted rather than ended cleanly. The log says `finish_reason:
 //! upstream_error`.
+//!
+//! A complete answer's last bytes (`data: [DONE]` and whatever follows it) are held until the
+//! `OnDone` callback's future resolves: with `log_durability = committed`, that is when the
+//! exchange is committed to the log, so a client that saw the end of its answer can find it
+//! there.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -184,8 +189,12 @@ impl End {
     }
 }
 
-/// Called once when the stream ends, normally or not.
-pub type OnDone = Box<dyn FnOnce(&Assembler, End) + Send>;
+/// What the relay waits for before it sends a complete answer's last bytes.
+pub type Settled = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Called once when the stream ends, normally or not; for a complete answer, it may return a
+/// future to wait for before the last bytes go out.
+pub type OnDone = Box<dyn FnOnce(&Assembler, End) -> Option<Settled> + Send>;
 
 /// The relayed stream.
 pub struct Tapped<S> {
@@ -201,6 +210,10 @@ pub struct Tapped<S> {
     failed: Option<String>,
     /// The error event has had its chance to be written out.
     flushed: bool,
+    /// `[DONE]` and what follows, held until the end.
+    held: BytesMut,
+    /// The answer is complete: these last bytes go out when `settling` resolves.
+    settling: Option<(Settled, Bytes)>,
 }
 
 impl<S> Tapped<S> {
@@ -215,6 +228,8 @@ impl<S> Tapped<S> {
             saw_done: false,
             failed: None,
             flushed: false,
+            held: BytesMut::new(),
+            settling: None,
         }
     }
 
@@ -230,7 +245,12 @@ impl<S> Tapped<S> {
             };
             let event = self.buf.split_to(event_len + sep_len).freeze();
             let body = &event[..event_len];
-            out.extend_from_slice(&self.process(body, &event));
+            let relayed = self.process(body, &event);
+            if self.saw_done {
+                self.held.extend_from_slice(&relayed);
+            } else {
+                out.extend_from_slice(&relayed);
+            }
         }
         out.freeze()
     }
@@ -275,17 +295,16 @@ impl<S> Tapped<S> {
         raw.clone()
     }
 
-    fn done(&mut self, end: End) {
-        if let Some(f) = self.on_done.take() {
-            f(&self.assembler, end);
-        }
+    fn done(&mut self, end: End) -> Option<Settled> {
+        self.on_done.take().and_then(|f| f(&self.assembler, end))
     }
 
     /// Ends the relay after an upstream failure: what was complete goes out, then an error
     /// event; the next poll aborts the response.
     fn fail(&mut self, out: Bytes, why: String) -> Bytes {
         self.buf.clear();
-        self.done(End::UpstreamFailed);
+        self.held.clear();
+        let _ = self.done(End::UpstreamFailed);
         metrics::counter!("distillguard_upstream_stream_failures_total").increment(1);
         let event = json!({"error": {
             "message": "The model server failed before finishing this answer; it is incomplete.",
@@ -321,6 +340,13 @@ where
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some((settled, _)) = self.settling.as_mut() {
+            if settled.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let (_, last) = self.settling.take().expect("just polled");
+            return Poll::Ready((!last.is_empty()).then_some(Ok(last)));
+        }
         if self.failed.is_some() {
             if !self.flushed {
                 // Once Pending, so the server writes out the error event before the abort
@@ -360,11 +386,14 @@ where
                         let out = self.fail(out, "upstream stream ended mid-answer".into());
                         return Poll::Ready(Some(Ok(out)));
                     }
-                    self.done(End::Complete);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(out)));
+                    let mut last = BytesMut::from(&out[..]);
+                    last.extend_from_slice(&std::mem::take(&mut self.held));
+                    let last = last.freeze();
+                    if let Some(settled) = self.done(End::Complete) {
+                        self.settling = Some((settled, last));
+                        return self.poll_next(cx);
                     }
-                    return Poll::Ready(None);
+                    return Poll::Ready((!last.is_empty()).then_some(Ok(last)));
                 }
                 Poll::Pending => return Poll::Pending,
             }
@@ -375,7 +404,7 @@ where
 impl<S> Drop for Tapped<S> {
     fn drop(&mut self) {
         // Dropped before the end: the client went away. Log what was answered so far.
-        self.done(End::ClientGone);
+        let _ = self.done(End::ClientGone);
     }
 }
 
@@ -403,7 +432,10 @@ mod tests {
             ]),
             false,
             true,
-            Box::new(move |a: &Assembler, end| tx.send((a.finish(end), end)).unwrap()),
+            Box::new(move |a: &Assembler, end| {
+                tx.send((a.finish(end), end)).unwrap();
+                None
+            }),
         );
         let out: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
         let text: String = out
@@ -436,7 +468,10 @@ mod tests {
             ]),
             false,
             false,
-            Box::new(move |a: &Assembler, end| tx.send((a.finish(end), end)).unwrap()),
+            Box::new(move |a: &Assembler, end| {
+                tx.send((a.finish(end), end)).unwrap();
+                None
+            }),
         );
         let _first = s.next().await;
         drop(s);
@@ -462,7 +497,10 @@ mod tests {
             futures_util::stream::iter(v),
             false,
             false,
-            Box::new(move |a: &Assembler, end| tx.send((a.finish(end), end)).unwrap()),
+            Box::new(move |a: &Assembler, end| {
+                tx.send((a.finish(end), end)).unwrap();
+                None
+            }),
         );
         let first = String::from_utf8(s.next().await.unwrap().unwrap().to_vec()).unwrap();
         assert!(first.contains("\"whole\""));
@@ -487,7 +525,10 @@ mod tests {
             sse(&["data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"half\"}}]}\n\n"]),
             false,
             false,
-            Box::new(move |a: &Assembler, end| tx.send((a.finish(end), end)).unwrap()),
+            Box::new(move |a: &Assembler, end| {
+                tx.send((a.finish(end), end)).unwrap();
+                None
+            }),
         );
         let items: Vec<_> = s.collect().await;
         assert!(items.last().unwrap().is_err());
@@ -498,10 +539,41 @@ mod tests {
             sse(&["data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"all\"},\"finish_reason\":\"stop\"}]}\n\n"]),
             false,
             false,
-            Box::new(move |a: &Assembler, end| tx.send((a.finish(end), end)).unwrap()),
+            Box::new(move |a: &Assembler, end| {
+                tx.send((a.finish(end), end)).unwrap();
+                None
+            }),
         );
         let items: Vec<_> = s.collect().await;
         assert!(items.iter().all(Result::is_ok));
         assert_eq!(rx.recv().unwrap().1, End::Complete);
+    }
+
+    #[tokio::test]
+    async fn the_last_bytes_wait_until_the_exchange_is_settled() {
+        let (commit, committed) = tokio::sync::oneshot::channel::<()>();
+        let mut s = Tapped::new(
+            sse(&[
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}\n\n",
+                "data: [DONE]\n\n",
+            ]),
+            false,
+            false,
+            Box::new(move |_: &Assembler, end| {
+                assert_eq!(end, End::Complete);
+                Some(Box::pin(async move {
+                    let _ = committed.await;
+                }) as Settled)
+            }),
+        );
+        let first = s.next().await.unwrap().unwrap();
+        assert!(!first.ends_with(b"[DONE]\n\n"));
+        // Not committed yet: the end is held back.
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), s.next()).await;
+        assert!(waited.is_err(), "[DONE] went out before the commit");
+        commit.send(()).unwrap();
+        let last = s.next().await.unwrap().unwrap();
+        assert_eq!(&last[..], b"data: [DONE]\n\n");
+        assert!(s.next().await.is_none());
     }
 }

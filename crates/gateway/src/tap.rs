@@ -3,7 +3,10 @@
 //!
 //! - **sink: the log.** A writer thread drains its queue and appends everything waiting in
 //!   one transaction (group commit): under load a commit carries many lines, when idle one
-//!   line is committed at once, so a completed exchange is durable within one commit time.
+//!   line is committed at once. With `log_durability = committed` (the default) the writer
+//!   acknowledges each exchange once its transaction is committed, and the answer waits for
+//!   that ([`Tap::record`]): an answer a client received is in the log, whatever happens to the
+//!   process after. With `queued` the answer goes out once the line is queued.
 //!   The queue is bounded; when it is full, finishing requests wait for room (back-pressure)
 //!   rather than dropping lines.
 //! - **transform: the detector.** A detector thread parses the same line with the same parser
@@ -21,7 +24,7 @@ use sha2::{Digest, Sha256};
 use store::{AuditEntry, LoggedExchange, Store, StoredVerdict};
 use tokio::sync::mpsc;
 
-use crate::config::ContentPolicy;
+use crate::config::{ContentPolicy, Durability};
 use crate::policy::{Policy, PolicyTable};
 
 pub fn now_ms() -> i64 {
@@ -37,26 +40,29 @@ pub struct Finished {
     /// The full line for the detector when the log keeps less; `None` when they are the same,
     /// so the common case carries one copy of the line, not two.
     pub full_line: Option<String>,
+    /// Told once the row is committed (`log_durability = committed`).
+    pub ack: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Where finished exchanges go: this process's log writer and detector, or the bus to the
 /// workers.
 #[derive(Clone)]
 pub enum Tap {
-    Local(mpsc::Sender<Finished>),
+    Local(mpsc::Sender<Finished>, Durability),
     Bus(bus::Publisher),
 }
 
 impl Tap {
-    /// Queues an exchange; waits for room when the writer is behind.
+    /// Queues an exchange; waits for room when the writer is behind, and with `committed`
+    /// durability until the exchange is committed.
     pub async fn record(&self, exchange: Value, content: ContentPolicy) {
         let id = exchange["id"].as_str().unwrap_or_default().to_owned();
         let account = exchange["account"].as_str().unwrap_or_default().to_owned();
         let ts_ms = exchange::Timestamp::parse(exchange["ts"].as_str().unwrap_or_default())
             .map_or_else(|_| now_ms(), |t| t.millis());
         let line = exchange.to_string();
-        let log = match self {
-            Tap::Local(log) => log,
+        let (log, durability) = match self {
+            Tap::Local(log, durability) => (log, *durability),
             Tap::Bus(publisher) => {
                 // The worker redacts per the content policy after its detector has read it.
                 let e = bus::Envelope {
@@ -89,9 +95,27 @@ impl Tap {
             line: stored,
             facts: None,
         };
-        if log.send(Finished { row, full_line }).await.is_err() {
+        let (ack, committed) = match durability {
+            Durability::Committed => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            Durability::Queued => (None, None),
+        };
+        let finished = Finished {
+            row,
+            full_line,
+            ack,
+        };
+        if log.send(finished).await.is_err() {
             tracing::error!("exchange log writer is gone; an exchange was not logged");
             metrics::counter!("distillguard_log_lost_total").increment(1);
+            return;
+        }
+        if let Some(rx) = committed {
+            // The writer retries until the store takes the row; it drops the sender only if it
+            // is gone, which the send above would have seen.
+            let _ = rx.await;
         }
     }
 }
@@ -200,6 +224,7 @@ pub struct Shared {
 /// state is then saved that often while exchanges come in, and at shutdown.
 pub fn start(
     shared: Arc<Shared>,
+    durability: Durability,
     queue: usize,
     flush: Duration,
     snapshot_every: Option<Duration>,
@@ -265,7 +290,14 @@ pub fn start(
                 // detector then takes those facts instead of parsing the full line again.
                 let mut rows = Vec::with_capacity(batch.len());
                 let mut committed = Vec::with_capacity(batch.len());
-                for Finished { mut row, full_line } in batch.drain(..) {
+                let mut acks = Vec::new();
+                for Finished {
+                    mut row,
+                    full_line,
+                    ack,
+                } in batch.drain(..)
+                {
+                    acks.extend(ack);
                     match full_line {
                         None => committed.push(Committed::Line(row.line.clone())),
                         Some(full) => match observation_of(&full, &phrases) {
@@ -279,6 +311,10 @@ pub fn start(
                     rows.push(row);
                 }
                 let places = append_until_stored(shared.store.as_ref(), &rows);
+                // Committed: the answers waiting for it may go out.
+                for ack in acks {
+                    let _ = ack.send(());
+                }
                 metrics::counter!("distillguard_exchanges_logged_total")
                     .increment(rows.len() as u64);
                 // The detector sees each exchange after it is committed, in commit order, and
@@ -298,7 +334,7 @@ pub fn start(
             let _ = detector_thread.join();
         })
         .expect("spawn writer thread");
-    (Tap::Local(log_tx), writer)
+    (Tap::Local(log_tx, durability), writer)
 }
 
 type DetectorBatch = (Vec<Committed>, Option<i64>);

@@ -54,6 +54,11 @@ pub struct LoadArgs {
     /// Streamed requests; latency is then time to first byte of the answer.
     #[arg(long)]
     pub stream: bool,
+    /// Append the `x-request-id` of every answer received in full (a stream through its
+    /// `[DONE]`) to FILE, one a line, as it arrives: what `bench/soak.sh` checks against the
+    /// log after each kill.
+    #[arg(long)]
+    pub record: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -363,11 +368,17 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
             bytes::Bytes::from_static(br#"{"model":"demo-model","messages":[{"role":"user","content":"Benchmark request: say something short."}],"max_tokens":16}"#)
         };
         let stream = args.stream;
+        let record = match &args.record {
+            Some(p) => Some(std::sync::Arc::new(std::sync::Mutex::new(
+                std::fs::OpenOptions::new().create(true).append(true).open(p)?,
+            ))),
+            None => None,
+        };
         let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let start = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
         let mut workers = Vec::new();
         for _ in 0..args.connections {
-            let (client, next, body, urls, key) = (client.clone(), next.clone(), body.clone(), args.url.clone(), args.key.clone());
+            let (client, next, body, urls, key, record) = (client.clone(), next.clone(), body.clone(), args.url.clone(), args.key.clone(), record.clone());
             workers.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors = 0u64;
@@ -385,15 +396,37 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
                     }
                     match req.send().await {
                         Ok(mut r) if r.status().is_success() => {
-                            if stream {
+                            let id = r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                            let whole = if stream {
                                 // Time to first byte of the answer, then drain the rest.
-                                if let Ok(Some(_)) = r.chunk().await {
+                                let mut tail = Vec::new();
+                                if let Ok(Some(first)) = r.chunk().await {
                                     latencies.push(due.elapsed().as_secs_f64());
+                                    tail.extend_from_slice(&first);
                                 }
-                                while let Ok(Some(_)) = r.chunk().await {}
+                                let mut broke = false;
+                                loop {
+                                    match r.chunk().await {
+                                        Ok(Some(c)) => {
+                                            tail.extend_from_slice(&c);
+                                            let keep = tail.len().saturating_sub(32);
+                                            tail.drain(..keep);
+                                        }
+                                        Ok(None) => break,
+                                        Err(_) => {
+                                            broke = true;
+                                            break;
+                                        }
+                                    }
+                                }
+                                !broke && tail.ends_with(b"data: [DONE]\n\n")
                             } else {
-                                let _ = r.bytes().await;
+                                let ok = r.bytes().await.is_ok();
                                 latencies.push(due.elapsed().as_secs_f64());
+                                ok
+                            };
+                            if let (true, Some(id), Some(f)) = (whole, id, &record) {
+                                let _ = writeln!(f.lock().unwrap_or_else(|p| p.into_inner()), "{id}");
                             }
                         }
                         _ => errors += 1,

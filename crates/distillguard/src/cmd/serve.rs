@@ -33,6 +33,10 @@ pub struct Args {
     /// (default: in this process).
     #[arg(long)]
     pub bus: Option<String>,
+    /// When an answer may go out: `committed` (default: once its exchange is committed to the
+    /// log) or `queued` (once queued; faster, and a kill -9 can lose the last commit interval).
+    #[arg(long, value_parser = ["committed", "queued"])]
+    pub log_durability: Option<String>,
     /// Gateway config (TOML): upstreams and routing, limits, log content policy, retention,
     /// enforcement policy. Flags override it.
     #[arg(long)]
@@ -66,6 +70,9 @@ pub fn load(args: &Args) -> anyhow::Result<GatewayConfig> {
     }
     if args.bus.is_some() {
         config.bus.clone_from(&args.bus);
+    }
+    if let Some(d) = &args.log_durability {
+        config.log_durability = d.parse().map_err(anyhow::Error::msg)?;
     }
     if let Some(u) = &args.upstream {
         config.upstreams.insert(
