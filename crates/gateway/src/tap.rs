@@ -123,7 +123,7 @@ impl Tap {
 /// Keys whose string values are the schema's own words (a role, a model, a finish reason, an
 /// id), not what a person or the model wrote: they are kept under every content policy.
 /// Everything else in a request or a response is text until proven otherwise.
-const STRUCTURAL: &[&str] = &[
+pub const STRUCTURAL: &[&str] = &[
     "model",
     "role",
     "type",

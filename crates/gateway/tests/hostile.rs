@@ -11,7 +11,7 @@ use axum::routing::post;
 use common::{chat, Harness, ADMIN};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use store::Limits;
+use store::{Limits, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An upstream that records every body it receives and answers a fixed chat completion of 100
@@ -477,4 +477,138 @@ async fn connections_are_capped_idle_ones_closed_and_trickled_bodies_cut() {
     let (answer, _) = read_until_closed(&mut t, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
+}
+
+/// Raw JSON for one field: valid, borderline and hostile spellings.
+fn field() -> impl proptest::strategy::Strategy<Value = (String, String)> {
+    use proptest::prelude::*;
+    let count = prop_oneof![
+        Just("16".to_owned()),
+        Just("4096".to_owned()),
+        Just("4096.0".to_owned()),
+        Just("1e3".to_owned()),
+        Just("\"512\"".to_owned()),
+        Just("512.5".to_owned()),
+        Just("-1".to_owned()),
+        Just("null".to_owned()),
+        Just("18446744073709551615".to_owned()),
+        Just("1e300".to_owned()),
+        Just("[]".to_owned()),
+        (0u64..100_000).prop_map(|n| n.to_string()),
+    ];
+    let number = prop_oneof![
+        Just("0.7".to_owned()),
+        Just("1".to_owned()),
+        Just("\"0.7\"".to_owned()),
+        Just("null".to_owned()),
+        Just("true".to_owned()),
+    ];
+    let boolean = prop_oneof![
+        Just("true".to_owned()),
+        Just("false".to_owned()),
+        Just("\"false\"".to_owned()),
+        Just("0".to_owned()),
+        Just("null".to_owned()),
+    ];
+    let content = prop_oneof![
+        Just(r#""hello""#.to_owned()),
+        Just(r#"[{"type":"text","text":"part"}]"#.to_owned()),
+        Just(r#"{"text":"object"}"#.to_owned()),
+        Just("null".to_owned()),
+        Just(r#""\u00e9\ud83d\ude00""#.to_owned()),
+        Just("7".to_owned()),
+    ];
+    let messages = prop_oneof![
+        content.prop_map(|c| format!(r#"[{{"role":"user","content":{c}}}]"#)),
+        Just(r#""hi""#.to_owned()),
+        Just(r#"[{"content":"no role"}]"#.to_owned()),
+        Just("[]".to_owned()),
+    ];
+    prop_oneof![
+        count.clone().prop_map(|v| ("max_tokens".to_owned(), v)),
+        count
+            .clone()
+            .prop_map(|v| ("max_completion_tokens".to_owned(), v)),
+        count.clone().prop_map(|v| ("n".to_owned(), v)),
+        count.prop_map(|v| ("top_logprobs".to_owned(), v)),
+        number.clone().prop_map(|v| ("temperature".to_owned(), v)),
+        number.prop_map(|v| ("top_p".to_owned(), v)),
+        boolean.clone().prop_map(|v| ("stream".to_owned(), v)),
+        boolean.prop_map(|v| ("logprobs".to_owned(), v)),
+        messages.prop_map(|v| ("messages".to_owned(), v)),
+        Just(("model".to_owned(), "7".to_owned())),
+        Just(("logit_bias".to_owned(), r#"{"42": 5}"#.to_owned())),
+        Just(("reasoning_effort".to_owned(), r#""high""#.to_owned())),
+        Just(("x_unknown".to_owned(), r#"{"a":[1,"b"]}"#.to_owned())),
+    ]
+}
+
+/// The differential property: for any generated body, under `allow` or `degrade`, whatever
+/// the upstream receives is the logged request (with `degrade`'s rewrite applied), that
+/// line reads with the detector's parser, the caps hold, and a refused body reaches nobody.
+#[test]
+fn what_the_upstream_receives_is_what_is_logged_and_judged() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (h, seen) = rt.block_on(with_recording_upstream());
+    let allowed = h.key("allowed", None);
+    let degraded = h.key("degraded", None);
+    rt.block_on(set_action(&h, "degraded", "degrade"));
+    let served = std::sync::atomic::AtomicUsize::new(0);
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    let config = ProptestConfig {
+        cases: 200,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(fields in proptest::collection::vec(field(), 0..6), degrade in any::<bool>())| {
+        let mut body = String::from(r#"{"model":"demo-model""#);
+        for (k, v) in &fields {
+            body.push_str(&format!(",\"{k}\":{v}"));
+        }
+        body.push('}');
+        let (account, key) = if degrade { ("degraded", &degraded) } else { ("allowed", &allowed) };
+        let before = seen.lock().unwrap().len();
+        let (status, id) = rt.block_on(async {
+            let r = h.client.post(h.url("/v1/chat/completions")).bearer_auth(key)
+                .header("content-type", "application/json").body(body.clone()).send().await.unwrap();
+            let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+            let status = r.status().as_u16();
+            let _ = r.bytes().await;
+            (status, id)
+        });
+        let received: Vec<Value> = seen.lock().unwrap()[before..].to_vec();
+        // Committed durability: the line is in the log when the answer is back.
+        let rows = h.store.exchanges(Some(account), 0, 100_000).unwrap();
+        let (_, row) = rows.iter().find(|(_, e)| e.id == id).expect("every call is logged");
+        let line: Value = serde_json::from_str(&row.line).unwrap();
+        let parsed = exchange::parse_line(row.line.as_bytes());
+        prop_assert!(parsed.is_ok(), "the detector reads every line: {}", row.line);
+        if status != 200 {
+            refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            prop_assert!(received.is_empty(), "{body}: refused ({status}) but proxied: {received:?}");
+            return Ok(());
+        }
+        served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        prop_assert_eq!(received.len(), 1, "{}", body);
+        let got = &received[0];
+        let mut expected = line["request"].clone();
+        if degrade {
+            gateway::policy::degrade_request(&mut expected, &gateway::Policy::default()).unwrap();
+            prop_assert!(got["max_tokens"].as_u64().or(got["max_completion_tokens"].as_u64()).is_some_and(|m| m <= 256), "{body} -> {got}");
+            prop_assert!(got["n"].as_u64().unwrap_or(1) <= 1, "{body} -> {got}");
+            prop_assert!(got.get("logprobs").is_none() && got.get("top_logprobs").is_none());
+        }
+        if got["stream"] == json!(true) {
+            // The gateway asks a stream for its usage; nothing else differs.
+            expected["stream_options"]["include_usage"] = json!(true);
+        }
+        prop_assert_eq!(got, &expected, "{}", body);
+    });
+    // Not vacuous: both sides of the edge were exercised.
+    let (served, refused) = (served.into_inner(), refused.into_inner());
+    assert!(
+        served >= 20 && refused >= 20,
+        "served {served}, refused {refused}"
+    );
 }
