@@ -1,5 +1,6 @@
-//! The detector on simulated traffic from the real corpora (`../shared/data`): verdicts do
-//! not depend on names, never look ahead, and separate benign customers from campaigns.
+//! The detector on simulated traffic from the real corpora (`../shared/data`, or the sample
+//! built into the binary on a clone without it): verdicts do not depend on names, never look
+//! ahead, and separate benign customers from campaigns.
 
 mod common;
 
@@ -11,12 +12,21 @@ use detect::{Config, Detector, Verdict};
 use exchange::Exchange;
 use simulate::{simulate, Corpora, SimConfig, Simulation};
 
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+/// The development corpora beside the project, else the built-in sample (said on stderr);
+/// `DISTILLGUARD_TEST_CORPORA=sample` takes the sample even where the corpora are.
+fn corpora() -> Corpora {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    let sample = std::env::var("DISTILLGUARD_TEST_CORPORA").is_ok_and(|v| v == "sample");
+    if dir.join("corpora").is_dir() && !sample {
+        Corpora::load(&dir).expect("shared/data reads")
+    } else {
+        eprintln!("note: ../shared/data not found; these tests run on the built-in sample corpus");
+        Corpora::sample().expect("the built-in sample reads")
+    }
 }
 
 fn small_simulation(seed: u64) -> Simulation {
-    let corpora = Corpora::load(&data_dir()).expect("shared/data beside the project (see README)");
+    let corpora = corpora();
     simulate(
         &SimConfig {
             seed,

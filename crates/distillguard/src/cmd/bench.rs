@@ -63,8 +63,10 @@ pub struct LoadArgs {
 
 #[derive(clap::Args)]
 pub struct MemoryArgs {
-    #[arg(long, default_value = "../shared/data")]
-    pub data_dir: PathBuf,
+    /// The shared data folder with corpora/ and traces/ (default: ../shared/data when it is
+    /// there, else the sample built into the binary).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 100_000)]
     pub accounts: usize,
     /// Exchanges fed per account.
@@ -87,8 +89,10 @@ pub struct ParseArgs {
 
 #[derive(clap::Args)]
 pub struct DetectArgs {
-    #[arg(long, default_value = "../shared/data")]
-    pub data_dir: PathBuf,
+    /// The shared data folder with corpora/ and traces/ (default: ../shared/data when it is
+    /// there, else the sample built into the binary).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// Seeds 1..=N.
     #[arg(long, default_value_t = 5)]
     pub seeds: u64,
@@ -133,7 +137,8 @@ fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
 
 fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(args.config.as_deref())?;
-    let corpora = Corpora::load(&args.data_dir)?;
+    let (corpora, source) = Corpora::find(args.data_dir.as_deref())?;
+    eprintln!("corpora: {source}");
     let mut dump = args
         .dump
         .as_ref()
@@ -274,7 +279,8 @@ fn rss_mib() -> Option<f64> {
 }
 
 fn memory(args: MemoryArgs) -> anyhow::Result<ExitCode> {
-    let corpora = Corpora::load(&args.data_dir)?;
+    let (corpora, source) = Corpora::find(args.data_dir.as_deref())?;
+    eprintln!("corpora: {source}");
     let sim = simulate(
         &SimConfig {
             seed: 1,

@@ -22,8 +22,10 @@ use store::{SqliteStore, Store};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, default_value = "../shared/data")]
-    pub data_dir: PathBuf,
+    /// The shared data folder with corpora/ and traces/ (default: ../shared/data when it is
+    /// there, else the sample built into the binary).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// Where the demo's store and exported log go (replaced on each run).
     #[arg(long, default_value = "out/demo")]
     pub out: PathBuf,
@@ -77,12 +79,9 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let base = format!("http://{}", gw.addr);
     println!("   listening on {base}  (policy: suspicious -> watch, distilling -> degrade)");
 
-    println!(
-        "== 3. simulated customers from the corpora in {}",
-        args.data_dir.display()
-    );
-    let corpora =
-        Corpora::load(&args.data_dir).context("the demo needs the corpora (see README)")?;
+    let (corpora, source) =
+        Corpora::find(args.data_dir.as_deref()).context("the demo needs corpora (see README)")?;
+    println!("== 3. simulated customers from {source}");
     let sim = simulate(
         &SimConfig {
             seed: args.seed,

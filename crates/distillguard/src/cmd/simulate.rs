@@ -8,9 +8,10 @@ use simulate::{simulate, Corpora, SimConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The shared data folder with corpora/ and traces/.
-    #[arg(long, default_value = "../shared/data")]
-    pub data_dir: PathBuf,
+    /// The shared data folder with corpora/ and traces/ (default: ../shared/data when it is
+    /// there, else the sample built into the binary).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Benign accounts; attack campaigns scale with them (one per 25, at least one of each kind).
@@ -30,7 +31,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let corpora = Corpora::load(&args.data_dir)?;
+    let (corpora, source) = Corpora::find(args.data_dir.as_deref())?;
+    eprintln!("corpora: {source}");
     let config = SimConfig {
         seed: args.seed,
         benign_accounts: args.accounts,
