@@ -13,7 +13,7 @@ cargo build --release -q -p distillguard
 work=$(mktemp -d)
 up_port=19100; gw_port=19101
 pids=(); gw=""
-trap 'kill "${pids[@]}" $gw 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "${pids[@]}" $gw 2>/dev/null; [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"' EXIT
 $bin demo-upstream --listen 127.0.0.1:$up_port 2>/dev/null & pids+=($!)
 key=$($bin keys create --data "$work/data" --account soak 2>/dev/null | tail -1)
 start_gw() {
@@ -35,7 +35,7 @@ for line in open(sys.argv[2]):
     except Exception:
         pass
 missing = [a for a in acks if a not in logged]
-print(f"{sys.argv[3]:>8}: acknowledged {len(acks):>8}  logged {len(logged):>8}  missing {len(missing)}")
+print(f"{sys.argv[3]:>8}: acknowledged {len(acks):>8}  logged {len(logged):>8}  missing {len(missing)}" + (f"  e.g. {missing[:3]}" if missing else ""))
 sys.exit(1 if missing else 0)
 PY
 }

@@ -432,7 +432,9 @@ fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
                                 ok
                             };
                             if let (true, Some(id), Some(f)) = (whole, id, &record) {
-                                let _ = writeln!(f.lock().unwrap_or_else(|p| p.into_inner()), "{id}");
+                                // One write of the whole line: O_APPEND keeps it whole beside
+                                // another load generator appending to the same file.
+                                let _ = f.lock().unwrap_or_else(|p| p.into_inner()).write_all(format!("{id}\n").as_bytes());
                             }
                         }
                         _ => errors += 1,
