@@ -288,12 +288,19 @@ impl Edge {
         f64::from(self.by_kind[kind.index()]) / EDGE_UNIT
     }
 
-    /// The evidence summed over kinds, except that first calls and active hours together
-    /// count once (at the stronger): both say "started together", and a second witness of
-    /// one fact is not a second fact.
+    /// The evidence summed over kinds, except that a second witness of one fact is not a
+    /// second fact: first calls and active hours together count once (at the stronger; both
+    /// say "started together"), and so do address, network and ASN (one address is one /24
+    /// is one ASN: they say "same network" once). Strangers behind one carrier NAT or VPN exit
+    /// share all three, and summed they made a network look like three facts.
     pub fn total(&self) -> f64 {
         let sum: f64 = LinkKind::ALL.iter().map(|&k| self.get(k)).sum();
-        sum - self.started_together_overlap()
+        sum - self.started_together_overlap() - self.same_network_overlap()
+    }
+
+    fn same_network_overlap(&self) -> f64 {
+        let net = [LinkKind::Ip, LinkKind::Subnet, LinkKind::Asn].map(|k| self.get(k));
+        net.iter().sum::<f64>() - net.iter().copied().fold(0.0, f64::max)
     }
 
     fn started_together_overlap(&self) -> f64 {

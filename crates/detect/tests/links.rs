@@ -522,6 +522,46 @@ fn hourly(d: &mut Detector, name: &str, who: &Who, hours: &[usize], minute: usiz
 }
 
 #[test]
+fn strangers_behind_one_carrier_nat_whose_first_calls_coincide_are_not_joined() {
+    // Two developers who do not know each other, on one mobile carrier's NAT address (rare in
+    // this log: only they use it), its /24 and its ASN, with the everyday SDK, who happen to
+    // make their first calls within the same ten minutes, hours into the stream. Address,
+    // network and ASN are one fact ("same network"), and one coincidence of timing beside it
+    // is not one actor.
+    let carrier = Who {
+        ip: Some("100.64.12.7".into()),
+        ua: Some("OpenAI/Python 1.59.0".into()),
+        asn: Some(64_777),
+        ..Who::default()
+    };
+    let mut d = Detector::new(Config::default());
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    // The everyday SDK is everyone's.
+    let names: Vec<String> = (0..60).map(|i| format!("other{i}")).collect();
+    let others: Vec<Sender> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let who = Who {
+                ip: Some(format!("10.1.{i}.5")),
+                ua: carrier.ua.clone(),
+                ..Who::default()
+            };
+            (n.as_str(), who, chat as fn(usize) -> String)
+        })
+        .collect();
+    feed(&mut d, &others, 1);
+    let mut n = 400; // ~4 hours later
+    for i in 0..3 {
+        for name in ["dev_a", "dev_b"] {
+            d.observe(&line(name, n, &carrier, &chat(i), 64));
+            n += 1;
+        }
+    }
+    assert!(!linked(&d, "dev_a", "dev_b"), "{:?}", d.groups());
+}
+
+#[test]
 fn accounts_keeping_the_same_hours_link_with_a_rare_client_and_skipping_one_hour_breaks_it() {
     let client = Who {
         tls: Some("t13d_fleet_client".into()),
