@@ -49,6 +49,12 @@ pub struct GatewayConfig {
     /// (default 60 s). Keep it above your clients' keep-alive and below your load balancer's
     /// idle timeout if one sits in front.
     pub idle_timeout_secs: u64,
+    /// Load balancers and proxies in front of the gateway, as addresses or networks
+    /// (`["10.0.0.0/8", "192.0.2.7"]`; default none). Only for connections from these are
+    /// `Forwarded` / `X-Forwarded-For` read to find the client's address (`client_ip.rs`); a
+    /// client's own such header is never trusted.
+    #[serde(deserialize_with = "addresses_or_networks")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Open client connections at most (default 10,000); one more is answered 503
     /// `too_many_connections` and closed. Keep it below the process's file-descriptor limit
     /// (`ulimit -n`), less a few hundred for the store, the upstreams and the logs.
@@ -94,6 +100,7 @@ impl Default for GatewayConfig {
             body_total_timeout_secs: 120,
             idle_timeout_secs: 60,
             max_connections: 10_000,
+            trusted_proxies: Vec::new(),
             max_response_bytes: 64 << 20,
             log_queue: 65536,
             log_durability: Durability::Committed,
@@ -105,6 +112,25 @@ impl Default for GatewayConfig {
             policy: Policy::default(),
         }
     }
+}
+
+/// `["10.0.0.0/8", "192.0.2.7"]`: networks, or single addresses (a /32 or /128).
+fn addresses_or_networks<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let items: Vec<String> = Vec::deserialize(d)?;
+    items
+        .iter()
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{s}` is neither an address nor a network (like 10.0.0.0/8)"
+                    ))
+                })
+        })
+        .collect()
 }
 
 impl GatewayConfig {

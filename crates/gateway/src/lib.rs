@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod client_ip;
 pub mod config;
 pub mod conn;
 pub mod demo_upstream;

@@ -146,7 +146,8 @@ pub async fn generate(
         started,
         account: principal.account.clone(),
         key_id: principal.key_id.clone(),
-        ip: remote.ip().to_string(),
+        ip: crate::client_ip::client_ip(remote.ip(), &headers, &state.config.trusted_proxies)
+            .to_string(),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())

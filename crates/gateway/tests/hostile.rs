@@ -612,3 +612,35 @@ fn what_the_upstream_receives_is_what_is_logged_and_judged() {
         "served {served}, refused {refused}"
     );
 }
+
+/// Issue 17 item 4, a spoofing defence: the client's address is read from `X-Forwarded-For`
+/// only on connections from a configured trusted proxy.
+#[tokio::test]
+async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+    let spoof = |h: &Harness, key: &str| {
+        h.client
+            .post(h.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("x-forwarded-for", "6.6.6.6, 203.0.113.5")
+            .json(&chat("hi"))
+            .send()
+    };
+    // Nothing trusted: a client's own header changes nothing.
+    let h = Harness::start(|_| {}).await;
+    let key = h.key("direct", None);
+    assert_eq!(spoof(&h, &key).await.unwrap().status(), 200);
+    assert_eq!(h.logged("direct", 1).await[0]["ip"], "127.0.0.1");
+    // Behind a trusted balancer (the test client connects from loopback): the right-most
+    // forwarded address.
+    let toml = r#"trusted_proxies = ["127.0.0.0/8", "::1"]"#;
+    let parsed: gateway::GatewayConfig = toml::from_str(toml).unwrap();
+    let h = Harness::start(|c| c.trusted_proxies = parsed.trusted_proxies).await;
+    let key = h.key("balanced", None);
+    assert_eq!(spoof(&h, &key).await.unwrap().status(), 200);
+    assert_eq!(h.logged("balanced", 1).await[0]["ip"], "203.0.113.5");
+    let bad: Result<gateway::GatewayConfig, _> = toml::from_str(r#"trusted_proxies = ["lb"]"#);
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("neither an address nor a network"));
+}
