@@ -32,10 +32,10 @@ fuzz_target!(|data: &[u8]| {
             "endpoint": "/v1/chat/completions", "status": 200, "request": request});
         exchange::parse_line(line.to_string().as_bytes())
             .expect("a body the gateway accepts is one the detector reads");
-        let _ = degrade_request(&mut request, &Policy::default());
+        let _ = degrade_request(&mut request, &Policy::default(), data.len() % 2 == 0);
     }
     if let Ok(mut v) = serde_json::from_slice::<Value>(data) {
-        let _ = degrade_request(&mut v, &Policy::default());
+        let _ = degrade_request(&mut v, &Policy::default(), data.len() % 2 == 1);
         strip_response(&mut v);
         let mut line = json!({"request": v.clone(), "response": v.clone()});
         redact(&mut line, ContentPolicy::Hashes);

@@ -18,12 +18,19 @@ mod timestamp;
 pub use reader::{
     BadLine, BadLineKind, BadLineReport, BatchLine, LineBatch, LineSource, RawLine, ReaderOptions,
 };
-pub use record::{Choice, Exchange, Message, Meta, Request, Response, ResponseMessage, Usage};
-pub use text::{Content, LogitBias, Prompt};
+pub use record::{
+    Choice, Exchange, Message, Meta, OutputItem, ReasoningParams, Request, Response,
+    ResponseMessage, Usage,
+};
+pub use text::{Content, InputItem, LogitBias, Prompt};
 pub use timestamp::Timestamp;
 
-/// Parses one log line into an exchange, classifying the failure when it is not one.
+/// Parses one log line into an exchange, classifying the failure when it is not one. A
+/// Responses API exchange comes back in the chat form ([`Exchange::as_chat`]), so every
+/// reader judges it as it judges chat.
 pub fn parse_line(line: &[u8]) -> Result<Exchange, (BadLineKind, String)> {
     let text = std::str::from_utf8(line).map_err(|e| (BadLineKind::InvalidUtf8, e.to_string()))?;
-    serde_json::from_str::<Exchange>(text).map_err(|e| (BadLineKind::classify(&e), e.to_string()))
+    serde_json::from_str::<Exchange>(text)
+        .map(Exchange::as_chat)
+        .map_err(|e| (BadLineKind::classify(&e), e.to_string()))
 }

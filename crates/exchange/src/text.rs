@@ -107,19 +107,42 @@ impl<'de> Deserialize<'de> for Content {
     }
 }
 
-/// A completions prompt or embeddings input: text (one or several strings) and/or token arrays.
+/// A completions prompt or embeddings input: text (one or several strings) and/or token
+/// arrays; or the Responses API's `input`, which may also be a list of items (messages, tool
+/// calls and their results), kept in `items`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prompt {
     pub texts: Vec<String>,
     /// How many tokens were sent as raw token ids rather than text.
     pub token_ids: usize,
+    /// Responses API input items, in order (the texts above are then user messages).
+    pub items: Vec<InputItem>,
+}
+
+/// One item of a Responses API `input` list: a message (`role` and `content`), a tool call
+/// (`type: function_call`, `name`, `arguments`) or a tool's result (`type:
+/// function_call_output`, `output`). Other item types keep their type only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputItem {
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub content: Content,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Content>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
 }
 
 impl Prompt {
     pub fn text(s: impl Into<String>) -> Self {
         Prompt {
             texts: vec![s.into()],
-            token_ids: 0,
+            ..Prompt::default()
         }
     }
 
@@ -131,6 +154,17 @@ impl Prompt {
 
 impl Serialize for Prompt {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !self.items.is_empty() {
+            use serde::ser::SerializeSeq;
+            let mut seq = s.serialize_seq(Some(self.texts.len() + self.items.len()))?;
+            for t in &self.texts {
+                seq.serialize_element(t)?;
+            }
+            for i in &self.items {
+                seq.serialize_element(i)?;
+            }
+            return seq.end();
+        }
         if self.texts.len() == 1 {
             s.serialize_str(&self.texts[0])
         } else {
@@ -139,10 +173,12 @@ impl Serialize for Prompt {
     }
 }
 
-/// One element of a prompt array: a string, a token id, or an array of token ids.
+/// One element of a prompt array: a string, a token id, an array of token ids, or a
+/// Responses API input item.
 enum PromptItem {
     Text(String),
     Tokens(usize),
+    Item(InputItem),
 }
 
 impl<'de> Deserialize<'de> for PromptItem {
@@ -172,6 +208,10 @@ impl<'de> Deserialize<'de> for PromptItem {
                 }
                 Ok(PromptItem::Tokens(n))
             }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PromptItem, A::Error> {
+                InputItem::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(PromptItem::Item)
+            }
         }
         d.deserialize_any(V)
     }
@@ -197,6 +237,7 @@ impl<'de> Deserialize<'de> for Prompt {
                     match item {
                         PromptItem::Text(t) => p.texts.push(t),
                         PromptItem::Tokens(n) => p.token_ids += n,
+                        PromptItem::Item(i) => p.items.push(i),
                     }
                 }
                 Ok(p)

@@ -16,6 +16,27 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 fn last_user_text(req: &Value) -> String {
+    // The Responses API: `input` as text, or items whose last user message is the question.
+    match req.get("input") {
+        Some(Value::String(s)) => return s.clone(),
+        Some(Value::Array(items)) if req.get("messages").is_none() => {
+            let content = items
+                .iter()
+                .rev()
+                .find(|i| i["role"] == "user")
+                .map(|i| &i["content"]);
+            return match content {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => String::new(),
+            };
+        }
+        _ => {}
+    }
     if let Some(p) = req.get("prompt") {
         return p
             .as_str()
@@ -38,6 +59,7 @@ fn answer(req: &Value) -> (String, &'static str) {
     let wanted = req
         .get("max_completion_tokens")
         .or_else(|| req.get("max_tokens"))
+        .or_else(|| req.get("max_output_tokens"))
         .and_then(Value::as_u64)
         .unwrap_or(200);
     while (text.len() as u64) / 4 < wanted.min(300) {
@@ -121,6 +143,68 @@ async fn chat(Json(req): Json<Value>) -> Response {
     Json(body).into_response()
 }
 
+/// `POST /v1/responses`: the Responses API, plain and streamed (typed events, the last one
+/// `response.completed` carrying the whole response; no `[DONE]`).
+async fn responses(Json(req): Json<Value>) -> Response {
+    let (text, finish) = answer(&req);
+    let input_tokens = (req.to_string().len() as u64).div_ceil(4);
+    let output_tokens = (text.len() as u64).div_ceil(4);
+    let model = req["model"].as_str().unwrap_or("demo").to_owned();
+    let mut output = Vec::new();
+    if req.get("reasoning").is_some() {
+        output.push(json!({"type": "reasoning", "id": "rs_demo", "summary": [
+            {"type": "summary_text", "text": "Demo reasoning: consider the question, then answer."}]}));
+    }
+    output.push(
+        json!({"type": "message", "id": "msg_demo", "status": "completed", "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}]}),
+    );
+    let cut = finish == "length";
+    let whole = json!({
+        "id": "resp_demo", "object": "response", "created_at": 0, "model": model,
+        "status": if cut { "incomplete" } else { "completed" },
+        "incomplete_details": if cut { json!({"reason": "max_output_tokens"}) } else { Value::Null },
+        "output": output,
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+            "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
+    });
+    if !req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        return Json(whole).into_response();
+    }
+    let mut started = whole.clone();
+    started["status"] = json!("in_progress");
+    started["output"] = json!([]);
+    started["usage"] = Value::Null;
+    let mut events =
+        vec![json!({"type": "response.created", "sequence_number": 0, "response": started})];
+    for (i, piece) in text
+        .split_inclusive(' ')
+        .collect::<Vec<_>>()
+        .chunks(8)
+        .enumerate()
+    {
+        events.push(
+            json!({"type": "response.output_text.delta", "sequence_number": i + 1,
+            "item_id": "msg_demo", "output_index": 0, "content_index": 0, "delta": piece.concat()}),
+        );
+    }
+    let last = if cut {
+        "response.incomplete"
+    } else {
+        "response.completed"
+    };
+    events.push(json!({"type": last, "sequence_number": events.len(), "response": whole}));
+    let frames: Vec<String> = events
+        .into_iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
+        .collect();
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(frames_stream(frames)))
+        .expect("response")
+}
+
 fn async_stream(
     events: Vec<Value>,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
@@ -129,6 +213,12 @@ fn async_stream(
         .map(|e| format!("data: {e}\n\n"))
         .collect();
     frames.push("data: [DONE]\n\n".into());
+    frames_stream(frames)
+}
+
+fn frames_stream(
+    frames: Vec<String>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
     futures_util::stream::unfold(frames.into_iter(), |mut it| async move {
         let next = it.next()?;
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -189,6 +279,7 @@ pub fn router() -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses))
         .route("/v1/models", get(models))
 }
 

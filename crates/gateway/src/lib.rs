@@ -111,6 +111,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(proxy::generate))
         .route("/v1/completions", post(proxy::generate))
         .route("/v1/embeddings", post(proxy::generate))
+        .route("/v1/responses", post(proxy::generate))
         .route("/v1/models", get(proxy::models))
         .route("/healthz", get(|| async { "ok" }))
         .route(

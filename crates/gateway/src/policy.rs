@@ -204,7 +204,13 @@ impl PolicyTable {
 ///
 /// The body is in its normal form (`request::parse`): counts are integers, so a cap cannot be
 /// slipped past as `4096.0` or `"4096"`.
-pub fn degrade_request(body: &mut Value, policy: &Policy) -> Result<Vec<String>, String> {
+/// `responses_api`: the body is a Responses API request (`max_output_tokens`, `reasoning`,
+/// `include`), which refuses the chat spellings.
+pub fn degrade_request(
+    body: &mut Value,
+    policy: &Policy,
+    responses_api: bool,
+) -> Result<Vec<String>, String> {
     let mut changed = Vec::new();
     let Some(obj) = body.as_object_mut() else {
         return Ok(changed);
@@ -222,8 +228,24 @@ pub fn degrade_request(body: &mut Value, policy: &Policy) -> Result<Vec<String>,
     if asked_logprobs {
         changed.push("logprobs removed".to_owned());
     }
+    if responses_api {
+        // Logprobs and reasoning asked for through `include`.
+        if let Some(Value::Array(include)) = obj.get_mut("include") {
+            let before = include.len();
+            include.retain(|i| {
+                i.as_str()
+                    .is_none_or(|s| !s.contains("logprobs") && !s.contains("reasoning"))
+            });
+            if include.len() < before && !changed.iter().any(|c| c == "logprobs removed") {
+                changed.push("logprobs removed".to_owned());
+            }
+        }
+        if obj.remove("reasoning").is_some_and(|r| !r.is_null()) {
+            changed.push("reasoning removed".to_owned());
+        }
+    }
     let cap = policy.degrade_max_tokens;
-    for field in ["max_tokens", "max_completion_tokens"] {
+    for field in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
         if let Some(v) = obj.get(field).and_then(Value::as_u64) {
             if v > cap {
                 obj.insert(field.into(), Value::from(cap));
@@ -232,9 +254,17 @@ pub fn degrade_request(body: &mut Value, policy: &Policy) -> Result<Vec<String>,
         }
     }
     let unset = |o: &serde_json::Map<String, Value>, k: &str| o.get(k).is_none_or(Value::is_null);
-    if unset(obj, "max_tokens") && unset(obj, "max_completion_tokens") {
-        obj.insert("max_tokens".into(), Value::from(cap));
-        changed.push(format!("max_tokens={cap}"));
+    let cap_field = if responses_api {
+        "max_output_tokens"
+    } else {
+        "max_tokens"
+    };
+    if ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .all(|k| unset(obj, k))
+    {
+        obj.insert(cap_field.into(), Value::from(cap));
+        changed.push(format!("{cap_field}={cap}"));
     }
     if obj.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
         obj.insert("n".into(), Value::from(1));
@@ -247,8 +277,27 @@ pub fn degrade_request(body: &mut Value, policy: &Policy) -> Result<Vec<String>,
     Ok(changed)
 }
 
-/// Removes reasoning text and logprobs from a response (or one streamed chunk) for `Degrade`.
+/// Removes reasoning text and logprobs from a response (or one streamed chunk) for `Degrade`:
+/// chat and completions choices, and the Responses API's output items (reasoning items go,
+/// `logprobs` of output text go), also inside a stream's `response.completed` event.
 pub fn strip_response(body: &mut Value) {
+    for path in ["/output", "/response/output", "/item"] {
+        if let Some(output) = body.pointer_mut(path) {
+            strip_output(output);
+        }
+    }
+    if let Some(part) = body.get_mut("part").and_then(Value::as_object_mut) {
+        part.remove("logprobs");
+    }
+    if let Some(obj) = body.as_object_mut() {
+        if obj
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.starts_with("response.output_text"))
+        {
+            obj.remove("logprobs");
+        }
+    }
     if let Some(choices) = body.get_mut("choices").and_then(Value::as_array_mut) {
         for c in choices {
             if let Some(obj) = c.as_object_mut() {
@@ -264,6 +313,36 @@ pub fn strip_response(body: &mut Value) {
     }
 }
 
+/// The Responses API's output items without reasoning, and their text without logprobs.
+fn strip_output(output: &mut Value) {
+    let strip_item = |item: &mut Value| {
+        if let Some(parts) = item.get_mut("content").and_then(Value::as_array_mut) {
+            for p in parts {
+                if let Some(p) = p.as_object_mut() {
+                    p.remove("logprobs");
+                }
+            }
+        }
+    };
+    match output {
+        Value::Array(items) => {
+            items.retain(|i| i.get("type").and_then(Value::as_str) != Some("reasoning"));
+            items.iter_mut().for_each(strip_item);
+        }
+        item @ Value::Object(_) => {
+            if item.get("type").and_then(Value::as_str) == Some("reasoning") {
+                if let Some(o) = item.as_object_mut() {
+                    o.remove("summary");
+                    o.remove("content");
+                    o.remove("encrypted_content");
+                }
+            }
+            strip_item(item);
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,7 +353,7 @@ mod tests {
         let p = Policy::default();
         let mut body =
             json!({"model": "m", "max_tokens": 4096, "logprobs": true, "top_logprobs": 20, "n": 4});
-        let changed = degrade_request(&mut body, &p).unwrap();
+        let changed = degrade_request(&mut body, &p, false).unwrap();
         assert_eq!(body, json!({"model": "m", "max_tokens": 256, "n": 1}));
         assert_eq!(
             changed,
@@ -287,10 +366,24 @@ mod tests {
         );
         // A null cap is no cap: it is set, not left for the upstream's default.
         let mut null_cap = json!({"model": "m", "max_tokens": null});
-        degrade_request(&mut null_cap, &p).unwrap();
+        degrade_request(&mut null_cap, &p, false).unwrap();
         assert_eq!(null_cap["max_tokens"], 256);
         let mut bias = json!({"model": "m", "logit_bias": {"42": 100}});
-        assert!(degrade_request(&mut bias, &p).is_err());
+        assert!(degrade_request(&mut bias, &p, false).is_err());
+        // The Responses API's spellings.
+        let mut r = json!({"model": "m", "input": "hi", "max_output_tokens": 9000, "reasoning": {"effort": "high"}, "include": ["message.output_text.logprobs", "file_search_call.results"], "top_logprobs": 5});
+        degrade_request(&mut r, &p, true).unwrap();
+        assert_eq!(
+            r,
+            json!({"model": "m", "input": "hi", "max_output_tokens": 256, "include": ["file_search_call.results"]})
+        );
+        let mut unset = json!({"model": "m", "input": "hi"});
+        degrade_request(&mut unset, &p, true).unwrap();
+        assert_eq!(unset["max_output_tokens"], 256);
+        assert!(
+            unset.get("max_tokens").is_none(),
+            "the Responses API refuses max_tokens"
+        );
     }
 
     #[test]
@@ -304,6 +397,24 @@ mod tests {
         t.set_override("a", Some((Action::Block, "alice".into())));
         assert_eq!(t.standing(&p, "a").action, Action::Block);
         assert_eq!(t.standing(&p, "b").action, Action::Allow);
+    }
+
+    #[test]
+    fn reasoning_items_are_stripped_from_responses_api_answers_and_events() {
+        let mut r = json!({"output": [{"type": "reasoning", "summary": [{"type": "summary_text", "text": "secret"}]},
+            {"type": "message", "content": [{"type": "output_text", "text": "a", "logprobs": [{"token": "a"}]}]}]});
+        strip_response(&mut r);
+        assert_eq!(
+            r,
+            json!({"output": [{"type": "message", "content": [{"type": "output_text", "text": "a"}]}]})
+        );
+        let mut done = json!({"type": "response.completed", "response": {"output": [{"type": "reasoning", "summary": []}]}});
+        strip_response(&mut done);
+        assert_eq!(done["response"]["output"], json!([]));
+        let mut delta =
+            json!({"type": "response.output_text.delta", "delta": "a", "logprobs": [1]});
+        strip_response(&mut delta);
+        assert!(delta.get("logprobs").is_none());
     }
 
     #[test]

@@ -89,7 +89,7 @@ fn request_id() -> String {
     format!("req_{:012x}{random:012x}", crate::tap::now_ms().max(0))
 }
 
-/// `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`.
+/// `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses`.
 pub async fn generate(
     State(state): State<Arc<AppState>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -222,6 +222,7 @@ fn endpoint_label(path: &str) -> &'static str {
         "/v1/chat/completions" => "/v1/chat/completions",
         "/v1/completions" => "/v1/completions",
         "/v1/embeddings" => "/v1/embeddings",
+        "/v1/responses" => "/v1/responses",
         _ => "other",
     }
 }
@@ -258,7 +259,9 @@ async fn serve_call(
     // customer can tell a cap from a bug.
     let mut degraded: Vec<String> = Vec::new();
     if degrade {
-        degraded = degrade_request(body.to_mut(), policy).map_err(ApiError::invalid_request)?;
+        let responses_api = call.endpoint == "/v1/responses";
+        degraded = degrade_request(body.to_mut(), policy, responses_api)
+            .map_err(ApiError::invalid_request)?;
     }
     let model = body.get("model").and_then(Value::as_str).map(str::to_owned);
     let upstream = route(&state.config.upstreams, model.as_deref()).ok_or_else(|| {
@@ -277,6 +280,7 @@ async fn serve_call(
     let max_out = body
         .get("max_completion_tokens")
         .or_else(|| body.get("max_tokens"))
+        .or_else(|| body.get("max_output_tokens"))
         .and_then(Value::as_u64)
         .unwrap_or(1024);
     let prompt_estimate = (call.body_bytes as u64).div_ceil(4);

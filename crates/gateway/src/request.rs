@@ -25,6 +25,7 @@ use crate::error::ApiError;
 const COUNTS: &[&str] = &[
     "max_tokens",
     "max_completion_tokens",
+    "max_output_tokens",
     "n",
     "top_logprobs",
     "best_of",

@@ -30,6 +30,18 @@ pub struct Assembler {
     head: Map<String, Value>,
     choices: Vec<Choice>,
     pub usage: Option<Value>,
+    /// A Responses API stream (typed `response.*` events) was seen.
+    responses_api: bool,
+    /// The Responses API's last event carries the whole response; it is what the log keeps.
+    final_response: Option<Value>,
+}
+
+/// The Responses API's events that end a stream (there is no `[DONE]`).
+fn is_terminal_event(chunk: &Value) -> bool {
+    matches!(
+        chunk.get("type").and_then(Value::as_str),
+        Some("response.completed") | Some("response.incomplete") | Some("response.failed")
+    )
 }
 
 #[derive(Default)]
@@ -45,6 +57,34 @@ struct Choice {
 
 impl Assembler {
     pub fn add(&mut self, chunk: &Value) {
+        if let Some(kind) = chunk
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|t| t.starts_with("response."))
+        {
+            self.responses_api = true;
+            if self.choices.is_empty() {
+                self.choices.push(Choice::default());
+            }
+            let delta = chunk.get("delta").and_then(Value::as_str).unwrap_or("");
+            match kind {
+                "response.output_text.delta" => self.choices[0].content.push_str(delta),
+                "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
+                    self.choices[0].reasoning.push_str(delta)
+                }
+                _ if is_terminal_event(chunk) => {
+                    self.final_response = chunk.get("response").cloned();
+                    self.usage = self
+                        .final_response
+                        .as_ref()
+                        .and_then(|r| r.get("usage"))
+                        .filter(|u| !u.is_null())
+                        .cloned();
+                }
+                _ => {}
+            }
+            return;
+        }
         if self.head.is_empty() {
             for k in ["id", "model", "created", "system_fingerprint"] {
                 if let Some(v) = chunk.get(k) {
@@ -97,14 +137,39 @@ impl Assembler {
         }
     }
 
-    /// Whether every choice has its finish reason (and there is one).
+    /// Whether every choice has its finish reason (and there is one), or the Responses API's
+    /// last event came.
     fn finished(&self) -> bool {
+        if self.responses_api {
+            return self.final_response.is_some();
+        }
         !self.choices.is_empty() && self.choices.iter().all(|c| c.finish_reason.is_some())
+    }
+
+    /// A Responses API answer: the whole response of the last event, or what came before the
+    /// stream ended, with the way it ended as its status.
+    fn finish_responses(&self, end: End) -> Value {
+        if let Some(r) = &self.final_response {
+            return r.clone();
+        }
+        let c = self.choices.first();
+        let mut output = Vec::new();
+        if let Some(r) = c.map(|c| &c.reasoning).filter(|r| !r.is_empty()) {
+            output.push(
+                json!({"type": "reasoning", "summary": [{"type": "summary_text", "text": r}]}),
+            );
+        }
+        output.push(json!({"type": "message", "role": "assistant", "content": [
+            {"type": "output_text", "text": c.map_or("", |c| c.content.as_str())}]}));
+        json!({"object": "response", "status": end.finish_reason().unwrap_or("in_progress"), "output": output})
     }
 
     /// The assembled response; `end` says how the stream ended, and names the finish reason
     /// of a choice that never got one.
     pub fn finish(&self, end: End) -> Value {
+        if self.responses_api {
+            return self.finish_responses(end);
+        }
         let mut out = self.head.clone();
         let choices: Vec<Value> = self
             .choices
@@ -273,6 +338,10 @@ impl<S> Tapped<S> {
             return raw.clone();
         };
         self.assembler.add(&chunk);
+        if is_terminal_event(&chunk) {
+            // The Responses API's end, held like `[DONE]` until the exchange is settled.
+            self.saw_done = true;
+        }
         let usage_only = chunk
             .get("choices")
             .and_then(Value::as_array)
@@ -289,8 +358,21 @@ impl<S> Tapped<S> {
             }
         }
         if self.strip {
+            if chunk
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.starts_with("response.reasoning"))
+            {
+                // A Responses API reasoning event: nothing of it goes out.
+                return Bytes::new();
+            }
             strip_response(&mut chunk);
-            return Bytes::from(format!("data: {chunk}\n\n"));
+            let event = text
+                .lines()
+                .find_map(|l| l.strip_prefix("event:"))
+                .map(|e| format!("event:{e}\n"))
+                .unwrap_or_default();
+            return Bytes::from(format!("{event}data: {chunk}\n\n"));
         }
         raw.clone()
     }

@@ -873,3 +873,91 @@ async fn an_account_with_its_own_content_policy_and_retention_is_logged_by_them(
     let whole = h.logged("open", 1).await;
     assert_eq!(whole[0]["request"]["messages"][0]["content"], secret);
 }
+
+/// The Responses API (`POST /v1/responses`, the official SDK's primary call), plain and
+/// streamed: proxied, logged in its own shape, read by the detector as chat, and degraded like
+/// chat (issue 17 item 4).
+#[tokio::test]
+async fn the_responses_api_is_proxied_logged_judged_and_degraded() {
+    let h = Harness::start(|_| {}).await;
+    let key = h.key("resp", None);
+    let body = json!({"model": "demo-model", "instructions": "Be brief.",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "Explain TCP slow start"}]}],
+        "max_output_tokens": 400, "reasoning": {"effort": "high"}});
+    let r = h.post(&key, "/v1/responses", body.clone()).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["object"], "response");
+    assert!(answer["output"]
+        .to_string()
+        .contains("Explain TCP slow start"));
+    let logged = h.logged("resp", 1).await;
+    assert_eq!(logged[0]["endpoint"], "/v1/responses");
+    let ex = exchange::parse_line(logged[0].to_string().as_bytes()).expect("the detector reads it");
+    let messages = ex.request.messages.clone().unwrap();
+    assert_eq!(messages[0].role, "system");
+    assert_eq!(messages[1].content.as_str(), "Explain TCP slow start");
+    assert_eq!(ex.request.max_output_tokens(), Some(400));
+    let choice = &ex.response.as_ref().unwrap().choices[0];
+    assert!(choice
+        .message
+        .as_ref()
+        .unwrap()
+        .content
+        .as_str()
+        .contains("slow start"));
+    assert!(choice.message.as_ref().unwrap().reasoning_content.is_some());
+    assert!(ex.response.unwrap().usage.unwrap().completion_tokens > 0);
+
+    // Streamed: typed events relayed, the last one `response.completed`, the log keeps it whole.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = h.post(&key, "/v1/responses", streamed).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("response.output_text.delta"), "{text}");
+    assert!(text.trim_end().ends_with('}') && text.contains("\"type\":\"response.completed\""));
+    let logged = h.logged("resp", 2).await;
+    assert_eq!(logged[1]["response"]["status"], "completed");
+    let ex = exchange::parse_line(logged[1].to_string().as_bytes()).unwrap();
+    assert_eq!(
+        ex.response.as_ref().unwrap().choices[0]
+            .finish_reason
+            .as_deref(),
+        Some("stop")
+    );
+
+    // Degraded: the Responses API's cap and reasoning, and its own spelling of the cap.
+    let r = h
+        .client
+        .put(h.url("/admin/accounts/resp/override"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"action": "degrade", "reason": "test", "by": "tester"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut big = body.clone();
+    big["max_output_tokens"] = json!(4096);
+    let r = h.post(&key, "/v1/responses", big).await;
+    assert_eq!(r.status(), 200);
+    let said = r.headers()["x-distillguard-degraded"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(said.contains("max_output_tokens=256"), "{said}");
+    let answer: Value = r.json().await.unwrap();
+    assert!(
+        !answer["output"].to_string().contains("reasoning"),
+        "{answer}"
+    );
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    let text = h
+        .post(&key, "/v1/responses", streamed)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("Demo reasoning"), "{text}");
+}

@@ -1,5 +1,5 @@
 //! The official `openai` Python SDK works through the gateway unmodified (chat streamed and
-//! not, completions, embeddings, models, errors). Needs `python3` with `pip install openai`;
+//! not, completions, embeddings, models, the Responses API plain and streamed, errors). Needs `python3` with `pip install openai`;
 //! without it the test says so and passes, unless DISTILLGUARD_REQUIRE_SDK_TEST=1 (CI sets it).
 
 use std::process::Command;
@@ -66,5 +66,5 @@ async fn the_openai_python_sdk_works_through_the_gateway() {
     // Every generation call was logged (model listing is not an exchange; the bad key was
     // refused before anything else).
     gw.shutdown().await;
-    assert_eq!(store.exchanges(Some("sdk-user"), 0, 100).unwrap().len(), 5);
+    assert_eq!(store.exchanges(Some("sdk-user"), 0, 100).unwrap().len(), 7);
 }

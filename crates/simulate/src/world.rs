@@ -528,6 +528,7 @@ impl<'c> World<'c> {
                 completion_tokens: (tokens(&answer) + call.reasoning.as_deref().map_or(0, tokens))
                     * u64::from(n),
             }),
+            ..Response::default()
         });
         let request = Request {
             model: Some(call.model),

@@ -42,6 +42,14 @@ assert len(e.data) == 3 and len(e.data[0].embedding) == 4
 ids = [m.id for m in client.models.list()]
 assert "demo-model" in ids, ids
 
+# The Responses API, plain and streamed (the SDK's primary call).
+resp = client.responses.create(model="demo-model", input="Respond to the SDK", max_output_tokens=400)
+assert "Respond to the SDK" in resp.output_text, resp
+assert resp.usage.output_tokens > 0
+events = [e.type for e in client.responses.create(model="demo-model", input="Stream responses", max_output_tokens=400, stream=True)]
+assert events[0] == "response.created" and events[-1] == "response.completed", events
+assert "response.output_text.delta" in events, events
+
 # Errors surface as the SDK's own exceptions.
 bad = OpenAI(base_url=os.environ["DG_BASE_URL"], api_key="dg-not-a-key", max_retries=0)
 try:
