@@ -12,7 +12,7 @@ use futures_util::Stream;
 use gateway::config::ContentPolicy;
 use gateway::policy::{degrade_request, strip_response, Policy};
 use gateway::stream::{Assembler, Tapped};
-use gateway::tap::{redact, STRUCTURAL};
+use gateway::redact::{redact, STRUCTURAL};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 

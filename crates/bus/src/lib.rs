@@ -15,13 +15,15 @@
 //! - **Standing** (what the gateway acts on) is a KV bucket every replica watches, so a verdict
 //!   or a human decision reaches all replicas as soon as it is written.
 
+mod envelope;
 mod publish;
 mod spool;
 mod standing;
 
 use std::time::Duration;
 
-pub use publish::{Envelope, Publisher};
+pub use envelope::Envelope;
+pub use publish::Publisher;
 pub use spool::Spool;
 pub use standing::{Standing, StandingUpdate};
 // Re-exported so users of the bus name the same client type.

@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use crate::publish::Envelope;
+use crate::envelope::Envelope;
 
 pub struct Spool {
     path: PathBuf,

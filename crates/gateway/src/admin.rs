@@ -18,7 +18,7 @@ use crate::auth::{admin_token_matches, bearer};
 use crate::config::ContentPolicy;
 use crate::error::ApiError;
 use crate::policy::Action;
-use crate::tap::now_ms;
+use crate::record::now_ms;
 use crate::AppState;
 
 /// Refuses admin calls without the admin token.

@@ -22,6 +22,8 @@ pub mod error;
 pub mod limit;
 pub mod policy;
 pub mod proxy;
+pub mod record;
+pub mod redact;
 pub mod request;
 pub mod snapshot;
 pub mod stream;
@@ -52,7 +54,7 @@ pub struct AppState {
     pub config: GatewayConfig,
     pub keys: auth::KeyCache,
     pub limiter: limit::Limiter,
-    pub shared: Arc<tap::Shared>,
+    pub shared: Arc<record::Shared>,
     pub tap: tap::Tap,
     /// Present when exchanges go to workers over NATS.
     pub bus: Option<BusState>,
@@ -290,7 +292,7 @@ impl Gateway {
         store: Arc<dyn Store>,
         admin_token: Option<String>,
     ) -> anyhow_like::Result<Running> {
-        let shared = Arc::new(tap::Shared {
+        let shared = Arc::new(record::Shared {
             store: store.clone(),
             detector: Arc::new(Mutex::new(Detector::new(detect::Config::default()))),
             table: Arc::new(policy::PolicyTable::default()),
@@ -434,7 +436,7 @@ fn spawn_retention(store: Arc<dyn Store>, default_days: Option<f64>) {
         loop {
             tick.tick().await;
             let s = store.clone();
-            let now = tap::now_ms();
+            let now = record::now_ms();
             match tokio::task::spawn_blocking(move || s.expire_exchanges(now, default_days)).await {
                 Ok(Ok(n)) if n > 0 => {
                     tracing::info!(deleted = n, "expired exchanges past the retention period")

@@ -31,8 +31,8 @@ use crate::auth::Principal;
 use crate::config::{ContentPolicy, Upstream};
 use crate::error::ApiError;
 use crate::policy::{degrade_request, strip_response, Action};
+use crate::record::now_ms;
 use crate::stream::{Assembler, End, Settled, Tapped};
-use crate::tap::now_ms;
 use crate::AppState;
 
 /// What is known about a call so far, for its log line.
@@ -86,7 +86,7 @@ impl CallRecord {
 fn request_id() -> String {
     use rand::Rng;
     let random: u64 = rand::thread_rng().gen::<u64>() >> 16;
-    format!("req_{:012x}{random:012x}", crate::tap::now_ms().max(0))
+    format!("req_{:012x}{random:012x}", crate::record::now_ms().max(0))
 }
 
 /// `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses`.

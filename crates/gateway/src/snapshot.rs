@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use detect::{Detector, Verdict};
 use flate2::{read::GzDecoder, write::GzEncoder, Compression};
 
-use crate::tap::{self, Shared};
+use crate::record::{self, Shared};
 
 /// The name the embedded gateway's snapshot is kept under.
 pub const LOCAL: &str = "local";
@@ -128,7 +128,7 @@ pub fn write(
     held_ms: u64,
 ) -> store::Result<()> {
     let bytes = pack(meta, state);
-    store.put_snapshot(name, upto, tap::now_ms(), &bytes)?;
+    store.put_snapshot(name, upto, record::now_ms(), &bytes)?;
     metrics::counter!("distillguard_snapshots_total").increment(1);
     tracing::info!(
         name,
@@ -251,7 +251,7 @@ pub fn prepare(shared: &Shared) -> store::Result<CatchUp> {
 /// replay ended below (rows it had to leave out, another detector version): a restart never
 /// lowers enforcement. Returns how many exchanges were replayed.
 pub fn catch_up(shared: &Shared, c: &CatchUp) -> store::Result<u64> {
-    let replayed = tap::replay_after(shared, c.from, c.to, |_, _| true)?;
+    let replayed = record::replay_after(shared, c.from, c.to, |_, _| true)?;
     for v in &c.stored {
         let Some(stored) = Verdict::parse(&v.verdict) else {
             continue;

@@ -37,8 +37,8 @@ use tokio::sync::watch;
 
 use crate::config::ContentPolicy;
 use crate::policy::{Policy, PolicyTable};
+use crate::record::{self, Shared};
 use crate::snapshot;
-use crate::tap::{self, Shared};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -293,7 +293,7 @@ fn restore(
         .min()
         .unwrap_or(0);
     let mut reached = held.clone();
-    let replayed = tap::replay_after(shared, from, i64::MAX, |seq, row| {
+    let replayed = record::replay_after(shared, from, i64::MAX, |seq, row| {
         let p = bus::partition_of(&row.account, bus::payer_in_line(&row.line).as_deref());
         if !mine.contains(&p) || seq <= held.get(&p).copied().unwrap_or(0) {
             return false;
@@ -466,7 +466,7 @@ fn process(
     let phrases = PHRASES.with(|p| p.clone());
     let (rows, observations): (Vec<LoggedExchange>, Vec<Option<detect::Observation>>) =
         envelopes.iter().map(|e| stored_row(e, &phrases)).unzip();
-    let new = tap::append_until_stored(shared.store.as_ref(), &rows);
+    let new = record::append_until_stored(shared.store.as_ref(), &rows);
     metrics::counter!("distillguard_worker_exchanges_total").increment(rows.len() as u64);
     let mut changed = Vec::new();
     if let Some(&last) = new.iter().flatten().max() {
@@ -480,7 +480,7 @@ fn process(
             continue;
         }
         if let Some(obs) = obs {
-            changed.extend(tap::observe(shared, &obs, true));
+            changed.extend(record::observe(shared, &obs, true));
         }
     }
     changed
@@ -499,17 +499,17 @@ fn stored_row(
 ) -> (LoggedExchange, Option<detect::Observation>) {
     let full = String::from_utf8_lossy(&e.line).into_owned();
     let policy = ContentPolicy::parse(&e.content).unwrap_or(ContentPolicy::Full);
-    let obs = tap::observation_of(&full, phrases);
+    let obs = record::observation_of(&full, phrases);
     // Messages from replicas carry their time; only older ones need the line parsed for it.
     let ts_ms = e
         .ts_ms
-        .unwrap_or_else(|| obs.as_ref().map_or_else(tap::now_ms, |o| o.ts));
+        .unwrap_or_else(|| obs.as_ref().map_or_else(record::now_ms, |o| o.ts));
     let (line, facts) = if policy == ContentPolicy::Full {
         (full, None)
     } else {
         let line = match serde_json::from_str::<Value>(&full) {
             Ok(mut v) => {
-                tap::redact(&mut v, policy);
+                crate::redact::redact(&mut v, policy);
                 v.to_string()
             }
             Err(_) => full,

@@ -1,0 +1,194 @@
+//! The record-and-judge core: append exchanges to the store until it takes them, read an
+//! exchange's facts the way `scan` does, feed them to the detector, and record what changes
+//! (policy table, stored verdict, audit trail). The threads that run it live in `tap.rs` (this
+//! process) and `worker.rs` (the bus worker); `snapshot.rs` replays with it at start-up.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use detect::text::PhraseMatcher;
+use detect::{Detector, Observation, Verdict};
+use serde_json::Value;
+use store::{AuditEntry, LoggedExchange, Store, StoredVerdict};
+
+use crate::policy::{Policy, PolicyTable};
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What the background threads share with the request path.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub detector: Arc<Mutex<Detector>>,
+    pub table: Arc<PolicyTable>,
+    pub policy: Policy,
+}
+
+/// Appends a batch to the log, retrying (with a growing pause) until the store takes it: an
+/// exchange that was served is never dropped for a passing store error. Returns each
+/// exchange's place in the log (`None` for one the log already held).
+pub fn append_until_stored(store: &dyn Store, rows: &[LoggedExchange]) -> Vec<Option<i64>> {
+    let mut attempt = 0u64;
+    loop {
+        match store.append_exchanges(rows) {
+            Ok(places) => return places,
+            Err(e) => {
+                attempt += 1;
+                tracing::error!(error = %e, attempt, "writing exchanges failed; retrying");
+                thread::sleep(Duration::from_millis(100 * attempt.min(50)));
+            }
+        }
+    }
+}
+
+/// The detector's facts of one line (the same parser and reduction `scan` uses), or `None`
+/// with a warning when the line does not parse.
+pub fn observation_of(line: &str, phrases: &PhraseMatcher) -> Option<Observation> {
+    match exchange::parse_line(line.as_bytes()) {
+        Ok(ex) => Some(Observation::of(&ex, phrases)),
+        Err(_) => {
+            tracing::warn!("an exchange line did not parse; the detector skipped it");
+            None
+        }
+    }
+}
+
+/// The facts to replay for a logged exchange: those kept beside a redacted line, or the line's
+/// own when it was kept whole. A redacted line whose facts another version of the detector
+/// made is skipped (`None`): its hash strings read as prompts would be false evidence.
+pub fn replay_observation(row: &LoggedExchange, phrases: &PhraseMatcher) -> Option<Observation> {
+    match row.facts.as_deref() {
+        Some(facts) => Observation::from_facts(facts),
+        None => observation_of(&row.line, phrases),
+    }
+}
+
+/// Feeds one exchange's facts to the detector; on a verdict change, updates the table, the
+/// stored verdict and (when `audit`) the audit trail. Returns the accounts whose verdict
+/// changed.
+pub fn observe(shared: &Shared, obs: &Observation, audit: bool) -> Vec<(String, Verdict)> {
+    let mut detector = shared.detector.lock().unwrap_or_else(|p| p.into_inner());
+    let changes = detector.observe_facts(obs);
+    if changes.is_empty() {
+        return Vec::new();
+    }
+    let reports: Vec<_> = changes
+        .iter()
+        .map(|c| detector.report(&c.account))
+        .collect();
+    drop(detector);
+    let changed = changes.iter().map(|c| (c.account.clone(), c.to)).collect();
+    for (change, report) in changes.into_iter().zip(reports) {
+        record_change(shared, obs.ts, change, report, audit);
+    }
+    changed
+}
+
+fn record_change(
+    shared: &Shared,
+    ts_ms: i64,
+    change: detect::VerdictChange,
+    report: Option<detect::AccountReport>,
+    audit: bool,
+) {
+    shared.table.raise_verdict(&change.account, change.to);
+    metrics::counter!("distillguard_verdict_changes_total", "verdict" => change.to.as_str())
+        .increment(1);
+    let Some(report) = report else { return };
+    let stored = StoredVerdict {
+        account: change.account.clone(),
+        score: report.score,
+        verdict: change.to.as_str().into(),
+        first_flagged: report.first_flagged.clone(),
+        reasons: serde_json::to_value(&report.reasons).unwrap_or(Value::Null),
+        updated_ms: ts_ms,
+    };
+    if let Err(e) = shared.store.put_verdict(&stored) {
+        tracing::error!(error = %e, "storing a verdict failed");
+    }
+    if audit {
+        let (from, to) = (
+            shared.policy.for_verdict(change.from),
+            shared.policy.for_verdict(change.to),
+        );
+        let why: Vec<String> = report
+            .reasons
+            .iter()
+            .filter(|r| r.value > 0.0)
+            .take(3)
+            .map(|r| format!("{} (+{:.1}): {}", r.signal, r.value, r.detail))
+            .collect();
+        let entry = AuditEntry {
+            ts_ms,
+            account: change.account.clone(),
+            action: if from == to {
+                format!("verdict {}", change.to.as_str())
+            } else {
+                to.as_str().into()
+            },
+            actor: "detector".into(),
+            reason: format!(
+                "verdict {} -> {} (score {:.3}): {}",
+                change.from.as_str(),
+                change.to.as_str(),
+                change.score,
+                why.join("; ")
+            ),
+        };
+        if let Err(e) = shared.store.audit(&entry) {
+            tracing::error!(error = %e, "writing the audit trail failed");
+        }
+        if to != from {
+            metrics::counter!("distillguard_actions_total", "action" => to.as_str()).increment(1);
+        }
+    }
+    if change.to == Verdict::Distilling {
+        tracing::warn!(account = %change.account, score = change.score, "account flagged as distilling");
+    }
+}
+
+/// Replays the exchanges logged after `from_seq` (where a snapshot holds up to) that `mine`
+/// accepts, given each one's place in the log and row (a worker takes its partitions, each
+/// after its own place), up to `upto_seq` (`i64::MAX`: to the end). Returns how many were
+/// replayed.
+pub fn replay_after(
+    shared: &Shared,
+    from_seq: i64,
+    upto_seq: i64,
+    mut mine: impl FnMut(i64, &LoggedExchange) -> bool,
+) -> store::Result<u64> {
+    let phrases = PhraseMatcher::default();
+    let (mut after, mut n, mut skipped) = (from_seq, 0, 0u64);
+    loop {
+        let page = shared.store.exchanges(None, after, 4096)?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        let done = after >= upto_seq;
+        for (_, e) in page
+            .iter()
+            .filter(|(seq, e)| *seq <= upto_seq && mine(*seq, e))
+        {
+            match replay_observation(e, &phrases) {
+                Some(obs) => {
+                    observe(shared, &obs, false);
+                }
+                None => skipped += 1,
+            }
+            n += 1;
+        }
+        if done {
+            break;
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            "exchanges left out of the replay: unreadable, or redacted with facts from another detector version"
+        );
+    }
+    Ok(n)
+}
