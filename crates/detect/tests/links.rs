@@ -129,10 +129,9 @@ fn a_shared_payment_instrument_links_on_its_own() {
     assert_eq!(g.evidence[0].kinds.get("payment"), Some(&1.0));
 }
 
-#[test]
-fn a_shared_office_address_alone_links_nothing() {
-    let mut d = Detector::new(Config::default());
-    // The office's SDK and network are those of many other customers.
+/// Sixty customers, each on an address of its own, all on one SDK (`ua`) and, when given, one
+/// network (`asn`): what makes that SDK and network common in the log.
+fn everyday_customers(d: &mut Detector, ua: &str, asn: Option<u64>) {
     let names: Vec<String> = (0..60).map(|i| format!("other{i}")).collect();
     let others: Vec<Sender> = names
         .iter()
@@ -140,14 +139,21 @@ fn a_shared_office_address_alone_links_nothing() {
         .map(|(i, n)| {
             let who = Who {
                 ip: Some(format!("10.1.{i}.5")),
-                ua: Some("OpenAI/Python 1.59.0".into()),
-                asn: Some(64500),
+                ua: Some(ua.into()),
+                asn,
                 ..Who::default()
             };
             (n.as_str(), who, chat as fn(usize) -> String)
         })
         .collect();
-    feed(&mut d, &others, 1);
+    feed(d, &others, 1);
+}
+
+#[test]
+fn a_shared_office_address_alone_links_nothing() {
+    let mut d = Detector::new(Config::default());
+    // The office's SDK and network are those of many other customers.
+    everyday_customers(&mut d, "OpenAI/Python 1.59.0", Some(64500));
     let office = Who {
         ip: Some("198.51.100.20".into()),
         ua: Some("OpenAI/Python 1.59.0".into()),
@@ -537,20 +543,7 @@ fn strangers_behind_one_carrier_nat_whose_first_calls_coincide_are_not_joined() 
     let mut d = Detector::new(Config::default());
     d.observe(&line("clock", 0, &Who::default(), "hello", 64));
     // The everyday SDK is everyone's.
-    let names: Vec<String> = (0..60).map(|i| format!("other{i}")).collect();
-    let others: Vec<Sender> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let who = Who {
-                ip: Some(format!("10.1.{i}.5")),
-                ua: carrier.ua.clone(),
-                ..Who::default()
-            };
-            (n.as_str(), who, chat as fn(usize) -> String)
-        })
-        .collect();
-    feed(&mut d, &others, 1);
+    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
     let mut n = 400; // ~4 hours later
     for i in 0..3 {
         for name in ["dev_a", "dev_b"] {

@@ -19,10 +19,9 @@ pub use reader::{
     BadLine, BadLineKind, BadLineReport, BatchLine, LineBatch, LineSource, RawLine, ReaderOptions,
 };
 pub use record::{
-    Choice, Exchange, Message, Meta, OutputItem, ReasoningParams, Request, Response,
-    ResponseMessage, Usage,
+    Choice, Exchange, Message, Meta, ReasoningParams, Request, Response, ResponseMessage, Usage,
 };
-pub use text::{Content, InputItem, LogitBias, Prompt};
+pub use text::{Content, Item, LogitBias, Prompt};
 pub use timestamp::Timestamp;
 
 /// Parses one log line into an exchange, classifying the failure when it is not one. A

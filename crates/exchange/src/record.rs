@@ -3,7 +3,7 @@
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
-use crate::text::{Content, InputItem, LogitBias, Prompt};
+use crate::text::{Content, Item, LogitBias, Prompt};
 use crate::Timestamp;
 
 /// One call to an OpenAI-compatible API, as logged by the gateway.
@@ -168,33 +168,13 @@ pub struct Response {
     pub usage: Option<Usage>,
     /// Responses API: the output items (read into `choices` by [`Exchange::as_chat`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Vec<OutputItem>>,
+    pub output: Option<Vec<Item>>,
     /// Responses API: `completed`, `incomplete`, `failed`, …
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// Responses API: why an answer is incomplete (`{"reason": "max_output_tokens"}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incomplete_details: Option<serde_json::Value>,
-}
-
-/// One item of a Responses API `output`: a message (its `output_text` parts in `content`),
-/// reasoning (its summary in `summary`), or a tool call.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct OutputItem {
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    #[serde(default)]
-    pub content: Content,
-    #[serde(default)]
-    pub summary: Content,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arguments: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub call_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -281,7 +261,7 @@ impl Message {
     }
 }
 
-fn input_message(item: InputItem) -> Message {
+fn input_message(item: Item) -> Message {
     match item.kind.as_deref() {
         Some("function_call_output") | Some("custom_tool_call_output") => Message {
             role: "tool".into(),
@@ -303,7 +283,7 @@ fn input_message(item: InputItem) -> Message {
     }
 }
 
-fn output_choice(items: Vec<OutputItem>, resp: &Response) -> Choice {
+fn output_choice(items: Vec<Item>, resp: &Response) -> Choice {
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut calls = Vec::new();

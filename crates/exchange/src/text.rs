@@ -116,26 +116,31 @@ pub struct Prompt {
     /// How many tokens were sent as raw token ids rather than text.
     pub token_ids: usize,
     /// Responses API input items, in order (the texts above are then user messages).
-    pub items: Vec<InputItem>,
+    pub items: Vec<Item>,
 }
 
-/// One item of a Responses API `input` list: a message (`role` and `content`), a tool call
-/// (`type: function_call`, `name`, `arguments`) or a tool's result (`type:
+/// One item of a Responses API `input` or `output` list (one schema for both): a message
+/// (`role`, and `content` as text parts), reasoning (its `summary` parts), a tool call (`type:
+/// function_call`, `name`, `arguments`, `call_id`) or a tool's result (`type:
 /// function_call_output`, `output`). Other item types keep their type only.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InputItem {
+pub struct Item {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     #[serde(default)]
     pub content: Content,
+    #[serde(default)]
+    pub summary: Content,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Content>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
 }
 
 impl Prompt {
@@ -178,7 +183,7 @@ impl Serialize for Prompt {
 enum PromptItem {
     Text(String),
     Tokens(usize),
-    Item(InputItem),
+    Item(Item),
 }
 
 impl<'de> Deserialize<'de> for PromptItem {
@@ -209,8 +214,7 @@ impl<'de> Deserialize<'de> for PromptItem {
                 Ok(PromptItem::Tokens(n))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PromptItem, A::Error> {
-                InputItem::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(PromptItem::Item)
+                Item::deserialize(de::value::MapAccessDeserializer::new(map)).map(PromptItem::Item)
             }
         }
         d.deserialize_any(V)
