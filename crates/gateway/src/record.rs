@@ -50,8 +50,13 @@ pub fn append_until_stored(store: &dyn Store, rows: &[LoggedExchange]) -> Vec<Op
 pub fn observation_of(line: &str, phrases: &PhraseMatcher) -> Option<Observation> {
     match exchange::parse_line(line.as_bytes()) {
         Ok(ex) => Some(Observation::of(&ex, phrases)),
-        Err(_) => {
-            tracing::warn!("an exchange line did not parse; the detector skipped it");
+        Err((kind, _)) => {
+            metrics::counter!("distillguard_detector_bad_lines_total", "kind" => kind.name())
+                .increment(1);
+            tracing::warn!(
+                kind = kind.name(),
+                "an exchange line did not parse; the detector skipped it"
+            );
             None
         }
     }
@@ -71,6 +76,10 @@ pub fn replay_observation(row: &LoggedExchange, phrases: &PhraseMatcher) -> Opti
 /// stored verdict and (when `audit`) the audit trail. Returns the accounts whose verdict
 /// changed.
 pub fn observe(shared: &Shared, obs: &Observation, audit: bool) -> Vec<(String, Verdict)> {
+    // How far behind the traffic the detector is: live, about a commit; while replaying, the
+    // age of what it replays.
+    metrics::gauge!("distillguard_detector_lag_seconds")
+        .set(((now_ms() - obs.ts).max(0) as f64) / 1000.0);
     let mut detector = shared.detector.lock().unwrap_or_else(|p| p.into_inner());
     let changes = detector.observe_facts(obs);
     if changes.is_empty() {
@@ -98,6 +107,15 @@ fn record_change(
     shared.table.raise_verdict(&change.account, change.to);
     metrics::counter!("distillguard_verdict_changes_total", "verdict" => change.to.as_str())
         .increment(1);
+    // Accounts by verdict, for those the detector has flagged (every other account is benign).
+    if change.from != detect::Verdict::Benign {
+        metrics::gauge!("distillguard_accounts_flagged", "verdict" => change.from.as_str())
+            .decrement(1.0);
+    }
+    if change.to != detect::Verdict::Benign {
+        metrics::gauge!("distillguard_accounts_flagged", "verdict" => change.to.as_str())
+            .increment(1.0);
+    }
     let Some(report) = report else { return };
     let stored = StoredVerdict {
         account: change.account.clone(),

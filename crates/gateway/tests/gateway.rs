@@ -346,6 +346,23 @@ async fn a_harvesting_account_is_degraded_while_a_benign_one_is_untouched_and_th
         degrade.reason
     );
     assert!(h.store.audit_log(Some("customer"), 10).unwrap().is_empty());
+    // The detector's own figures are on /metrics.
+    let metrics = h
+        .client
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "distillguard_accounts_flagged{verdict=\"distilling\"}",
+        "distillguard_detector_lag_seconds",
+        "distillguard_verdict_changes_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from {metrics}");
+    }
 }
 
 #[tokio::test]
