@@ -84,6 +84,10 @@ impl Hours {
     }
 }
 
+/// From this size a group is joined only on evidence with the group as a whole (or on facts
+/// that say one actor), not on one member's tie to an outsider.
+const GROUP_HOLDS_TOGETHER: usize = 3;
+
 /// Accounts linked into one actor, judged on their combined traffic.
 #[derive(Serialize, Deserialize)]
 struct Group {
@@ -363,12 +367,26 @@ impl Detector {
         }
         touched.sort_unstable();
         touched.dedup();
-        // A pair whose own evidence suffices joins at once.
+        // A pair whose own evidence suffices joins at once, unless one side is already a
+        // group of three or more: a group must hold together as a group, and one member's
+        // tie to an outsider (a shared address and a coincidence of timing) would chain
+        // strangers into it one hub at a time. Such a join waits for the evidence between the
+        // groups as wholes (below), except on facts that say one actor (a payment instrument,
+        // sign-ups together), which a member does not share with strangers.
         for &other in &touched {
             let links = &self.config.links;
             if let Some(e) = self.linker.edge(idx, other).filter(|e| e.joins(links, 0.0)) {
                 let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
-                self.union(idx, other, &kinds);
+                let one_actor = kinds.iter().any(|k| k.says_one_actor());
+                let (mine, theirs) = (self.find(idx), self.find(other));
+                let in_a_group = self
+                    .members_of(mine)
+                    .len()
+                    .max(self.members_of(theirs).len())
+                    >= GROUP_HOLDS_TOGETHER;
+                if one_actor || !in_a_group {
+                    self.union(idx, other, &kinds);
+                }
             }
         }
         // Then the groups this exchange touched, weighed as wholes: evidence spread thinly

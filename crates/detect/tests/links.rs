@@ -485,6 +485,41 @@ fn evidence_spread_over_a_group_adds_up() {
 }
 
 #[test]
+fn a_group_is_not_chained_to_an_outsider_through_one_member() {
+    let mut d = Detector::new(Config::default());
+    at(&mut d, "clock", 0, &Who::default());
+    // Three members on one card, each on an address and client of its own.
+    for i in 1..=3 {
+        at(
+            &mut d,
+            &format!("g{i}"),
+            400 + 20 * i,
+            &member(i, &format!("t13d_own_{i}")),
+        );
+    }
+    assert_eq!(d.groups()[0].members.len(), 3);
+    // A stranger shares g1's address and client and makes its first call in g1's ten minutes:
+    // enough between the two of them (address 0.5, client 0.6, first calls 0.45), but nothing
+    // with the group as a whole, and no fact that says one actor.
+    let stranger = Who {
+        ip: Some("198.18.1.7".into()),
+        tls: Some("t13d_own_1".into()),
+        payment: Some("pf_stranger".into()),
+        ..Who::default()
+    };
+    at(&mut d, "stranger", 421, &stranger);
+    at(&mut d, "stranger", 422, &stranger);
+    assert!(cluster(&d, "stranger").is_none(), "{:?}", d.groups());
+    // Without the group, the same tie joins the pair: two accounts alone are judged as a pair.
+    let mut d = Detector::new(Config::default());
+    at(&mut d, "clock", 0, &Who::default());
+    at(&mut d, "g1", 420, &member(1, "t13d_own_1"));
+    at(&mut d, "stranger", 421, &stranger);
+    at(&mut d, "stranger", 422, &stranger);
+    assert!(linked(&d, "g1", "stranger"), "{:?}", d.groups());
+}
+
+#[test]
 fn one_members_coincidences_do_not_pull_an_outsider_into_a_big_group() {
     let mut d = Detector::new(Config::default());
     at(&mut d, "clock", 0, &Who::default());
