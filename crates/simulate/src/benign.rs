@@ -81,9 +81,9 @@ fn adoption(w: &mut World, early_share: f64) -> Option<i64> {
 
 /// A developer trying the API: a few sessions of ad-hoc prompts, some parameter probing.
 pub fn developer(w: &mut World) -> (Identity, Vec<Exchange>) {
-    let (ip, asn) = w.home_ip();
+    let (addresses, asn) = w.individual_addresses();
     let age = w.customer_age();
-    let who = w.identity(Addresses::Fixed(vec![ip]), Some(asn), age);
+    let who = w.identity(addresses, Some(asn), age);
     let tz = w.tz();
     let mut out = Vec::new();
     let sessions = w.rng.gen_range(1..=4);
@@ -271,9 +271,9 @@ pub fn answer_product(w: &mut World) -> (Identity, Vec<Exchange>) {
 
 /// A heavy individual user: long multi-turn sessions, sometimes asking for step-by-step help.
 pub fn power_user(w: &mut World) -> (Identity, Vec<Exchange>) {
-    let (ip, asn) = w.home_ip();
+    let (addresses, asn) = w.individual_addresses();
     let age = w.customer_age();
-    let who = w.identity(Addresses::Fixed(vec![ip]), Some(asn), age);
+    let who = w.identity(addresses, Some(asn), age);
     let tz = w.tz();
     let adopts = adoption(w, 0.4);
     let old = w.rng.gen_range(0..2);

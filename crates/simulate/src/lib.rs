@@ -50,6 +50,9 @@ pub struct SimConfig {
     pub days: f64,
     /// Start of the simulated window, milliseconds since the epoch.
     pub start_ms: i64,
+    /// Share of developers and power users behind a carrier's CGNAT or a VPN exit shared with
+    /// strangers (default 0: the worlds of earlier sessions, draw for draw).
+    pub shared_egress: f64,
 }
 
 impl Default for SimConfig {
@@ -60,6 +63,7 @@ impl Default for SimConfig {
             campaigns: None,
             days: 3.0,
             start_ms: 1_772_323_200_000,
+            shared_egress: 0.0,
         }
     }
 }
@@ -98,6 +102,7 @@ pub const ATTACK_KINDS: &[&str] = &[
 /// Generates one labelled population.
 pub fn simulate(config: &SimConfig, corpora: &Corpora) -> Simulation {
     let mut w = World::new(config.seed, corpora, config.start_ms, config.days);
+    w.shared_egress = config.shared_egress;
     let mut exchanges = Vec::new();
     let mut labels = Vec::new();
     let weights =

@@ -93,7 +93,16 @@ pub struct World<'c> {
     pub release: i64,
     pub old_models: [&'static str; 2],
     pub new_model: &'static str,
+    /// Share of individual customers (developers, power users) whose calls leave through a
+    /// mobile carrier's CGNAT or a VPN exit shared with strangers (`SimConfig::shared_egress`).
+    pub shared_egress: f64,
+    /// Those carriers' address pools, made when first needed: (addresses, ASN).
+    egress_pools: Vec<(Vec<String>, u64)>,
 }
+
+/// Carriers and VPN providers whose exits many strangers share: (first octets, ASN). Uncommon
+/// ASNs among API customers, unlike the clouds.
+const CARRIERS: &[([u8; 2], u64)] = &[([100, 64], 21928), ([172, 58], 22394), ([185, 220], 9009)];
 
 /// How an identity picks its client address for each call.
 #[derive(Debug, Clone)]
@@ -209,7 +218,40 @@ impl<'c> World<'c> {
             release: start + (end - start) / 2,
             old_models: ["gpt-4o", "gpt-4o-mini"],
             new_model: "gpt-5",
+            shared_egress: 0.0,
+            egress_pools: Vec::new(),
         }
+    }
+
+    /// An individual's addresses: usually its own home address; with `shared_egress`, a
+    /// carrier's or VPN's pool of exits that strangers share (24 addresses over two /24s; each
+    /// call leaves through any of them). No random draw is made when `shared_egress` is 0, so
+    /// worlds without it are the worlds they were.
+    pub fn individual_addresses(&mut self) -> (Addresses, u64) {
+        if self.shared_egress > 0.0 && self.chance(self.shared_egress) {
+            if self.egress_pools.is_empty() {
+                for &(net, asn) in CARRIERS {
+                    let third: [u8; 2] = [self.rng.gen(), self.rng.gen()];
+                    let pool = (0..24)
+                        .map(|i| {
+                            format!(
+                                "{}.{}.{}.{}",
+                                net[0],
+                                net[1],
+                                third[i % 2],
+                                self.rng.gen_range(1..=254)
+                            )
+                        })
+                        .collect();
+                    self.egress_pools.push((pool, asn));
+                }
+            }
+            let i = self.rng.gen_range(0..self.egress_pools.len());
+            let (pool, asn) = self.egress_pools[i].clone();
+            return (Addresses::Fixed(pool), asn);
+        }
+        let (ip, asn) = self.home_ip();
+        (Addresses::Fixed(vec![ip]), asn)
     }
 
     pub fn hex(&mut self, n: usize) -> String {

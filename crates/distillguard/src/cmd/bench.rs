@@ -101,6 +101,10 @@ pub struct DetectArgs {
     pub sizes: Vec<usize>,
     #[arg(long, default_value_t = 3.0)]
     pub days: f64,
+    /// Share of developers and power users behind a carrier's CGNAT or a VPN exit shared with
+    /// strangers (0 to 1; default 0, the earlier worlds draw for draw).
+    #[arg(long, default_value_t = 0.0)]
+    pub shared_egress: f64,
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Write every account's label, score, verdict and features as JSON lines (for analysis).
@@ -154,6 +158,7 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
                     seed,
                     benign_accounts: size,
                     days: args.days,
+                    shared_egress: args.shared_egress,
                     ..SimConfig::default()
                 },
                 &corpora,

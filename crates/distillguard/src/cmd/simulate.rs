@@ -22,6 +22,10 @@ pub struct Args {
     pub campaigns: Option<usize>,
     #[arg(long, default_value_t = 3.0)]
     pub days: f64,
+    /// Share of developers and power users behind a carrier's CGNAT or a VPN exit shared with
+    /// strangers (0 to 1; default 0, the earlier worlds draw for draw).
+    #[arg(long, default_value_t = 0.0)]
+    pub shared_egress: f64,
     /// Where to write the exchange log (`-` for stdout; a name ending in .gz is compressed).
     #[arg(long, short, default_value = "-")]
     pub out: PathBuf,
@@ -38,6 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         benign_accounts: args.accounts,
         campaigns: args.campaigns,
         days: args.days,
+        shared_egress: args.shared_egress,
         ..SimConfig::default()
     };
     let sim = simulate(&config, &corpora);
