@@ -3,6 +3,7 @@
 # durability and with --log-durability queued, 2,000/s, two 10 s runs each. Loopback only.
 # Usage: OLD=path/to/old/distillguard bench/compare-binaries.sh
 set -u
+cd "$(dirname "$0")/.."
 new=${NEW:-target/release/distillguard}; old=${OLD:?set OLD to the other binary}
 work=$(mktemp -d); up=19400; gw=19401
 $new demo-upstream --listen 127.0.0.1:$up 2>/dev/null & U=$!
