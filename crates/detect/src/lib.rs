@@ -30,6 +30,7 @@ pub use config::Config;
 pub use observation::{Observation, FACTS_VERSION};
 pub use score::{Assessment, Reason, Verdict};
 pub use state::{StateError, STATE_VERSION};
+pub use text::network;
 
 use crate::text::PhraseMatcher;
 

@@ -86,17 +86,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The address's network as the linker counts it (`detect::network`), written as a CIDR.
 fn subnet(ip: &str) -> Option<String> {
-    match ip.parse::<std::net::IpAddr>().ok()? {
-        std::net::IpAddr::V4(v4) => {
-            let o = v4.octets();
-            Some(format!("{}.{}.{}.0/24", o[0], o[1], o[2]))
-        }
-        std::net::IpAddr::V6(v6) => {
-            let s = v6.segments();
-            Some(format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]))
-        }
-    }
+    let (net, len) = detect::network(ip.parse().ok()?);
+    Some(format!("{net}/{len}"))
 }
 
 /// A second pass over the log, collecting what the flagged groups' members were seen with.
