@@ -48,6 +48,16 @@ impl ApiError {
         )
     }
 
+    /// A request body past `max_body_bytes`.
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            Some("request_too_large"),
+            "The request body is larger than this gateway accepts.",
+        )
+    }
+
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

@@ -151,13 +151,7 @@ async fn body_too_large_as_openai_error(
             .get(axum::http::header::CONTENT_TYPE)
             .is_none_or(|v| v != "application/json")
     {
-        return error::ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            Some("request_too_large"),
-            "The request body is larger than this gateway accepts.",
-        )
-        .into_response();
+        return error::ApiError::too_large().into_response();
     }
     resp
 }

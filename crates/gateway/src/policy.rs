@@ -10,6 +10,8 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::request::OUTPUT_CAPS;
+
 /// What the gateway does with an account's calls, mildest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -221,31 +223,36 @@ pub fn degrade_request(
     {
         return Err("logit_bias is not available for this account".into());
     }
-    let asked_logprobs = [obj.remove("logprobs"), obj.remove("top_logprobs")]
+    let mut asked_logprobs = [obj.remove("logprobs"), obj.remove("top_logprobs")]
         .iter()
         .flatten()
         .any(|v| !v.is_null() && *v != Value::Bool(false) && v.as_u64() != Some(0));
-    if asked_logprobs {
-        changed.push("logprobs removed".to_owned());
-    }
+    let mut asked_reasoning = false;
     if responses_api {
         // Logprobs and reasoning asked for through `include`.
         if let Some(Value::Array(include)) = obj.get_mut("include") {
-            let before = include.len();
-            include.retain(|i| {
-                i.as_str()
-                    .is_none_or(|s| !s.contains("logprobs") && !s.contains("reasoning"))
+            include.retain(|i| match i.as_str() {
+                Some(s) if s.contains("logprobs") => {
+                    asked_logprobs = true;
+                    false
+                }
+                Some(s) if s.contains("reasoning") => {
+                    asked_reasoning = true;
+                    false
+                }
+                _ => true,
             });
-            if include.len() < before && !changed.iter().any(|c| c == "logprobs removed") {
-                changed.push("logprobs removed".to_owned());
-            }
         }
-        if obj.remove("reasoning").is_some_and(|r| !r.is_null()) {
-            changed.push("reasoning removed".to_owned());
-        }
+        asked_reasoning |= obj.remove("reasoning").is_some_and(|r| !r.is_null());
+    }
+    if asked_logprobs {
+        changed.push("logprobs removed".to_owned());
+    }
+    if asked_reasoning {
+        changed.push("reasoning removed".to_owned());
     }
     let cap = policy.degrade_max_tokens;
-    for field in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
+    for field in OUTPUT_CAPS {
         if let Some(v) = obj.get(field).and_then(Value::as_u64) {
             if v > cap {
                 obj.insert(field.into(), Value::from(cap));
@@ -259,10 +266,7 @@ pub fn degrade_request(
     } else {
         "max_tokens"
     };
-    if ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-        .iter()
-        .all(|k| unset(obj, k))
-    {
+    if OUTPUT_CAPS.iter().all(|k| unset(obj, k)) {
         obj.insert(cap_field.into(), Value::from(cap));
         changed.push(format!("{cap_field}={cap}"));
     }
@@ -372,7 +376,14 @@ mod tests {
         assert!(degrade_request(&mut bias, &p, false).is_err());
         // The Responses API's spellings.
         let mut r = json!({"model": "m", "input": "hi", "max_output_tokens": 9000, "reasoning": {"effort": "high"}, "include": ["message.output_text.logprobs", "file_search_call.results"], "top_logprobs": 5});
-        degrade_request(&mut r, &p, true).unwrap();
+        let changed = degrade_request(&mut r, &p, true).unwrap();
+        for said in [
+            "logprobs removed",
+            "reasoning removed",
+            "max_output_tokens=256",
+        ] {
+            assert!(changed.iter().any(|c| c == said), "{said} in {changed:?}");
+        }
         assert_eq!(
             r,
             json!({"model": "m", "input": "hi", "max_output_tokens": 256, "include": ["file_search_call.results"]})

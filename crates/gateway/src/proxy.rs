@@ -180,20 +180,12 @@ pub async fn generate(
 /// Reads a request body up to `limit` bytes: 413 past it (at once when `Content-Length`
 /// says so), 408 when the body timed out (`conn::TimeoutBody`), 400 when it broke off.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            Some("request_too_large"),
-            "The request body is larger than this gateway accepts.",
-        )
-    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+        return Err(ApiError::too_large());
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
@@ -207,7 +199,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
                 );
             }
             if s.is::<http_body_util::LengthLimitError>() {
-                return too_large();
+                return ApiError::too_large();
             }
             source = s.source();
         }
@@ -277,12 +269,7 @@ async fn serve_call(
     })?;
 
     // Reserve what the call can use at most: its prompt (about four bytes a token) and its output cap.
-    let max_out = body
-        .get("max_completion_tokens")
-        .or_else(|| body.get("max_tokens"))
-        .or_else(|| body.get("max_output_tokens"))
-        .and_then(Value::as_u64)
-        .unwrap_or(1024);
+    let max_out = crate::request::output_cap(&body).unwrap_or(1024);
     let prompt_estimate = (call.body_bytes as u64).div_ceil(4);
     let limits = policy.limits_for(standing.action, principal.limits);
     let permit = state

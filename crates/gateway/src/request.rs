@@ -17,9 +17,21 @@
 //! The normal form is what goes upstream, serialized once here: the upstream never receives
 //! bytes the log does not hold (duplicate keys, for one, are resolved once, by this parser).
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use crate::error::ApiError;
+
+/// The output cap, in the order the exchange reader takes it
+/// (`exchange::Request::max_output_tokens`): chat's two spellings, then the Responses API's.
+pub const OUTPUT_CAPS: [&str; 3] = ["max_completion_tokens", "max_tokens", "max_output_tokens"];
+
+/// The output cap a normalised body asks for, if any.
+pub fn output_cap(body: &Value) -> Option<u64> {
+    OUTPUT_CAPS
+        .iter()
+        .find_map(|k| body.get(k))
+        .and_then(Value::as_u64)
+}
 
 /// Fields that count something: non-negative integers.
 const COUNTS: &[&str] = &[
@@ -50,11 +62,6 @@ const STRINGS: &[&str] = &["model", "reasoning_effort", "user"];
 /// Reads a request body into its normal form, or says why it is refused.
 pub fn parse(body: &[u8]) -> Result<Value, ApiError> {
     let mut v: Value = serde_json::from_slice(body).map_err(|e| json_error(body, &e))?;
-    if !v.is_object() {
-        return Err(ApiError::invalid_request(
-            "The request body must be a JSON object.",
-        ));
-    }
     normalise(&mut v)?;
     Ok(v)
 }
@@ -211,11 +218,6 @@ fn has_lone_surrogate_escape(body: &[u8]) -> bool {
 /// The normal form as the bytes sent upstream.
 pub fn to_bytes(v: &Value) -> bytes::Bytes {
     bytes::Bytes::from(serde_json::to_vec(v).expect("a JSON value always serializes"))
-}
-
-/// An object's integer field after normalisation (`None` when absent or null).
-pub fn count(obj: &Map<String, Value>, key: &str) -> Option<u64> {
-    obj.get(key).and_then(Value::as_u64)
 }
 
 #[cfg(test)]

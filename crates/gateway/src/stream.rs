@@ -495,6 +495,16 @@ mod tests {
     use super::*;
     use futures_util::StreamExt;
 
+    /// An `OnDone` that hands the assembled answer and how the stream ended to the receiver.
+    fn recording() -> (OnDone, std::sync::mpsc::Receiver<(Value, End)>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let on_done: OnDone = Box::new(move |a: &Assembler, end| {
+            tx.send((a.finish(end), end)).unwrap();
+            None
+        });
+        (on_done, rx)
+    }
+
     fn sse(chunks: &[&str]) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
         let v: Vec<Result<Bytes, std::io::Error>> = chunks
             .iter()
@@ -505,7 +515,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_split_across_chunks_are_relayed_whole_and_assembled() {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (on_done, rx) = recording();
         let s = Tapped::new(
             sse(&[
                 "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"del",
@@ -514,10 +524,7 @@ mod tests {
             ]),
             false,
             true,
-            Box::new(move |a: &Assembler, end| {
-                tx.send((a.finish(end), end)).unwrap();
-                None
-            }),
+            on_done,
         );
         let out: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
         let text: String = out
@@ -542,7 +549,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_stream_is_still_reported_as_cut_short() {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (on_done, rx) = recording();
         let mut s = Tapped::new(
             sse(&[
                 "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"par\"}}]}\n\n",
@@ -550,10 +557,7 @@ mod tests {
             ]),
             false,
             false,
-            Box::new(move |a: &Assembler, end| {
-                tx.send((a.finish(end), end)).unwrap();
-                None
-            }),
+            on_done,
         );
         let _first = s.next().await;
         drop(s);
@@ -568,22 +572,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_upstream_that_dies_mid_event_ends_in_an_error_event_and_an_abort() {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (on_done, rx) = recording();
         let v: Vec<Result<Bytes, std::io::Error>> = vec![
             Ok(Bytes::from(
                 "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"whole\"}}]}\n\ndata: {\"choices\":[{\"ind",
             )),
             Err(std::io::Error::other("connection reset")),
         ];
-        let mut s = Tapped::new(
-            futures_util::stream::iter(v),
-            false,
-            false,
-            Box::new(move |a: &Assembler, end| {
-                tx.send((a.finish(end), end)).unwrap();
-                None
-            }),
-        );
+        let mut s = Tapped::new(futures_util::stream::iter(v), false, false, on_done);
         let first = String::from_utf8(s.next().await.unwrap().unwrap().to_vec()).unwrap();
         assert!(first.contains("\"whole\""));
         let second = String::from_utf8(s.next().await.unwrap().unwrap().to_vec()).unwrap();
@@ -602,29 +598,23 @@ mod tests {
 
     #[tokio::test]
     async fn a_clean_close_before_done_with_an_unfinished_choice_is_a_failure_too() {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (on_done, rx) = recording();
         let s = Tapped::new(
             sse(&["data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"half\"}}]}\n\n"]),
             false,
             false,
-            Box::new(move |a: &Assembler, end| {
-                tx.send((a.finish(end), end)).unwrap();
-                None
-            }),
+            on_done,
         );
         let items: Vec<_> = s.collect().await;
         assert!(items.last().unwrap().is_err());
         assert_eq!(rx.recv().unwrap().1, End::UpstreamFailed);
         // Finished choices with no [DONE] (some servers omit it) are complete.
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (on_done, rx) = recording();
         let s = Tapped::new(
             sse(&["data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"all\"},\"finish_reason\":\"stop\"}]}\n\n"]),
             false,
             false,
-            Box::new(move |a: &Assembler, end| {
-                tx.send((a.finish(end), end)).unwrap();
-                None
-            }),
+            on_done,
         );
         let items: Vec<_> = s.collect().await;
         assert!(items.iter().all(Result::is_ok));
