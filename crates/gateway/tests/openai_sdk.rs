@@ -1,12 +1,14 @@
 //! The official `openai` Python SDK works through the gateway unmodified (chat streamed and
-//! not, completions, embeddings, models, the Responses API plain and streamed, errors). Needs `python3` with `pip install openai`;
-//! without it the test says so and passes, unless DISTILLGUARD_REQUIRE_SDK_TEST=1 (CI sets it).
+//! not, completions, embeddings, models, the Responses API plain and streamed, errors). Needs
+//! `python3` with `pip install openai`; without it the test says so and passes, unless
+//! DISTILLGUARD_REQUIRE_SDK_TEST=1 (CI sets it).
+
+mod common;
 
 use std::process::Command;
-use std::sync::Arc;
 
-use gateway::{demo_upstream, Gateway, GatewayConfig, Upstream};
-use store::{SqliteStore, Store};
+use common::Harness;
+use store::Store;
 
 fn sdk_available() -> bool {
     Command::new("python3")
@@ -25,27 +27,10 @@ async fn the_openai_python_sdk_works_through_the_gateway() {
         eprintln!("SKIPPED: python3 with the openai package is not installed (pip install openai)");
         return;
     }
-    let upstream = demo_upstream::spawn("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
-    store.upsert_account("sdk-user", None, 0).unwrap();
-    let key = store.create_key("sdk-user", 0).unwrap().secret;
-    let mut config = GatewayConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data: dir.path().to_owned(),
-        ..GatewayConfig::default()
-    };
-    config.upstreams.push(Upstream {
-        base_url: format!("http://{upstream}/v1"),
-        api_key: None,
-        models: vec![],
-        timeout_secs: 30,
-    });
-    let gw = Gateway::start(config, store.clone(), None).await.unwrap();
+    let h = Harness::start(|_| {}).await;
+    let key = h.key("sdk-user", None);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk_check.py");
-    let base = format!("http://{}/v1", gw.addr);
+    let base = h.url("/v1");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg(script)
@@ -65,6 +50,7 @@ async fn the_openai_python_sdk_works_through_the_gateway() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
     // Every generation call was logged (model listing is not an exchange; the bad key was
     // refused before anything else).
+    let Harness { gw, store, .. } = h;
     gw.shutdown().await;
     assert_eq!(store.exchanges(Some("sdk-user"), 0, 100).unwrap().len(), 7);
 }
