@@ -4,63 +4,39 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::Shape;
+use crate::content::Content;
 use crate::observation::Observation;
-use crate::sketch::{mix, normalised_entropy, CoMoments, HeavyHitters, Histogram, Hll, Moments};
+use crate::sketch::{mix, HeavyHitters, Histogram, Hll, Moments};
 
 const TOPIC_BINS: usize = 64;
 const HOUR_MS: i64 = 3_600_000;
 /// Gaps longer than this are pauses, not part of a rhythm; they are clipped before the moments.
 pub const MAX_GAP_SECS: f64 = 1800.0;
-/// Fresh answered calls before the tracking of answer length by input length means anything.
-const MIN_TRACKED_CALLS: u32 = 20;
-/// Inputs whose lengths vary less than this (standard deviation of the log, about ±20 %)
-/// cannot show whether answers follow them.
-const MIN_INPUT_SPREAD: f64 = 0.2;
+
+/// The content counters of an account's whole traffic: the large sizes.
+pub type AccountContent = Content<256, 128, TOPIC_BINS>;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AccountState {
     /// Every exchange, generative or not.
     pub exchanges: u32,
-    /// Chat and completions calls: the ones that can be harvested.
-    pub generative: u32,
     first_ts: i64,
     last_ts: i64,
-    single_turn: u32,
-    fresh_step_by_step: u32,
-    followups: u32,
     with_system: u32,
     tools: u32,
-    /// Calls answered with text (not a tool call): the denominator of output volume.
-    answers: u32,
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    high_max: u32,
-    finish_length: u32,
-    step_by_step: u32,
-    hidden_reasoning: u32,
-    task_generation: u32,
-    reasoning_high: u32,
-    logprobs: u32,
-    many_top_logprobs: u32,
-    multi_sample: u32,
     logit_bias: u32,
     max_one: u32,
     new_model: u32,
     signup: Option<i64>,
-    distinct_prompts: Hll<256>,
-    distinct_followups: Hll<128>,
+    /// What the generation calls ask for and get back.
+    content: AccountContent,
     distinct_openings: Hll<64>,
     logit_ids: Hll<32>,
     ips: Hll<32>,
     active_hours: Hll<64>,
-    topics: Histogram<TOPIC_BINS>,
-    heads: HeavyHitters<4>,
-    tails: HeavyHitters<4>,
     systems: HeavyHitters<2>,
     gaps: Moments,
     hour_of_day: Histogram<24>,
-    /// Log prompt tokens against log answer tokens on fresh answered calls.
-    lengths: CoMoments,
 }
 
 /// Everything the signals are computed from, in interpretable units. Printed by
@@ -132,7 +108,7 @@ fn share(count: u32, of: u32) -> f64 {
 impl AccountState {
     /// The account's most repeated prompt skeleton and its (lower-bound) count.
     pub fn top_template(&self) -> Option<(u64, u32)> {
-        self.heads.top()
+        self.content.heads.top()
     }
 
     /// The account's most used system prompt and its count.
@@ -168,59 +144,13 @@ impl AccountState {
             return;
         }
         let inc = |c: &mut u32, yes: bool| *c = c.saturating_add(u32::from(yes));
-        self.generative = self.generative.saturating_add(1);
-        inc(&mut self.single_turn, obs.single_turn());
+        self.content.update(obs, shape);
         inc(&mut self.with_system, obs.system.is_some());
         inc(&mut self.tools, obs.has_tools);
-        inc(
-            &mut self.high_max,
-            obs.max_tokens.is_some_and(|m| m >= shape.high_max_tokens),
-        );
-        inc(&mut self.finish_length, obs.finish_length);
-        inc(&mut self.step_by_step, obs.phrases.step_by_step);
-        inc(&mut self.hidden_reasoning, obs.phrases.hidden_reasoning);
-        inc(&mut self.task_generation, obs.phrases.task_generation);
-        inc(
-            &mut self.reasoning_high,
-            obs.reasoning_high || obs.reasoning_returned,
-        );
-        inc(&mut self.logprobs, obs.logprobs);
-        inc(
-            &mut self.many_top_logprobs,
-            obs.top_logprobs >= shape.many_top_logprobs,
-        );
-        inc(&mut self.multi_sample, obs.n > 1);
         inc(&mut self.logit_bias, obs.logit_bias_entries > 0);
         inc(&mut self.max_one, obs.max_tokens == Some(1));
         inc(&mut self.new_model, new_model);
-        if !obs.tool_call_answer {
-            self.answers = self.answers.saturating_add(1);
-            self.prompt_tokens += obs.prompt_tokens;
-            self.completion_tokens += obs.completion_tokens;
-        }
-        self.distinct_prompts.insert(obs.request_hash);
         self.distinct_openings.insert(obs.opening);
-        if obs.user_turns > 1 {
-            inc(&mut self.followups, true);
-            self.distinct_followups.insert(obs.prompt.exact);
-        }
-        // Breadth and templates are read on fresh contexts only: that is where a harvest
-        // shows, and where ordinary chat mixed in around it cannot dilute it.
-        if obs.single_turn() {
-            if obs.prompt.words > 0 {
-                // The minimum itself is biased small; a re-mix of it is a uniform bucket.
-                self.topics.add((mix(obs.prompt.minhash) >> 58) as usize);
-            }
-            self.heads.insert(obs.prompt.head_skeleton);
-            self.tails.insert(obs.prompt.tail_skeleton);
-            inc(&mut self.fresh_step_by_step, obs.phrases.step_by_step);
-            if !obs.tool_call_answer && obs.prompt_tokens > 0 && obs.completion_tokens > 0 {
-                self.lengths.push(
-                    (obs.prompt_tokens as f64).ln(),
-                    (obs.completion_tokens as f64).ln(),
-                );
-            }
-        }
         if let Some(s) = obs.system {
             self.systems.insert(s);
         }
@@ -245,49 +175,23 @@ impl AccountState {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        macro_rules! add {
-            ($($f:ident),*) => { $( self.$f = self.$f.saturating_add(o.$f); )* };
-        }
-        add!(
-            exchanges,
-            generative,
-            single_turn,
-            fresh_step_by_step,
-            followups,
-            with_system,
-            tools,
-            answers,
-            prompt_tokens,
-            completion_tokens,
-            high_max,
-            finish_length,
-            step_by_step,
-            hidden_reasoning,
-            task_generation,
-            reasoning_high,
-            logprobs,
-            many_top_logprobs,
-            multi_sample,
-            logit_bias,
-            max_one,
-            new_model
-        );
+        self.exchanges = self.exchanges.saturating_add(o.exchanges);
+        self.with_system = self.with_system.saturating_add(o.with_system);
+        self.tools = self.tools.saturating_add(o.tools);
+        self.logit_bias = self.logit_bias.saturating_add(o.logit_bias);
+        self.max_one = self.max_one.saturating_add(o.max_one);
+        self.new_model = self.new_model.saturating_add(o.new_model);
+        self.content.merge(&o.content);
         macro_rules! merge {
             ($($f:ident),*) => { $( self.$f.merge(&o.$f); )* };
         }
         merge!(
-            distinct_prompts,
-            distinct_followups,
             distinct_openings,
             logit_ids,
             ips,
             active_hours,
-            topics,
-            heads,
-            tails,
             systems,
-            hour_of_day,
-            lengths
+            hour_of_day
         );
     }
 
@@ -300,47 +204,19 @@ impl AccountState {
         self.first_ts
     }
 
+    /// Chat and completions calls: the ones that can be harvested.
+    pub fn generative(&self) -> u32 {
+        self.content.generative
+    }
+
     pub fn features(&self) -> Features {
-        let g = self.generative;
+        let g = self.content.generative;
         let span_hours = (self.last_ts - self.first_ts) as f64 / HOUR_MS as f64;
         let active_hours = self.active_hours.estimate().max(1.0);
-        let template = share(
-            self.heads.top_count().max(self.tails.top_count()),
-            self.single_turn,
-        );
-        let distinct_followups = self
-            .distinct_followups
-            .estimate()
-            .min(f64::from(self.followups));
-        Features {
+        let mut f = Features {
             exchanges: self.exchanges,
-            generative: g,
-            single_turn: share(self.single_turn, g),
-            unique_prompts: (self.distinct_prompts.estimate() / f64::from(g.max(1))).min(1.0),
             conversations: (self.distinct_openings.estimate() / f64::from(g.max(1))).min(1.0),
-            breadth: normalised_entropy(&self.topics.0),
-            template,
             system_share: share(self.systems.top_count(), g),
-            followups: self.followups,
-            followup_share: share(self.followups, g),
-            followup_repeat: if self.followups == 0 {
-                0.0
-            } else {
-                1.0 - distinct_followups / f64::from(self.followups)
-            },
-            mean_output_tokens: self.completion_tokens as f64 / f64::from(self.answers.max(1)),
-            output_ratio: self.completion_tokens as f64 / (self.prompt_tokens.max(1)) as f64,
-            high_max_tokens: share(self.high_max, g),
-            finish_length: share(self.finish_length, g),
-            step_by_step: share(self.step_by_step, g),
-            fresh_step_by_step: share(self.fresh_step_by_step, self.single_turn),
-            fresh: self.single_turn,
-            hidden_reasoning: share(self.hidden_reasoning, g),
-            task_generation: share(self.task_generation, g),
-            reasoning_high: share(self.reasoning_high, g),
-            logprobs: share(self.logprobs, g),
-            many_top_logprobs: share(self.many_top_logprobs, g),
-            multi_sample: share(self.multi_sample, g),
             logit_bias: share(self.logit_bias, g),
             logit_ids: if self.logit_bias == 0 {
                 0.0
@@ -364,15 +240,11 @@ impl AccountState {
                 .signup
                 .map(|s| (self.first_ts - s) as f64 / (24.0 * HOUR_MS as f64)),
             new_model: share(self.new_model, g),
-            length_tracking: if self.lengths.n >= MIN_TRACKED_CALLS
-                && self.lengths.sd_x() >= MIN_INPUT_SPREAD
-            {
-                self.lengths.correlation()
-            } else {
-                0.0
-            },
             accounts: 1,
-        }
+            ..Features::default()
+        };
+        self.content.fill(&mut f);
+        f
     }
 }
 

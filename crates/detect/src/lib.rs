@@ -9,11 +9,13 @@
 pub mod account;
 mod chunked;
 pub mod config;
+mod content;
 pub mod link;
 pub mod observation;
 pub mod score;
 pub mod sketch;
 mod state;
+mod stream;
 pub mod text;
 
 use std::collections::HashMap;
@@ -24,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunked::Chunked;
 use crate::link::{Edge, LinkKind, Linker, KINDS};
 use crate::sketch::{hash_bytes, mix};
+use crate::stream::Streams;
 
 pub use account::{AccountState, Features};
 pub use config::Config;
@@ -53,6 +56,47 @@ struct Account {
     /// Union-find parent (itself when a root).
     parent: u32,
     hours: Hours,
+    /// The client setting of the account's first calls ([`Observation::stream`]).
+    first_stream: u64,
+    /// Its streams, followed from the first call with another setting ([`stream`]).
+    streams: Option<Box<Streams>>,
+}
+
+impl Account {
+    /// Follows the streams of the account's generation calls.
+    fn note_stream(&mut self, obs: &Observation, shape: &config::Shape) {
+        if !obs.generative || obs.stream == 0 {
+            return;
+        }
+        match &mut self.streams {
+            Some(streams) => streams.note(obs, shape),
+            None if self.first_stream == 0 => self.first_stream = obs.stream,
+            None if self.first_stream != obs.stream => {
+                let before = self.state.generative().saturating_sub(1);
+                let mut streams = Streams::starting(self.first_stream, before);
+                streams.note(obs, shape);
+                self.streams = Some(Box::new(streams));
+            }
+            None => {}
+        }
+    }
+
+    /// The account's features, and those of its strongest stream when judged apart it scores
+    /// higher than the whole: (whole, stream).
+    fn judged(&self, config: &Config) -> (Features, Option<Features>) {
+        let whole = self.state.features();
+        let Some(streams) = &self.streams else {
+            return (whole, None);
+        };
+        let (base, _) = score::score(&whole, config);
+        let best = streams
+            .features(&whole, config.thresholds.min_exchanges)
+            .map(|f| (score::score(&f, config).0, f))
+            .filter(|(s, _)| *s > base)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, f)| f);
+        (whole, best)
+    }
 }
 
 /// The clock hours an account was first active in, folded into one value once there are
@@ -498,6 +542,8 @@ impl Detector {
                     first_flagged: None,
                     parent: i,
                     hours: Hours::default(),
+                    first_stream: 0,
+                    streams: None,
                 });
                 i
             }
@@ -505,6 +551,7 @@ impl Detector {
         let shape = self.config.shape.clone();
         let account = &mut self.accounts[idx as usize];
         account.state.update(obs, &shape, new_model);
+        account.note_stream(obs, &shape);
         for &id in &obs.logit_ids {
             account.state.note_logit_id(id);
         }
@@ -520,7 +567,8 @@ impl Detector {
 
         let mut changes = Vec::new();
         let account = &mut self.accounts[idx as usize];
-        let (score, verdict) = score::score(&account.state.features(), &self.config);
+        let (whole, stream) = account.judged(&self.config);
+        let (score, verdict) = score::score(stream.as_ref().unwrap_or(&whole), &self.config);
         account.peak_score = account.peak_score.max(score);
         if verdict > account.verdict {
             changes.push(VerdictChange {
@@ -603,9 +651,27 @@ impl Detector {
 
     fn report_of(&self, i: u32) -> AccountReport {
         let a = &self.accounts[i as usize];
-        let assessment = score::assess(&a.state.features(), &self.config);
+        let (whole, stream) = a.judged(&self.config);
+        let assessment = score::assess(stream.as_ref().unwrap_or(&whole), &self.config);
         let mut score = a.peak_score.max(assessment.score);
         let mut reasons = assessment.reasons;
+        if let Some(f) = &stream {
+            let (alone, _) = score::score(&whole, &self.config);
+            reasons.insert(
+                0,
+                Reason {
+                    signal: "harvest_stream",
+                    value: 0.0,
+                    detail: format!(
+                        "judged on one stream of its traffic: {} of the account's {} generation calls sent with one client setting (system prompt, tools, parameters, user agent) score {:.3} on their own, the whole account {:.3}; the reasons below are that stream's",
+                        f.generative,
+                        whole.generative,
+                        assessment.score,
+                        alone
+                    ),
+                },
+            );
+        }
         let root = self.root_of(i);
         let group = self.groups.get(&root);
         if let Some(g) = group {
@@ -637,7 +703,7 @@ impl Detector {
                             "one of {} accounts {how} ({}); their combined {} calls score {:.3}{caveat}: {}",
                             g.members.len(),
                             describe_links(&g.links),
-                            g.state.generative,
+                            g.state.generative(),
                             g.peak_score,
                             top.join(", ")
                         ),

@@ -68,6 +68,11 @@ pub struct Observation {
     pub user_agent: Option<u64>,
     pub tls: Option<u64>,
     pub asn: Option<u64>,
+    /// The client's settings for this call (system prompt, tools, whether `max_tokens` is
+    /// set, temperature, logprobs, `n`, user agent): the same for every call of one script or
+    /// one product's client, and what tells one stream of an account's traffic from another
+    /// ([`crate::stream`]). 0 when unknown (facts kept by an earlier version).
+    pub stream: u64,
 }
 
 /// Rough token count for text when the log has no `usage` (about four bytes a token in English).
@@ -194,6 +199,7 @@ impl Observation {
             }
         }
         obs.request_hash = h;
+        obs.stream = stream_key(&obs, req.temperature);
 
         match ex.response.as_ref() {
             Some(resp) => {
@@ -252,6 +258,20 @@ impl Observation {
     pub fn single_turn(&self) -> bool {
         self.user_turns <= 1 && self.assistant_turns == 0 && self.tool_turns == 0
     }
+}
+
+/// The stream key of [`Observation::stream`]: never 0.
+fn stream_key(obs: &Observation, temperature: Option<f64>) -> u64 {
+    let flags = u64::from(obs.has_tools)
+        | u64::from(obs.max_tokens.is_some()) << 1
+        | u64::from(obs.logprobs) << 2
+        | u64::from(obs.n > 1) << 3
+        | u64::from(temperature.is_some()) << 4;
+    let mut h = mix(0x5eed ^ flags);
+    h = mix(h ^ obs.system.unwrap_or(0));
+    h = mix(h ^ obs.user_agent.unwrap_or(0));
+    h = mix(h ^ temperature.map_or(0, |t| (t * 100.0).round() as i64 as u64));
+    h.max(1)
 }
 
 #[derive(Serialize, Deserialize)]

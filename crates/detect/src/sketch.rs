@@ -209,16 +209,33 @@ impl<const K: usize> Default for HeavyHitters<K> {
 
 impl<const K: usize> HeavyHitters<K> {
     pub fn insert(&mut self, key: u64) {
+        self.insert_n(key, 1);
+    }
+
+    /// Counts `key` `n` times at once (the weighted form of the same summary).
+    pub fn insert_n(&mut self, key: u64, n: u32) {
         if let Some(i) = (0..K).find(|&i| self.counts[i] > 0 && self.keys[i] == key) {
-            self.counts[i] = self.counts[i].saturating_add(1);
+            self.counts[i] = self.counts[i].saturating_add(n);
         } else if let Some(i) = (0..K).find(|&i| self.counts[i] == 0) {
             self.keys[i] = key;
-            self.counts[i] = 1;
+            self.counts[i] = n;
         } else {
+            let least = self.counts.iter().copied().min().unwrap_or(0);
+            let d = least.min(n);
             for c in &mut self.counts {
-                *c -= 1;
+                *c -= d;
+            }
+            if n > d {
+                self.insert_n(key, n - d);
             }
         }
+    }
+
+    /// The (lower-bound) count of `key`: 0 when it is not among the kept.
+    pub fn count(&self, key: u64) -> u32 {
+        (0..K)
+            .find(|&i| self.counts[i] > 0 && self.keys[i] == key)
+            .map_or(0, |i| self.counts[i])
     }
 
     /// Folds another summary in (Agarwal et al.'s mergeable summaries): add counts, then

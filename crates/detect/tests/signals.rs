@@ -635,3 +635,101 @@ fn random_arrivals_are_a_population_not_a_machine_but_even_pacing_is() {
     assert_eq!(timing("sparse"), 0.0, "{:?}", d.report("sparse"));
     assert!(timing("paced") >= 1.0, "{:?}", d.report("paced"));
 }
+
+/// An account's own chat in office hours (conversations of four turns with varied follow-ups,
+/// the client's default settings) and, when `harvest_temperature` is given, a script's broad
+/// step-by-step questions beside it: a third of the calls, long answers, sent with the
+/// script's own settings (`max_tokens` 4,096, temperature 0.7) or, with `Some(false)`, with the
+/// chat's (neither set).
+fn chat_with_a_harvest_beside_it(account: &str, harvest: Option<bool>) -> Vec<Exchange> {
+    let answer = "Here is a thorough, detailed answer with every step explained. ".repeat(40);
+    let mut log = Vec::new();
+    let mut i = 0;
+    for conv in 0..150 {
+        let opened = START
+            + (conv as i64 / 15) * 86_400_000
+            + 9 * 3_600_000
+            + (conv as i64 % 15) * 1_800_000
+            + (conv as i64 * 7_919 % 600) * 1_000;
+        let mut history = vec![msg("user", &topic(conv))];
+        for turn in 0..4 {
+            let ts = opened + turn as i64 * (60_000 + (conv * turn) as i64 % 7 * 20_000);
+            log.push(exchange(
+                account,
+                i,
+                ts,
+                history.clone(),
+                "Sure. ".repeat(30).as_str(),
+            ));
+            history.push(msg("assistant", "Sure."));
+            history.push(msg(
+                "user",
+                &format!("and what about {}?", topic(conv * 4 + turn + 5000)),
+            ));
+            i += 1;
+        }
+        if let Some(own_settings) = harvest {
+            for k in 0..2 {
+                let q = varied(conv * 2 + k);
+                let ts = opened + 600_000 + k as i64 * 200_000;
+                let mut e = exchange(
+                    account,
+                    i,
+                    ts,
+                    vec![msg(
+                        "user",
+                        &format!("{q}\n\nThink step by step and answer in full detail."),
+                    )],
+                    &answer,
+                );
+                if own_settings {
+                    e.request.max_tokens = Some(4096);
+                    e.request.temperature = Some(0.7);
+                }
+                log.push(e);
+                i += 1;
+            }
+        }
+    }
+    log.sort_by_key(|e| e.ts.millis());
+    log
+}
+
+#[test]
+fn a_harvest_beside_ordinary_chat_is_judged_on_its_own_stream() {
+    let mut log = chat_with_a_harvest_beside_it("chat-only", None);
+    log.extend(chat_with_a_harvest_beside_it(
+        "script-beside-chat",
+        Some(true),
+    ));
+    log.extend(chat_with_a_harvest_beside_it("same-settings", Some(false)));
+    log.sort_by_key(|e| e.ts.millis());
+    let d = run(&log);
+    let chat = d.report("chat-only").unwrap();
+    assert_eq!(chat.verdict, Verdict::Benign, "{:?}", chat.reasons);
+    let hidden = d.report("script-beside-chat").unwrap();
+    assert_eq!(hidden.verdict, Verdict::Distilling, "{:?}", hidden.reasons);
+    assert_eq!(
+        hidden.reasons[0].signal, "harvest_stream",
+        "{:?}",
+        hidden.reasons
+    );
+    assert!(hidden
+        .reasons
+        .iter()
+        .any(|r| r.signal == "fresh_broad_coverage" || r.signal == "templated_coverage"));
+    // Sent with the chat's own settings, the calls are one mixture, which this judges as a
+    // whole (the known limit: a stream is told apart by its client's settings only).
+    let mixed = d.report("same-settings").unwrap();
+    assert!(
+        mixed.reasons.iter().all(|r| r.signal != "harvest_stream"),
+        "{:?}",
+        mixed.reasons
+    );
+    assert!(
+        hidden.score > mixed.score,
+        "{} vs {}",
+        hidden.score,
+        mixed.score
+    );
+}

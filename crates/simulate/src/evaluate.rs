@@ -12,6 +12,8 @@ use crate::Label;
 pub struct Verdict {
     pub score: f64,
     pub distilling: bool,
+    /// `suspicious` or `distilling`: on the watch list someone reads.
+    pub watched: bool,
     /// Milliseconds of the exchange at which the account was first flagged.
     pub first_flagged: Option<i64>,
     /// The group the detector placed the account in, if any.
@@ -39,6 +41,11 @@ pub struct Evaluation {
     pub auroc: f64,
     pub tpr: Rate,
     pub fpr: Rate,
+    /// Benign accounts left `suspicious` or worse: the watch list's false entries (budget 5 %).
+    pub benign_watched: Rate,
+    /// TPR at the score threshold that keeps the FPR within each budget (0.1 %, 0.5 %): how
+    /// well the scores rank, apart from where the verdict thresholds sit.
+    pub tpr_at_fpr: Vec<TprAtFpr>,
     pub fpr_by_archetype: BTreeMap<String, Rate>,
     pub tpr_by_archetype: BTreeMap<String, Rate>,
     pub campaigns_caught: Rate,
@@ -52,6 +59,41 @@ pub struct Evaluation {
     pub false_positives: Vec<String>,
     /// Grouping of multi-account campaigns.
     pub grouping: Grouping,
+}
+
+/// The TPR at the highest score threshold whose FPR stays within `budget`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TprAtFpr {
+    pub budget: f64,
+    /// Accounts scoring strictly above this are flagged.
+    pub threshold: f64,
+    pub tpr: Rate,
+    pub fpr: Rate,
+}
+
+/// The FPR budgets reported by [`Evaluation::tpr_at_fpr`].
+pub const FPR_BUDGETS: [f64; 2] = [0.001, 0.005];
+
+/// TPR at the score threshold that lets at most `budget` of the benign accounts above it
+/// (strictly above: an attack tied with a benign account at the threshold is not counted).
+pub fn tpr_at_fpr(scored: &[(f64, bool)], budget: f64) -> TprAtFpr {
+    let mut benign: Vec<f64> = scored.iter().filter(|s| !s.1).map(|s| s.0).collect();
+    benign.sort_by(|a, b| b.total_cmp(a));
+    let allowed = (budget * benign.len() as f64).floor() as usize;
+    let threshold = benign.get(allowed).copied().unwrap_or(f64::NEG_INFINITY);
+    let count = |attack: bool| Rate {
+        hits: scored
+            .iter()
+            .filter(|s| s.1 == attack && s.0 > threshold)
+            .count(),
+        of: scored.iter().filter(|s| s.1 == attack).count(),
+    };
+    TprAtFpr {
+        budget,
+        threshold,
+        tpr: count(true),
+        fpr: count(false),
+    }
 }
 
 /// How well groups match multi-account campaigns.
@@ -130,6 +172,8 @@ pub fn evaluate(
         } else {
             e.fpr.of += 1;
             e.fpr.hits += usize::from(flagged);
+            e.benign_watched.of += 1;
+            e.benign_watched.hits += usize::from(v.is_some_and(|v| v.watched));
             let r = e.fpr_by_archetype.entry(l.archetype.clone()).or_default();
             r.of += 1;
             r.hits += usize::from(flagged);
@@ -140,6 +184,10 @@ pub fn evaluate(
         }
     }
     e.auroc = auroc(&scored);
+    e.tpr_at_fpr = FPR_BUDGETS
+        .iter()
+        .map(|&b| tpr_at_fpr(&scored, b))
+        .collect();
     for (name, (times, flag, archetype)) in campaigns {
         let share = match flag {
             Some(f) => times.iter().filter(|&&t| t < f).count() as f64 / times.len().max(1) as f64,
@@ -256,6 +304,7 @@ mod tests {
             Verdict {
                 score: 1.0,
                 distilling: true,
+                watched: true,
                 first_flagged: Some(5),
                 cluster: None,
             },
@@ -277,5 +326,26 @@ mod tests {
         let e = evaluate(&labels, &late, &times);
         let (caught, early) = &e.campaigns_by_archetype["x"];
         assert_eq!((caught.hits, early.hits, early.of), (1, 0, 1));
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn tpr_at_a_budget_counts_only_attacks_strictly_above_the_benign_allowed() {
+        // 1,000 benign accounts scoring 0..0.999; at 0.1 % one benign may stand above.
+        let mut scored: Vec<(f64, bool)> =
+            (0..1000).map(|i| (f64::from(i) / 1000.0, false)).collect();
+        scored.extend([(0.9995, true), (0.998, true), (0.5, true), (0.9985, true)]);
+        let r = tpr_at_fpr(&scored, 0.001);
+        assert_eq!(r.threshold, 0.998);
+        assert_eq!(
+            (r.tpr.hits, r.tpr.of),
+            (2, 4),
+            "0.998 ties the threshold and is not counted"
+        );
+        assert_eq!(r.fpr.hits, 1);
     }
 }

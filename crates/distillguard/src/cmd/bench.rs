@@ -184,6 +184,7 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
                     Verdict {
                         score: r.score,
                         distilling: r.verdict == DetectVerdict::Distilling,
+                        watched: r.verdict >= DetectVerdict::Suspicious,
                         first_flagged,
                         cluster: r.cluster.clone(),
                     },

@@ -63,6 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Verdict {
                 score: v.score,
                 distilling: v.verdict == "distilling",
+                watched: v.verdict == "distilling" || v.verdict == "suspicious",
                 first_flagged,
                 cluster: v.cluster,
             },
@@ -93,6 +94,16 @@ pub fn render(e: &Evaluation) -> String {
     s += &format!("AUROC                         {:.4}\n", e.auroc);
     s += &format!("TPR at distilling             {}\n", r(&e.tpr));
     s += &format!("FPR at distilling             {}\n", r(&e.fpr));
+    s += &format!("benign left suspicious+       {}\n", r(&e.benign_watched));
+    for b in &e.tpr_at_fpr {
+        s += &format!(
+            "TPR at FPR <= {:<5}           {} (scores above {:.4}; FPR {})\n",
+            format!("{}%", b.budget * 100.0),
+            r(&b.tpr),
+            b.threshold,
+            r(&b.fpr)
+        );
+    }
     s += &format!("campaigns caught              {}\n", r(&e.campaigns_caught));
     s += &format!(
         "campaigns caught before 10%   {}\n",
