@@ -11,6 +11,7 @@ pub mod attack;
 pub mod benign;
 pub mod corpus;
 pub mod evaluate;
+pub mod neutralise;
 pub mod world;
 
 use exchange::Exchange;

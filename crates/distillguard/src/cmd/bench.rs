@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use detect::{Detector, Verdict as DetectVerdict};
 use simulate::evaluate::{evaluate, Evaluation, Verdict};
+use simulate::neutralise::{neutralise, Cue, CUES};
 use simulate::{simulate, Corpora, Label, SimConfig};
 
 #[derive(clap::Args)]
@@ -105,6 +106,11 @@ pub struct DetectArgs {
     /// strangers (0 to 1; default 0, the earlier worlds draw for draw).
     #[arg(long, default_value_t = 0.0)]
     pub shared_egress: f64,
+    /// Take one cue away: every account draws it from another account of its world, blind to
+    /// labels (timing, addresses, age-and-payment, params, system-prompts, volume; see
+    /// `simulate::neutralise`).
+    #[arg(long, value_parser = parse_cue)]
+    pub neutralise: Option<Cue>,
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Write every account's label, score, verdict and features as JSON lines (for analysis).
@@ -153,7 +159,7 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let mut all_times: HashMap<String, Vec<i64>> = HashMap::new();
     for &size in &args.sizes {
         for seed in 1..=args.seeds {
-            let sim = simulate(
+            let mut sim = simulate(
                 &SimConfig {
                     seed,
                     benign_accounts: size,
@@ -163,6 +169,9 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
                 },
                 &corpora,
             );
+            if let Some(cue) = args.neutralise {
+                neutralise(&mut sim, cue, seed);
+            }
             let mut detector = Detector::new(config.clone());
             let mut times: HashMap<String, Vec<i64>> = HashMap::new();
             for ex in &sim.exchanges {
@@ -240,6 +249,13 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
     );
     print!("{}", super::evaluate::render(&pooled));
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_cue(s: &str) -> Result<Cue, String> {
+    Cue::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = CUES.iter().map(|c| c.name()).collect();
+        format!("unknown cue {s:?}; one of {}", names.join(", "))
+    })
 }
 
 fn print_misses(e: &Evaluation, labels: &[Label], verdicts: &HashMap<String, Verdict>) {
