@@ -77,6 +77,8 @@ pub struct Features {
     pub tools: f64,
     pub span_hours: f64,
     pub duty_cycle: f64,
+    /// Distinct clock hours with calls (estimated): how long the behaviour has been sustained.
+    pub active_hours: f64,
     pub calls_per_active_hour: f64,
     pub gap_cv: f64,
     /// Mean gap between calls, pauses clipped at 30 minutes.
@@ -227,6 +229,7 @@ impl AccountState {
             tools: share(self.tools, g),
             span_hours,
             duty_cycle: (active_hours / (span_hours.ceil() + 1.0)).min(1.0),
+            active_hours: self.active_hours.estimate(),
             calls_per_active_hour: f64::from(self.exchanges) / active_hours,
             gap_cv: self.gaps.cv(),
             mean_gap_secs: self.gaps.mean,

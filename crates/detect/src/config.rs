@@ -24,6 +24,15 @@ pub struct Thresholds {
     /// Generation calls an account must have made before it can be `distilling` (default 12):
     /// a handful of calls is never enough evidence to act on a paying customer.
     pub min_exchanges: u32,
+    /// Distinct clock hours with calls before an account can be `distilling` (default 3). A
+    /// harvest wants volume and keeps going; a benchmark run, a backfill or a one-off job is
+    /// bounded and over within an hour or two, with every content signal of a harvest while
+    /// it lasts.
+    pub min_active_hours: f64,
+    /// Independent lines of harvest evidence (coverage, extraction, generated prompts; see
+    /// `docs/signals.md`) needed for `distilling` (default 2). One line with the account's
+    /// circumstances is what a product's users or a benchmark also show: `suspicious`.
+    pub min_evidence_lines: u32,
 }
 
 impl Default for Thresholds {
@@ -32,6 +41,8 @@ impl Default for Thresholds {
             suspicious: 0.5,
             distilling: 0.85,
             min_exchanges: 12,
+            min_active_hours: 3.0,
+            min_evidence_lines: 2,
         }
     }
 }

@@ -717,7 +717,8 @@ impl Detector {
         let cluster = group.map(|_| self.cluster_name(root));
         AccountReport {
             account: a.name.clone(),
-            score: (score * 10_000.0).round() / 10_000.0,
+            // Rounded down: a score shown never reaches a threshold the true one has not.
+            score: (score * 10_000.0).floor() / 10_000.0,
             verdict: a.verdict,
             cluster,
             first_flagged: a.first_flagged.clone(),
@@ -824,7 +825,8 @@ impl Detector {
         GroupReport {
             cluster: self.cluster_name(root),
             verdict: g.verdict,
-            score: (score * 10_000.0).round() / 10_000.0,
+            // Rounded down: a score shown never reaches a threshold the true one has not.
+            score: (score * 10_000.0).floor() / 10_000.0,
             first_flagged: g.first_flagged.clone(),
             exchanges: u64::from(g.state.exchanges),
             links: LinkKind::ALL

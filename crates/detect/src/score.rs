@@ -223,6 +223,38 @@ const CONTEXT: [&str; 5] = [
     "account_fleet",
 ];
 
+/// The independent lines of harvest evidence a signal belongs to: what is covered (a broad or
+/// templated collection of prompts), what is extracted (long answers, reasoning, logprobs,
+/// logits), how prompts are made (invented tasks, synthetic follow-ups), and one actor
+/// spreading the traffic over a fleet of accounts (no customer needs to). Evidence against
+/// belongs to none; the circumstances of evasion (machine timing, rotating addresses, a pivot
+/// to a new model) make one line together when at least two of them are there
+/// ([`CIRCUMSTANCES`]); a new account is every new customer and makes none. A logit-bias sweep is
+/// extraction no product performs at volume, and counts as two lines by itself.
+fn lines_of(signal: &str) -> u32 {
+    match signal {
+        "fresh_broad_coverage" | "templated_coverage" => 1 << 0,
+        "output_harvest" | "reasoning_elicitation" | "hidden_reasoning" | "logprob_harvest" => {
+            1 << 1
+        }
+        "task_generation" | "synthetic_followups" => 1 << 2,
+        "account_fleet" => 1 << 3,
+        "logit_bias_sweep" => (1 << 1) | (1 << 4),
+        "machine_timing" | "ip_rotation" | "model_pivot" => 1 << 5,
+        _ => 0,
+    }
+}
+
+/// The log-odds each line's signals must add up to before it counts as a line of evidence
+/// (coverage, extraction, generation, fleet, sweep). A fleet counts from about five accounts
+/// of one actor taking turns.
+const LINE_MIN: [f64; 5] = [1.0, 1.0, 1.0, 0.5, 1.0];
+/// The circumstances line counts when at least this many circumstances each add at least
+/// [`CIRCUMSTANCE_MIN`]: round-the-clock pacing alone is a global product's users as much as
+/// a script, a new account alone every new customer.
+const CIRCUMSTANCES: u32 = 2;
+const CIRCUMSTANCE_MIN: f64 = 0.5;
+
 /// Scores an account from its features, with the reasons behind the score.
 pub fn assess(f: &Features, c: &Config) -> Assessment {
     evaluate(f, c, true)
@@ -260,12 +292,23 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     };
     let mut logit = c.weights.bias;
     let mut reasons = Vec::new();
+    let mut by_line = [0.0f64; 5];
+    let mut circumstances = 0;
     for (signal, strength, weight, detail) in signals {
         let mut value = confidence * strength * weight;
         if value > 0.0 && CONTEXT.contains(&signal) {
             value *= context_scale;
         }
         logit += value;
+        let lines = lines_of(signal);
+        if lines & (1 << 5) != 0 && value >= CIRCUMSTANCE_MIN {
+            circumstances += 1;
+        }
+        for (i, total) in by_line.iter_mut().enumerate() {
+            if lines & (1 << i) != 0 {
+                *total += value;
+            }
+        }
         if explain && value.abs() >= 0.25 {
             reasons.push(Reason {
                 signal,
@@ -275,7 +318,19 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         }
     }
     let score = 1.0 / (1.0 + (-logit).exp());
-    let verdict = if score >= c.thresholds.distilling && f.generative >= c.thresholds.min_exchanges
+    let lines = by_line
+        .iter()
+        .zip(LINE_MIN)
+        .filter(|(v, min)| **v >= *min)
+        .count() as u32
+        + u32::from(circumstances >= CIRCUMSTANCES);
+    // A logit-bias sweep is extraction no product performs; it need not last to be acted on.
+    let sustained = f.active_hours >= c.thresholds.min_active_hours || by_line[4] >= LINE_MIN[4];
+    let enough = f.generative >= c.thresholds.min_exchanges;
+    let verdict = if score >= c.thresholds.distilling
+        && enough
+        && sustained
+        && lines >= c.thresholds.min_evidence_lines
     {
         Verdict::Distilling
     } else if score >= c.thresholds.suspicious {
@@ -283,6 +338,37 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     } else {
         Verdict::Benign
     };
+    // A score the verdict does not stand behind is not reported as one: an account held at
+    // `suspicious` scores below the `distilling` threshold (mapped from [suspicious, 1) onto
+    // [suspicious, distilling), so held accounts keep their order among themselves), and a
+    // ranking by score agrees with the verdicts.
+    let (t_s, t_d) = (c.thresholds.suspicious, c.thresholds.distilling);
+    let held = score >= t_d && verdict < Verdict::Distilling;
+    let reported = if held && t_s < t_d && t_s < 1.0 {
+        (t_s + (score - t_s) * (t_d - t_s) / (1.0 - t_s)).min(t_d - 1e-4)
+    } else if held {
+        t_d - 1e-4
+    } else {
+        score
+    };
+    if explain && held && enough {
+        let why = if lines < c.thresholds.min_evidence_lines {
+            format!(
+                "held at suspicious: {lines} independent line(s) of harvest evidence (coverage, extraction, generated prompts, a fleet of accounts, two or more circumstances together), {} needed; one line with one circumstance is what a product's many users also show",
+                c.thresholds.min_evidence_lines
+            )
+        } else {
+            format!(
+                "held at suspicious: calls in {:.0} distinct clock hours, {} needed; a benchmark run or a one-off job is bounded, a harvest keeps going",
+                f.active_hours, c.thresholds.min_active_hours
+            )
+        };
+        reasons.push(Reason {
+            signal: "held",
+            value: 0.0,
+            detail: why,
+        });
+    }
     // Evidence for first, strongest first; then what speaks against, strongest first.
     reasons.sort_by(|a, b| {
         (b.value > 0.0)
@@ -290,7 +376,7 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
             .then(b.value.abs().total_cmp(&a.value.abs()))
     });
     Assessment {
-        score,
+        score: reported,
         verdict,
         reasons,
     }
@@ -314,6 +400,7 @@ mod tests {
             mean_output_tokens: 300.0,
             quiet_hours_activity: 1.0,
             span_hours: 48.0,
+            active_hours: 48.0,
             gap_cv: 1.0,
             ip_churn: 1.0,
             account_age_days: Some(0.5),

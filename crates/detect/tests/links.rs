@@ -688,9 +688,11 @@ fn group_changes_report_what_changed_since_last_time_and_what_merged_away() {
 #[test]
 fn a_group_linked_only_by_tool_and_client_is_watched_not_acted_on() {
     // Five accounts on one uncommon client with one chain-of-thought template, each
-    // harvesting a little: linked, and their combined traffic is distilling. But nothing says
-    // they are one customer (no shared card, no sign-ups together): customers of one pipeline
-    // tool look the same, so members are only watched.
+    // harvesting a little: linked, and their combined traffic scores as a harvest. But nothing
+    // says they are one customer (no shared card, no sign-ups together): customers of one
+    // pipeline tool look the same, so members are only watched. (Nor is the group itself
+    // `distilling`: without one actor there is no fleet, and extraction with round-the-clock
+    // pacing is one line of evidence with one circumstance.)
     let mut d = Detector::new(Config::default());
     let client = Who {
         tls: Some("t13d_pipeline_tool".into()),
@@ -700,12 +702,8 @@ fn a_group_linked_only_by_tool_and_client_is_watched_not_acted_on() {
     let n = harvest_in_turns(&mut d, &members, &client);
     let g = &d.groups()[0];
     assert_eq!(g.members.len(), 5);
-    assert_eq!(
-        g.verdict,
-        Verdict::Distilling,
-        "the group's own verdict stands: {:?}",
-        g
-    );
+    assert!(g.verdict >= Verdict::Suspicious, "{g:?}");
+    assert!(g.reasons.iter().any(|r| r.signal == "held"), "{g:?}");
     for m in members {
         let r = d.report(m).unwrap();
         assert_eq!(r.verdict, Verdict::Suspicious, "{m}: {:?}", r.reasons);

@@ -77,8 +77,21 @@ fn topic(i: usize) -> String {
     )
 }
 
+/// The default config, except that behaviour need not last: these tests feed minutes of
+/// traffic, and how long a harvest must keep going is tested on its own
+/// (`a_bounded_run_is_held_until_it_keeps_going`).
+fn config() -> Config {
+    let mut c = Config::default();
+    c.thresholds.min_active_hours = 0.0;
+    c
+}
+
 fn run(exchanges: &[Exchange]) -> Detector {
-    let mut d = Detector::new(Config::default());
+    run_with(exchanges, config())
+}
+
+fn run_with(exchanges: &[Exchange], config: Config) -> Detector {
+    let mut d = Detector::new(config);
     for e in exchanges {
         d.observe(e);
     }
@@ -220,7 +233,7 @@ fn verdicts_only_escalate_and_first_flagged_is_the_flagging_exchange() {
         e.request.logit_bias = Some(LogitBias(vec![((i * 17).to_string(), 100.0)]));
         log.push(e);
     }
-    let mut d = Detector::new(Config::default());
+    let mut d = Detector::new(config());
     let mut seen = Vec::new();
     for e in &log {
         for change in d.observe(e) {
@@ -732,4 +745,46 @@ fn a_harvest_beside_ordinary_chat_is_judged_on_its_own_stream() {
         hidden.score,
         mixed.score
     );
+}
+
+#[test]
+fn a_bounded_run_is_held_until_it_keeps_going() {
+    // 600 broad templated prompts with long answers in 20 minutes: every content signal of a
+    // harvest, and what a benchmark run or a one-off job looks like while it lasts.
+    let run_once = templated_job("bounded", 600);
+    let d = run_with(&run_once, Config::default());
+    let r = d.report("bounded").unwrap();
+    assert_eq!(r.verdict, Verdict::Suspicious, "{:?}", r.reasons);
+    assert!(
+        r.score < 0.85,
+        "a held account's score stays under the threshold: {}",
+        r.score
+    );
+    assert!(
+        r.reasons.iter().any(|x| x.signal == "held"),
+        "{:?}",
+        r.reasons
+    );
+    // The same collection asked again and again over the next hours: a harvest keeps going.
+    let mut log = run_once;
+    let answer = "A long, detailed, generated article. ".repeat(40);
+    log.extend(
+        fresh_calls("bounded", 600, 20_000, 4096, |i| {
+            (
+                format!(
+                    "Write a detailed article about the following: {}",
+                    varied(i + 600)
+                ),
+                answer.clone(),
+            )
+        })
+        .into_iter()
+        .map(|mut e| {
+            e.ts = Timestamp::from_millis(e.ts.millis() + 3_600_000);
+            e
+        }),
+    );
+    let d = run_with(&log, Config::default());
+    let r = d.report("bounded").unwrap();
+    assert_eq!(r.verdict, Verdict::Distilling, "{:?}", r.reasons);
 }

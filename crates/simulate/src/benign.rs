@@ -238,8 +238,19 @@ pub fn answer_product(w: &mut World) -> (Identity, Vec<Exchange>) {
     };
     let adopts = adoption(w, 0.1);
     let old = w.rng.gen_range(0..2);
+    // The hard world's: a product with users on several continents, busy round the clock.
+    let times = if w.hard && w.chance(0.4) {
+        let mut t = Vec::with_capacity(questions);
+        for zone in [-5, 1, 8] {
+            t.extend(w.diurnal(w.start, w.end, questions / 3, zone));
+        }
+        t.sort_unstable();
+        t
+    } else {
+        w.diurnal(w.start, w.end, questions, tz)
+    };
     let mut out = Vec::new();
-    for ts in w.diurnal(w.start, w.end, questions, tz) {
+    for ts in times {
         let (mut question, answer) = if tutoring {
             let p = w.corpora.math.choose(&mut w.rng).expect("math").clone();
             (p.prompt, p.answer)
@@ -453,6 +464,9 @@ pub fn content_pipeline(w: &mut World) -> (Identity, Vec<Exchange>) {
 /// An evaluation harness: a fixed benchmark set with "think step by step", rerun in bursts,
 /// sometimes across models.
 pub fn eval_harness(w: &mut World) -> (Identity, Vec<Exchange>) {
+    if w.hard && w.chance(0.4) {
+        return broad_benchmark(w);
+    }
     let (ips, asn) = if w.chance(0.5) {
         w.cloud_ips(1)
     } else {
@@ -529,6 +543,67 @@ pub fn eval_harness(w: &mut World) -> (Identity, Vec<Exchange>) {
                     ),
                 ));
             }
+        }
+    }
+    (who, out)
+}
+
+/// An evaluation over a broad benchmark (the hard world's): hundreds to thousands of distinct
+/// questions on every topic, asked step by step at temperature 0 with room for a full
+/// derivation, in one fast run (sometimes a second on another model days later). Every
+/// content signal of a chain-of-thought harvest; what it lacks is a harvest's persistence: a
+/// run is bounded by the benchmark and over within an hour or two.
+fn broad_benchmark(w: &mut World) -> (Identity, Vec<Exchange>) {
+    let (ips, asn) = w.cloud_ips(1);
+    let age = w.customer_age();
+    let who = w.identity(Addresses::Fixed(ips), Some(asn), age);
+    let size = w.rng.gen_range(300..2500);
+    let items: Vec<Pair> = (0..size).map(|_| w.broad_prompt()).collect();
+    let style = w.rng.gen_range(0..3);
+    let params = Params {
+        max_tokens: Some(*w.pick(&[1024, 2048, 4096])),
+        temperature: Some(0.0),
+        ..Params::default()
+    };
+    let models: Vec<String> = if w.chance(0.3) {
+        vec![w.old_models[0].into(), w.old_models[1].into()]
+    } else {
+        vec![w.old_models[w.rng.gen_range(0..2)].into()]
+    };
+    let mut out = Vec::new();
+    for (r, model) in models.iter().enumerate() {
+        let start =
+            w.start + r as i64 * (w.end - w.start) / 2 + w.rng.gen_range(0..(w.end - w.start) / 3);
+        let scale = w.rng.gen_range(0.02..0.15);
+        let times = w.burst(start, items.len(), true, scale);
+        for (item, ts) in items.iter().zip(times) {
+            if ts >= w.end {
+                break;
+            }
+            let prompt = match style {
+                0 => format!(
+                    "Question: {}\nAnswer: Let's think step by step.",
+                    item.prompt
+                ),
+                1 => format!(
+                    "{}\n\nThink step by step, then give the final answer on the last line.",
+                    item.prompt
+                ),
+                _ => format!(
+                    "Answer the following question. Reason step by step before answering.\n\n{}",
+                    item.prompt
+                ),
+            };
+            out.push(w.exchange(
+                &who,
+                Call::user(
+                    ts,
+                    model.clone(),
+                    &prompt,
+                    item.answer.clone(),
+                    params.clone(),
+                ),
+            ));
         }
     }
     (who, out)

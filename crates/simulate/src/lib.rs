@@ -54,6 +54,10 @@ pub struct SimConfig {
     /// Share of developers and power users behind a carrier's CGNAT or a VPN exit shared with
     /// strangers (default 0: the worlds of earlier sessions, draw for draw).
     pub shared_egress: f64,
+    /// The hard world: look-alikes that show harvest cues (evaluation runs over broad
+    /// benchmarks with step-by-step prompts at temperature 0; answer products with users
+    /// round the clock). Default off: the earlier worlds, draw for draw.
+    pub hard: bool,
 }
 
 impl Default for SimConfig {
@@ -65,6 +69,7 @@ impl Default for SimConfig {
             days: 3.0,
             start_ms: 1_772_323_200_000,
             shared_egress: 0.0,
+            hard: false,
         }
     }
 }
@@ -104,6 +109,7 @@ pub const ATTACK_KINDS: &[&str] = &[
 pub fn simulate(config: &SimConfig, corpora: &Corpora) -> Simulation {
     let mut w = World::new(config.seed, corpora, config.start_ms, config.days);
     w.shared_egress = config.shared_egress;
+    w.hard = config.hard;
     let mut exchanges = Vec::new();
     let mut labels = Vec::new();
     let weights =

@@ -96,6 +96,10 @@ pub struct World<'c> {
     /// Share of individual customers (developers, power users) whose calls leave through a
     /// mobile carrier's CGNAT or a VPN exit shared with strangers (`SimConfig::shared_egress`).
     pub shared_egress: f64,
+    /// The hard world's look-alikes (`SimConfig::hard`): benign accounts that show the cues
+    /// harvests show. No random draw is made for them when off, so earlier worlds stay as
+    /// they were, draw for draw.
+    pub hard: bool,
     /// Those carriers' address pools, made when first needed: (addresses, ASN).
     egress_pools: Vec<(Vec<String>, u64)>,
 }
@@ -219,6 +223,7 @@ impl<'c> World<'c> {
             old_models: ["gpt-4o", "gpt-4o-mini"],
             new_model: "gpt-5",
             shared_egress: 0.0,
+            hard: false,
             egress_pools: Vec::new(),
         }
     }

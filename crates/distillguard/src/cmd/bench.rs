@@ -106,6 +106,10 @@ pub struct DetectArgs {
     /// strangers (0 to 1; default 0, the earlier worlds draw for draw).
     #[arg(long, default_value_t = 0.0)]
     pub shared_egress: f64,
+    /// The hard world: benign look-alikes that show harvest cues (broad step-by-step
+    /// benchmark runs at temperature 0, answer products used round the clock).
+    #[arg(long)]
+    pub hard: bool,
     /// Take one cue away: every account draws it from another account of its world, blind to
     /// labels (timing, addresses, age-and-payment, params, system-prompts, volume; see
     /// `simulate::neutralise`).
@@ -165,6 +169,7 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
                     benign_accounts: size,
                     days: args.days,
                     shared_egress: args.shared_egress,
+                    hard: args.hard,
                     ..SimConfig::default()
                 },
                 &corpora,

@@ -26,6 +26,10 @@ pub struct Args {
     /// strangers (0 to 1; default 0, the earlier worlds draw for draw).
     #[arg(long, default_value_t = 0.0)]
     pub shared_egress: f64,
+    /// The hard world: benign look-alikes that show harvest cues (broad step-by-step
+    /// benchmark runs at temperature 0, answer products used round the clock).
+    #[arg(long)]
+    pub hard: bool,
     /// Where to write the exchange log (`-` for stdout; a name ending in .gz is compressed).
     #[arg(long, short, default_value = "-")]
     pub out: PathBuf,
@@ -43,6 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         campaigns: args.campaigns,
         days: args.days,
         shared_egress: args.shared_egress,
+        hard: args.hard,
         ..SimConfig::default()
     };
     let sim = simulate(&config, &corpora);
