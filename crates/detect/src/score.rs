@@ -223,9 +223,10 @@ const CONTEXT: [&str; 5] = [
     "account_fleet",
 ];
 
-/// The independent lines of harvest evidence a signal belongs to: what is covered (a broad or
-/// templated collection of prompts), what is extracted (long answers, reasoning, logprobs,
-/// logits), how prompts are made (invented tasks, synthetic follow-ups), and one actor
+/// The independent lines of harvest evidence a signal belongs to: what is covered (a broad
+/// collection of fresh prompts), what is extracted (long answers, reasoning, logprobs,
+/// logits), how prompts are made (one template wrapped around a broad collection, invented
+/// tasks, synthetic follow-ups: manufactured, where a product's users write their own), and one actor
 /// spreading the traffic over a fleet of accounts (no customer needs to). Evidence against
 /// belongs to none; the circumstances of evasion (machine timing, rotating addresses, a pivot
 /// to a new model) make one line together when at least two of them are there
@@ -233,11 +234,11 @@ const CONTEXT: [&str; 5] = [
 /// extraction no product performs at volume, and counts as two lines by itself.
 fn lines_of(signal: &str) -> u32 {
     match signal {
-        "fresh_broad_coverage" | "templated_coverage" => 1 << 0,
+        "fresh_broad_coverage" => 1 << 0,
         "output_harvest" | "reasoning_elicitation" | "hidden_reasoning" | "logprob_harvest" => {
             1 << 1
         }
-        "task_generation" | "synthetic_followups" => 1 << 2,
+        "templated_coverage" | "task_generation" | "synthetic_followups" => 1 << 2,
         "account_fleet" => 1 << 3,
         "logit_bias_sweep" => (1 << 1) | (1 << 4),
         "machine_timing" | "ip_rotation" | "model_pivot" => 1 << 5,
