@@ -295,6 +295,8 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     let mut reasons = Vec::new();
     let mut by_line = [0.0f64; 5];
     let mut circumstances = 0;
+    let mut any_circumstance = false;
+    let mut hidden_reasoning = 0.0;
     for (signal, strength, weight, detail) in signals {
         let mut value = confidence * strength * weight;
         if value > 0.0 && CONTEXT.contains(&signal) {
@@ -304,6 +306,12 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         let lines = lines_of(signal);
         if lines & (1 << 5) != 0 && value >= CIRCUMSTANCE_MIN {
             circumstances += 1;
+        }
+        if CONTEXT.contains(&signal) && value >= CIRCUMSTANCE_MIN {
+            any_circumstance = true;
+        }
+        if signal == "hidden_reasoning" {
+            hidden_reasoning = value;
         }
         for (i, total) in by_line.iter_mut().enumerate() {
             if lines & (1 << i) != 0 {
@@ -328,13 +336,23 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     // A logit-bias sweep is extraction no product performs; it need not last to be acted on.
     let sustained = f.active_hours >= c.thresholds.min_active_hours || by_line[4] >= LINE_MIN[4];
     let enough = f.generative >= c.thresholds.min_exchanges;
+    // Extraction no product performs (a logit-bias sweep, the model's hidden reasoning) is
+    // worth a look at once, alone and however brief.
+    let conclusive = by_line[4] >= LINE_MIN[4] || hidden_reasoning >= LINE_MIN[1];
+    // One line of evidence with nothing around it (coverage alone: a question-answering
+    // product's users) is not worth an analyst's time: the watch list is for accounts with
+    // more than that.
+    let alone = lines < 2 && !any_circumstance && !conclusive;
+    // Nor is a run that has not lasted yet: a benchmark run is over within the hour, and a
+    // harvest that keeps going is `distilling` by its third hour.
+    let brief = !sustained && !conclusive;
     let verdict = if score >= c.thresholds.distilling
         && enough
         && sustained
         && lines >= c.thresholds.min_evidence_lines
     {
         Verdict::Distilling
-    } else if score >= c.thresholds.suspicious {
+    } else if score >= c.thresholds.suspicious && !alone && !brief {
         Verdict::Suspicious
     } else {
         Verdict::Benign
@@ -345,14 +363,28 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     // ranking by score agrees with the verdicts.
     let (t_s, t_d) = (c.thresholds.suspicious, c.thresholds.distilling);
     let held = score >= t_d && verdict < Verdict::Distilling;
-    let reported = if held && t_s < t_d && t_s < 1.0 {
+    let reported = if score >= t_s && verdict == Verdict::Benign {
+        // Held below the watch list: mapped from [suspicious, 1) under it, in order.
+        (score * t_s).min(t_s - 1e-4)
+    } else if held && t_s < t_d && t_s < 1.0 {
         (t_s + (score - t_s) * (t_d - t_s) / (1.0 - t_s)).min(t_d - 1e-4)
     } else if held {
         t_d - 1e-4
     } else {
         score
     };
-    if explain && held && enough {
+    if explain && score >= t_s && verdict == Verdict::Benign {
+        let detail = if brief {
+            format!("held at benign: calls in {:.0} distinct clock hours, {} needed before anything is acted on or watched; a benchmark run or a one-off job is over within the hour, a harvest keeps going", f.active_hours, c.thresholds.min_active_hours)
+        } else {
+            "held at benign: one line of harvest evidence and no circumstance of evasion (timing, addresses, account age, model pivot, fleet) around it; that is what a product whose users ask broad questions shows".into()
+        };
+        reasons.push(Reason {
+            signal: "held",
+            value: 0.0,
+            detail,
+        });
+    } else if explain && held && enough {
         let why = if lines < c.thresholds.min_evidence_lines {
             format!(
                 "held at suspicious: {lines} independent line(s) of harvest evidence (coverage, extraction, generated prompts, a fleet of accounts, two or more circumstances together), {} needed; one line with one circumstance is what a product's many users also show",

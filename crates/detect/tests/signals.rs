@@ -600,6 +600,18 @@ fn answers_that_follow_their_inputs_length_are_a_transformation_not_a_harvest() 
 }
 
 /// Broad fresh questions with long answers, one at each of `gaps_ms` after the last.
+/// Exponential gaps (independent arrivals) with the given mean, deterministic.
+fn random_gaps(calls: usize, mean_ms: f64) -> impl Iterator<Item = i64> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..calls).map(move |_| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        (-u.ln() * mean_ms) as i64
+    })
+}
+
 fn questions_after(account: &str, gaps_ms: impl Iterator<Item = i64>) -> Vec<Exchange> {
     let answer = "A clear and complete answer to the question. ".repeat(30);
     let mut ts = START;
@@ -616,16 +628,6 @@ fn questions_after(account: &str, gaps_ms: impl Iterator<Item = i64>) -> Vec<Exc
 fn random_arrivals_are_a_population_not_a_machine_but_even_pacing_is() {
     // The first five hours of an answer box: its users' questions arrive independently, at
     // random (exponential gaps, two minutes on average).
-    let random_gaps = |calls: usize, mean_ms: f64| {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        (0..calls).map(move |_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-            (-u.ln() * mean_ms) as i64
-        })
-    };
     // A script that paces itself: a call every two minutes, give or take ten seconds.
     let paced_gaps = (0..150).map(|i| 110_000 + (i * 7_919 % 20) * 1_000);
     let mut log = questions_after("population", random_gaps(150, 120_000.0));
@@ -754,9 +756,10 @@ fn a_bounded_run_is_held_until_it_keeps_going() {
     let run_once = templated_job("bounded", 600);
     let d = run_with(&run_once, Config::default());
     let r = d.report("bounded").unwrap();
-    assert_eq!(r.verdict, Verdict::Suspicious, "{:?}", r.reasons);
+    // Not acted on, not even watched: a benchmark run is over within the hour.
+    assert_eq!(r.verdict, Verdict::Benign, "{:?}", r.reasons);
     assert!(
-        r.score < 0.85,
+        r.score < 0.5,
         "a held account's score stays under the threshold: {}",
         r.score
     );
@@ -787,4 +790,45 @@ fn a_bounded_run_is_held_until_it_keeps_going() {
     let d = run_with(&log, Config::default());
     let r = d.report("bounded").unwrap();
     assert_eq!(r.verdict, Verdict::Distilling, "{:?}", r.reasons);
+}
+
+/// Broad questions with long answers, one after each gap.
+fn broad_questions_after(account: &str, gaps_ms: impl Iterator<Item = i64>) -> Vec<Exchange> {
+    let answer = "A clear and complete answer to the question. ".repeat(30);
+    let mut ts = START;
+    gaps_ms
+        .enumerate()
+        .map(|(i, gap)| {
+            ts += gap;
+            exchange(account, i, ts, vec![msg("user", &varied(i))], &answer)
+        })
+        .collect()
+}
+
+#[test]
+fn coverage_alone_is_not_put_on_the_watch_list_but_with_a_machine_s_pacing_it_is() {
+    // Twelve hours of an answer box: broad questions, long answers, arriving at random.
+    let mut log = broad_questions_after("answer-box", random_gaps(360, 120_000.0));
+    // The same questions from a script that paces itself.
+    log.extend(broad_questions_after(
+        "paced-script",
+        (0..360).map(|i| 110_000 + (i * 7_919 % 20) * 1_000),
+    ));
+    log.sort_by_key(|e| e.ts.millis());
+    let d = run_with(&log, Config::default());
+    let product = d.report("answer-box").unwrap();
+    assert_eq!(product.verdict, Verdict::Benign, "{:?}", product.reasons);
+    assert!(product.score < 0.5);
+    assert!(
+        product.reasons.iter().any(|r| r.signal == "held"),
+        "{:?}",
+        product.reasons
+    );
+    let script = d.report("paced-script").unwrap();
+    assert!(
+        script.verdict >= Verdict::Suspicious,
+        "{:?}",
+        script.reasons
+    );
+    assert!(script.reasons.iter().any(|r| r.signal == "machine_timing"));
 }
