@@ -117,6 +117,17 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
     let scale = distinct_fresh / (distinct_fresh + s.coverage_half_prompts);
     let fresh_broad =
         clamp01(f.single_turn * f.unique_prompts * f.breadth * generative_value * scale);
+    // An agent's calls come in trajectories: each task opens with one fresh call and goes on
+    // through tool results, which make the prompts long and the shares of fresh calls and of
+    // output small whatever the task. What a trajectory harvest collects is the trajectories
+    // themselves, so for tool-using traffic coverage is read over the tasks alone: how many,
+    // how distinct, how broad.
+    let tasks = if f.tools >= 0.5 {
+        clamp01(f.unique_prompts * f.breadth * scale)
+    } else {
+        0.0
+    };
+    let fresh_broad = fresh_broad.max(tasks);
     let templated =
         clamp01(f.template * f.breadth * f.unique_prompts * scale * (1.0 - transformation));
     let generation = clamp01(3.0 * f.task_generation);
@@ -179,8 +190,8 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
             "logit_bias on {} of calls over about {:.0} distinct token ids; {} of calls use max_tokens = 1",
             pct(f.logit_bias), f.logit_ids, pct(f.max_one))),
         ("fresh_broad_coverage", fresh_broad, w.fresh_broad_coverage, detail!(explain,
-            "{} of calls are fresh single-turn contexts, {} of prompts are distinct, topic spread {:.2} of the maximum",
-            pct(f.single_turn), pct(f.unique_prompts), f.breadth)),
+            "{} of calls are fresh single-turn contexts ({} tasks opened, {} of calls with tools), {} of prompts are distinct, topic spread {:.2} of the maximum",
+            pct(f.single_turn), f.fresh, pct(f.tools), pct(f.unique_prompts), f.breadth)),
         ("templated_coverage", templated, w.templated_coverage, detail!(explain,
             "{} of {} fresh prompts share one skeleton while their content spreads over topics ({:.2})",
             pct(f.template), f.fresh, f.breadth)),
@@ -307,7 +318,8 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         if lines & (1 << 5) != 0 && value >= CIRCUMSTANCE_MIN {
             circumstances += 1;
         }
-        if CONTEXT.contains(&signal) && value >= CIRCUMSTANCE_MIN {
+        // A new account is every new customer: it puts no one on the watch list.
+        if CONTEXT.contains(&signal) && signal != "new_account" && value >= CIRCUMSTANCE_MIN {
             any_circumstance = true;
         }
         if signal == "hidden_reasoning" {
@@ -377,7 +389,7 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         let detail = if brief {
             format!("held at benign: calls in {:.0} distinct clock hours, {} needed before anything is acted on or watched; a benchmark run or a one-off job is over within the hour, a harvest keeps going", f.active_hours, c.thresholds.min_active_hours)
         } else {
-            "held at benign: one line of harvest evidence and no circumstance of evasion (timing, addresses, account age, model pivot, fleet) around it; that is what a product whose users ask broad questions shows".into()
+            "held at benign: one line of harvest evidence and no circumstance of evasion (timing, addresses, model pivot, fleet) around it; that is what a product whose users ask broad questions shows".into()
         };
         reasons.push(Reason {
             signal: "held",

@@ -832,3 +832,38 @@ fn coverage_alone_is_not_put_on_the_watch_list_but_with_a_machine_s_pacing_it_is
     );
     assert!(script.reasons.iter().any(|r| r.signal == "machine_timing"));
 }
+
+#[test]
+fn an_agent_s_coverage_is_read_over_its_tasks() {
+    // 200 broad tasks, each a trajectory of four calls: the opening, two calls carrying tool
+    // results (long), and the final answer. Fresh calls are a quarter of the calls and the
+    // prompts are long, so read call by call the coverage is small.
+    let tool =
+        serde_json::json!({"type": "function", "function": {"name": "search", "parameters": {}}});
+    let mut log = Vec::new();
+    let mut i = 0;
+    for task in 0..200 {
+        let mut history = vec![
+            msg("system", "You are an agent with tools."),
+            msg("user", &varied(task)),
+        ];
+        for step in 0..4 {
+            let ts = START + task as i64 * 300_000 + step * 5_000;
+            let mut e = exchange("agent", i, ts, history.clone(), "Done: a short report.");
+            e.request.tools = Some(vec![tool.clone()]);
+            log.push(e);
+            history.push(msg("tool", &"search results ".repeat(150)));
+            i += 1;
+        }
+    }
+    let d = run(&log);
+    let r = d.report("agent").unwrap();
+    let coverage = r
+        .reasons
+        .iter()
+        .find(|x| x.signal == "fresh_broad_coverage")
+        .map_or(0.0, |x| x.value);
+    assert!(coverage >= 2.0, "{:?}", r.reasons);
+    // Coverage alone, with nothing around it, is what a general agent product shows too.
+    assert_ne!(r.verdict, Verdict::Distilling, "{:?}", r.reasons);
+}
