@@ -118,6 +118,13 @@ mod tests {
     }
 
     #[test]
+    fn followed_streams_are_bounded() {
+        // 1,136 bytes, allocated only for an account with a second client setting.
+        let bytes = std::mem::size_of::<Streams>();
+        assert!(bytes <= 1280, "{bytes}");
+    }
+
+    #[test]
     fn a_stream_that_grows_past_a_followed_one_takes_its_place() {
         let shape = Shape::default();
         let mut s = Streams::starting(1, 50);
