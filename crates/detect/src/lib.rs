@@ -625,7 +625,6 @@ impl Detector {
         self.accounts.len()
     }
 
-    /// The current verdict of one account, with fresh reasons.
     /// An account's verdict, without the work of a report (scores and sentences).
     pub fn verdict(&self, account: &str) -> Option<Verdict> {
         self.index
@@ -638,6 +637,7 @@ impl Detector {
         self.accounts.iter().map(|a| (a.name.as_str(), a.verdict))
     }
 
+    /// The current report of one account, with fresh reasons.
     pub fn report(&self, account: &str) -> Option<AccountReport> {
         self.index.get(account).map(|&i| self.report_of(i))
     }

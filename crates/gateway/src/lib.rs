@@ -181,10 +181,11 @@ impl BusState {
     }
 }
 
-/// Keeps the policy table in step with the standing bucket: the latest value of every key,
-/// then each change. Retries while NATS is away.
+/// The groups the bus worker last published, by name.
 type GroupMap = Arc<std::sync::RwLock<std::collections::BTreeMap<String, serde_json::Value>>>;
 
+/// Keeps the policy table in step with the standing bucket: the latest value of every key,
+/// then each change. Retries while NATS is away.
 fn spawn_standing_watch(
     client: bus::async_nats::Client,
     table: Arc<policy::PolicyTable>,
@@ -321,7 +322,7 @@ impl Gateway {
                 Ok(snapshot::CatchUp::default())
             })
             .await
-            .map_err(|e| anyhow_like::Error(e.to_string()))??
+            .map_err(anyhow_like::Error::of)??
         };
         let keys = auth::KeyCache::new(store.clone());
         {
@@ -329,7 +330,7 @@ impl Gateway {
             let k = keys.clone();
             tokio::task::spawn_blocking(move || k.refresh())
                 .await
-                .map_err(|e| anyhow_like::Error(e.to_string()))??;
+                .map_err(anyhow_like::Error::of)??;
         }
         keys.spawn_refresher(Duration::from_secs(1));
         let (tap, writer, publisher, standing_watch, bus_state) = match &config.bus {
@@ -345,9 +346,7 @@ impl Gateway {
                 (tap, Some(writer), None, None, None)
             }
             Some(url) => {
-                let client = bus::connect(url)
-                    .await
-                    .map_err(|e| anyhow_like::Error(e.to_string()))?;
+                let client = bus::connect(url).await.map_err(anyhow_like::Error::of)?;
                 let js = bus::jetstream(client.clone());
                 if let Err(e) = bus::ensure_stream(&js).await {
                     tracing::warn!(error = %e, "NATS not reachable yet: exchanges are spooled until it is");
@@ -358,7 +357,7 @@ impl Gateway {
                     config.bus_spool_max_bytes,
                     config.log_queue,
                 )
-                .map_err(|e| anyhow_like::Error(e.to_string()))?;
+                .map_err(anyhow_like::Error::of)?;
                 let slot = Arc::new(tokio::sync::RwLock::new(None));
                 let groups = GroupMap::default();
                 let watch = spawn_standing_watch(
@@ -392,13 +391,11 @@ impl Gateway {
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| anyhow_like::Error(e.to_string()))?;
+            .map_err(anyhow_like::Error::of)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow_like::Error(format!("cannot listen on {}: {e}", config.listen)))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| anyhow_like::Error(e.to_string()))?;
+        let addr = listener.local_addr().map_err(anyhow_like::Error::of)?;
         let state = Arc::new(AppState {
             config,
             keys,
@@ -562,6 +559,13 @@ pub mod anyhow_like {
     }
 
     impl std::error::Error for Error {}
+
+    impl Error {
+        /// Any error, kept as its message.
+        pub fn of(e: impl std::fmt::Display) -> Self {
+            Error(e.to_string())
+        }
+    }
 
     impl From<store::StoreError> for Error {
         fn from(e: store::StoreError) -> Self {
