@@ -82,7 +82,7 @@ macro_rules! detail {
 }
 
 /// The signals of one account: (name, strength in [0,1], weight, detail when `explain`).
-fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64, String); 19] {
+fn signals(f: &Features, c: &Config, explain: bool) -> [(Signal, f64, f64, String); 19] {
     let w = &c.weights;
     let s = &c.shape;
     let long = clamp01(f.mean_output_tokens / s.long_output_tokens);
@@ -175,85 +175,144 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(&'static str, f64, f64,
     let short = clamp01(1.0 - f.mean_output_tokens / 150.0);
 
     [
-        ("output_harvest", output_harvest, w.output_harvest, detail!(explain,
+        (Signal::OutputHarvest, output_harvest, w.output_harvest, detail!(explain,
             "mean output {:.0} tokens ({:.1}x the input); {} of calls ask for max_tokens >= {}; {} stop at the length cap",
             f.mean_output_tokens, f.output_ratio, pct(f.high_max_tokens), s.high_max_tokens, pct(f.finish_length))),
-        ("reasoning_elicitation", reasoning, w.reasoning_elicitation, detail!(explain,
+        (Signal::ReasoningElicitation, reasoning, w.reasoning_elicitation, detail!(explain,
             "{} of prompts ({} of fresh single-turn prompts) ask for step-by-step reasoning, with answers of {:.0} tokens; {} request high reasoning effort or receive reasoning content",
             pct(f.step_by_step), pct(f.fresh_step_by_step), f.mean_output_tokens, pct(f.reasoning_high))),
-        ("hidden_reasoning", hidden, w.hidden_reasoning, detail!(explain,
+        (Signal::HiddenReasoning, hidden, w.hidden_reasoning, detail!(explain,
             "{} of prompts ask for the model's internal or hidden reasoning", pct(f.hidden_reasoning))),
-        ("logprob_harvest", logprob, w.logprob_harvest, detail!(explain,
+        (Signal::LogprobHarvest, logprob, w.logprob_harvest, detail!(explain,
             "{} of calls request logprobs ({} with top_logprobs >= {}); {} sample n > 1",
             pct(f.logprobs), pct(f.many_top_logprobs), s.many_top_logprobs, pct(f.multi_sample))),
-        ("logit_bias_sweep", sweep, w.logit_bias_sweep, detail!(explain,
+        (Signal::LogitBiasSweep, sweep, w.logit_bias_sweep, detail!(explain,
             "logit_bias on {} of calls over about {:.0} distinct token ids; {} of calls use max_tokens = 1",
             pct(f.logit_bias), f.logit_ids, pct(f.max_one))),
-        ("fresh_broad_coverage", fresh_broad, w.fresh_broad_coverage, detail!(explain,
+        (Signal::FreshBroadCoverage, fresh_broad, w.fresh_broad_coverage, detail!(explain,
             "{} of calls are fresh single-turn contexts ({} tasks opened, {} of calls with tools), {} of prompts are distinct, topic spread {:.2} of the maximum",
             pct(f.single_turn), f.fresh, pct(f.tools), pct(f.unique_prompts), f.breadth)),
-        ("templated_coverage", templated, w.templated_coverage, detail!(explain,
+        (Signal::TemplatedCoverage, templated, w.templated_coverage, detail!(explain,
             "{} of {} fresh prompts share one skeleton while their content spreads over topics ({:.2})",
             pct(f.template), f.fresh, f.breadth)),
-        ("task_generation", generation, w.task_generation, detail!(explain,
+        (Signal::TaskGeneration, generation, w.task_generation, detail!(explain,
             "{} of prompts ask the model to invent new tasks or instructions", pct(f.task_generation))),
-        ("synthetic_followups", synthetic, w.synthetic_followups, detail!(explain,
+        (Signal::SyntheticFollowups, synthetic, w.synthetic_followups, detail!(explain,
             "{} of {} follow-up turns repeat earlier follow-ups word for word", pct(f.followup_repeat), f.followups)),
-        ("machine_timing", timing, w.machine_timing, detail!(explain,
+        (Signal::MachineTiming, timing, w.machine_timing, detail!(explain,
             "machine rhythm: the quietest six hours of the day carry {} of an even share of calls (people sleep; machines do not); gaps between calls vary by {:.2}x their mean (sessions of people vary more); active in {} of the hours over {:.0} h",
             pct(f.quiet_hours_activity), f.gap_cv, pct(f.duty_cycle), f.span_hours)),
-        ("ip_rotation", rotation, w.ip_rotation, detail!(explain,
+        (Signal::IpRotation, rotation, w.ip_rotation, detail!(explain,
             "{} distinct client addresses per call", pct(f.ip_churn))),
-        ("new_account", new_account, w.new_account, detail!(explain,
+        (Signal::NewAccount, new_account, w.new_account, detail!(explain,
             "account was {:.1} days old at its first call", f.account_age_days.unwrap_or(0.0))),
-        ("model_pivot", pivot, w.model_pivot, detail!(explain,
+        (Signal::ModelPivot, pivot, w.model_pivot, detail!(explain,
             "{} of calls went to a model within {:.0} h of its release", pct(pivot), s.new_model_hours)),
-        ("account_fleet", fleet, w.account_fleet, detail!(explain,
+        (Signal::AccountFleet, fleet, w.account_fleet, detail!(explain,
             "{} accounts paying with one instrument or signed up together take turns on this traffic", f.accounts)),
-        ("conversational", conversational, -w.conversational, detail!(explain,
+        (Signal::Conversational, conversational, -w.conversational, detail!(explain,
             "{} of calls are follow-up turns of conversations, {} of them distinct", pct(f.followup_share), pct(1.0 - f.followup_repeat))),
-        ("repetition", repetition, -w.repetition, detail!(explain,
+        (Signal::Repetition, repetition, -w.repetition, detail!(explain,
             "only {} of prompts are distinct (reruns of the same items)", pct(f.unique_prompts))),
-        ("narrow_task", narrow, -w.narrow_task, detail!(explain,
+        (Signal::NarrowTask, narrow, -w.narrow_task, detail!(explain,
             "{} of prompts share one skeleton and answers are short relative to inputs ({:.1}x): one narrow task",
             pct(f.template), f.output_ratio)),
-        ("short_answers", short, -w.short_answers, detail!(explain,
+        (Signal::ShortAnswers, short, -w.short_answers, detail!(explain,
             "answers average {:.0} tokens", f.mean_output_tokens)),
-        ("transformation", transformation, -w.transformation, detail!(explain,
+        (Signal::Transformation, transformation, -w.transformation, detail!(explain,
             "answer lengths follow input lengths (correlation {:.2} over fresh calls): the model transforms text it is given (translation, rewriting, proofreading) rather than answering from what it knows",
             f.length_tracking)),
     ]
 }
 
-/// Signals that describe the circumstances of a harvest rather than the harvest itself.
-const CONTEXT: [&str; 5] = [
-    "machine_timing",
-    "ip_rotation",
-    "new_account",
-    "model_pivot",
-    "account_fleet",
-];
+/// The detector's signals: each with its stable name (what reasons and `docs/signals.md`
+/// call it), whether it is a circumstance, and the lines of evidence it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    OutputHarvest,
+    ReasoningElicitation,
+    HiddenReasoning,
+    LogprobHarvest,
+    LogitBiasSweep,
+    FreshBroadCoverage,
+    TemplatedCoverage,
+    TaskGeneration,
+    SyntheticFollowups,
+    MachineTiming,
+    IpRotation,
+    NewAccount,
+    ModelPivot,
+    AccountFleet,
+    Conversational,
+    Repetition,
+    NarrowTask,
+    ShortAnswers,
+    Transformation,
+}
 
-/// The independent lines of harvest evidence a signal belongs to: what is covered (a broad
-/// collection of fresh prompts), what is extracted (long answers, reasoning, logprobs,
-/// logits), how prompts are made (one template wrapped around a broad collection, invented
-/// tasks, synthetic follow-ups: manufactured, where a product's users write their own), and one actor
-/// spreading the traffic over a fleet of accounts (no customer needs to). Evidence against
-/// belongs to none; the circumstances of evasion (machine timing, rotating addresses, a pivot
-/// to a new model) make one line together when at least two of them are there
-/// ([`CIRCUMSTANCES`]); a new account is every new customer and makes none. A logit-bias sweep is
-/// extraction no product performs at volume, and counts as two lines by itself.
-fn lines_of(signal: &str) -> u32 {
-    match signal {
-        "fresh_broad_coverage" => 1 << 0,
-        "output_harvest" | "reasoning_elicitation" | "hidden_reasoning" | "logprob_harvest" => {
-            1 << 1
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::OutputHarvest => "output_harvest",
+            Signal::ReasoningElicitation => "reasoning_elicitation",
+            Signal::HiddenReasoning => "hidden_reasoning",
+            Signal::LogprobHarvest => "logprob_harvest",
+            Signal::LogitBiasSweep => "logit_bias_sweep",
+            Signal::FreshBroadCoverage => "fresh_broad_coverage",
+            Signal::TemplatedCoverage => "templated_coverage",
+            Signal::TaskGeneration => "task_generation",
+            Signal::SyntheticFollowups => "synthetic_followups",
+            Signal::MachineTiming => "machine_timing",
+            Signal::IpRotation => "ip_rotation",
+            Signal::NewAccount => "new_account",
+            Signal::ModelPivot => "model_pivot",
+            Signal::AccountFleet => "account_fleet",
+            Signal::Conversational => "conversational",
+            Signal::Repetition => "repetition",
+            Signal::NarrowTask => "narrow_task",
+            Signal::ShortAnswers => "short_answers",
+            Signal::Transformation => "transformation",
         }
-        "templated_coverage" | "task_generation" | "synthetic_followups" => 1 << 2,
-        "account_fleet" => 1 << 3,
-        "logit_bias_sweep" => (1 << 1) | (1 << 4),
-        "machine_timing" | "ip_rotation" | "model_pivot" => 1 << 5,
-        _ => 0,
+    }
+
+    /// A circumstance of a harvest (timing, addresses, account age, a pivot, a fleet) rather
+    /// than the harvest itself: together they count at most as much as the harvest evidence.
+    pub fn is_context(self) -> bool {
+        matches!(
+            self,
+            Signal::MachineTiming
+                | Signal::IpRotation
+                | Signal::NewAccount
+                | Signal::ModelPivot
+                | Signal::AccountFleet
+        )
+    }
+
+    /// The independent lines of harvest evidence this signal belongs to, as bits: what is
+    /// covered (a broad collection of fresh prompts), what is extracted (long answers,
+    /// reasoning, logprobs, logits), how prompts are made (one template wrapped around a broad
+    /// collection, invented tasks, synthetic follow-ups: manufactured, where a product's users
+    /// write their own), and one actor spreading the traffic over a fleet of accounts (no
+    /// customer needs to). Evidence against belongs to none; the circumstances of evasion
+    /// (machine timing, rotating addresses, a pivot to a new model; bit 5) make one line
+    /// together when at least two of them are there ([`CIRCUMSTANCES`]); a new account is every
+    /// new customer and makes none. A logit-bias sweep is extraction no product performs at
+    /// volume, and counts as two lines by itself.
+    fn lines(self) -> u32 {
+        match self {
+            Signal::FreshBroadCoverage => 1 << 0,
+            Signal::OutputHarvest
+            | Signal::ReasoningElicitation
+            | Signal::HiddenReasoning
+            | Signal::LogprobHarvest => 1 << 1,
+            Signal::TemplatedCoverage | Signal::TaskGeneration | Signal::SyntheticFollowups => {
+                1 << 2
+            }
+            Signal::AccountFleet => 1 << 3,
+            Signal::LogitBiasSweep => (1 << 1) | (1 << 4),
+            Signal::MachineTiming | Signal::IpRotation | Signal::ModelPivot => 1 << 5,
+            _ => 0,
+        }
     }
 }
 
@@ -290,7 +349,7 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     for (signal, strength, weight, _) in &signals {
         let value = confidence * strength * weight;
         if value > 0.0 {
-            if CONTEXT.contains(signal) {
+            if signal.is_context() {
                 context += value;
             } else {
                 harvest += value;
@@ -310,19 +369,19 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     let mut hidden_reasoning = 0.0;
     for (signal, strength, weight, detail) in signals {
         let mut value = confidence * strength * weight;
-        if value > 0.0 && CONTEXT.contains(&signal) {
+        if value > 0.0 && signal.is_context() {
             value *= context_scale;
         }
         logit += value;
-        let lines = lines_of(signal);
+        let lines = signal.lines();
         if lines & (1 << 5) != 0 && value >= CIRCUMSTANCE_MIN {
             circumstances += 1;
         }
         // A new account is every new customer: it puts no one on the watch list.
-        if CONTEXT.contains(&signal) && signal != "new_account" && value >= CIRCUMSTANCE_MIN {
+        if signal.is_context() && signal != Signal::NewAccount && value >= CIRCUMSTANCE_MIN {
             any_circumstance = true;
         }
-        if signal == "hidden_reasoning" {
+        if signal == Signal::HiddenReasoning {
             hidden_reasoning = value;
         }
         for (i, total) in by_line.iter_mut().enumerate() {
@@ -332,7 +391,7 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         }
         if explain && value.abs() >= 0.25 {
             reasons.push(Reason {
-                signal,
+                signal: signal.name(),
                 value: (value * 100.0).round() / 100.0,
                 detail,
             });
@@ -463,7 +522,16 @@ mod tests {
         let context: f64 = none
             .reasons
             .iter()
-            .filter(|r| CONTEXT.contains(&r.signal))
+            .filter(|r| {
+                [
+                    "machine_timing",
+                    "ip_rotation",
+                    "new_account",
+                    "model_pivot",
+                    "account_fleet",
+                ]
+                .contains(&r.signal)
+            })
             .map(|r| r.value)
             .sum();
         assert!(
