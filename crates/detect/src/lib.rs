@@ -81,21 +81,42 @@ impl Account {
         }
     }
 
-    /// The account's features, and those of its strongest stream when judged apart it scores
-    /// higher than the whole: (whole, stream).
-    fn judged(&self, config: &Config) -> (Features, Option<Features>) {
+    /// The account judged on its whole traffic and, when judged apart it scores higher, on its
+    /// strongest stream; each candidate is scored once.
+    fn judged(&self, config: &Config) -> Judged {
         let whole = self.state.features();
-        let Some(streams) = &self.streams else {
-            return (whole, None);
-        };
-        let (base, _) = score::score(&whole, config);
-        let best = streams
-            .features(&whole, config.thresholds.min_exchanges)
-            .map(|f| (score::score(&f, config).0, f))
-            .filter(|(s, _)| *s > base)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, f)| f);
-        (whole, best)
+        let whole_score = score::score(&whole, config);
+        let stream = self.streams.as_ref().and_then(|streams| {
+            streams
+                .features(&whole, config.thresholds.min_exchanges)
+                .map(|f| (score::score(&f, config), f))
+                .filter(|((s, _), _)| *s > whole_score.0)
+                .max_by(|a, b| a.0 .0.total_cmp(&b.0 .0))
+        });
+        Judged {
+            whole,
+            whole_score,
+            stream,
+        }
+    }
+}
+
+/// An account's judgement: its whole traffic, and its strongest stream when that scores higher.
+struct Judged {
+    whole: Features,
+    whole_score: (f64, Verdict),
+    stream: Option<((f64, Verdict), Features)>,
+}
+
+impl Judged {
+    /// The score and verdict the account takes: its strongest stream's, else the whole's.
+    fn score(&self) -> (f64, Verdict) {
+        self.stream.as_ref().map_or(self.whole_score, |(s, _)| *s)
+    }
+
+    /// The features behind that score.
+    fn features(&self) -> &Features {
+        self.stream.as_ref().map_or(&self.whole, |(_, f)| f)
     }
 }
 
@@ -567,8 +588,7 @@ impl Detector {
 
         let mut changes = Vec::new();
         let account = &mut self.accounts[idx as usize];
-        let (whole, stream) = account.judged(&self.config);
-        let (score, verdict) = score::score(stream.as_ref().unwrap_or(&whole), &self.config);
+        let (score, verdict) = account.judged(&self.config).score();
         account.peak_score = account.peak_score.max(score);
         if verdict > account.verdict {
             changes.push(VerdictChange {
@@ -651,12 +671,12 @@ impl Detector {
 
     fn report_of(&self, i: u32) -> AccountReport {
         let a = &self.accounts[i as usize];
-        let (whole, stream) = a.judged(&self.config);
-        let assessment = score::assess(stream.as_ref().unwrap_or(&whole), &self.config);
+        let judged = a.judged(&self.config);
+        let assessment = score::assess(judged.features(), &self.config);
         let mut score = a.peak_score.max(assessment.score);
         let mut reasons = assessment.reasons;
-        if let Some(f) = &stream {
-            let (alone, _) = score::score(&whole, &self.config);
+        if let Some((_, f)) = &judged.stream {
+            let alone = judged.whole_score.0;
             reasons.insert(
                 0,
                 Reason {
@@ -665,7 +685,7 @@ impl Detector {
                     detail: format!(
                         "judged on one stream of its traffic: {} of the account's {} generation calls sent with one client setting (system prompt, tools, parameters, user agent) score {:.3} on their own, the whole account {:.3}; the reasons below are that stream's",
                         f.generative,
-                        whole.generative,
+                        judged.whole.generative,
                         assessment.score,
                         alone
                     ),

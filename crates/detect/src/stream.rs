@@ -87,12 +87,11 @@ impl Streams {
 
     /// The features of each followed stream with at least `min_calls` calls: the account's
     /// features (`whole`) with the content of that stream's calls alone.
-    pub fn features(
-        &self,
-        whole: &Features,
+    pub fn features<'a>(
+        &'a self,
+        whole: &'a Features,
         min_calls: u32,
-    ) -> impl Iterator<Item = Features> + '_ {
-        let whole = whole.clone();
+    ) -> impl Iterator<Item = Features> + 'a {
         self.slots
             .iter()
             .filter(move |(k, c)| *k != 0 && c.generative >= min_calls)
