@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::Shape;
-use crate::content::Content;
+use crate::content::{share, Content};
 use crate::observation::Observation;
 use crate::sketch::{mix, HeavyHitters, Histogram, Hll, Moments};
 
@@ -97,14 +97,6 @@ pub struct Features {
     /// Accounts acting as one actor behind these features: 1 for an account; for a group
     /// linked by payment or sign-ups, its members.
     pub accounts: u32,
-}
-
-fn share(count: u32, of: u32) -> f64 {
-    if of == 0 {
-        0.0
-    } else {
-        f64::from(count) / f64::from(of)
-    }
 }
 
 impl AccountState {

@@ -52,7 +52,8 @@ pub struct Content<const P: usize, const F: usize, const T: usize> {
     lengths: CoMoments,
 }
 
-fn share(count: u32, of: u32) -> f64 {
+/// `count` as a share of `of` (0 when `of` is 0).
+pub(crate) fn share(count: u32, of: u32) -> f64 {
     if of == 0 {
         0.0
     } else {

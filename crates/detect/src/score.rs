@@ -294,27 +294,36 @@ impl Signal {
     /// collection, invented tasks, synthetic follow-ups: manufactured, where a product's users
     /// write their own), and one actor spreading the traffic over a fleet of accounts (no
     /// customer needs to). Evidence against belongs to none; the circumstances of evasion
-    /// (machine timing, rotating addresses, a pivot to a new model; bit 5) make one line
+    /// (machine timing, rotating addresses, a pivot to a new model: [`EVASION`]) make one line
     /// together when at least two of them are there ([`CIRCUMSTANCES`]); a new account is every
     /// new customer and makes none. A logit-bias sweep is extraction no product performs at
     /// volume, and counts as two lines by itself.
     fn lines(self) -> u32 {
         match self {
-            Signal::FreshBroadCoverage => 1 << 0,
+            Signal::FreshBroadCoverage => 1 << COVERAGE,
             Signal::OutputHarvest
             | Signal::ReasoningElicitation
             | Signal::HiddenReasoning
-            | Signal::LogprobHarvest => 1 << 1,
+            | Signal::LogprobHarvest => 1 << EXTRACTION,
             Signal::TemplatedCoverage | Signal::TaskGeneration | Signal::SyntheticFollowups => {
-                1 << 2
+                1 << MANUFACTURED
             }
-            Signal::AccountFleet => 1 << 3,
-            Signal::LogitBiasSweep => (1 << 1) | (1 << 4),
-            Signal::MachineTiming | Signal::IpRotation | Signal::ModelPivot => 1 << 5,
+            Signal::AccountFleet => 1 << FLEET,
+            Signal::LogitBiasSweep => (1 << EXTRACTION) | (1 << SWEEP),
+            Signal::MachineTiming | Signal::IpRotation | Signal::ModelPivot => 1 << EVASION,
             _ => 0,
         }
     }
 }
+
+/// The lines of evidence, as indices into [`LINE_MIN`] and bits of [`Signal::lines`];
+/// [`EVASION`] marks the circumstances that make a line only together.
+const COVERAGE: usize = 0;
+const EXTRACTION: usize = 1;
+const MANUFACTURED: usize = 2;
+const FLEET: usize = 3;
+const SWEEP: usize = 4;
+const EVASION: usize = 5;
 
 /// The log-odds each line's signals must add up to before it counts as a line of evidence
 /// (coverage, extraction, generation, fleet, sweep). A fleet counts from about five accounts
@@ -363,7 +372,7 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     };
     let mut logit = c.weights.bias;
     let mut reasons = Vec::new();
-    let mut by_line = [0.0f64; 5];
+    let mut by_line = [0.0f64; LINE_MIN.len()];
     let mut circumstances = 0;
     let mut any_circumstance = false;
     let mut hidden_reasoning = 0.0;
@@ -374,7 +383,7 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         }
         logit += value;
         let lines = signal.lines();
-        if lines & (1 << 5) != 0 && value >= CIRCUMSTANCE_MIN {
+        if lines & (1 << EVASION) != 0 && value >= CIRCUMSTANCE_MIN {
             circumstances += 1;
         }
         // A new account is every new customer: it puts no one on the watch list.
@@ -405,11 +414,12 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         .count() as u32
         + u32::from(circumstances >= CIRCUMSTANCES);
     // A logit-bias sweep is extraction no product performs; it need not last to be acted on.
-    let sustained = f.active_hours >= c.thresholds.min_active_hours || by_line[4] >= LINE_MIN[4];
+    let sweep = by_line[SWEEP] >= LINE_MIN[SWEEP];
+    let sustained = f.active_hours >= c.thresholds.min_active_hours || sweep;
     let enough = f.generative >= c.thresholds.min_exchanges;
     // Extraction no product performs (a logit-bias sweep, the model's hidden reasoning) is
     // worth a look at once, alone and however brief.
-    let conclusive = by_line[4] >= LINE_MIN[4] || hidden_reasoning >= LINE_MIN[1];
+    let conclusive = sweep || hidden_reasoning >= LINE_MIN[EXTRACTION];
     // One line of evidence with nothing around it (coverage alone: a question-answering
     // product's users) is not worth an analyst's time: the watch list is for accounts with
     // more than that.
