@@ -612,14 +612,19 @@ fn random_gaps(calls: usize, mean_ms: f64) -> impl Iterator<Item = i64> {
     })
 }
 
-fn questions_after(account: &str, gaps_ms: impl Iterator<Item = i64>) -> Vec<Exchange> {
+/// Questions (`question(i)`) with long answers, one after each gap.
+fn questions_after(
+    account: &str,
+    question: fn(usize) -> String,
+    gaps_ms: impl Iterator<Item = i64>,
+) -> Vec<Exchange> {
     let answer = "A clear and complete answer to the question. ".repeat(30);
     let mut ts = START;
     gaps_ms
         .enumerate()
         .map(|(i, gap)| {
             ts += gap;
-            exchange(account, i, ts, vec![msg("user", &topic(i))], &answer)
+            exchange(account, i, ts, vec![msg("user", &question(i))], &answer)
         })
         .collect()
 }
@@ -630,12 +635,12 @@ fn random_arrivals_are_a_population_not_a_machine_but_even_pacing_is() {
     // random (exponential gaps, two minutes on average).
     // A script that paces itself: a call every two minutes, give or take ten seconds.
     let paced_gaps = (0..150).map(|i| 110_000 + (i * 7_919 % 20) * 1_000);
-    let mut log = questions_after("population", random_gaps(150, 120_000.0));
-    log.extend(questions_after("paced", paced_gaps));
+    let mut log = questions_after("population", topic, random_gaps(150, 120_000.0));
+    log.extend(questions_after("paced", topic, paced_gaps));
     // A quieter answer box, a question every quarter of an hour on average for twenty hours:
     // with long pauses clipped its gaps look more even than random (CV ~0.77), and are not
     // judged.
-    log.extend(questions_after("sparse", random_gaps(80, 900_000.0)));
+    log.extend(questions_after("sparse", topic, random_gaps(80, 900_000.0)));
     log.sort_by_key(|e| e.ts.millis());
     let d = run(&log);
     let timing = |name: &str| {
@@ -792,26 +797,14 @@ fn a_bounded_run_is_held_until_it_keeps_going() {
     assert_eq!(r.verdict, Verdict::Distilling, "{:?}", r.reasons);
 }
 
-/// Broad questions with long answers, one after each gap.
-fn broad_questions_after(account: &str, gaps_ms: impl Iterator<Item = i64>) -> Vec<Exchange> {
-    let answer = "A clear and complete answer to the question. ".repeat(30);
-    let mut ts = START;
-    gaps_ms
-        .enumerate()
-        .map(|(i, gap)| {
-            ts += gap;
-            exchange(account, i, ts, vec![msg("user", &varied(i))], &answer)
-        })
-        .collect()
-}
-
 #[test]
 fn coverage_alone_is_not_put_on_the_watch_list_but_with_a_machine_s_pacing_it_is() {
     // Twelve hours of an answer box: broad questions, long answers, arriving at random.
-    let mut log = broad_questions_after("answer-box", random_gaps(360, 120_000.0));
+    let mut log = questions_after("answer-box", varied, random_gaps(360, 120_000.0));
     // The same questions from a script that paces itself.
-    log.extend(broad_questions_after(
+    log.extend(questions_after(
         "paced-script",
+        varied,
         (0..360).map(|i| 110_000 + (i * 7_919 % 20) * 1_000),
     ));
     log.sort_by_key(|e| e.ts.millis());
