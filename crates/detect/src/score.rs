@@ -454,19 +454,17 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     } else {
         score
     };
-    if explain && score >= t_s && verdict == Verdict::Benign {
-        let detail = if brief {
+    // Why a rule held the account back, when one did.
+    let held_because = if !explain {
+        None
+    } else if score >= t_s && verdict == Verdict::Benign {
+        Some(if brief {
             format!("held at benign: calls in {:.0} distinct clock hours, {} needed before anything is acted on or watched; a benchmark run or a one-off job is over within the hour, a harvest keeps going", f.active_hours, c.thresholds.min_active_hours)
         } else {
             "held at benign: one line of harvest evidence and no circumstance of evasion (timing, addresses, model pivot, fleet) around it; that is what a product whose users ask broad questions shows".into()
-        };
-        reasons.push(Reason {
-            signal: "held",
-            value: 0.0,
-            detail,
-        });
-    } else if explain && held && enough {
-        let why = if lines < c.thresholds.min_evidence_lines {
+        })
+    } else if held && enough {
+        Some(if lines < c.thresholds.min_evidence_lines {
             format!(
                 "held at suspicious: {lines} independent line(s) of harvest evidence (coverage, extraction, generated prompts, a fleet of accounts, two or more circumstances together), {} needed; one line with one circumstance is what a product's many users also show",
                 c.thresholds.min_evidence_lines
@@ -476,11 +474,15 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
                 "held at suspicious: calls in {:.0} distinct clock hours, {} needed; a benchmark run or a one-off job is bounded, a harvest keeps going",
                 f.active_hours, c.thresholds.min_active_hours
             )
-        };
+        })
+    } else {
+        None
+    };
+    if let Some(detail) = held_because {
         reasons.push(Reason {
             signal: "held",
             value: 0.0,
-            detail: why,
+            detail,
         });
     }
     // Evidence for first, strongest first; then what speaks against, strongest first.
