@@ -20,6 +20,13 @@ fn the_demo_runs_end_to_end_without_the_shared_corpora() {
             .arg(dir.path().join("out")),
     );
     assert!(out.contains("built-in sample corpus"), "{out}");
+    // The demo shows the detector acting: harvesters beyond the logit-bias sweep (which is
+    // acted on at once) are degraded, though their traffic arrives in seconds.
+    let degraded = out
+        .lines()
+        .filter(|l| l.contains(" distilling ") && l.contains(" degrade "))
+        .count();
+    assert!(degraded >= 3, "{out}");
     let agree = out
         .lines()
         .find(|l| l.contains("agrees with the gateway on"))

@@ -82,6 +82,9 @@ pub struct GatewayConfig {
     pub snapshot_minutes: f64,
     /// Verdicts to actions.
     pub policy: Policy,
+    /// The detector's thresholds, shape and weights (`[detector]`, the same keys as
+    /// `scan --config`; every one left out keeps its default).
+    pub detector: detect::Config,
 }
 
 impl Default for GatewayConfig {
@@ -110,6 +113,7 @@ impl Default for GatewayConfig {
             retention_days: None,
             snapshot_minutes: 10.0,
             policy: Policy::default(),
+            detector: detect::Config::default(),
         }
     }
 }
@@ -223,5 +227,22 @@ impl ContentPolicy {
             "metadata" => Some(ContentPolicy::Metadata),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_detector_section_sets_the_detector_and_keeps_the_rest() {
+        let c: GatewayConfig =
+            toml::from_str("[detector.thresholds]\nmin_active_hours = 0.0\n").unwrap();
+        assert_eq!(c.detector.thresholds.min_active_hours, 0.0);
+        assert_eq!(
+            c.detector.thresholds.distilling,
+            detect::Config::default().thresholds.distilling
+        );
+        assert!(toml::from_str::<GatewayConfig>("[detector]\nbogus = 1\n").is_err());
     }
 }

@@ -289,7 +289,7 @@ impl Gateway {
     ) -> anyhow_like::Result<Running> {
         let shared = Arc::new(record::Shared {
             store: store.clone(),
-            detector: Arc::new(Mutex::new(Detector::new(detect::Config::default()))),
+            detector: Arc::new(Mutex::new(Detector::new(config.detector.clone()))),
             table: Arc::new(policy::PolicyTable::default()),
             policy: config.policy.clone(),
         });

@@ -49,6 +49,8 @@ pub struct WorkerConfig {
     /// Messages taken per fetch.
     pub batch: usize,
     pub policy: Policy,
+    /// The detector's config (the gateway config's `[detector]`).
+    pub detector: detect::Config,
     /// How often the detector's state is saved to the store (and at shutdown); `None`: never,
     /// every start replays the partitions whole.
     pub snapshot_every: Option<Duration>,
@@ -62,6 +64,7 @@ impl Default for WorkerConfig {
             count: 1,
             batch: 512,
             policy: Policy::default(),
+            detector: detect::Config::default(),
             snapshot_every: Some(Duration::from_secs(600)),
         }
     }
@@ -117,7 +120,7 @@ pub async fn run(
     }
     let shared = Arc::new(Shared {
         store,
-        detector: Arc::new(Mutex::new(Detector::new(detect::Config::default()))),
+        detector: Arc::new(Mutex::new(Detector::new(config.detector.clone()))),
         table: Arc::new(PolicyTable::default()),
         policy: config.policy.clone(),
     });

@@ -66,6 +66,12 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         data: data.clone(),
         ..GatewayConfig::default()
     };
+    // The demo sends days of simulated traffic in seconds, with the gateway's clock: no
+    // behaviour here can last the three clock hours the detector wants before it acts on an
+    // account (`[detector.thresholds] min_active_hours`), so the demo waives that one rule,
+    // and says so. A deployment keeps it.
+    config.detector.thresholds.min_active_hours = 0.0;
+    let detector_config = config.detector.clone();
     config.upstreams.push(Upstream {
         base_url: format!("http://{upstream}/v1"),
         api_key: None,
@@ -78,6 +84,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let base = format!("http://{}", gw.addr);
     println!("   listening on {base}  (policy: suspicious -> watch, distilling -> degrade)");
+    println!("   (days of traffic arrive here in seconds, so the rule that behaviour must last 3 clock hours before it is acted on is off: min_active_hours = 0)");
 
     let (corpora, source) =
         Corpora::find(args.data_dir.as_deref()).context("the demo needs corpora (see README)")?;
@@ -310,7 +317,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         account: None,
         out: Some(log.clone()),
     })?;
-    let mut detector = detect::Detector::new(detect::Config::default());
+    let mut detector = detect::Detector::new(detector_config);
     let mut source = exchange::LineSource::open(&log, exchange::ReaderOptions::default())?;
     while let Some(line) = source.next_line() {
         if let exchange::RawLine::Line { bytes, .. } = line? {

@@ -18,7 +18,8 @@ pub struct Args {
     pub workers: u32,
     #[arg(long, default_value_t = 0)]
     pub index: u32,
-    /// Gateway config (TOML) whose `policy` names the actions in the audit trail.
+    /// Gateway config (TOML) whose `policy` names the actions in the audit trail and whose
+    /// `detector` section configures the detector (as the gateway's must).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Save the detector's state to the store this often (and at shutdown), so a restart
@@ -29,22 +30,22 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     super::serve::init_tracing();
-    let policy = match &args.config {
+    let gateway = match &args.config {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             toml::from_str::<gateway::GatewayConfig>(&text)
                 .with_context(|| format!("parsing {}", p.display()))?
-                .policy
         }
-        None => gateway::Policy::default(),
+        None => gateway::GatewayConfig::default(),
     };
     let store = args.store.open()?;
     let config = WorkerConfig {
         nats: args.bus.clone(),
         index: args.index,
         count: args.workers,
-        policy,
+        policy: gateway.policy,
+        detector: gateway.detector,
         snapshot_every: (args.snapshot_minutes.is_finite() && args.snapshot_minutes > 0.0)
             .then(|| std::time::Duration::from_secs_f64(args.snapshot_minutes * 60.0)),
         ..WorkerConfig::default()
