@@ -504,6 +504,17 @@ pub fn agentic_harvest(w: &mut World) -> (Identity, Vec<Exchange>) {
 pub fn hydra(w: &mut World) -> Vec<(Identity, Vec<Exchange>)> {
     let members = w.rng.gen_range(12..50);
     let per_member = w.rng.gen_range(30..150);
+    // In the hard world half the hydras share no fact of their accounts and hide in each
+    // member's smallness: aged accounts bought one by one, each with its own card, a few
+    // dozen calls each in office hours from a small pool of residential proxies (no
+    // member rotates addresses). What is left to link them is what they do together: the
+    // proxy pool, the template, the shared schedule; alone, no member is a harvest.
+    let separate = w.hard && w.chance(0.5);
+    let per_member = if separate {
+        w.rng.gen_range(15..45)
+    } else {
+        per_member
+    };
     let total = members * per_member;
     let cot = w.chance(0.5);
     let wrappers: Vec<&str> = if cot {
@@ -525,7 +536,22 @@ pub fn hydra(w: &mut World) -> Vec<(Identity, Vec<Exchange>)> {
     let max_tokens = *w.pick(&[1024, 2048, 4096]);
     let from = w.start + w.rng.gen_range(0..(w.end - w.start) / 3);
     // One steady stream for the whole group, dealt round robin to the members.
-    let times = w.steady(from, w.end, total);
+    let times = if separate {
+        let tz = w.tz();
+        w.diurnal(from, w.end, total, tz)
+    } else {
+        w.steady(from, w.end, total)
+    };
+    let proxies: Vec<String> = if separate {
+        (0..members / 3 + 2)
+            .map(|_| {
+                let net = *w.pick(&nets);
+                w.ip_in(net)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let old = w.rng.gen_range(0..2);
     // The operator's own client, shared by most members, unless this hydra uses a common
     // library's fingerprint like everyone else.
@@ -536,25 +562,37 @@ pub fn hydra(w: &mut World) -> Vec<(Identity, Vec<Exchange>)> {
     } else {
         vec![w.pick(crate::world::TLS_LIBRARIES).to_string()]
     };
+    let own_tls = if separate && w.chance(0.5) {
+        vec![w.pick(crate::world::TLS_LIBRARIES).to_string()]
+    } else {
+        own_tls
+    };
     let mut paraphrased = Vec::with_capacity(members);
     let mut group: Vec<(Identity, Vec<Exchange>)> = (0..members)
         .map(|_| {
-            let mut who = w.identity(Addresses::Rotating { nets: nets.clone() }, None, 0.0);
+            let addresses = if separate {
+                let n = w.rng.gen_range(2..=4);
+                Addresses::Fixed(proxies.choose_multiple(&mut w.rng, n).cloned().collect())
+            } else {
+                Addresses::Rotating { nets: nets.clone() }
+            };
+            let mut who = w.identity(addresses, None, 0.0);
             // Noise: some members pay with an instrument of their own, some run another
             // client, some paraphrase the template.
             let own_payment = w.chance(0.15);
             let m = &mut who.meta;
-            if !own_payment {
+            if !own_payment && !separate {
                 m.payment_fingerprint = Some(w.pick(&payments).clone());
             }
             if w.chance(0.85) {
                 m.tls_fingerprint = Some(w.pick(&own_tls).clone());
             }
-            m.signup_ts = Some(
-                exchange::Timestamp::from_millis(signup + w.rng.gen_range(0..6 * HOUR))
-                    .as_str()
-                    .to_owned(),
-            );
+            let joined = if separate {
+                w.start - w.rng.gen_range(30 * 24..400 * 24) * HOUR
+            } else {
+                signup + w.rng.gen_range(0..6 * HOUR)
+            };
+            m.signup_ts = Some(exchange::Timestamp::from_millis(joined).as_str().to_owned());
             m.asn = None;
             paraphrased.push(w.chance(0.2));
             (who, Vec::new())
