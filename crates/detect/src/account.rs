@@ -101,8 +101,13 @@ pub struct Features {
 
 impl AccountState {
     /// The account's most repeated prompt skeleton and its (lower-bound) count.
+    /// A template is a fixed wrapper around a slot, at the prompt's start or at its end
+    /// ("{question}\n\nThink step by step..."): the more repeated of the two skeletons.
     pub fn top_template(&self) -> Option<(u64, u32)> {
-        self.content.heads.top()
+        match (self.content.heads.top(), self.content.tails.top()) {
+            (Some(h), Some(t)) => Some(if t.1 > h.1 { t } else { h }),
+            (h, t) => h.or(t),
+        }
     }
 
     /// The account's most used system prompt and its count.

@@ -45,6 +45,8 @@ const HOUR_MS: f64 = 3_600_000.0;
 const GROUP_SCAN: usize = 64;
 /// Pairwise evidence weaker than this is left out of group reports.
 const REPORTED_EVIDENCE: f64 = 0.2;
+/// Groups up to this size are checked for members switched on together when they grow.
+const MAX_TIMED_GROUP: usize = 4096;
 
 #[derive(Serialize, Deserialize)]
 struct Account {
@@ -164,6 +166,13 @@ struct Group {
     first_flagged: Option<String>,
     /// Joins that made the group, by the kinds of evidence each joining pair shared.
     links: [u32; KINDS],
+    /// Pairs of members whose own evidence says one actor ([`Edge::says_one_actor`]).
+    #[serde(default)]
+    actor_pairs: u32,
+    /// Two thirds of the members (three or more) made their first calls within
+    /// `switched_on_hours` of each other, after the stream's warm-up.
+    #[serde(default)]
+    switched_on_together: bool,
 }
 
 impl Group {
@@ -172,10 +181,40 @@ impl Group {
     /// prompt, a client and its network, first calls at the same time): customers of one
     /// pipeline product share the latter innocently (and cron starts their jobs on the hour),
     /// and judging them as one would sum their traffic.
+    ///
+    /// Without such a fact, a group is one actor when its members are tied pair by pair by
+    /// evidence that says one actor (an uncommon address, prompt tool and start, all shared):
+    /// at least half as many such pairs as the joins that hold the group together, so a chain
+    /// of strangers through one tied pair is not one actor, while a fleet, whose members share
+    /// its proxies, template and schedule with many others, is.
+    ///
+    /// Or, as a whole, when it was switched on together (most members' first calls within a
+    /// couple of hours) and at least half of its joins carry a shared uncommon network and
+    /// half a shared tool (a prompt template or system prompt, an uncommon client): a
+    /// product's customers share its tool but arrive over months from their own networks;
+    /// strangers behind one exit share a network but neither tool nor start.
     fn one_actor(&self) -> bool {
+        let joins = self.members.len().saturating_sub(1);
+        let carried = |kinds: &[LinkKind]| {
+            2 * kinds
+                .iter()
+                .map(|&k| self.links[k as usize])
+                .max()
+                .unwrap_or(0) as usize
+                >= joins
+        };
         LinkKind::ALL
             .iter()
             .any(|k| k.says_one_actor() && self.links[*k as usize] > 0)
+            || (self.actor_pairs > 0 && 2 * self.actor_pairs as usize >= joins)
+            || (self.switched_on_together
+                && carried(&[LinkKind::Ip, LinkKind::Subnet])
+                && carried(&[
+                    LinkKind::Template,
+                    LinkKind::SystemPrompt,
+                    LinkKind::Tls,
+                    LinkKind::UserAgent,
+                ]))
     }
 
     /// The group's features: its combined traffic, and how many accounts it spread over when
@@ -346,6 +385,8 @@ impl Detector {
                     peak_score: 0.0,
                     first_flagged: None,
                     links: [0; KINDS],
+                    actor_pairs: 0,
+                    switched_on_together: false,
                 }
             })
         };
@@ -357,6 +398,7 @@ impl Detector {
         };
         big.state.merge(&small.state);
         let small_was_group = small.members.len() > 1;
+        let newcomers: Vec<u32> = small.members.iter().take(GROUP_SCAN).copied().collect();
         big.members.extend(small.members);
         big.verdict = big.verdict.max(small.verdict);
         big.peak_score = big.peak_score.max(small.peak_score);
@@ -370,6 +412,8 @@ impl Detector {
         for k in kinds {
             big.links[*k as usize] += 1;
         }
+        big.actor_pairs += small.actor_pairs;
+        big.switched_on_together = self.switched_on_together(&big.members);
         if small_was_group {
             self.dissolved.push(self.cluster_name(child));
         }
@@ -377,6 +421,61 @@ impl Detector {
         self.groups.insert(root, big);
         self.changed.remove(&child);
         self.changed.insert(root);
+        // The pairs between the two sides that already say one actor (bounded like
+        // `evidence_between`: the newcomers walked, at most `GROUP_SCAN` of them).
+        for m in newcomers {
+            let others: Vec<u32> = self.linker.edges_of(m).map(|(n, _)| n).collect();
+            for n in others {
+                self.note_actor_pair(m, n);
+            }
+        }
+    }
+
+    /// Whether two thirds of `members` (three or more) made their first calls within
+    /// `switched_on_hours` of each other, after the stream's warm-up (before it, every
+    /// account that existed makes its first call). Sorts the members' first calls: run
+    /// when a group grows, not per exchange; groups past `MAX_TIMED_GROUP` keep their answer.
+    fn switched_on_together(&self, members: &[u32]) -> bool {
+        let links = &self.config.links;
+        if members.len() < GROUP_HOLDS_TOGETHER || members.len() > MAX_TIMED_GROUP {
+            return false;
+        }
+        let Some(start) = self.stream_start else {
+            return false;
+        };
+        let warm = start + (links.first_seen_warmup_hours * HOUR_MS) as i64;
+        let mut firsts: Vec<i64> = members
+            .iter()
+            .map(|&m| self.accounts[m as usize].state.first_ts())
+            .filter(|&t| t >= warm)
+            .collect();
+        let need = (2 * members.len()).div_ceil(3);
+        if firsts.len() < need {
+            return false;
+        }
+        firsts.sort_unstable();
+        let window = (links.switched_on_hours * HOUR_MS) as i64;
+        firsts.windows(need).any(|w| w[need - 1] - w[0] <= window)
+    }
+
+    /// Counts the pair `a`-`b` towards its group's pairs that say one actor, once, when both
+    /// are in one group and their evidence says so.
+    fn note_actor_pair(&mut self, a: u32, b: u32) {
+        let root = self.find(a);
+        if root != self.find(b) {
+            return;
+        }
+        let Some(e) = self.linker.edge_mut(a, b) else {
+            return;
+        };
+        if e.counted || !e.says_one_actor() {
+            return;
+        }
+        e.counted = true;
+        if let Some(g) = self.groups.get_mut(&root) {
+            g.actor_pairs += 1;
+            self.changed.insert(root);
+        }
     }
 
     /// Offers the linker what this exchange says about who sends it; joins the groups of
@@ -472,6 +571,11 @@ impl Detector {
                 let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
                 self.union(mine, theirs, &kinds);
             }
+        }
+        // Evidence that grew between two members already together (a template established
+        // after their first calls joined them).
+        for other in touched {
+            self.note_actor_pair(idx, other);
         }
     }
 

@@ -159,6 +159,11 @@ pub struct LinkConfig {
     /// account that existed before the log began makes its first call.
     pub first_seen: f64,
     pub first_seen_warmup_hours: f64,
+    /// A group of three or more whose members (two thirds of them, first seen after the
+    /// warm-up) made their first calls within this many hours of each other was switched on
+    /// together (default 2); with a shared network and a shared prompt tool across its joins,
+    /// that makes it one actor (see `Group::one_actor` in the detector).
+    pub switched_on_hours: f64,
     /// Accounts (first seen after the warm-up) active in exactly the same clock hours over
     /// their first `same_hours` active hours: started together and kept going together, as
     /// accounts taking turns on one job do. Long-running fleets started in the same hour
@@ -203,6 +208,7 @@ impl Default for LinkConfig {
             template: 0.7,
             first_seen: 0.45,
             first_seen_warmup_hours: 2.0,
+            switched_on_hours: 2.0,
             same_hours_weight: 0.45,
             same_hours: 8,
             pivot: 0.3,
@@ -271,6 +277,9 @@ const EDGE_UNIT: f64 = 4096.0;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Edge {
     by_kind: [u16; KINDS],
+    /// Counted towards its group's pairs that say one actor ([`Edge::says_one_actor`]).
+    #[serde(default)]
+    pub(crate) counted: bool,
 }
 
 impl Edge {
@@ -321,6 +330,21 @@ impl Edge {
             .sum::<f64>()
             - self.started_together_overlap();
         behaviour > 0.0 && behaviour >= min_behaviour && self.total() >= config.join
+    }
+
+    /// Whether this pair's evidence alone says one actor: a fact of the accounts themselves (a
+    /// payment instrument, sign-ups together), or three independent facts at once that
+    /// strangers do not share together: the same uncommon address or network, the same
+    /// uncommon prompt tool (template or system prompt), and a start together (first calls in
+    /// the same minutes, or the same hours from then on). Strangers behind one carrier exit
+    /// share the first, customers of one product the second, jobs on one cron schedule the
+    /// third; accounts sharing all three are a fleet run by one hand.
+    pub fn says_one_actor(&self) -> bool {
+        let has = |k: LinkKind| self.get(k) > 0.0;
+        LinkKind::ALL.iter().any(|&k| k.says_one_actor() && has(k))
+            || ((has(LinkKind::Ip) || has(LinkKind::Subnet))
+                && (has(LinkKind::Template) || has(LinkKind::SystemPrompt))
+                && (has(LinkKind::FirstSeen) || has(LinkKind::SameHours)))
     }
 
     pub fn kinds(&self) -> impl Iterator<Item = (LinkKind, f64)> + '_ {
@@ -433,6 +457,10 @@ impl Linker {
     /// The evidence between two accounts, if any.
     pub fn edge(&self, a: u32, b: u32) -> Option<&Edge> {
         self.edges.get(&(a.min(b), a.max(b)))
+    }
+
+    pub(crate) fn edge_mut(&mut self, a: u32, b: u32) -> Option<&mut Edge> {
+        self.edges.get_mut(&(a.min(b), a.max(b)))
     }
 
     /// Every edge with evidence at or above `min`, for reports.

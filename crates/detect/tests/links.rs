@@ -723,3 +723,80 @@ fn a_group_linked_only_by_tool_and_client_is_watched_not_acted_on() {
     d.observe(&line("p2", n + 1, &carded, &cot(9_002), 4096));
     assert_eq!(d.report("p3").unwrap().verdict, Verdict::Distilling);
 }
+
+/// Members take turns from stream position `from` (after a first exchange at 0, so the stream's
+/// warm-up is behind them), each with its own `who`, 60 harvesting calls each; `gap` stream
+/// positions pass between a member's first call and the next member's first call.
+fn fleet_in_turns(d: &mut Detector, members: &[(&str, Who)], from: usize, gap: usize) -> usize {
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    let mut n = from;
+    for (k, (m, who)) in members.iter().enumerate() {
+        d.observe(&line(m, n, who, &cot(k), 4096));
+        n += gap;
+    }
+    for i in 1..60 {
+        for (k, (m, who)) in members.iter().enumerate() {
+            d.observe(&line(m, n, who, &cot(i * members.len() + k), 4096));
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Five accounts, each on its own card, on two addresses of a small pool, one uncommon client.
+fn fleet_members() -> Vec<(&'static str, Who)> {
+    let pool = ["198.51.100.7", "198.51.100.9"];
+    ["f1", "f2", "f3", "f4", "f5"]
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            (
+                *m,
+                Who {
+                    ip: Some(pool[i % 2].into()),
+                    tls: Some("t13d_fleet_client".into()),
+                    payment: Some(format!("pf_own_{i}")),
+                    ..Who::default()
+                },
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_fleet_switched_on_together_on_one_pool_and_one_template_is_one_actor_without_a_card() {
+    // Each member pays on its own card and signed up on its own day: no fact of the accounts
+    // ties them. They start within minutes of each other, hours into the stream, from one
+    // small address pool with one template: one hand runs them, and their combined harvest
+    // is theirs (the hydra that buys its accounts one by one).
+    let mut d = Detector::new(Config::default());
+    fleet_in_turns(&mut d, &fleet_members(), 400, 3);
+    let g = d.groups();
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(g[0].members.len(), 5);
+    assert_eq!(g[0].verdict, Verdict::Distilling, "{:?}", g[0].reasons);
+    for m in ["f1", "f2", "f3", "f4", "f5"] {
+        let r = d.report(m).unwrap();
+        assert_eq!(r.verdict, Verdict::Distilling, "{m}: {:?}", r.reasons);
+        assert!(
+            r.reasons[0].detail.contains("one actor"),
+            "{}",
+            r.reasons[0].detail
+        );
+    }
+}
+
+#[test]
+fn customers_of_one_tool_behind_shared_addresses_arriving_apart_are_watched_not_acted_on() {
+    // The same five accounts, pool, client and template, but arriving hours apart, as a
+    // tool's customers do: linked, judged together, and only watched.
+    let mut d = Detector::new(Config::default());
+    fleet_in_turns(&mut d, &fleet_members(), 400, 600);
+    let g = d.groups();
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(g[0].members.len(), 5);
+    for m in ["f1", "f2", "f3", "f4", "f5"] {
+        let r = d.report(m).unwrap();
+        assert!(r.verdict < Verdict::Distilling, "{m}: {:?}", r.reasons);
+    }
+}
