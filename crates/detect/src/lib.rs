@@ -527,6 +527,15 @@ impl Detector {
                 .note(&self.config.links, population, idx, kind, v);
             touched.extend(others);
         }
+        // An account's values are all noted within its first calls, often before the group it
+        // belongs with has formed; weighed only then, a fleet whose members start over hours
+        // stays in pieces. So at its 8th, 16th, 32nd, … call an account is weighed again
+        // against its neighbours' groups as they stand (a few times per account, each bounded
+        // like any other weighing).
+        let calls = self.accounts[idx as usize].state.exchanges;
+        if calls >= 8 && calls.is_power_of_two() {
+            touched.extend(self.linker.edges_of(idx).map(|(n, _)| n));
+        }
         if touched.is_empty() {
             return;
         }
