@@ -333,6 +333,9 @@ const LINE_MIN: [f64; 5] = [1.0, 1.0, 1.0, 0.5, 1.0];
 /// [`CIRCUMSTANCE_MIN`]: round-the-clock pacing alone is a global product's users as much as
 /// a script, a new account alone every new customer.
 const CIRCUMSTANCES: u32 = 2;
+/// A line of evidence at least this share of its minimum counts as that share of a line
+/// towards `min_evidence_lines`.
+const PARTIAL_LINE: f64 = 0.5;
 const CIRCUMSTANCE_MIN: f64 = 0.5;
 
 /// Scores an account from its features, with the reasons behind the score.
@@ -413,6 +416,25 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         .filter(|(v, min)| **v >= *min)
         .count() as u32
         + u32::from(circumstances >= CIRCUMSTANCES);
+    // The lines weighed: a full line counts 1, a line at least half there its share of the
+    // way (a line's minimum is a convenient cut in a continuum, and long answers at 98 % of
+    // it beside templated prompts at two thirds are more than one line's worth); the
+    // circumstances count only as a full line.
+    let weighed: f64 = by_line
+        .iter()
+        .zip(LINE_MIN)
+        .map(|(v, min)| {
+            let r = v / min;
+            if r >= 1.0 {
+                1.0
+            } else if r >= PARTIAL_LINE {
+                r
+            } else {
+                0.0
+            }
+        })
+        .sum::<f64>()
+        + f64::from(u8::from(circumstances >= CIRCUMSTANCES));
     // A logit-bias sweep is extraction no product performs; it need not last to be acted on.
     let sweep = by_line[SWEEP] >= LINE_MIN[SWEEP];
     let sustained = f.active_hours >= c.thresholds.min_active_hours || sweep;
@@ -430,7 +452,8 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     let verdict = if score >= c.thresholds.distilling
         && enough
         && sustained
-        && lines >= c.thresholds.min_evidence_lines
+        && lines >= 1
+        && weighed >= f64::from(c.thresholds.min_evidence_lines)
     {
         Verdict::Distilling
     } else if score >= c.thresholds.suspicious && !alone && !brief {
@@ -464,9 +487,9 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
             "held at benign: one line of harvest evidence and no circumstance of evasion (timing, addresses, model pivot, fleet) around it; that is what a product whose users ask broad questions shows".into()
         })
     } else if held && enough {
-        Some(if lines < c.thresholds.min_evidence_lines {
+        Some(if weighed < f64::from(c.thresholds.min_evidence_lines) {
             format!(
-                "held at suspicious: {lines} independent line(s) of harvest evidence (coverage, extraction, generated prompts, a fleet of accounts, two or more circumstances together), {} needed; one line with one circumstance is what a product's many users also show",
+                "held at suspicious: {weighed:.1} independent line(s) of harvest evidence (coverage, extraction, generated prompts, a fleet of accounts, two or more circumstances together; a line at least half there counts as its share), {} needed; one line with one circumstance is what a product's many users also show",
                 c.thresholds.min_evidence_lines
             )
         } else {
@@ -524,6 +547,55 @@ mod tests {
             accounts: 20,
             ..Features::default()
         }
+    }
+
+    /// A plain harvest at ordinary settings: broad fresh prompts, long answers asked for with
+    /// the largest `max_tokens`, round the clock; `template` of them share one wrapper.
+    fn plain_harvest(template: f64) -> Features {
+        Features {
+            exchanges: 600,
+            generative: 600,
+            fresh: 600,
+            single_turn: 1.0,
+            unique_prompts: 1.0,
+            breadth: 0.9,
+            template,
+            output_ratio: 1.2,
+            mean_output_tokens: 170.0,
+            high_max_tokens: 1.0,
+            quiet_hours_activity: 0.8,
+            span_hours: 72.0,
+            active_hours: 60.0,
+            gap_cv: 1.0,
+            ..Features::default()
+        }
+    }
+
+    #[test]
+    fn lines_part_there_add_up_to_the_second_line_a_verdict_needs() {
+        let c = Config::default();
+        let lines = |f: &Features| {
+            let a = assess(f, &c);
+            let of = |name: &str| {
+                a.reasons
+                    .iter()
+                    .find(|r| r.signal == name)
+                    .map_or(0.0, |r| r.value)
+            };
+            (a.verdict, of("output_harvest"), of("templated_coverage"))
+        };
+        // Coverage in full, long answers just short of a line, one circumstance (round the
+        // clock): held (one line and a circumstance is what a global product shows).
+        let (verdict, extraction, templated) = lines(&plain_harvest(0.0));
+        assert!((0.5..1.0).contains(&extraction), "{extraction}");
+        assert_eq!(templated, 0.0);
+        assert_ne!(verdict, Verdict::Distilling);
+        // A wrapper around a third of the prompts, itself short of a line: together with the
+        // long answers, more than a second line's worth.
+        let (verdict, extraction2, templated) = lines(&plain_harvest(0.4));
+        assert_eq!(extraction2, extraction);
+        assert!((0.5..1.0).contains(&templated), "{templated}");
+        assert_eq!(verdict, Verdict::Distilling);
     }
 
     #[test]
