@@ -161,7 +161,8 @@ pub struct LinkConfig {
     pub first_seen_warmup_hours: f64,
     /// A group of three or more whose members (two thirds of them, first seen after the
     /// warm-up) made their first calls within this many hours of each other was switched on
-    /// together (default 2); with a shared network and a shared prompt tool across its joins,
+    /// together (default 6: a fleet trickles its members in over a morning, a product's
+    /// customers arrive over months); with a shared network and a shared prompt tool across its joins,
     /// that makes it one actor (see `Group::one_actor` in the detector).
     pub switched_on_hours: f64,
     /// Accounts (first seen after the warm-up) active in exactly the same clock hours over
@@ -208,7 +209,7 @@ impl Default for LinkConfig {
             template: 0.7,
             first_seen: 0.45,
             first_seen_warmup_hours: 2.0,
-            switched_on_hours: 2.0,
+            switched_on_hours: 6.0,
             same_hours_weight: 0.45,
             same_hours: 8,
             pivot: 0.3,
