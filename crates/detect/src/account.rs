@@ -208,6 +208,11 @@ impl AccountState {
         self.content.generative
     }
 
+    /// Fresh single-turn calls: where templates are counted.
+    pub fn fresh_calls(&self) -> u32 {
+        self.content.single_turn
+    }
+
     pub fn features(&self) -> Features {
         let g = self.content.generative;
         let span_hours = (self.last_ts - self.first_ts) as f64 / HOUR_MS as f64;

@@ -27,7 +27,8 @@ const MIN_INPUT_SPREAD: f64 = 0.2;
 pub struct Content<const P: usize, const F: usize, const T: usize> {
     /// Chat and completions calls: the ones that can be harvested.
     pub generative: u32,
-    single_turn: u32,
+    /// Fresh single-turn calls.
+    pub single_turn: u32,
     fresh_step_by_step: u32,
     followups: u32,
     /// Calls answered with text (not a tool call): the denominator of output volume.

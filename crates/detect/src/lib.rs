@@ -45,6 +45,11 @@ const HOUR_MS: f64 = 3_600_000.0;
 const GROUP_SCAN: usize = 64;
 /// Pairwise evidence weaker than this is left out of group reports.
 const REPORTED_EVIDENCE: f64 = 0.2;
+/// Fresh prompts sharing the account's template before templated calls are a stream of their
+/// own ([`Account::template_stream`]).
+const TEMPLATE_STREAM_MIN: u32 = 8;
+/// Salt of template stream keys, apart from client-setting keys.
+const TEMPLATE_STREAM: u64 = 0x7e3a_11c5_d00d_5eed;
 /// Groups up to this size are checked for members switched on together when they grow.
 const MAX_TIMED_GROUP: usize = 4096;
 
@@ -70,17 +75,38 @@ impl Account {
         if !obs.generative || obs.stream == 0 {
             return;
         }
-        match &mut self.streams {
-            Some(streams) => streams.note(obs, shape),
-            None if self.first_stream == 0 => self.first_stream = obs.stream,
-            None if self.first_stream != obs.stream => {
-                let before = self.state.generative().saturating_sub(1);
-                let mut streams = Streams::starting(self.first_stream, before);
-                streams.note(obs, shape);
-                self.streams = Some(Box::new(streams));
+        let template = self.template_stream(obs);
+        for key in std::iter::once(obs.stream).chain(template) {
+            match &mut self.streams {
+                Some(streams) => streams.note(key, obs, shape),
+                None if self.first_stream == 0 => self.first_stream = key,
+                None if self.first_stream != key => {
+                    let before = self.state.generative().saturating_sub(1);
+                    let mut streams = Streams::starting(self.first_stream, before);
+                    streams.note(key, obs, shape);
+                    self.streams = Some(Box::new(streams));
+                }
+                None => {}
             }
-            None => {}
         }
+    }
+
+    /// Besides its client setting's stream ([`Observation::stream`]), a fresh prompt wrapped in
+    /// the account's own template, while a good share of its other fresh prompts are not,
+    /// belongs to the account's *template stream* too: a harvest under one steady suffix
+    /// beside the owner's chat, sent with the same client and parameters, is told apart by
+    /// its words. The call stays in its setting's stream as well, so a harvest that its
+    /// settings already set apart is not split in two. An account whose fresh prompts nearly
+    /// all share the template is one stream (a pipeline): nothing to split.
+    fn template_stream(&self, obs: &Observation) -> Option<u64> {
+        if !obs.single_turn() {
+            return None;
+        }
+        let (template, count) = self.state.top_template()?;
+        let fresh = self.state.fresh_calls();
+        let wrapped = obs.prompt.head_skeleton == template || obs.prompt.tail_skeleton == template;
+        (wrapped && count >= TEMPLATE_STREAM_MIN && u64::from(count) * 10 < u64::from(fresh) * 9)
+            .then(|| mix(template ^ TEMPLATE_STREAM))
     }
 
     /// The account judged on its whole traffic and, when judged apart it scores higher, on its

@@ -6,8 +6,10 @@
 //! harvest (the share of fresh calls, the answer sizes) while adding evidence against it (real
 //! conversations). A script, though, sends its calls with one setting of the client (system
 //! prompt, tools, `max_tokens` set or not, temperature, logprobs, `n`, user agent): that is
-//! what keys a stream here ([`crate::Observation::stream`]). People choosing their settings
-//! call by call make many small streams, each too small to judge.
+//! what keys a stream here ([`crate::Observation::stream`]), with the account's own template
+//! when only some of its fresh prompts carry it (a harvest under one steady suffix sent with
+//! the same client as the chat around it). People choosing their settings call by call make
+//! many small streams, each too small to judge.
 //!
 //! Bounded: an account with one setting keeps nothing here; from its second setting on, it
 //! follows the [`SLOTS`] most used streams (content counters at a smaller size than the
@@ -51,9 +53,8 @@ impl Streams {
         s
     }
 
-    /// Takes one generation call with a known stream key.
-    pub fn note(&mut self, obs: &Observation, shape: &Shape) {
-        let key = obs.stream;
+    /// Takes one generation call of stream `key` (never 0).
+    pub fn note(&mut self, key: u64, obs: &Observation, shape: &Shape) {
         self.seen.insert(key);
         let slot = match self.slots.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
@@ -128,15 +129,15 @@ mod tests {
         let shape = Shape::default();
         let mut s = Streams::starting(1, 50);
         for _ in 0..30 {
-            s.note(&call(2), &shape);
+            s.note(2, &call(2), &shape);
         }
         // Stream 3 comes; it must outgrow stream 2 (30 calls) by the margin to be followed.
         for _ in 0..40 {
-            s.note(&call(3), &shape);
+            s.note(3, &call(3), &shape);
         }
         assert!(s.slots.iter().all(|(k, _)| *k != 3));
         for _ in 0..20 {
-            s.note(&call(3), &shape);
+            s.note(3, &call(3), &shape);
         }
         assert!(s.slots.iter().any(|(k, _)| *k == 3));
         assert!(

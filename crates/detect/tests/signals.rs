@@ -738,19 +738,44 @@ fn a_harvest_beside_ordinary_chat_is_judged_on_its_own_stream() {
         .reasons
         .iter()
         .any(|r| r.signal == "fresh_broad_coverage" || r.signal == "templated_coverage"));
-    // Sent with the chat's own settings, the calls are one mixture, which this judges as a
-    // whole (the known limit: a stream is told apart by its client's settings only).
+    // Sent with the chat's own settings, the harvest is still told apart: its prompts carry
+    // one steady suffix the chat's do not, and the templated calls are a stream of their own.
     let mixed = d.report("same-settings").unwrap();
-    assert!(
-        mixed.reasons.iter().all(|r| r.signal != "harvest_stream"),
+    assert_eq!(mixed.verdict, Verdict::Distilling, "{:?}", mixed.reasons);
+    assert_eq!(
+        mixed.reasons[0].signal, "harvest_stream",
         "{:?}",
         mixed.reasons
     );
+}
+
+#[test]
+fn a_pipeline_whose_prompts_all_share_its_template_is_one_stream() {
+    // Every fresh prompt under one template: nothing to split, the account is judged whole
+    // (and a template around a narrow task is a pipeline, not a harvest).
+    let log: Vec<Exchange> = (0..400)
+        .map(|i| {
+            exchange(
+                "pipeline",
+                i,
+                START + i as i64 * 90_000,
+                vec![msg(
+                    "user",
+                    &format!(
+                        "Extract the invoice number and total from this record: {}\n\nAnswer as JSON only.",
+                        varied(i)
+                    ),
+                )],
+                "{\"invoice\": 1, \"total\": 2}",
+            )
+        })
+        .collect();
+    let d = run(&log);
+    let r = d.report("pipeline").unwrap();
     assert!(
-        hidden.score > mixed.score,
-        "{} vs {}",
-        hidden.score,
-        mixed.score
+        r.reasons.iter().all(|r| r.signal != "harvest_stream"),
+        "{:?}",
+        r.reasons
     );
 }
 
