@@ -13,10 +13,10 @@ mod content;
 pub mod link;
 pub mod observation;
 pub mod score;
-pub mod sketch;
+mod sketch;
 mod state;
 mod stream;
-pub mod text;
+mod text;
 
 use std::collections::HashMap;
 
@@ -25,17 +25,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunked::Chunked;
 use crate::link::{Edge, LinkKind, Linker, KINDS};
-use crate::sketch::{hash_bytes, mix};
+use crate::sketch::mix;
 use crate::stream::Streams;
 
 pub use account::{AccountState, Features};
 pub use config::Config;
-pub use observation::{Observation, FACTS_VERSION};
+pub use observation::{Observation, Observer, FACTS_VERSION};
 pub use score::{Assessment, Reason, Verdict};
+pub use sketch::hash_bytes;
 pub use state::{StateError, STATE_VERSION};
-pub use text::network;
-
-use crate::text::PhraseMatcher;
+pub use text::{network, normalised_hash};
 
 /// Models tracked for release times; beyond this, new model names are not tracked.
 const MAX_MODELS: usize = 4096;
@@ -312,14 +311,14 @@ pub struct AccountReport {
     pub reasons: Vec<Reason>,
 }
 
-/// Everything but the config and the phrase matcher is the detector's state, saved and
+/// Everything but the config and the observer is the detector's state, saved and
 /// restored whole by [`Detector::save_state`] and [`Detector::restore_state`].
 #[derive(Serialize, Deserialize)]
 pub struct Detector {
     #[serde(skip)]
     config: Config,
     #[serde(skip)]
-    phrases: PhraseMatcher,
+    observer: Observer,
     index: HashMap<String, u32>,
     accounts: Chunked<Account>,
     groups: HashMap<u32, Group>,
@@ -346,7 +345,7 @@ impl Detector {
     pub fn new(config: Config) -> Self {
         Self {
             config,
-            phrases: PhraseMatcher::default(),
+            observer: Observer::default(),
             index: HashMap::new(),
             accounts: Chunked::default(),
             groups: HashMap::new(),
@@ -365,7 +364,7 @@ impl Detector {
     /// Reduces an exchange to its observation. Separate from [`Detector::observe_facts`] so
     /// callers can do this part on other threads (it is pure and the costly part).
     pub fn observation(&self, ex: &Exchange) -> Observation {
-        Observation::of(ex, &self.phrases)
+        self.observer.observe(ex)
     }
 
     /// Takes one exchange into account; returns the verdict changes it caused (none, usually;

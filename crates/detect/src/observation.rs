@@ -1,5 +1,7 @@
 //! What one exchange says, reduced to the facts the signals use. Pure function of the exchange.
 
+use std::sync::Arc;
+
 use exchange::Exchange;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +20,26 @@ pub enum Endpoint {
 /// replayed under the same version; bump it whenever a change to text or hashing would give
 /// the same exchange different facts.
 pub const FACTS_VERSION: u32 = 4;
+
+/// Reduces exchanges to [`Observation`]s, the detector's one way in: it owns what that takes
+/// (the phrase matcher, built once), so callers never touch the text machinery. Reducing is
+/// pure and the costly part of taking an exchange in, so it runs wherever the caller likes
+/// (parser threads, a blocking pool): clone the observer for each, the matcher is shared.
+#[derive(Clone, Default)]
+pub struct Observer {
+    phrases: Arc<PhraseMatcher>,
+}
+
+impl Observer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The facts of one exchange the detector keeps.
+    pub fn observe(&self, ex: &Exchange) -> Observation {
+        Observation::of(ex, &self.phrases)
+    }
+}
 
 /// The facts of one exchange: everything the detector keeps of it, and no text. A log that
 /// keeps only hashes or metadata keeps these beside each line, so a restart rebuilds the
@@ -81,7 +103,7 @@ pub fn estimate_tokens(bytes: usize) -> u64 {
 }
 
 impl Observation {
-    pub fn of(ex: &Exchange, phrases: &PhraseMatcher) -> Self {
+    pub(crate) fn of(ex: &Exchange, phrases: &PhraseMatcher) -> Self {
         // An exported line whose text was redacted carries the facts the detector had of the
         // full exchange; the line itself stays authoritative for who and when.
         if let Some(mut obs) = ex.detector_facts.as_ref().and_then(Self::from_facts_value) {

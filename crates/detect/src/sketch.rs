@@ -342,7 +342,9 @@ impl Moments {
         self.m2 += d * (x - self.mean);
     }
 
-    /// Combines two sets of moments (Chan et al.'s parallel formula).
+    /// Combines two sets of moments (Chan et al.'s parallel formula): the pooled moments that
+    /// [`Moments::merge_streams`] is measured against in the tests.
+    #[cfg(test)]
     pub fn merge(&mut self, other: &Self) {
         if other.n == 0 {
             return;
@@ -360,7 +362,7 @@ impl Moments {
     }
 
     /// Combines the gaps of two streams into the gaps of the stream they make together, which
-    /// the pooled moments of [`Moments::merge`] are not: two accounts taking turns, each calling
+    /// pooled moments (Chan et al.'s parallel formula) are not: two accounts taking turns, each calling
     /// every 185 s like clockwork, make a stream with a call every 92 s, as regular as each.
     /// The order of the calls is gone, so this is an estimate. Streams that ran at the same
     /// time (`concurrent`) add their rates, streams one after the other keep their mean gap;

@@ -9,9 +9,9 @@
 
 use std::fmt;
 
+use crate::observation::Observer;
 use crate::observation::FACTS_VERSION;
 use crate::sketch::hash_bytes;
-use crate::text::PhraseMatcher;
 use crate::{Config, Detector};
 
 /// The layout of the saved state; raise it whenever a saved type changes shape.
@@ -98,7 +98,7 @@ impl Detector {
         let mut detector: Detector =
             postcard::from_bytes(payload).map_err(|e| StateError::Damaged(e.to_string()))?;
         detector.config = config;
-        detector.phrases = PhraseMatcher::default();
+        detector.observer = Observer::default();
         Ok(detector)
     }
 }

@@ -293,6 +293,7 @@ pub fn window(text: &str) -> (&str, &str) {
 }
 
 /// The text facts of one prompt, without looking for phrases.
+#[cfg(test)]
 pub fn text_facts(text: &str) -> TextFacts {
     read(text, None).0
 }
@@ -712,6 +713,7 @@ impl PhraseMatcher {
     }
 
     /// The phrase families of a text.
+    #[cfg(test)]
     pub fn scan(&self, text: &str) -> PhraseHits {
         self.read(text).1
     }

@@ -12,7 +12,7 @@ use std::io;
 use std::thread;
 
 use crossbeam_channel::bounded;
-use detect::text::PhraseMatcher;
+use detect::Observer;
 use detect::{Detector, Observation, VerdictChange};
 use exchange::{parse_line, BadLine, BadLineKind, BadLineReport, BatchLine, LineBatch, LineSource};
 
@@ -73,15 +73,14 @@ pub fn run(
             let rx = line_rx.clone();
             let tx = parsed_tx.clone();
             scope.spawn(move || {
-                let phrases = PhraseMatcher::default();
+                let observer = Observer::default();
                 for (seq, lines) in rx {
                     let parsed: Parsed = lines
                         .lines()
                         .map(|line| match line {
-                            BatchLine::Line { number, bytes } => (
-                                number,
-                                parse_line(bytes).map(|ex| Observation::of(&ex, &phrases)),
-                            ),
+                            BatchLine::Line { number, bytes } => {
+                                (number, parse_line(bytes).map(|ex| observer.observe(&ex)))
+                            }
                             BatchLine::TooLong { number, bytes } => (
                                 number,
                                 Err((

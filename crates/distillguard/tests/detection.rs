@@ -75,7 +75,7 @@ fn scan_json(args: &[&std::ffi::OsStr]) -> String {
 fn verdicts_do_not_change_when_accounts_keys_and_ids_are_renamed() {
     let sim = small_simulation(11);
     let original = run(&sim.exchanges);
-    let rename = |s: &str| format!("x{:016x}", detect::sketch::hash_bytes(s.as_bytes()));
+    let rename = |s: &str| format!("x{:016x}", detect::hash_bytes(s.as_bytes()));
     let renamed: Vec<Exchange> = sim
         .exchanges
         .iter()

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use detect::text::PhraseMatcher;
+use detect::Observer;
 use detect::{Detector, Observation, Verdict};
 use serde_json::Value;
 use store::{AuditEntry, LoggedExchange, Store, StoredVerdict};
@@ -47,9 +47,9 @@ pub fn append_until_stored(store: &dyn Store, rows: &[LoggedExchange]) -> Vec<Op
 
 /// The detector's facts of one line (the same parser and reduction `scan` uses), or `None`
 /// with a warning when the line does not parse.
-pub fn observation_of(line: &str, phrases: &PhraseMatcher) -> Option<Observation> {
+pub fn observation_of(line: &str, observer: &Observer) -> Option<Observation> {
     match exchange::parse_line(line.as_bytes()) {
-        Ok(ex) => Some(Observation::of(&ex, phrases)),
+        Ok(ex) => Some(observer.observe(&ex)),
         Err((kind, _)) => {
             metrics::counter!("distillguard_detector_bad_lines_total", "kind" => kind.name())
                 .increment(1);
@@ -65,10 +65,10 @@ pub fn observation_of(line: &str, phrases: &PhraseMatcher) -> Option<Observation
 /// The facts to replay for a logged exchange: those kept beside a redacted line, or the line's
 /// own when it was kept whole. A redacted line whose facts another version of the detector
 /// made is skipped (`None`): its hash strings read as prompts would be false evidence.
-pub fn replay_observation(row: &LoggedExchange, phrases: &PhraseMatcher) -> Option<Observation> {
+pub fn replay_observation(row: &LoggedExchange, observer: &Observer) -> Option<Observation> {
     match row.facts.as_deref() {
         Some(facts) => Observation::from_facts(facts),
-        None => observation_of(&row.line, phrases),
+        None => observation_of(&row.line, observer),
     }
 }
 
@@ -179,7 +179,7 @@ pub fn replay_after(
     upto_seq: i64,
     mut mine: impl FnMut(i64, &LoggedExchange) -> bool,
 ) -> store::Result<u64> {
-    let phrases = PhraseMatcher::default();
+    let observer = Observer::default();
     let (mut after, mut n, mut skipped) = (from_seq, 0, 0u64);
     loop {
         let page = shared.store.exchanges(None, after, 4096)?;
@@ -190,7 +190,7 @@ pub fn replay_after(
             .iter()
             .filter(|(seq, e)| *seq <= upto_seq && mine(*seq, e))
         {
-            match replay_observation(e, &phrases) {
+            match replay_observation(e, &observer) {
                 Some(obs) => {
                     observe(shared, &obs, false);
                 }

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use detect::text::PhraseMatcher;
 use detect::Observation;
+use detect::Observer;
 use serde_json::Value;
 use store::LoggedExchange;
 use tokio::sync::mpsc;
@@ -136,8 +136,8 @@ pub fn start(
     let detector_thread = thread::Builder::new()
         .name("detector".into())
         .spawn(move || {
-            let phrases = PhraseMatcher::default();
-            let upto = catch_up_with_the_log(&detector_shared, &catch_up, &det_rx, &phrases);
+            let observer = Observer::default();
+            let upto = catch_up_with_the_log(&detector_shared, &catch_up, &det_rx, &observer);
             let held = crate::snapshot::Held {
                 upto,
                 saved: catch_up.from,
@@ -156,7 +156,7 @@ pub fn start(
                 };
                 for obs in batch
                     .into_iter()
-                    .filter_map(|c| c.into_observation(&phrases))
+                    .filter_map(|c| c.into_observation(&observer))
                 {
                     observe(&detector_shared, &obs, true);
                 }
@@ -171,7 +171,7 @@ pub fn start(
     let writer = thread::Builder::new()
         .name("exchange-log".into())
         .spawn(move || {
-            let phrases = PhraseMatcher::default();
+            let observer = Observer::default();
             let mut batch: Vec<Finished> = Vec::with_capacity(1024);
             while let Some(first) = log_rx.blocking_recv() {
                 batch.push(first);
@@ -197,7 +197,7 @@ pub fn start(
                     acks.extend(ack);
                     match full_line {
                         None => committed.push(Committed::Line(row.line.clone())),
-                        Some(full) => match observation_of(&full, &phrases) {
+                        Some(full) => match observation_of(&full, &observer) {
                             Some(obs) => {
                                 row.facts = Some(obs.to_facts());
                                 committed.push(Committed::Facts(Box::new(obs)));
@@ -247,7 +247,7 @@ fn catch_up_with_the_log(
     shared: &Arc<Shared>,
     c: &crate::snapshot::CatchUp,
     live: &std::sync::mpsc::Receiver<DetectorBatch>,
-    phrases: &PhraseMatcher,
+    observer: &Observer,
 ) -> i64 {
     let mut upto = c.to;
     if c.to <= c.from {
@@ -280,7 +280,7 @@ fn catch_up_with_the_log(
                 held.extend(
                     batch
                         .into_iter()
-                        .filter_map(|c| c.into_observation(phrases)),
+                        .filter_map(|c| c.into_observation(observer)),
                 );
                 upto = upto.max(last_seq.unwrap_or(upto));
             }
@@ -315,9 +315,9 @@ enum Committed {
 }
 
 impl Committed {
-    fn into_observation(self, phrases: &PhraseMatcher) -> Option<Observation> {
+    fn into_observation(self, observer: &Observer) -> Option<Observation> {
         match self {
-            Committed::Line(line) => observation_of(&line, phrases),
+            Committed::Line(line) => observation_of(&line, observer),
             Committed::Facts(obs) => Some(*obs),
         }
     }

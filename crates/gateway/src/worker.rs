@@ -28,8 +28,8 @@ use std::time::Duration;
 use bus::async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
 use bus::async_nats::jetstream::Message;
 use bus::{Envelope, Standing, StandingUpdate};
-use detect::text::PhraseMatcher;
 use detect::Detector;
+use detect::Observer;
 use futures_util::StreamExt;
 use serde_json::Value;
 use store::{LoggedExchange, Store};
@@ -466,9 +466,9 @@ fn process(
 ) -> Vec<(String, detect::Verdict)> {
     // No snapshot while this batch is stored but not yet detected.
     let _batch = progress.gate.read().unwrap_or_else(|p| p.into_inner());
-    let phrases = PHRASES.with(|p| p.clone());
+    let observer = OBSERVER.with(|p| p.clone());
     let (rows, observations): (Vec<LoggedExchange>, Vec<Option<detect::Observation>>) =
-        envelopes.iter().map(|e| stored_row(e, &phrases)).unzip();
+        envelopes.iter().map(|e| stored_row(e, &observer)).unzip();
     let new = record::append_until_stored(shared.store.as_ref(), &rows);
     metrics::counter!("distillguard_worker_exchanges_total").increment(rows.len() as u64);
     let mut changed = Vec::new();
@@ -490,19 +490,16 @@ fn process(
 }
 
 thread_local! {
-    /// One phrase matcher per blocking thread, built once.
-    static PHRASES: std::sync::Arc<PhraseMatcher> = std::sync::Arc::new(PhraseMatcher::default());
+    /// One observer per blocking thread, built once.
+    static OBSERVER: Observer = Observer::default();
 }
 
 /// The row the store keeps (the line as published, or redacted per the replica's policy, with
 /// the detector's facts beside a redacted line) and the facts for the detector.
-fn stored_row(
-    e: &Envelope,
-    phrases: &PhraseMatcher,
-) -> (LoggedExchange, Option<detect::Observation>) {
+fn stored_row(e: &Envelope, observer: &Observer) -> (LoggedExchange, Option<detect::Observation>) {
     let full = String::from_utf8_lossy(&e.line).into_owned();
     let policy = ContentPolicy::parse(&e.content).unwrap_or(ContentPolicy::Full);
-    let obs = record::observation_of(&full, phrases);
+    let obs = record::observation_of(&full, observer);
     // Messages from replicas carry their time; only older ones need the line parsed for it.
     let ts_ms = e
         .ts_ms
@@ -547,15 +544,15 @@ mod tests {
 
     #[test]
     fn a_redacted_row_keeps_the_facts_the_detector_saw() {
-        let phrases = PhraseMatcher::default();
-        let (row, obs) = stored_row(&envelope("hashes"), &phrases);
+        let observer = Observer::default();
+        let (row, obs) = stored_row(&envelope("hashes"), &observer);
         let obs = obs.expect("the line parses");
         assert!(obs.phrases.hidden_reasoning);
         assert!(!row.line.contains("tides") && row.line.contains("sha256:"));
         let kept = row.facts.as_deref().expect("facts beside a redacted line");
         assert_eq!(detect::Observation::from_facts(kept), Some(obs.clone()));
         assert_eq!(row.ts_ms, obs.ts);
-        let (full, _) = stored_row(&envelope("full"), &phrases);
+        let (full, _) = stored_row(&envelope("full"), &observer);
         assert!(full.line.contains("tides") && full.facts.is_none());
     }
 }

@@ -143,7 +143,7 @@ fn indicators<'a>(
             for m in messages.iter().filter(|m| m.role == "system") {
                 ind.system_prompt_hashes.insert(format!(
                     "{:016x}",
-                    detect::text::normalised_hash(m.content.as_str())
+                    detect::normalised_hash(m.content.as_str())
                 ));
             }
         }
