@@ -555,11 +555,20 @@ impl Detector {
         // An account's values are all noted within its first calls, often before the group it
         // belongs with has formed; weighed only then, a fleet whose members start over hours
         // stays in pieces. So at its 8th, 16th, 32nd, … call an account is weighed again
-        // against its neighbours' groups as they stand (a few times per account, each bounded
-        // like any other weighing).
+        // against those of its neighbours that are in groups now (pairs alone were weighed
+        // when they last shared a value: nothing between them has changed since), and its
+        // ties inside its own group are counted (a few times per account, each bounded like
+        // any other weighing).
         let calls = self.accounts[idx as usize].state.exchanges;
         if calls >= 8 && calls.is_power_of_two() {
-            touched.extend(self.linker.edges_of(idx).map(|(n, _)| n));
+            let neighbours: Vec<u32> = self.linker.edges_of(idx).map(|(n, _)| n).collect();
+            let mine = self.find(idx);
+            for n in neighbours {
+                let theirs = self.find(n);
+                if theirs == mine || self.groups.contains_key(&theirs) {
+                    touched.push(n);
+                }
+            }
         }
         if touched.is_empty() {
             return;
