@@ -153,8 +153,15 @@ pub async fn get_account(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    current_view(&state, &name).await.map(Json)
+}
+
+/// The account as it stands now (after any change just made), or a 404 when neither the store
+/// nor the detector knows it: a typo must not read as a clean account, and a decision must not
+/// be stored for an account that does not exist.
+async fn current_view(state: &AppState, name: &str) -> Result<Value, ApiError> {
     let store = state.shared.store.clone();
-    let n = name.clone();
+    let n = name.to_owned();
     // With workers detecting, this replica shows their stored verdict for this one account.
     let from_workers = state.bus.is_some();
     let (account, stored) = blocking(move || {
@@ -166,12 +173,22 @@ pub async fn get_account(
         Ok((store.account(&n)?, stored))
     })
     .await?;
-    Ok(Json(account_view(
-        &state,
-        &name,
-        account.as_ref(),
-        stored.as_ref(),
-    )))
+    let seen = state
+        .shared
+        .detector
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .verdict(name)
+        .is_some();
+    if account.is_none() && stored.is_none() && !seen {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("account_not_found"),
+            format!("No account {name}."),
+        ));
+    }
+    Ok(account_view(state, name, account.as_ref(), stored.as_ref()))
 }
 
 #[derive(Deserialize)]
@@ -359,6 +376,7 @@ pub async fn set_override(
     if b.reason.trim().is_empty() {
         return Err(ApiError::invalid_request("a reason is required"));
     }
+    current_view(&state, &name).await?;
     let by = b.by.unwrap_or_else(|| "admin".into());
     let o = Override {
         account: name.clone(),
@@ -378,7 +396,7 @@ pub async fn set_override(
             action: Some((action.as_str().into(), by)),
         })
         .await;
-    Ok(Json(account_view(&state, &name, None, None)))
+    current_view(&state, &name).await.map(Json)
 }
 
 /// `GET /admin/groups`: accounts linked as one actor, with the evidence: from the in-process
@@ -478,6 +496,7 @@ pub async fn clear_override(
     Path(name): Path<String>,
     Json(b): Json<ClearBody>,
 ) -> Result<Json<Value>, ApiError> {
+    current_view(&state, &name).await?;
     let by = b.by.unwrap_or_else(|| "admin".into());
     record_decision(&state, &name, "clear_override", &by, b.reason, |s, n| {
         s.set_override(None, n)
@@ -489,7 +508,7 @@ pub async fn clear_override(
             action: None,
         })
         .await;
-    Ok(Json(account_view(&state, &name, None, None)))
+    current_view(&state, &name).await.map(Json)
 }
 
 #[derive(Deserialize)]
@@ -506,6 +525,7 @@ pub async fn set_allowlist(
     Path(name): Path<String>,
     Json(b): Json<AllowBody>,
 ) -> Result<Json<Value>, ApiError> {
+    current_view(&state, &name).await?;
     let by = b.by.unwrap_or_else(|| "admin".into());
     let allow = b.allowlisted;
     let action = if allow { "allowlist" } else { "unallowlist" };
@@ -520,7 +540,7 @@ pub async fn set_allowlist(
             allowlisted: allow,
         })
         .await;
-    Ok(Json(account_view(&state, &name, None, None)))
+    current_view(&state, &name).await.map(Json)
 }
 
 /// `GET /admin/audit?account=NAME&limit=N`: newest first.

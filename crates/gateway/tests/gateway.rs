@@ -408,6 +408,78 @@ async fn overrides_and_allowlist_are_applied_at_once_and_audited() {
 }
 
 #[tokio::test]
+async fn unknown_accounts_are_404_and_decisions_answer_with_the_new_state() {
+    let h = Harness::start(|_| {}).await;
+    let _key = h.key("known", None);
+    // A typo reads as not found, not as a clean account.
+    let r = h
+        .client
+        .get(h.url("/admin/accounts/typo"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "account_not_found");
+    // No decision is stored for an account that does not exist.
+    for (method, path, body) in [
+        (
+            "PUT",
+            "/admin/accounts/nope/override",
+            json!({"action": "block", "reason": "typo"}),
+        ),
+        (
+            "DELETE",
+            "/admin/accounts/nope/override",
+            json!({"reason": "typo"}),
+        ),
+        (
+            "PUT",
+            "/admin/accounts/nope/allowlist",
+            json!({"allowlisted": true, "reason": "typo"}),
+        ),
+    ] {
+        let r = h
+            .client
+            .request(method.parse().unwrap(), h.url(path))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{method} {path}");
+    }
+    assert!(h.store.audit_log(Some("nope"), 10).unwrap().is_empty());
+    assert!(h.store.account("nope").unwrap().is_none());
+    // A change answers with the state after it, every time.
+    for allow in [true, false, true] {
+        let r = h
+            .client
+            .put(h.url("/admin/accounts/known/allowlist"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"allowlisted": allow, "reason": "reviewed"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["allowlisted"], allow, "{v}");
+    }
+    let r = h
+        .client
+        .put(h.url("/admin/accounts/known/override"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"action": "throttle", "reason": "reviewed"}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["action"], "throttle", "{v}");
+    assert_eq!(v["allowlisted"], true, "{v}");
+}
+
+#[tokio::test]
 async fn graceful_shutdown_commits_the_log() {
     let h = Harness::start(|_| {}).await;
     let key = h.key("last", None);
