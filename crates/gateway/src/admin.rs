@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use store::{AuditEntry, Override};
 
 use crate::auth::{admin_token_matches, bearer};
 use crate::config::ContentPolicy;
-use crate::error::ApiError;
+use crate::error::{ApiError, JsonBody, QueryArgs};
 use crate::policy::Action;
 use crate::record::now_ms;
 use crate::AppState;
@@ -201,7 +201,7 @@ pub struct LimitQuery {
 pub async fn account_exchanges(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    Query(q): Query<LimitQuery>,
+    QueryArgs(q): QueryArgs<LimitQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let store = state.shared.store.clone();
     let limit = q.limit.unwrap_or(50).min(1000);
@@ -255,7 +255,7 @@ pub struct NewAccount {
 /// back to the gateway's setting).
 pub async fn upsert_account(
     State(state): State<Arc<AppState>>,
-    Json(a): Json<NewAccount>,
+    JsonBody(a): JsonBody<NewAccount>,
 ) -> Result<Json<Value>, ApiError> {
     if let Some(Some(c)) = a.content.as_ref() {
         if ContentPolicy::parse(c).is_none() {
@@ -368,7 +368,7 @@ pub struct OverrideBody {
 pub async fn set_override(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    Json(b): Json<OverrideBody>,
+    JsonBody(b): JsonBody<OverrideBody>,
 ) -> Result<Json<Value>, ApiError> {
     let action = Action::parse(&b.action).ok_or_else(|| {
         ApiError::invalid_request("action must be one of allow, watch, throttle, degrade, block")
@@ -460,7 +460,7 @@ fn group_members(state: &AppState, cluster: &str) -> Option<Vec<String>> {
 pub async fn set_group_override(
     State(state): State<Arc<AppState>>,
     Path(cluster): Path<String>,
-    Json(b): Json<OverrideBody>,
+    JsonBody(b): JsonBody<OverrideBody>,
 ) -> Result<Json<Value>, ApiError> {
     let members = group_members(&state, &cluster).ok_or_else(|| {
         ApiError::new(
@@ -476,7 +476,8 @@ pub async fn set_group_override(
             reason: format!("{} (group {cluster})", b.reason),
             by: b.by.clone(),
         };
-        let _member_view = set_override(State(state.clone()), Path(m.clone()), Json(body)).await?;
+        let _member_view =
+            set_override(State(state.clone()), Path(m.clone()), JsonBody(body)).await?;
     }
     Ok(Json(
         json!({"cluster": cluster, "members": members, "action": b.action}),
@@ -494,7 +495,7 @@ pub struct ClearBody {
 pub async fn clear_override(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    Json(b): Json<ClearBody>,
+    JsonBody(b): JsonBody<ClearBody>,
 ) -> Result<Json<Value>, ApiError> {
     current_view(&state, &name).await?;
     let by = b.by.unwrap_or_else(|| "admin".into());
@@ -523,7 +524,7 @@ pub struct AllowBody {
 pub async fn set_allowlist(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    Json(b): Json<AllowBody>,
+    JsonBody(b): JsonBody<AllowBody>,
 ) -> Result<Json<Value>, ApiError> {
     current_view(&state, &name).await?;
     let by = b.by.unwrap_or_else(|| "admin".into());
@@ -546,10 +547,23 @@ pub async fn set_allowlist(
 /// `GET /admin/audit?account=NAME&limit=N`: newest first.
 pub async fn audit(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<LimitQuery>,
+    QueryArgs(q): QueryArgs<LimitQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let store = state.shared.store.clone();
     let limit = q.limit.unwrap_or(100).min(10_000);
     let rows = blocking(move || store.audit_log(q.account.as_deref(), limit)).await?;
+    // Each entry also carries its time as RFC 3339 (`ts`), as the exchange log does; `ts_ms`
+    // stays for clients that read it.
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let ts = exchange::Timestamp::from_millis(r.ts_ms)
+                .as_str()
+                .to_owned();
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            v["ts"] = Value::String(ts);
+            v
+        })
+        .collect();
     Ok(Json(json!({"audit": rows})))
 }

@@ -101,3 +101,55 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// A JSON request body (`axum::Json`) whose rejections (no `Content-Type: application/json`,
+/// malformed JSON, a missing or mistyped field) answer like every other error here, as
+/// OpenAI-shaped JSON with axum's explanation as the message, not as plain text.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    axum::Json<T>:
+        axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(r) => Err(ApiError::new(
+                r.status(),
+                "invalid_request_error",
+                None,
+                r.body_text(),
+            )),
+        }
+    }
+}
+
+/// Query parameters (`axum::extract::Query`) whose rejections answer as OpenAI-shaped JSON.
+pub struct QueryArgs<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for QueryArgs<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(QueryArgs(v)),
+            Err(r) => Err(ApiError::new(
+                r.status(),
+                "invalid_request_error",
+                None,
+                r.body_text(),
+            )),
+        }
+    }
+}

@@ -477,6 +477,53 @@ async fn unknown_accounts_are_404_and_decisions_answer_with_the_new_state() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["action"], "throttle", "{v}");
     assert_eq!(v["allowlisted"], true, "{v}");
+    // A body without its reason, or without a JSON content type, is an OpenAI-shaped error
+    // like every other.
+    let r = h
+        .client
+        .put(h.url("/admin/accounts/known/override"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"action": "block"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("reason"),
+        "{v}"
+    );
+    let r = h
+        .client
+        .put(h.url("/admin/accounts/known/override"))
+        .bearer_auth(ADMIN)
+        .body(r#"{"action": "block", "reason": "x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert!(r.json::<Value>().await.unwrap()["error"]["message"].is_string());
+    let r = h
+        .client
+        .get(h.url("/admin/audit?limit=many"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<Value>().await.unwrap()["error"]["message"].is_string());
+    // The audit trail gives its times as RFC 3339 too.
+    let r = h
+        .client
+        .get(h.url("/admin/audit?account=known"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let ts = v["audit"][0]["ts"].as_str().unwrap();
+    assert!(ts.ends_with('Z') && ts.contains('T'), "{ts}");
 }
 
 #[tokio::test]
