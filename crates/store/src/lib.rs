@@ -135,6 +135,8 @@ pub struct KeyRecord {
     pub account: String,
     pub hash: [u8; 32],
     pub revoked: bool,
+    /// When the key was made (ms since the epoch).
+    pub created_ms: i64,
 }
 
 /// The detector's latest word on an account, as persisted.

@@ -233,6 +233,7 @@ fn key_row(row: &postgres::Row) -> KeyRecord {
         account: row.get(1),
         hash: h,
         revoked: row.get::<_, Option<i64>>(3).is_some(),
+        created_ms: row.get(4),
     }
 }
 
@@ -359,7 +360,7 @@ impl Store for PgStore {
     fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>> {
         self.with(|c| {
             Ok(c.query_opt(
-                "SELECT id, account, hash, revoked_ms FROM keys WHERE hash = $1",
+                "SELECT id, account, hash, revoked_ms, created_ms FROM keys WHERE hash = $1",
                 &[&&hash[..]],
             )?
             .as_ref()
@@ -370,7 +371,7 @@ impl Store for PgStore {
     fn keys(&self) -> Result<Vec<KeyRecord>> {
         self.with(|c| {
             Ok(c.query(
-                "SELECT id, account, hash, revoked_ms FROM keys ORDER BY id",
+                "SELECT id, account, hash, revoked_ms, created_ms FROM keys ORDER BY id",
                 &[],
             )?
             .iter()

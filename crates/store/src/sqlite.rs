@@ -214,6 +214,7 @@ fn key_row(row: &rusqlite::Row) -> rusqlite::Result<KeyRecord> {
         account: row.get(1)?,
         hash: h,
         revoked: row.get::<_, Option<i64>>(3)?.is_some(),
+        created_ms: row.get(4)?,
     })
 }
 
@@ -303,7 +304,7 @@ impl Store for SqliteStore {
         Ok(self
             .conn()
             .query_row(
-                "SELECT id, account, hash, revoked_ms FROM keys WHERE hash = ?1",
+                "SELECT id, account, hash, revoked_ms, created_ms FROM keys WHERE hash = ?1",
                 [&hash[..]],
                 key_row,
             )
@@ -313,7 +314,7 @@ impl Store for SqliteStore {
     fn keys(&self) -> Result<Vec<KeyRecord>> {
         let conn = self.conn();
         let mut stmt =
-            conn.prepare("SELECT id, account, hash, revoked_ms FROM keys ORDER BY id")?;
+            conn.prepare("SELECT id, account, hash, revoked_ms, created_ms FROM keys ORDER BY id")?;
         let rows = stmt
             .query_map([], key_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;

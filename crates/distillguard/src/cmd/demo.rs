@@ -184,10 +184,19 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         let _ = t.await;
     }
     let secs = started.elapsed().as_secs_f64();
+    let statuses: Vec<String> = statuses
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(status, n)| match status {
+            0 => format!("{n} failed to connect"),
+            s => format!("{n} x {s}"),
+        })
+        .collect();
     println!(
-        "   done in {secs:.1} s ({:.0} requests/s); statuses: {:?}",
+        "   done in {secs:.1} s ({:.0} requests/s); statuses: {}",
         plan.len() as f64 / secs,
-        statuses.lock().expect("lock")
+        statuses.join(", ")
     );
 
     // The detector runs off the request path; wait until it has seen everything logged.
@@ -249,7 +258,11 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     println!("   (benign accounts with a benign verdict are not listed)");
-    println!("   truth vs verdict: {confusion:?}");
+    let counts: Vec<String> = confusion
+        .iter()
+        .map(|((truth, verdict), n)| format!("{n} {truth} judged {verdict}"))
+        .collect();
+    println!("   truth vs verdict: {}", counts.join("; "));
     let audit: Value = client
         .get(format!("{base}/admin/audit?limit=5"))
         .bearer_auth(&admin_token)

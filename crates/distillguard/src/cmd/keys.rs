@@ -102,7 +102,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 s.set_account_retention(&account, retention_days)?;
             }
             let key = s.create_key(&account, now_ms())?;
-            eprintln!("created key {} for account {} (limits: rpm {:?}, tpm {:?}, concurrency {:?}); it is shown once:", key.id, a.name, a.limits.rpm, a.limits.tpm, a.limits.concurrency);
+            eprintln!(
+                "created key {} for account {} ({}); it is shown once:",
+                key.id,
+                a.name,
+                limits_text(&a.limits)
+            );
             println!("{}", key.secret);
         }
         What::Revoke { store, id } => {
@@ -113,15 +118,102 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("revoked {id}");
         }
         What::List { store } => {
-            for k in open(&store)?.keys()? {
-                println!(
-                    "{}\t{}\t{}",
-                    k.id,
-                    k.account,
-                    if k.revoked { "revoked" } else { "active" }
-                );
+            let s = open(&store)?;
+            let keys = s.keys()?;
+            let mut limits = std::collections::HashMap::new();
+            for k in &keys {
+                if !limits.contains_key(&k.account) {
+                    let text = s
+                        .account(&k.account)?
+                        .map_or_else(|| "-".to_owned(), |a| limits_text(&a.limits));
+                    limits.insert(k.account.clone(), text);
+                }
             }
+            let rows: Vec<[String; 5]> = keys
+                .iter()
+                .map(|k| {
+                    [
+                        k.id.clone(),
+                        k.account.clone(),
+                        if k.revoked { "revoked" } else { "active" }.to_owned(),
+                        exchange::Timestamp::from_millis(k.created_ms)
+                            .as_str()
+                            .to_owned(),
+                        limits[&k.account].clone(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(["KEY", "ACCOUNT", "STATE", "CREATED", "LIMITS"], &rows)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An account's limits in words: "600 requests/min, no token limit, 4 at once".
+fn limits_text(l: &Limits) -> String {
+    let part = |v: Option<u32>, what: &str, none: &str| match v {
+        Some(n) => format!("{n} {what}"),
+        None => none.to_owned(),
+    };
+    [
+        part(l.rpm, "requests/min", "no request limit"),
+        part(l.tpm, "tokens/min", "no token limit"),
+        part(l.concurrency, "at once", "no concurrency limit"),
+    ]
+    .join(", ")
+}
+
+/// Rows under a header, each column as wide as its widest cell, the last left ragged.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_read_as_words_and_keys_as_a_table() {
+        let l = Limits {
+            rpm: Some(600),
+            tpm: None,
+            concurrency: Some(4),
+        };
+        assert_eq!(
+            limits_text(&l),
+            "600 requests/min, no token limit, 4 at once"
+        );
+        let t = table(
+            ["KEY", "ACCOUNT"],
+            &[
+                ["k1".to_owned(), "alice".to_owned()],
+                ["key-22".to_owned(), "b".to_owned()],
+            ],
+        );
+        assert_eq!(t, "KEY     ACCOUNT\nk1      alice\nkey-22  b\n");
+    }
 }
