@@ -287,3 +287,62 @@ fn logs_scanned_one_after_another_with_a_state_file_equal_one_scan_of_them_all()
     assert!(err.contains("another detector config"), "{err}");
     assert_eq!(std::fs::read(&state).unwrap(), before);
 }
+
+#[test]
+fn the_table_shows_a_linked_group_as_one_row_and_why_explains_one_account() {
+    let sim = small_simulation(16);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_log(dir.path(), "log.jsonl", &sim.exchanges);
+    let reports = run(&sim.exchanges);
+    let table = common::run_ok(
+        Command::new(common::BIN)
+            .args(["scan", "--top", "1000"])
+            .arg(&path),
+    );
+    // Every group has exactly one row, naming its size; its members have none of their own.
+    let mut clusters: HashMap<&str, usize> = HashMap::new();
+    for r in reports.values() {
+        if let Some(c) = &r.cluster {
+            *clusters.entry(c).or_default() += 1;
+        }
+    }
+    assert!(!clusters.is_empty(), "this world links some accounts");
+    for (c, n) in &clusters {
+        let rows: Vec<&str> = table.lines().filter(|l| l.starts_with(c)).collect();
+        assert_eq!(rows.len(), 1, "{c}: {rows:?}");
+        assert!(rows[0].contains(&format!("({n} accounts)")), "{}", rows[0]);
+    }
+    for r in reports.values().filter(|r| r.cluster.is_some()) {
+        assert!(
+            !table
+                .lines()
+                .any(|l| l.starts_with(&format!("{} ", r.account))),
+            "{} has a row of its own",
+            r.account
+        );
+    }
+    // --why explains one account, every reason with its sentence.
+    let flagged = reports
+        .values()
+        .find(|r| r.verdict == Verdict::Distilling)
+        .expect("a flagged account");
+    let why = common::run_ok(
+        Command::new(common::BIN)
+            .args(["scan", "--why", &flagged.account])
+            .arg(&path),
+    );
+    assert!(
+        why.starts_with(&format!("why {} is distilling", flagged.account)),
+        "{why}"
+    );
+    for reason in &flagged.reasons {
+        assert!(why.contains(&reason.detail), "{why}");
+    }
+    let out = Command::new(common::BIN)
+        .args(["scan", "--why", "no-such-account"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no account no-such-account"));
+}

@@ -25,6 +25,10 @@ pub struct Args {
     /// Write the output to this file instead of stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Explain one account instead of the table: its verdict, every reason with its
+    /// sentence, and the group it is linked into (exit 1 when the log has no such account).
+    #[arg(long, value_name = "ACCOUNT")]
+    pub why: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -44,7 +48,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => Box::new(io::stdout().lock()),
     };
     let mut out = BufWriter::new(sink);
-    if args.json {
+    if let Some(account) = &args.why {
+        let Some(r) = reports.iter().find(|r| &r.account == account) else {
+            eprintln!("error: no account {account} in this log");
+            return Ok(ExitCode::from(1));
+        };
+        explain(&mut out, r, &reports)?;
+    } else if args.json {
         for r in &reports {
             if args.features {
                 let mut v = serde_json::to_value(r)?;
@@ -97,7 +107,33 @@ fn print_table(
         "{:<28} {:<11} {:>6} {:>9}  {:<24}  top reasons",
         "account", "verdict", "score", "exchanges", "first flagged"
     )?;
-    for r in reports.iter().take(top) {
+    // A linked group is one actor: one row, at its strongest member's place, with the
+    // members' exchanges added up (`--why ACCOUNT` or `distillguard groups` lists them).
+    let mut shown_groups = std::collections::HashSet::new();
+    let mut rows = 0;
+    for r in reports {
+        if rows == top {
+            break;
+        }
+        let (name, exchanges, first_flagged) = match &r.cluster {
+            Some(c) if !shown_groups.insert(c.as_str()) => continue,
+            Some(c) => {
+                let members: Vec<&AccountReport> = reports
+                    .iter()
+                    .filter(|m| m.cluster.as_deref() == Some(c))
+                    .collect();
+                (
+                    format!("{c} ({} accounts)", members.len()),
+                    members.iter().map(|m| m.exchanges).sum::<u64>(),
+                    members
+                        .iter()
+                        .filter_map(|m| m.first_flagged.as_deref())
+                        .min(),
+                )
+            }
+            None => (r.account.clone(), r.exchanges, r.first_flagged.as_deref()),
+        };
+        rows += 1;
         let reasons: Vec<String> = r
             .reasons
             .iter()
@@ -108,24 +144,56 @@ fn print_table(
         writeln!(
             out,
             "{:<28} {:<11} {:>6.3} {:>9}  {:<24}  {}",
-            r.account,
+            name,
             r.verdict.as_str(),
             r.score,
-            r.exchanges,
-            r.first_flagged.as_deref().unwrap_or("-"),
+            exchanges,
+            first_flagged.unwrap_or("-"),
             reasons.join(", ")
         )?;
     }
     if let Some(first) = reports.first().filter(|r| r.verdict != Verdict::Benign) {
         writeln!(out)?;
-        writeln!(out, "why {} is {}:", first.account, first.verdict.as_str())?;
-        for reason in &first.reasons {
-            writeln!(
-                out,
-                "  {:+.2} {}: {}",
-                reason.value, reason.signal, reason.detail
-            )?;
-        }
+        explain(out, first, reports)?;
+    }
+    Ok(())
+}
+
+/// Why one account is judged as it is: every reason with its sentence, and its group.
+fn explain(out: &mut impl Write, r: &AccountReport, reports: &[AccountReport]) -> io::Result<()> {
+    writeln!(
+        out,
+        "why {} is {} (score {:.3}, {} exchanges, first flagged {}):",
+        r.account,
+        r.verdict.as_str(),
+        r.score,
+        r.exchanges,
+        r.first_flagged.as_deref().unwrap_or("never")
+    )?;
+    for reason in &r.reasons {
+        writeln!(
+            out,
+            "  {:+.2} {}: {}",
+            reason.value, reason.signal, reason.detail
+        )?;
+    }
+    if let Some(c) = &r.cluster {
+        let members: Vec<&str> = reports
+            .iter()
+            .filter(|m| m.cluster.as_deref() == Some(c.as_str()))
+            .map(|m| m.account.as_str())
+            .collect();
+        writeln!(
+            out,
+            "  linked into {c} with {} other account(s): {}",
+            members.len().saturating_sub(1),
+            members
+                .iter()
+                .filter(|m| **m != r.account)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
     }
     Ok(())
 }
