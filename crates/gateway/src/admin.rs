@@ -60,12 +60,7 @@ fn account_view(
     account: Option<&store::Account>,
     stored: Option<&store::StoredVerdict>,
 ) -> Value {
-    let report = state
-        .shared
-        .detector
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .report(name);
+    let report = state.shared.detector.lock().report(name);
     let standing = state.shared.table.standing(&state.shared.policy, name);
     // A replica whose workers detect has no detector state: it shows what the workers stored.
     let (score, verdict, first_flagged, exchanges, reasons) = match (&report, stored) {
@@ -122,13 +117,7 @@ pub async fn list_accounts(State(state): State<Arc<AppState>>) -> Result<Json<Va
         .into_iter()
         .map(|a| (a.name.clone(), Some(a)))
         .collect();
-    for r in state
-        .shared
-        .detector
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .reports()
-    {
+    for r in state.shared.detector.lock().reports() {
         names.entry(r.account).or_insert(None);
     }
     let stored = stored_verdicts(&state).await?;
@@ -173,13 +162,7 @@ async fn current_view(state: &AppState, name: &str) -> Result<Value, ApiError> {
         Ok((store.account(&n)?, stored))
     })
     .await?;
-    let seen = state
-        .shared
-        .detector
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .verdict(name)
-        .is_some();
+    let seen = state.shared.detector.lock().verdict(name).is_some();
     if account.is_none() && stored.is_none() && !seen {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -404,13 +387,7 @@ pub async fn set_override(
 pub async fn list_groups(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let groups: Vec<Value> = match &state.bus {
         Some(b) => {
-            let mut g: Vec<Value> = b
-                .groups
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .cloned()
-                .collect();
+            let mut g: Vec<Value> = b.groups.read().values().cloned().collect();
             sort_by_score(&mut g);
             g
         }
@@ -418,7 +395,6 @@ pub async fn list_groups(State(state): State<Arc<AppState>>) -> Result<Json<Valu
             .shared
             .detector
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .groups()
             .iter()
             .map(|g| serde_json::to_value(g).unwrap_or(Value::Null))
@@ -430,24 +406,18 @@ pub async fn list_groups(State(state): State<Arc<AppState>>) -> Result<Json<Valu
 /// The members of a group, wherever groups are kept.
 fn group_members(state: &AppState, cluster: &str) -> Option<Vec<String>> {
     match &state.bus {
-        Some(b) => b
-            .groups
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(cluster)
-            .map(|g| {
-                g["members"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|m| m.as_str().map(str::to_owned))
-                    .collect()
-            }),
+        Some(b) => b.groups.read().get(cluster).map(|g| {
+            g["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.as_str().map(str::to_owned))
+                .collect()
+        }),
         None => state
             .shared
             .detector
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .groups()
             .into_iter()
             .find(|g| g.cluster == cluster)

@@ -3,8 +3,9 @@
 //! `distillguard keys create` (another process) works at once. Revocations through the admin
 //! API apply at once; through the CLI within a second.
 
+use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -107,7 +108,7 @@ impl KeyCache {
         for a in accounts {
             c.file_account(a);
         }
-        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = c;
+        *self.cache.write() = c;
         Ok(())
     }
 
@@ -129,14 +130,14 @@ impl KeyCache {
     }
 
     pub fn mark_revoked(&self, key_id: &str) {
-        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.cache.write();
         for k in c.keys.values_mut().filter(|k| k.id == key_id) {
             k.revoked = true;
         }
     }
 
     pub fn set_meta(&self, account: &str, meta: Option<serde_json::Value>) {
-        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.cache.write();
         match meta {
             Some(m) => c.meta.insert(account.to_owned(), Arc::new(m)),
             None => c.meta.remove(account),
@@ -144,7 +145,7 @@ impl KeyCache {
     }
 
     pub fn set_content(&self, account: &str, content: Option<ContentPolicy>) {
-        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.cache.write();
         match content {
             Some(p) => c.content.insert(account.to_owned(), p),
             None => c.content.remove(account),
@@ -152,11 +153,7 @@ impl KeyCache {
     }
 
     pub fn set_limits(&self, account: &str, limits: limits::Limits) {
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .limits
-            .insert(account.to_owned(), limits);
+        self.cache.write().limits.insert(account.to_owned(), limits);
     }
 
     /// Resolves the request's key to its account.
@@ -174,13 +171,7 @@ impl KeyCache {
         // Only the hash is ever compared or kept; equal hashes are found by map lookup, which
         // reveals nothing about the secret (SHA-256 preimages are not guessable).
         let hash = hash_key(secret);
-        let cached = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys
-            .get(&hash)
-            .cloned();
+        let cached = self.cache.read().keys.get(&hash).cloned();
         let key = match cached {
             Some(k) => k,
             None => {
@@ -204,7 +195,7 @@ impl KeyCache {
                     .ok()
                     .and_then(Result::ok)
                     .flatten();
-                let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+                let mut c = self.cache.write();
                 c.keys.insert(hash, entry.clone());
                 match found {
                     Some(a) => c.file_account(a),
@@ -219,7 +210,7 @@ impl KeyCache {
             return Err(ApiError::unauthorized("This API key has been revoked."));
         }
         let (limits, meta, content) = {
-            let c = self.cache.read().unwrap_or_else(|p| p.into_inner());
+            let c = self.cache.read();
             (
                 c.limits.get(&key.account).copied().unwrap_or_default(),
                 c.meta.get(&key.account).cloned(),

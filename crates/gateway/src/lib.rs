@@ -31,8 +31,9 @@ pub mod tap;
 pub mod tokens;
 pub mod worker;
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -162,7 +163,7 @@ pub struct Gateway;
 pub struct BusState {
     pub standing: Arc<tokio::sync::RwLock<Option<bus::Standing>>>,
     /// Groups as the workers last judged them, by cluster.
-    pub groups: Arc<std::sync::RwLock<std::collections::BTreeMap<String, serde_json::Value>>>,
+    pub groups: Arc<parking_lot::RwLock<std::collections::BTreeMap<String, serde_json::Value>>>,
 }
 
 impl BusState {
@@ -182,7 +183,7 @@ impl BusState {
 }
 
 /// The groups the bus worker last published, by name.
-type GroupMap = Arc<std::sync::RwLock<std::collections::BTreeMap<String, serde_json::Value>>>;
+type GroupMap = Arc<parking_lot::RwLock<std::collections::BTreeMap<String, serde_json::Value>>>;
 
 /// Keeps the policy table in step with the standing bucket: the latest value of every key,
 /// then each change. Retries while NATS is away.
@@ -223,7 +224,7 @@ fn spawn_standing_watch(
 fn apply_standing(table: &policy::PolicyTable, groups: &GroupMap, u: bus::StandingUpdate) {
     match u {
         bus::StandingUpdate::Group { cluster, report } => {
-            let mut groups = groups.write().unwrap_or_else(|p| p.into_inner());
+            let mut groups = groups.write();
             // A group merged into another is published as null.
             if report.is_null() {
                 groups.remove(&cluster);
@@ -598,11 +599,11 @@ mod tests {
         };
         publish("grp-a", json!({"members": ["a1", "a2"]}));
         publish("grp-b", json!({"members": ["b1", "b2"]}));
-        assert_eq!(groups.read().unwrap().len(), 2);
+        assert_eq!(groups.read().len(), 2);
         // grp-b merged into grp-a: the worker publishes the bigger group and retires the other.
         publish("grp-a", json!({"members": ["a1", "a2", "b1", "b2"]}));
         publish("grp-b", serde_json::Value::Null);
-        let now = groups.read().unwrap();
+        let now = groups.read();
         assert_eq!(now.keys().collect::<Vec<_>>(), vec!["grp-a"]);
         assert_eq!(now["grp-a"]["members"].as_array().unwrap().len(), 4);
     }

@@ -4,8 +4,8 @@
 //! override them (allowlist, manual actions), and applies the action to each call. The gateway
 //! never re-implements a detection rule.
 
+use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -136,7 +136,7 @@ struct Tables {
 
 impl PolicyTable {
     pub fn standing(&self, policy: &Policy, account: &str) -> Standing {
-        let t = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let t = self.inner.read();
         if let Some((action, by)) = t.overrides.get(account) {
             return Standing {
                 action: *action,
@@ -163,14 +163,13 @@ impl PolicyTable {
 
     /// The detector's verdict on `account`, if one was set.
     pub fn verdict(&self, account: &str) -> Option<detect::Verdict> {
-        let t = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let t = self.inner.read();
         t.verdicts.get(account).copied()
     }
 
     pub fn set_verdict(&self, account: &str, verdict: detect::Verdict) {
         self.inner
             .write()
-            .unwrap_or_else(|p| p.into_inner())
             .verdicts
             .insert(account.to_owned(), verdict);
     }
@@ -178,13 +177,13 @@ impl PolicyTable {
     /// Sets the verdict unless the table already holds a higher one: the detector only
     /// escalates, and a restart's replay must not lower what was enforced before it.
     pub fn raise_verdict(&self, account: &str, verdict: detect::Verdict) {
-        let mut t = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.inner.write();
         let held = t.verdicts.entry(account.to_owned()).or_insert(verdict);
         *held = (*held).max(verdict);
     }
 
     pub fn set_override(&self, account: &str, action: Option<(Action, String)>) {
-        let mut t = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.inner.write();
         match action {
             Some(a) => t.overrides.insert(account.to_owned(), a),
             None => t.overrides.remove(account),
@@ -194,7 +193,6 @@ impl PolicyTable {
     pub fn set_allowlisted(&self, account: &str, allowlisted: bool) {
         self.inner
             .write()
-            .unwrap_or_else(|p| p.into_inner())
             .allowlist
             .insert(account.to_owned(), allowlisted);
     }

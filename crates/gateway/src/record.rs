@@ -3,7 +3,8 @@
 //! (policy table, stored verdict, audit trail). The threads that run it live in `tap.rs` (this
 //! process) and `worker.rs` (the bus worker); `snapshot.rs` replays with it at start-up.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -80,7 +81,7 @@ pub fn observe(shared: &Shared, obs: &Observation, audit: bool) -> Vec<(String, 
     // age of what it replays.
     metrics::gauge!("distillguard_detector_lag_seconds")
         .set(((now_ms() - obs.ts).max(0) as f64) / 1000.0);
-    let mut detector = shared.detector.lock().unwrap_or_else(|p| p.into_inner());
+    let mut detector = shared.detector.lock();
     let changes = detector.observe_facts(obs);
     if changes.is_empty() {
         return Vec::new();

@@ -89,12 +89,7 @@ impl Snapshotter {
             let _ = w.join();
         }
         let started = Instant::now();
-        let state = self
-            .shared
-            .detector
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .save_state();
+        let state = self.shared.detector.lock().save_state();
         let held_ms = started.elapsed().as_millis() as u64;
         let (store, upto) = (self.shared.store.clone(), self.upto);
         self.saved_upto = upto;
@@ -188,12 +183,7 @@ pub fn load(
     let Some(snap) = shared.store.snapshot(name)? else {
         return Ok(None);
     };
-    let config = shared
-        .detector
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .config()
-        .clone();
+    let config = shared.detector.lock().config().clone();
     let restored = unpack(&snap.bytes).and_then(|(meta, state)| {
         Detector::restore_state(config, &state)
             .map(|detector| (meta, detector))
@@ -237,7 +227,7 @@ pub fn prepare(shared: &Shared) -> store::Result<CatchUp> {
                 shared.table.raise_verdict(account, verdict);
             }
         }
-        *shared.detector.lock().unwrap_or_else(|p| p.into_inner()) = detector;
+        *shared.detector.lock() = detector;
         from = upto;
     }
     Ok(CatchUp {
@@ -259,7 +249,6 @@ pub fn catch_up(shared: &Shared, c: &CatchUp) -> store::Result<u64> {
         let replayed_verdict = shared
             .detector
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .verdict(&v.account)
             .unwrap_or(Verdict::Benign);
         if stored > replayed_verdict {

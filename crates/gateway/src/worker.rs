@@ -21,8 +21,9 @@
 //! that pay with one instrument share a partition (`bus::partition_of`), so they meet on one
 //! worker; other links (addresses, templates, timing) join only accounts of the same worker.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bus::async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
@@ -99,10 +100,7 @@ pub struct Progress {
 
 impl Progress {
     fn positions(&self) -> BTreeMap<u32, i64> {
-        self.positions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.positions.lock().clone()
     }
 }
 
@@ -245,12 +243,8 @@ fn take_snapshot(
 ) -> store::Result<BTreeMap<u32, i64>> {
     let started = std::time::Instant::now();
     let (state, positions) = {
-        let _no_batch_in_flight = progress.gate.write().unwrap_or_else(|p| p.into_inner());
-        let state = shared
-            .detector
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .save_state();
+        let _no_batch_in_flight = progress.gate.write();
+        let state = shared.detector.lock().save_state();
         (state, progress.positions())
     };
     let held_ms = started.elapsed().as_millis() as u64;
@@ -281,7 +275,7 @@ fn restore(
     if let Some((meta, detector, _)) = snapshot::load(shared, name)? {
         match serde_json::from_value(meta["positions"].clone()) {
             Ok(positions) => {
-                *shared.detector.lock().unwrap_or_else(|p| p.into_inner()) = detector;
+                *shared.detector.lock() = detector;
                 held = positions;
             }
             Err(e) => tracing::warn!(
@@ -304,7 +298,7 @@ fn restore(
         reached.insert(p, seq);
         true
     })?;
-    *progress.positions.lock().unwrap_or_else(|p| p.into_inner()) = reached;
+    *progress.positions.lock() = reached;
     Ok((held, replayed))
 }
 
@@ -323,13 +317,8 @@ async fn publish_groups(shared: Arc<Shared>, standing: Standing, shutdown: watch
     while !*shutdown.borrow() {
         tick.tick().await;
         let s = shared.clone();
-        let Ok(changes) = tokio::task::spawn_blocking(move || {
-            s.detector
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take_group_changes()
-        })
-        .await
+        let Ok(changes) =
+            tokio::task::spawn_blocking(move || s.detector.lock().take_group_changes()).await
         else {
             continue;
         };
@@ -465,7 +454,7 @@ fn process(
     envelopes: Vec<Envelope>,
 ) -> Vec<(String, detect::Verdict)> {
     // No snapshot while this batch is stored but not yet detected.
-    let _batch = progress.gate.read().unwrap_or_else(|p| p.into_inner());
+    let _batch = progress.gate.read();
     let observer = OBSERVER.with(|p| p.clone());
     let (rows, observations): (Vec<LoggedExchange>, Vec<Option<detect::Observation>>) =
         envelopes.iter().map(|e| stored_row(e, &observer)).unzip();
@@ -473,7 +462,7 @@ fn process(
     metrics::counter!("distillguard_worker_exchanges_total").increment(rows.len() as u64);
     let mut changed = Vec::new();
     if let Some(&last) = new.iter().flatten().max() {
-        let mut positions = progress.positions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut positions = progress.positions.lock();
         let held = positions.entry(partition).or_insert(0);
         *held = (*held).max(last);
     }

@@ -9,8 +9,9 @@
 #[cfg(feature = "redis")]
 pub mod shared;
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const WINDOW: Duration = Duration::from_secs(60);
@@ -111,7 +112,7 @@ impl Limiter {
         reserve_tokens: u64,
         now: Instant,
     ) -> Result<Permit, Denied> {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut accounts = self.accounts.lock();
         let w = accounts.entry(account.to_owned()).or_default();
         w.expire(now);
         if let Some(max) = limits.concurrency {
@@ -172,7 +173,7 @@ impl Limiter {
 
     /// Calls admitted in the last 60 seconds (for tests and metrics).
     pub fn requests_in_window(&self, account: &str, now: Instant) -> usize {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut accounts = self.accounts.lock();
         accounts.get_mut(account).map_or(0, |w| {
             w.expire(now);
             w.requests.len()
@@ -180,7 +181,7 @@ impl Limiter {
     }
 
     pub fn tokens_in_window(&self, account: &str, now: Instant) -> u64 {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut accounts = self.accounts.lock();
         accounts.get_mut(account).map_or(0, |w| {
             w.expire(now);
             w.token_sum
@@ -191,11 +192,7 @@ impl Limiter {
 impl Permit {
     /// Replaces the call's token reservation with what it really used.
     pub fn settle(&self, used_tokens: u64) {
-        let mut accounts = self
-            .limiter
-            .accounts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut accounts = self.limiter.accounts.lock();
         if let Some(w) = accounts.get_mut(&self.account) {
             if let Some(entry) = w.tokens.iter_mut().find(|e| e.1 == self.ticket) {
                 w.token_sum = w
@@ -211,11 +208,7 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if self.counted_in_flight {
-            let mut accounts = self
-                .limiter
-                .accounts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut accounts = self.limiter.accounts.lock();
             if let Some(w) = accounts.get_mut(&self.account) {
                 w.in_flight = w.in_flight.saturating_sub(1);
             }

@@ -5,8 +5,7 @@
 //! The [`Store`] trait is synchronous (callers run it on blocking threads), so this uses the
 //! synchronous `postgres` client over a small pool of connections.
 
-use std::sync::Mutex;
-
+use parking_lot::Mutex;
 use postgres::{Client, NoTls};
 
 use crate::keys::new_key;
@@ -144,14 +143,14 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error>,
     ) -> Result<T> {
-        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let pooled = self.idle.lock().pop();
         let mut client = match pooled {
             Some(c) if !c.is_closed() => c,
             _ => Client::connect(&self.url, NoTls)?,
         };
         let out = f(&mut client);
         if !client.is_closed() {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = self.idle.lock();
             if idle.len() < POOL_IDLE {
                 idle.push(client);
             }
@@ -177,7 +176,7 @@ impl PgStore {
 impl Drop for PgStore {
     fn drop(&mut self) {
         // Each client owns a small runtime, which must not be dropped on an async thread.
-        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+        let idle = std::mem::take(self.idle.get_mut());
         if !idle.is_empty() {
             let _ = std::thread::Builder::new()
                 .name("pg-close".into())

@@ -8,8 +8,8 @@
 //! for the log's commit before an answer's last byte (`log_durability = committed`), so a
 //! checkpoint inside a commit was a few milliseconds added to some answers.
 
+use parking_lot::Mutex;
 use std::path::Path;
-use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -164,9 +164,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back).
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.conn.lock()
     }
 }
 
