@@ -342,9 +342,22 @@ async fn record_decision(
 #[derive(Deserialize)]
 pub struct OverrideBody {
     action: String,
+    #[serde(flatten)]
+    decision: Decision,
+}
+
+/// What every human decision carries: why (required, audited) and who (default `admin`).
+#[derive(Deserialize)]
+pub struct Decision {
     reason: String,
     #[serde(default)]
     by: Option<String>,
+}
+
+impl Decision {
+    fn by(&self) -> String {
+        self.by.clone().unwrap_or_else(|| "admin".into())
+    }
 }
 
 /// `PUT /admin/accounts/{name}/override`: a human decision that beats the detector.
@@ -356,19 +369,19 @@ pub async fn set_override(
     let action = Action::parse(&b.action).ok_or_else(|| {
         ApiError::invalid_request("action must be one of allow, watch, throttle, degrade, block")
     })?;
-    if b.reason.trim().is_empty() {
+    if b.decision.reason.trim().is_empty() {
         return Err(ApiError::invalid_request("a reason is required"));
     }
     current_view(&state, &name).await?;
-    let by = b.by.unwrap_or_else(|| "admin".into());
+    let by = b.decision.by();
     let o = Override {
         account: name.clone(),
         action: action.as_str().into(),
         by: by.clone(),
-        reason: b.reason.clone(),
+        reason: b.decision.reason.clone(),
         ts_ms: now_ms(),
     };
-    let reason = format!("override: {}", b.reason);
+    let reason = format!("override: {}", b.decision.reason);
     record_decision(&state, &name, action.as_str(), &by, reason, move |s, n| {
         s.set_override(Some(&o), n)
     })
@@ -443,8 +456,10 @@ pub async fn set_group_override(
     for m in &members {
         let body = OverrideBody {
             action: b.action.clone(),
-            reason: format!("{} (group {cluster})", b.reason),
-            by: b.by.clone(),
+            decision: Decision {
+                reason: format!("{} (group {cluster})", b.decision.reason),
+                by: b.decision.by.clone(),
+            },
         };
         let _member_view =
             set_override(State(state.clone()), Path(m.clone()), JsonBody(body)).await?;
@@ -454,24 +469,22 @@ pub async fn set_group_override(
     ))
 }
 
-#[derive(Deserialize)]
-pub struct ClearBody {
-    reason: String,
-    #[serde(default)]
-    by: Option<String>,
-}
-
 /// `DELETE /admin/accounts/{name}/override`: back to the policy.
 pub async fn clear_override(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    JsonBody(b): JsonBody<ClearBody>,
+    JsonBody(decision): JsonBody<Decision>,
 ) -> Result<Json<Value>, ApiError> {
     current_view(&state, &name).await?;
-    let by = b.by.unwrap_or_else(|| "admin".into());
-    record_decision(&state, &name, "clear_override", &by, b.reason, |s, n| {
-        s.set_override(None, n)
-    })
+    let by = decision.by();
+    record_decision(
+        &state,
+        &name,
+        "clear_override",
+        &by,
+        decision.reason,
+        |s, n| s.set_override(None, n),
+    )
     .await?;
     state
         .decide(bus::StandingUpdate::Override {
@@ -485,9 +498,8 @@ pub async fn clear_override(
 #[derive(Deserialize)]
 pub struct AllowBody {
     allowlisted: bool,
-    reason: String,
-    #[serde(default)]
-    by: Option<String>,
+    #[serde(flatten)]
+    decision: Decision,
 }
 
 /// `PUT /admin/accounts/{name}/allowlist`: never act on this account automatically.
@@ -497,13 +509,20 @@ pub async fn set_allowlist(
     JsonBody(b): JsonBody<AllowBody>,
 ) -> Result<Json<Value>, ApiError> {
     current_view(&state, &name).await?;
-    let by = b.by.unwrap_or_else(|| "admin".into());
+    let by = b.decision.by();
     let allow = b.allowlisted;
     let action = if allow { "allowlist" } else { "unallowlist" };
-    record_decision(&state, &name, action, &by, b.reason, move |s, n| {
-        s.upsert_account(n, None, now_ms())?;
-        s.set_allowlisted(n, allow)
-    })
+    record_decision(
+        &state,
+        &name,
+        action,
+        &by,
+        b.decision.reason,
+        move |s, n| {
+            s.upsert_account(n, None, now_ms())?;
+            s.set_allowlisted(n, allow)
+        },
+    )
     .await?;
     state
         .decide(bus::StandingUpdate::Allowlist {
