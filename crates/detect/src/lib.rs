@@ -272,6 +272,8 @@ pub struct VerdictChange {
     pub score: f64,
     /// `ts` of the exchange that moved it.
     pub ts: String,
+    /// `id` of the exchange that moved it (empty when replayed from stored facts).
+    pub exchange: String,
 }
 
 /// A group of linked accounts, for `distillguard groups` and the admin API.
@@ -744,6 +746,7 @@ impl Detector {
                 to: verdict,
                 score,
                 ts: obs.ts_text.clone(),
+                exchange: obs.exchange_id.clone(),
             });
             account.verdict = verdict;
             if verdict == Verdict::Distilling {
@@ -776,6 +779,7 @@ impl Detector {
                             to: gverdict,
                             score: gscore,
                             ts: obs.ts_text.clone(),
+                            exchange: obs.exchange_id.clone(),
                         });
                         member.verdict = gverdict;
                         if gverdict == Verdict::Distilling {

@@ -50,6 +50,10 @@ pub struct Observation {
     pub account: String,
     /// The exchange's `ts` as written, echoed in `first_flagged`.
     pub ts_text: String,
+    /// The exchange's `id`, named in the verdict change it causes (for the audit trail). Not
+    /// kept in the stored facts: empty when replayed from them.
+    #[serde(skip)]
+    pub exchange_id: String,
     pub ts: i64,
     /// Generation calls (chat or completions); embeddings and others carry little harvest value.
     pub generative: bool,
@@ -125,6 +129,7 @@ impl Observation {
         let mut obs = Observation {
             account: ex.account.clone(),
             ts_text: ex.ts.as_str().to_owned(),
+            exchange_id: ex.id.clone(),
             ts: ex.ts.millis(),
             generative: matches!(endpoint, Endpoint::Chat | Endpoint::Completions)
                 || (endpoint == Endpoint::Other
@@ -322,7 +327,14 @@ mod tests {
         assert!(obs.phrases.step_by_step);
         let kept = obs.to_facts();
         assert!(!kept.contains("sky"), "facts keep no text: {kept}");
-        assert_eq!(Observation::from_facts(&kept), Some(obs));
+        // Everything but the exchange's id, which the facts do not keep.
+        assert_eq!(
+            Observation::from_facts(&kept),
+            Some(Observation {
+                exchange_id: String::new(),
+                ..obs
+            })
+        );
         let other = kept.replacen(
             &format!("\"v\":{FACTS_VERSION}"),
             &format!("\"v\":{}", FACTS_VERSION + 1),

@@ -151,10 +151,15 @@ fn record_change(
             },
             actor: "detector".into(),
             reason: format!(
-                "verdict {} -> {} (score {:.3}): {}",
+                "verdict {} -> {} (score {:.3}){}: {}",
                 change.from.as_str(),
                 change.to.as_str(),
                 change.score,
+                if change.exchange.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at exchange {}", change.exchange)
+                },
                 why.join("; ")
             ),
         };

@@ -345,6 +345,18 @@ async fn a_harvesting_account_is_degraded_while_a_benign_one_is_untouched_and_th
         "{}",
         degrade.reason
     );
+    // It names the exchange that moved the verdict, one the log holds for this account.
+    let id = degrade
+        .reason
+        .split(" at exchange ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("no exchange named: {}", degrade.reason));
+    let logged = h.store.exchanges(Some("harvester"), 0, 1000).unwrap();
+    assert!(
+        logged.iter().any(|(_, e)| e.id == id),
+        "{id} is not in the harvester's log"
+    );
     assert!(h.store.audit_log(Some("customer"), 10).unwrap().is_empty());
     // The detector's own figures are on /metrics.
     let metrics = h
