@@ -36,6 +36,7 @@ type Parsed = Vec<(u64, Result<Observation, (BadLineKind, String)>)>;
 /// `progress` is called with the count of exchanges read so far, once per batch.
 pub fn run(
     source: LineSource,
+    format: &exchange::Format,
     detector: &mut Detector,
     workers: usize,
     strict: bool,
@@ -78,9 +79,10 @@ pub fn run(
                     let parsed: Parsed = lines
                         .lines()
                         .map(|line| match line {
-                            BatchLine::Line { number, bytes } => {
-                                (number, parse_line(bytes).map(|ex| observer.observe(&ex)))
-                            }
+                            BatchLine::Line { number, bytes } => (
+                                number,
+                                format.parse_line(bytes).map(|ex| observer.observe(&ex)),
+                            ),
                             BatchLine::TooLong { number, bytes } => (
                                 number,
                                 Err((

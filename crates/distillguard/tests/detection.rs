@@ -346,3 +346,88 @@ fn the_table_shows_a_linked_group_as_one_row_and_why_explains_one_account() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no account no-such-account"));
 }
+
+/// One exchange as LiteLLM's callbacks would have logged it (a `StandardLoggingPayload`): what
+/// LiteLLM records, and nothing it does not (no user agent, no account facts).
+fn as_litellm_payload(e: &Exchange) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let v = serde_json::to_value(e).unwrap();
+    let start = e.ts.millis() as f64 / 1000.0;
+    let mut params = v["request"].as_object().unwrap().clone();
+    params.remove("model");
+    let messages = params
+        .remove("messages")
+        .or_else(|| params.remove("prompt"))
+        .unwrap_or(Value::Null);
+    let usage = &v["response"]["usage"];
+    json!({
+        "id": e.id,
+        "call_type": if e.endpoint == "/v1/completions" { "text_completion" } else { "acompletion" },
+        "status": if e.status == 200 { "success" } else { "failure" },
+        "startTime": start,
+        "endTime": start + e.latency_ms.unwrap_or(0.0) / 1000.0,
+        "model": e.request.model,
+        "messages": messages,
+        "model_parameters": params,
+        "response": v["response"],
+        "prompt_tokens": usage["prompt_tokens"],
+        "completion_tokens": usage["completion_tokens"],
+        "metadata": {
+            "user_api_key_team_id": e.account,
+            "user_api_key_hash": e.key,
+            "requester_ip_address": e.ip,
+            "error_information": if e.status == 200 { Value::Null } else { json!({"error_code": e.status.to_string()}) },
+        },
+    })
+}
+
+#[test]
+fn a_litellm_log_of_the_same_traffic_gets_the_same_verdicts() {
+    // The simulated traffic as LiteLLM would have logged it, and as an exchange log holding
+    // only what LiteLLM records (no user agent, no account facts): the same verdicts, read
+    // with --format litellm and with the format told line by line.
+    let sim = small_simulation(17);
+    let dir = tempfile::tempdir().unwrap();
+    let bare: Vec<Exchange> = sim
+        .exchanges
+        .iter()
+        .map(|e| Exchange {
+            user_agent: None,
+            meta: None,
+            ..e.clone()
+        })
+        .collect();
+    let exchange_log = write_log(dir.path(), "exchanges.jsonl", &bare);
+    let litellm_log = dir.path().join("litellm.jsonl");
+    let mut text = String::new();
+    for e in &sim.exchanges {
+        text.push_str(&as_litellm_payload(e).to_string());
+        text.push('\n');
+    }
+    std::fs::write(&litellm_log, text).unwrap();
+    let verdicts = |out: String| -> Vec<(String, String, String)> {
+        let mut v: Vec<_> = out
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["account"].as_str().unwrap().to_owned(),
+                    v["verdict"].as_str().unwrap().to_owned(),
+                    v["score"].to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let expected = verdicts(scan_json(&[exchange_log.as_os_str()]));
+    assert!(expected.iter().any(|(_, v, _)| v == "distilling"));
+    let litellm = verdicts(scan_json(&[
+        std::ffi::OsStr::new("--format"),
+        std::ffi::OsStr::new("litellm"),
+        litellm_log.as_os_str(),
+    ]));
+    assert_eq!(litellm, expected);
+    let auto = verdicts(scan_json(&[litellm_log.as_os_str()]));
+    assert_eq!(auto, expected);
+}

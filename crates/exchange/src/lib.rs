@@ -10,6 +10,7 @@
 //! [`reader`] turns a file, a gzip file or stdin into a stream of lines and parses each one,
 //! counting every bad line with its number instead of stopping.
 
+pub mod litellm;
 pub mod reader;
 mod record;
 mod text;
@@ -23,6 +24,37 @@ pub use record::{
 };
 pub use text::{Content, Item, LogitBias, Prompt};
 pub use timestamp::Timestamp;
+
+/// The formats a log can be read in. `Auto` decides line by line: a LiteLLM record names its
+/// `call_type`, which an exchange line never does ([`litellm::looks_like`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Auto,
+    Exchange,
+    /// LiteLLM's `StandardLoggingPayload` or spend-log rows, with the fields that name the
+    /// account, in order.
+    LiteLlm(litellm::AccountFields),
+    /// `Auto`, reading LiteLLM lines with these account fields.
+    AutoWith(litellm::AccountFields),
+}
+
+impl Format {
+    /// Parses one line in this format (see [`parse_line`] and [`litellm::parse_line`]).
+    pub fn parse_line(&self, line: &[u8]) -> Result<Exchange, (BadLineKind, String)> {
+        match self {
+            Format::Exchange => parse_line(line),
+            Format::LiteLlm(fields) => litellm::parse_line(line, fields),
+            Format::Auto if litellm::looks_like(line) => {
+                litellm::parse_line(line, &litellm::AccountFields::default())
+            }
+            Format::AutoWith(fields) if litellm::looks_like(line) => {
+                litellm::parse_line(line, fields)
+            }
+            Format::Auto | Format::AutoWith(_) => parse_line(line),
+        }
+    }
+}
 
 /// Parses one log line into an exchange, classifying the failure when it is not one. A
 /// Responses API exchange comes back in the chat form ([`Exchange::as_chat`]), so every

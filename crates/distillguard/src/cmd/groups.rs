@@ -107,12 +107,13 @@ fn indicators<'a>(
         .flat_map(|(i, g)| g.members.iter().map(move |m| (m.as_str(), i)))
         .collect();
     let mut found: Vec<Indicators> = groups.iter().map(|_| Indicators::default()).collect();
+    let format = log.format();
     let mut source = LineSource::open(&log.input, log.reader_options())?;
     while let Some(line) = source.next_line() {
         let Ok(exchange::RawLine::Line { bytes, .. }) = line else {
             continue;
         };
-        let Ok(ex) = exchange::parse_line(&bytes) else {
+        let Ok(ex) = format.parse_line(&bytes) else {
             continue;
         };
         let Some(&g) = member_of.get(ex.account.as_str()) else {

@@ -38,9 +38,42 @@ pub struct LogArgs {
     /// log ended early (a read error, or `--strict` stopping).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// The log's format: `exchange` (distillguard's), `litellm` (LiteLLM's
+    /// StandardLoggingPayload or spend-log rows as JSON lines), or `auto`, decided line by line
+    /// (docs/importers.md).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "exchange", "litellm"])]
+    pub format: String,
+    /// For LiteLLM logs, the fields that name the account, tried in order (comma separated:
+    /// team_id, user_id, key_alias, key_hash, or any metadata field).
+    #[arg(
+        long,
+        default_value = "team_id,user_id,key_alias,key_hash",
+        value_name = "FIELDS"
+    )]
+    pub litellm_account: String,
 }
 
 impl LogArgs {
+    /// How each line is read.
+    pub fn format(&self) -> exchange::Format {
+        let fields = exchange::litellm::AccountFields(
+            self.litellm_account
+                .split(',')
+                .map(|f| f.trim().to_owned())
+                .filter(|f| !f.is_empty())
+                .collect(),
+        );
+        match self.format.as_str() {
+            "exchange" => exchange::Format::Exchange,
+            "litellm" => exchange::Format::LiteLlm(fields),
+            _ if fields != exchange::litellm::AccountFields::default() => {
+                // Auto with other account fields: LiteLLM lines read with them.
+                exchange::Format::AutoWith(fields)
+            }
+            _ => exchange::Format::Auto,
+        }
+    }
+
     pub fn reader_options(&self) -> exchange::ReaderOptions {
         exchange::ReaderOptions {
             max_line_bytes: self.max_line_bytes,
@@ -73,8 +106,15 @@ impl LogArgs {
         let workers = self
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let outcome =
-            crate::pipeline::run(source, &mut detector, workers, strict, |_| {}, progress);
+        let outcome = crate::pipeline::run(
+            source,
+            &self.format(),
+            &mut detector,
+            workers,
+            strict,
+            |_| {},
+            progress,
+        );
         if let Some(path) = &self.state {
             if outcome.strict_stop.is_none() && outcome.read_error.is_none() {
                 save_state(path, &detector.save_state())?;
