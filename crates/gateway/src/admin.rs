@@ -146,9 +146,19 @@ pub async fn get_account(
 }
 
 /// The account as it stands now (after any change just made), or a 404 when neither the store
-/// nor the detector knows it: a typo must not read as a clean account, and a decision must not
-/// be stored for an account that does not exist.
+/// nor the detector knows it.
 async fn current_view(state: &AppState, name: &str) -> Result<Value, ApiError> {
+    let (account, stored) = known(state, name).await?;
+    Ok(account_view(state, name, account.as_ref(), stored.as_ref()))
+}
+
+/// The account's stored row and, when workers detect, their stored verdict; a 404 when neither
+/// the store nor the detector knows the account: a typo must not read as a clean account, and
+/// a decision must not be stored for an account that does not exist.
+async fn known(
+    state: &AppState,
+    name: &str,
+) -> Result<(Option<store::Account>, Option<store::StoredVerdict>), ApiError> {
     let store = state.shared.store.clone();
     let n = name.to_owned();
     // With workers detecting, this replica shows their stored verdict for this one account.
@@ -171,7 +181,7 @@ async fn current_view(state: &AppState, name: &str) -> Result<Value, ApiError> {
             format!("No account {name}."),
         ));
     }
-    Ok(account_view(state, name, account.as_ref(), stored.as_ref()))
+    Ok((account, stored))
 }
 
 #[derive(Deserialize)]
@@ -372,7 +382,7 @@ pub async fn set_override(
     if b.decision.reason.trim().is_empty() {
         return Err(ApiError::invalid_request("a reason is required"));
     }
-    current_view(&state, &name).await?;
+    known(&state, &name).await?;
     let by = b.decision.by();
     let o = Override {
         account: name.clone(),
@@ -475,7 +485,7 @@ pub async fn clear_override(
     Path(name): Path<String>,
     JsonBody(decision): JsonBody<Decision>,
 ) -> Result<Json<Value>, ApiError> {
-    current_view(&state, &name).await?;
+    known(&state, &name).await?;
     let by = decision.by();
     record_decision(
         &state,
@@ -508,7 +518,7 @@ pub async fn set_allowlist(
     Path(name): Path<String>,
     JsonBody(b): JsonBody<AllowBody>,
 ) -> Result<Json<Value>, ApiError> {
-    current_view(&state, &name).await?;
+    known(&state, &name).await?;
     let by = b.decision.by();
     let allow = b.allowlisted;
     let action = if allow { "allowlist" } else { "unallowlist" };
