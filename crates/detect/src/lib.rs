@@ -213,11 +213,12 @@ impl Group {
     /// of strangers through one tied pair is not one actor, while a fleet, whose members share
     /// its proxies, template and schedule with many others, is.
     ///
-    /// Or, as a whole, when it was switched on together (most members' first calls within a
-    /// couple of hours) and at least half of its joins carry a shared uncommon network and
-    /// half a shared tool (a prompt template or system prompt, an uncommon client): a
-    /// product's customers share its tool but arrive over months from their own networks;
-    /// strangers behind one exit share a network but neither tool nor start.
+    /// Or, as a whole, when it was switched on together (two thirds of its members' first
+    /// calls within `switched_on_hours`) and at least half of its joins carry a shared
+    /// uncommon network and half a shared tool (a prompt template or system prompt, an
+    /// uncommon client): a product's customers share its tool but arrive over months from
+    /// their own networks; strangers behind one exit share a network but neither tool nor
+    /// start.
     fn one_actor(&self) -> bool {
         let joins = self.members.len().saturating_sub(1);
         let carried = |kinds: &[LinkKind]| {

@@ -162,8 +162,8 @@ pub struct LinkConfig {
     /// A group of three or more whose members (two thirds of them, first seen after the
     /// warm-up) made their first calls within this many hours of each other was switched on
     /// together (default 6: a fleet trickles its members in over a morning, a product's
-    /// customers arrive over months); with a shared network and a shared prompt tool across its joins,
-    /// that makes it one actor (see `Group::one_actor` in the detector).
+    /// customers arrive over months); with a shared network and a shared tool across its
+    /// joins, that makes it one actor (see `Group::one_actor` in the detector).
     pub switched_on_hours: f64,
     /// Accounts (first seen after the warm-up) active in exactly the same clock hours over
     /// their first `same_hours` active hours: started together and kept going together, as

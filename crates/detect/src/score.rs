@@ -410,31 +410,23 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         }
     }
     let score = 1.0 / (1.0 + (-logit).exp());
-    let lines = by_line
-        .iter()
-        .zip(LINE_MIN)
-        .filter(|(v, min)| **v >= *min)
-        .count() as u32
-        + u32::from(circumstances >= CIRCUMSTANCES);
-    // The lines weighed: a full line counts 1, a line at least half there its share of the
-    // way (a line's minimum is a convenient cut in a continuum, and long answers at 98 % of
-    // it beside templated prompts at two thirds are more than one line's worth); the
+    // Each line's share: 1 when it counts in full, its share of the way when at least
+    // `PARTIAL_LINE` there (a line's minimum is a convenient cut in a continuum, and long
+    // answers at 98 % of it beside templated prompts at two thirds are more than one line's
+    // worth), else 0. `lines` counts the full ones, `weighed` adds the shares; the
     // circumstances count only as a full line.
-    let weighed: f64 = by_line
-        .iter()
-        .zip(LINE_MIN)
-        .map(|(v, min)| {
-            let r = v / min;
-            if r >= 1.0 {
-                1.0
-            } else if r >= PARTIAL_LINE {
-                r
-            } else {
-                0.0
-            }
-        })
-        .sum::<f64>()
-        + f64::from(u8::from(circumstances >= CIRCUMSTANCES));
+    let shares = by_line.iter().zip(LINE_MIN).map(|(&v, min)| {
+        if v >= min {
+            1.0
+        } else if v >= PARTIAL_LINE * min {
+            v / min
+        } else {
+            0.0
+        }
+    });
+    let circumstance_line = u32::from(circumstances >= CIRCUMSTANCES);
+    let lines = shares.clone().filter(|&s| s == 1.0).count() as u32 + circumstance_line;
+    let weighed = shares.sum::<f64>() + f64::from(circumstance_line);
     // A logit-bias sweep is extraction no product performs; it need not last to be acted on.
     let sweep = by_line[SWEEP] >= LINE_MIN[SWEEP];
     let sustained = f.active_hours >= c.thresholds.min_active_hours || sweep;
