@@ -26,32 +26,29 @@ pub use text::{Content, Item, LogitBias, Prompt};
 pub use timestamp::Timestamp;
 
 /// The formats a log can be read in. `Auto` decides line by line: a LiteLLM record names its
-/// `call_type`, which an exchange line never does ([`litellm::looks_like`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `call_type`, which an exchange line never does ([`litellm::looks_like`]). The LiteLLM
+/// formats carry the fields that name the account, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
-    #[default]
-    Auto,
+    Auto(litellm::AccountFields),
     Exchange,
-    /// LiteLLM's `StandardLoggingPayload` or spend-log rows, with the fields that name the
-    /// account, in order.
+    /// LiteLLM's `StandardLoggingPayload` or spend-log rows.
     LiteLlm(litellm::AccountFields),
-    /// `Auto`, reading LiteLLM lines with these account fields.
-    AutoWith(litellm::AccountFields),
+}
+
+impl Default for Format {
+    fn default() -> Self {
+        Format::Auto(litellm::AccountFields::default())
+    }
 }
 
 impl Format {
     /// Parses one line in this format (see [`parse_line`] and [`litellm::parse_line`]).
     pub fn parse_line(&self, line: &[u8]) -> Result<Exchange, (BadLineKind, String)> {
         match self {
-            Format::Exchange => parse_line(line),
             Format::LiteLlm(fields) => litellm::parse_line(line, fields),
-            Format::Auto if litellm::looks_like(line) => {
-                litellm::parse_line(line, &litellm::AccountFields::default())
-            }
-            Format::AutoWith(fields) if litellm::looks_like(line) => {
-                litellm::parse_line(line, fields)
-            }
-            Format::Auto | Format::AutoWith(_) => parse_line(line),
+            Format::Auto(fields) if litellm::looks_like(line) => litellm::parse_line(line, fields),
+            Format::Auto(_) | Format::Exchange => parse_line(line),
         }
     }
 }

@@ -66,11 +66,7 @@ impl LogArgs {
         match self.format.as_str() {
             "exchange" => exchange::Format::Exchange,
             "litellm" => exchange::Format::LiteLlm(fields),
-            _ if fields != exchange::litellm::AccountFields::default() => {
-                // Auto with other account fields: LiteLLM lines read with them.
-                exchange::Format::AutoWith(fields)
-            }
-            _ => exchange::Format::Auto,
+            _ => exchange::Format::Auto(fields),
         }
     }
 
