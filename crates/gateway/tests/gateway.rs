@@ -424,13 +424,7 @@ async fn unknown_accounts_are_404_and_decisions_answer_with_the_new_state() {
     let h = Harness::start(|_| {}).await;
     let _key = h.key("known", None);
     // A typo reads as not found, not as a clean account.
-    let r = h
-        .client
-        .get(h.url("/admin/accounts/typo"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = h.admin("GET", "/admin/accounts/typo", None).await;
     assert_eq!(r.status(), 404);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "account_not_found");
@@ -452,14 +446,7 @@ async fn unknown_accounts_are_404_and_decisions_answer_with_the_new_state() {
             json!({"allowlisted": true, "reason": "typo"}),
         ),
     ] {
-        let r = h
-            .client
-            .request(method.parse().unwrap(), h.url(path))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = h.admin(method, path, Some(body)).await;
         assert_eq!(r.status(), 404, "{method} {path}");
     }
     assert!(h.store.audit_log(Some("nope"), 10).unwrap().is_empty());
@@ -467,38 +454,35 @@ async fn unknown_accounts_are_404_and_decisions_answer_with_the_new_state() {
     // A change answers with the state after it, every time.
     for allow in [true, false, true] {
         let r = h
-            .client
-            .put(h.url("/admin/accounts/known/allowlist"))
-            .bearer_auth(ADMIN)
-            .json(&json!({"allowlisted": allow, "reason": "reviewed"}))
-            .send()
-            .await
-            .unwrap();
+            .admin(
+                "PUT",
+                "/admin/accounts/known/allowlist",
+                Some(json!({"allowlisted": allow, "reason": "reviewed"})),
+            )
+            .await;
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["allowlisted"], allow, "{v}");
     }
     let r = h
-        .client
-        .put(h.url("/admin/accounts/known/override"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"action": "throttle", "reason": "reviewed"}))
-        .send()
-        .await
-        .unwrap();
+        .admin(
+            "PUT",
+            "/admin/accounts/known/override",
+            Some(json!({"action": "throttle", "reason": "reviewed"})),
+        )
+        .await;
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["action"], "throttle", "{v}");
     assert_eq!(v["allowlisted"], true, "{v}");
     // A body without its reason, or without a JSON content type, is an OpenAI-shaped error
     // like every other.
     let r = h
-        .client
-        .put(h.url("/admin/accounts/known/override"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"action": "block"}))
-        .send()
-        .await
-        .unwrap();
+        .admin(
+            "PUT",
+            "/admin/accounts/known/override",
+            Some(json!({"action": "block"})),
+        )
+        .await;
     assert_eq!(r.status(), 422);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
@@ -516,23 +500,11 @@ async fn unknown_accounts_are_404_and_decisions_answer_with_the_new_state() {
         .unwrap();
     assert_eq!(r.status(), 415);
     assert!(r.json::<Value>().await.unwrap()["error"]["message"].is_string());
-    let r = h
-        .client
-        .get(h.url("/admin/audit?limit=many"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = h.admin("GET", "/admin/audit?limit=many", None).await;
     assert_eq!(r.status(), 400);
     assert!(r.json::<Value>().await.unwrap()["error"]["message"].is_string());
     // The audit trail gives its times as RFC 3339 too.
-    let r = h
-        .client
-        .get(h.url("/admin/audit?account=known"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let r = h.admin("GET", "/admin/audit?account=known", None).await;
     let v: Value = r.json().await.unwrap();
     let ts = v["audit"][0]["ts"].as_str().unwrap();
     assert!(ts.ends_with('Z') && ts.contains('T'), "{ts}");

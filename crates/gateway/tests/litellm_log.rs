@@ -12,22 +12,13 @@ use common::Harness;
 use exchange::{litellm::AccountFields, Format};
 use store::Store;
 
-fn litellm_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import litellm"])
-        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn litellm_payloads_read_as_the_exchanges_the_gateway_logged() {
-    if !litellm_available() {
-        assert!(
-            std::env::var("DISTILLGUARD_REQUIRE_LITELLM_TEST").is_err(),
-            "python3 with the litellm package is required: pip install litellm==1.110.2"
-        );
-        eprintln!("SKIPPED: python3 with the litellm package is not installed (pip install litellm==1.110.2)");
+    if !common::python_module_or_skip(
+        "litellm",
+        "DISTILLGUARD_REQUIRE_LITELLM_TEST",
+        "pip install litellm==1.110.2",
+    ) {
         return;
     }
     let h = Harness::start(|_| {}).await;

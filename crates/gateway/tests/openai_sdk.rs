@@ -10,21 +10,13 @@ use std::process::Command;
 use common::Harness;
 use store::Store;
 
-fn sdk_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import openai"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_python_sdk_works_through_the_gateway() {
-    if !sdk_available() {
-        assert!(
-            std::env::var("DISTILLGUARD_REQUIRE_SDK_TEST").is_err(),
-            "python3 with the openai package is required: pip install openai"
-        );
-        eprintln!("SKIPPED: python3 with the openai package is not installed (pip install openai)");
+    if !common::python_module_or_skip(
+        "openai",
+        "DISTILLGUARD_REQUIRE_SDK_TEST",
+        "pip install openai",
+    ) {
         return;
     }
     let h = Harness::start(|_| {}).await;

@@ -78,6 +78,21 @@ impl Harness {
             .unwrap()
     }
 
+    /// An admin call (`method` on `path`, with the admin token and, when given, a JSON body).
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> reqwest::Response {
+        let req = self
+            .client
+            .request(method.parse().unwrap(), self.url(path))
+            .bearer_auth(ADMIN);
+        match body {
+            Some(b) => req.json(&b),
+            None => req,
+        }
+        .send()
+        .await
+        .unwrap()
+    }
+
     /// Waits until the log holds `n` exchanges of `account` (the tap is asynchronous).
     pub async fn logged(&self, account: &str, n: usize) -> Vec<Value> {
         for _ in 0..200 {
@@ -96,4 +111,23 @@ impl Harness {
 
 pub fn chat(text: &str) -> Value {
     json!({"model": "demo-model", "messages": [{"role": "user", "content": text}], "max_tokens": 50})
+}
+
+/// Whether `python3` can import `module`, for the tests that drive a real Python package
+/// through the gateway. When it cannot, the test is skipped with a message, unless
+/// `required_env` is set (CI sets it), where it fails: a missing install step must not pass.
+pub fn python_module_or_skip(module: &str, required_env: &str, install: &str) -> bool {
+    let available = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(
+            std::env::var(required_env).is_err(),
+            "python3 with the {module} package is required: {install}"
+        );
+        eprintln!("SKIPPED: python3 with the {module} package is not installed ({install})");
+    }
+    available
 }
