@@ -301,6 +301,10 @@ pub fn logit_sweep(w: &mut World) -> (Identity, Vec<Exchange>) {
 
 /// Low and slow: an aged account on a home connection that mostly chats and harvests a little.
 pub fn low_and_slow(w: &mut World) -> (Identity, Vec<Exchange>) {
+    // The hard world's half: quieter still, and with nothing of its client to tell it apart.
+    if w.hard && w.chance(0.5) {
+        return quiet_harvest(w);
+    }
     let (ip, asn) = w.home_ip();
     let age = w.rng.gen_range(60.0..700.0);
     let who = w.identity(Addresses::Fixed(vec![ip]), Some(asn), age);
@@ -329,6 +333,77 @@ pub fn low_and_slow(w: &mut World) -> (Identity, Vec<Exchange>) {
             ));
         } else {
             cover_chat(w, &who, &mut out, ts, 2, old);
+        }
+    }
+    (who, out)
+}
+
+/// The hard world's low-and-slow harvest: one person's account (aged, its owner's home
+/// address or a carrier's shared exits), 15-80 calls a day in its owner's waking hours for
+/// the whole world, a third to all of them public-collection items, raw in half the
+/// accounts and under one wrapper in the rest, and in half of them sent with the very
+/// client settings of the owner's own chat (no `max_tokens` cap to give it away). What is
+/// left to judge is what it covers, over days, and how little of it is conversation.
+fn quiet_harvest(w: &mut World) -> (Identity, Vec<Exchange>) {
+    let (addresses, asn) = w.individual_addresses();
+    let age = w.rng.gen_range(30.0..900.0);
+    let who = w.identity(addresses, Some(asn), age);
+    let tz = w.tz();
+    let harvest_share = w.rng.gen_range(0.3..1.0);
+    let wrapper = match w.rng.gen_range(0..4) {
+        0 | 1 => "{}",
+        2 => *w.pick(COT_WRAPPERS),
+        _ => *w.pick(PLAIN_WRAPPERS),
+    };
+    let per_day = w.rng.gen_range(15.0..80.0);
+    let days = (w.end - w.start) as f64 / (24 * HOUR) as f64;
+    let calls = (per_day * days) as usize;
+    let chat_params = Params {
+        max_tokens: *w.pick(&[None, None, Some(1024), Some(2048)]),
+        temperature: *w.pick(&[None, Some(0.0), Some(0.7), Some(1.0)]),
+        stream: w.chance(0.5),
+        ..Params::default()
+    };
+    let harvest_params = if w.chance(0.5) {
+        chat_params.clone()
+    } else {
+        Params {
+            max_tokens: Some(*w.pick(&[2048, 4096])),
+            temperature: Some(*w.pick(&[0.0, 0.7, 1.0])),
+            ..Params::default()
+        }
+    };
+    let old = w.rng.gen_range(0..2);
+    let mut out = Vec::new();
+    for ts in w.diurnal(w.start, w.end, calls, tz) {
+        if w.chance(harvest_share) {
+            let q = w.broad_prompt();
+            let prompt = wrap(w, wrapper, &q.prompt, false);
+            out.push(w.exchange(
+                &who,
+                Call::user(
+                    ts,
+                    w.old_models[old].to_owned(),
+                    &prompt,
+                    q.answer,
+                    harvest_params.clone(),
+                ),
+            ));
+        } else {
+            let conv = w.corpora.chats.choose(&mut w.rng).expect("chats").clone();
+            let turns = w.rng.gen_range(1..4);
+            converse(
+                w,
+                &who,
+                &mut out,
+                &conv,
+                None,
+                ts,
+                turns,
+                &chat_params,
+                None,
+                old,
+            );
         }
     }
     (who, out)
@@ -447,6 +522,10 @@ pub fn synthetic_multiturn(w: &mut World) -> (Identity, Vec<Exchange>) {
 
 /// Agentic trajectory harvest: invented tasks run through fake tools, to collect tool-use traces.
 pub fn agentic_harvest(w: &mut World) -> (Identity, Vec<Exchange>) {
+    // The hard world's half: an agent that never sleeps, dressed as a product's agent.
+    if w.hard && w.chance(0.5) {
+        return sleepless_agent(w);
+    }
     let ev = Evasion::draw(w);
     let who = harvester_identity(w, &ev);
     let tools = tool_defs(w);
@@ -494,6 +573,78 @@ pub fn agentic_harvest(w: &mut World) -> (Identity, Vec<Exchange>) {
                 w.push_tool_turn(&mut history, tc, 600);
             }
             ts += w.rng.gen_range(500..4000);
+        }
+    }
+    (who, out)
+}
+
+/// The hard world's agentic harvest: an agent that never sleeps works a public task list
+/// round the clock from a small pool of cloud addresses, with an ordinary agent's system
+/// prompt, parameters drawn as a product's are (no `max_tokens` cap in a third of them), and
+/// 2-12 tool steps a task: nothing in its settings differs from a product's agent; its tasks
+/// are broad, never repeat, and keep coming at night.
+fn sleepless_agent(w: &mut World) -> (Identity, Vec<Exchange>) {
+    let pool = w.rng.gen_range(2..10);
+    let (ips, asn) = w.cloud_ips(pool);
+    let age = w.customer_age();
+    let who = w.identity(Addresses::Fixed(ips), Some(asn), age);
+    let tools = tool_defs(w);
+    let system = *w.pick(&[
+        "You are an autonomous agent. Use the tools to complete the user's task, then report the result.",
+        "You are a helpful agent with tools.",
+        "You are a research assistant. Use tools when needed and answer completely.",
+    ]);
+    let params = Params {
+        max_tokens: *w.pick(&[None, Some(1024), Some(4096)]),
+        temperature: *w.pick(&[Some(0.0), Some(0.2), Some(0.7), Some(1.0)]),
+        tools: Some(tools.clone()),
+        ..Params::default()
+    };
+    let per_day = w.rng.gen_range(25.0..200.0);
+    let from = w.start + w.rng.gen_range(0..(w.end - w.start) / 3);
+    let tasks = (per_day * (w.end - from) as f64 / (24 * HOUR) as f64) as usize;
+    let times = w.steady(from, w.end, tasks);
+    let old = w.rng.gen_range(0..2);
+    let mut out = Vec::new();
+    for start in times {
+        let task = if w.chance(0.5) {
+            w.corpora
+                .seeds
+                .choose(&mut w.rng)
+                .expect("seeds")
+                .prompt
+                .clone()
+        } else {
+            w.broad_prompt().prompt
+        };
+        let final_answer = w.some_answer();
+        let mut history = vec![msg("system", system), msg("user", &task)];
+        let steps = w.rng.gen_range(2..12);
+        let scale = w.rng.gen_range(1.0..5.0);
+        for (s, ts) in w.burst(start, steps, true, scale).into_iter().enumerate() {
+            let last = s + 1 == steps;
+            let tool = pick_tool(&mut w.rng, &tools);
+            let tc = (!last).then(|| tool_call(format!("call_{}", w.hex(8)), &tool));
+            let answer = if last {
+                final_answer.clone()
+            } else {
+                String::new()
+            };
+            out.push(w.exchange(
+                &who,
+                Call {
+                    ts,
+                    model: w.old_models[old].to_owned(),
+                    messages: history.clone(),
+                    answer,
+                    reasoning: None,
+                    tool_call: tc.clone(),
+                    params: params.clone(),
+                },
+            ));
+            if let Some(tc) = tc {
+                w.push_tool_turn(&mut history, tc, 800);
+            }
         }
     }
     (who, out)

@@ -685,8 +685,21 @@ pub fn agent(w: &mut World) -> (Identity, Vec<Exchange>) {
     };
     let old = w.rng.gen_range(0..2);
     let mut out = Vec::new();
-    let tasks = w.rng.gen_range(10..120);
-    for start in w.diurnal(w.start, w.end, tasks, tz) {
+    // The hard world's: an agent product whose users are on three continents, so tasks
+    // arrive round the clock and by the hundred, as an agent that never sleeps sends them.
+    let times = if w.hard && w.chance(0.4) {
+        let tasks = w.rng.gen_range(100..800);
+        let mut t = Vec::with_capacity(tasks);
+        for zone in [-5, 1, 8] {
+            t.extend(w.diurnal(w.start, w.end, tasks / 3, zone));
+        }
+        t.sort_unstable();
+        t
+    } else {
+        let tasks = w.rng.gen_range(10..120);
+        w.diurnal(w.start, w.end, tasks, tz)
+    };
+    for start in times {
         let task = if w.chance(0.5) {
             w.corpora
                 .seeds

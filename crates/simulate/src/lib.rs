@@ -55,8 +55,10 @@ pub struct SimConfig {
     /// strangers (default 0: the worlds of earlier sessions, draw for draw).
     pub shared_egress: f64,
     /// The hard world: look-alikes that show harvest cues (evaluation runs over broad
-    /// benchmarks with step-by-step prompts at temperature 0; answer products with users
-    /// round the clock). Default off: the earlier worlds, draw for draw.
+    /// benchmarks with step-by-step prompts at temperature 0; answer and agent products with
+    /// users round the clock) and harvests that hide theirs (hydras that share no fact of
+    /// their accounts, low-and-slow harvests sent with their owner's own client settings,
+    /// agentic harvests that never sleep). Default off: the earlier worlds, draw for draw.
     pub hard: bool,
 }
 

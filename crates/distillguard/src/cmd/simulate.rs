@@ -27,7 +27,9 @@ pub struct Args {
     #[arg(long, default_value_t = 0.0)]
     pub shared_egress: f64,
     /// The hard world: benign look-alikes that show harvest cues (broad step-by-step
-    /// benchmark runs at temperature 0, answer products used round the clock).
+    /// benchmark runs at temperature 0, answer and agent products used round the clock) and
+    /// harvests that hide theirs (hydras sharing no fact of their accounts, low-and-slow
+    /// harvests with their owner's client settings, agents that never sleep).
     #[arg(long)]
     pub hard: bool,
     /// Where to write the exchange log (`-` for stdout; a name ending in .gz is compressed).
