@@ -86,7 +86,11 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(Signal, f64, f64, Strin
     let w = &c.weights;
     let s = &c.shape;
     let long = clamp01(f.mean_output_tokens / s.long_output_tokens);
-    let output_harvest = clamp01(0.6 * long + 0.25 * f.high_max_tokens + 0.15 * f.finish_length);
+    // A client that sends tools asks for a large cap because a tool call's arguments (a file
+    // to write, code to run) can be long: agent frameworks set it by default, and it says
+    // nothing about harvesting text. The cap counts on the calls without tools only.
+    let high_max = f.high_max_tokens * (1.0 - f.tools);
+    let output_harvest = clamp01(0.6 * long + 0.25 * high_max + 0.15 * f.finish_length);
     // Fresh-call shares need enough fresh calls to mean anything.
     let fresh_conf = f64::from(f.fresh) / (f64::from(f.fresh) + 10.0);
     // Asking for step-by-step reasoning harvests reasoning only as far as the answers carry
@@ -176,8 +180,8 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(Signal, f64, f64, Strin
 
     [
         (Signal::OutputHarvest, output_harvest, w.output_harvest, detail!(explain,
-            "mean output {:.0} tokens ({:.1}x the input); {} of calls ask for max_tokens >= {}; {} stop at the length cap",
-            f.mean_output_tokens, f.output_ratio, pct(f.high_max_tokens), s.high_max_tokens, pct(f.finish_length))),
+            "mean output {:.0} tokens ({:.1}x the input); {} of calls ask for max_tokens >= {} ({} of calls carry tools, whose cap does not count); {} stop at the length cap",
+            f.mean_output_tokens, f.output_ratio, pct(f.high_max_tokens), s.high_max_tokens, pct(f.tools), pct(f.finish_length))),
         (Signal::ReasoningElicitation, reasoning, w.reasoning_elicitation, detail!(explain,
             "{} of prompts ({} of fresh single-turn prompts) ask for step-by-step reasoning, with answers of {:.0} tokens; {} request high reasoning effort or receive reasoning content",
             pct(f.step_by_step), pct(f.fresh_step_by_step), f.mean_output_tokens, pct(f.reasoning_high))),
@@ -378,6 +382,7 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     let mut by_line = [0.0f64; LINE_MIN.len()];
     let mut circumstances = 0;
     let mut any_circumstance = false;
+    let mut round_the_clock = false;
     let mut hidden_reasoning = 0.0;
     for (signal, strength, weight, detail) in signals {
         let mut value = confidence * strength * weight;
@@ -389,9 +394,16 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         if lines & (1 << EVASION) != 0 && value >= CIRCUMSTANCE_MIN {
             circumstances += 1;
         }
-        // A new account is every new customer: it puts no one on the watch list.
+        // A new account is every new customer: it puts no one on the watch list. Calls round
+        // the clock at random intervals are what a product with users on several continents
+        // sends: beside broad coverage (what such a product's users ask) they put no one there
+        // either. Evenly paced calls are a machine's, and do.
         if signal.is_context() && signal != Signal::NewAccount && value >= CIRCUMSTANCE_MIN {
-            any_circumstance = true;
+            if signal == Signal::MachineTiming && f.gap_cv >= STEADY_CV {
+                round_the_clock = true;
+            } else {
+                any_circumstance = true;
+            }
         }
         if signal == Signal::HiddenReasoning {
             hidden_reasoning = value;
@@ -434,9 +446,12 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     // Extraction no product performs (a logit-bias sweep, the model's hidden reasoning) is
     // worth a look at once, alone and however brief.
     let conclusive = sweep || hidden_reasoning >= LINE_MIN[EXTRACTION];
-    // One line of evidence with nothing around it (coverage alone: a question-answering
-    // product's users) is not worth an analyst's time: the watch list is for accounts with
-    // more than that.
+    // One line of evidence with nothing around it but a new account (coverage alone: a
+    // question-answering or agent product's users), or coverage with calls round the clock
+    // (the same product's users on several continents), is not worth an analyst's time: the
+    // watch list is for accounts with more than that.
+    let product_like = by_line[COVERAGE] >= LINE_MIN[COVERAGE];
+    let any_circumstance = any_circumstance || (round_the_clock && !product_like);
     let alone = lines < 2 && !any_circumstance && !conclusive;
     // Nor is a run that has not lasted yet: a benchmark run is over within the hour, and a
     // harvest that keeps going is `distilling` by its third hour.
@@ -476,7 +491,7 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         Some(if brief {
             format!("held at benign: calls in {:.0} distinct clock hours, {} needed before anything is acted on or watched; a benchmark run or a one-off job is over within the hour, a harvest keeps going", f.active_hours, c.thresholds.min_active_hours)
         } else {
-            "held at benign: one line of harvest evidence and no circumstance of evasion (timing, addresses, model pivot, fleet) around it; that is what a product whose users ask broad questions shows".into()
+            "held at benign: one line of harvest evidence and no circumstance of evasion around it (rotating addresses, a model pivot, a fleet, evenly paced calls; calls round the clock at random intervals beside anything but broad coverage); that is what a product whose users ask broad questions shows, round the clock when they live on several continents".into()
         })
     } else if held && enough {
         Some(if weighed < f64::from(c.thresholds.min_evidence_lines) {
@@ -588,6 +603,41 @@ mod tests {
         assert_eq!(extraction2, extraction);
         assert!((0.5..1.0).contains(&templated), "{templated}");
         assert_eq!(verdict, Verdict::Distilling);
+    }
+
+    #[test]
+    fn an_agents_large_cap_is_no_harvest_of_text() {
+        let c = Config::default();
+        // A product's agent busy round the clock: broad tasks, answers of a few hundred
+        // tokens, every call with tools and the framework's 4,096-token cap.
+        let agent = Features {
+            tools: 1.0,
+            single_turn: 0.2,
+            output_ratio: 0.3,
+            mean_output_tokens: 250.0,
+            ..plain_harvest(0.0)
+        };
+        let of = |f: &Features| {
+            let a = assess(f, &c);
+            let value = a
+                .reasons
+                .iter()
+                .find(|r| r.signal == "output_harvest")
+                .map_or(0.0, |r| r.value);
+            (a.verdict, value)
+        };
+        let (verdict, with_tools) = of(&agent);
+        assert_ne!(verdict, Verdict::Distilling);
+        assert!(with_tools < 1.0, "{with_tools}");
+        // The same cap on calls without tools is what a harvester asks for, and counts.
+        let (_, without_tools) = of(&Features {
+            tools: 0.0,
+            ..agent
+        });
+        assert!(
+            without_tools > with_tools + 0.5,
+            "{without_tools} vs {with_tools}"
+        );
     }
 
     #[test]

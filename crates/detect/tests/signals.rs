@@ -852,6 +852,26 @@ fn coverage_alone_is_not_put_on_the_watch_list_but_with_a_machine_s_pacing_it_is
 }
 
 #[test]
+fn a_product_busy_round_the_clock_is_not_put_on_the_watch_list_for_it() {
+    // Three days of an answer box whose users live on several continents: broad questions,
+    // long answers, arriving at random day and night. Coverage and calls in the quiet hours,
+    // and nothing else: what such a product is, so it is not watched (session 10).
+    let log = questions_after("global-box", varied, random_gaps(1_500, 180_000.0));
+    let d = run_with(&log, Config::default());
+    let product = d.report("global-box").unwrap();
+    assert!(
+        product
+            .reasons
+            .iter()
+            .any(|r| r.signal == "machine_timing" && r.value >= 0.5),
+        "{:?}",
+        product.reasons
+    );
+    assert_eq!(product.verdict, Verdict::Benign, "{:?}", product.reasons);
+    assert!(product.reasons.iter().any(|r| r.signal == "held"));
+}
+
+#[test]
 fn an_agent_s_coverage_is_read_over_its_tasks() {
     // 200 broad tasks, each a trajectory of four calls: the opening, two calls carrying tool
     // results (long), and the final answer. Fresh calls are a quarter of the calls and the
