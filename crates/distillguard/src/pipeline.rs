@@ -76,22 +76,23 @@ pub fn run(
             scope.spawn(move || {
                 let observer = Observer::default();
                 for (seq, lines) in rx {
-                    let parsed: Parsed = lines
-                        .lines()
-                        .map(|line| match line {
-                            BatchLine::Line { number, bytes } => (
-                                number,
-                                format.parse_line(bytes).map(|ex| observer.observe(&ex)),
-                            ),
-                            BatchLine::TooLong { number, bytes } => (
+                    let mut parsed: Parsed = Vec::new();
+                    for line in lines.lines() {
+                        match line {
+                            // A line may hold several exchanges (an OTLP/JSON export request):
+                            // each is its own item, under the line's number.
+                            BatchLine::Line { number, bytes } => format.parse_each(bytes, |r| {
+                                parsed.push((number, r.map(|ex| observer.observe(&ex))));
+                            }),
+                            BatchLine::TooLong { number, bytes } => parsed.push((
                                 number,
                                 Err((
                                     BadLineKind::TooLong,
                                     format!("line of {bytes} bytes is over the limit"),
                                 )),
-                            ),
-                        })
-                        .collect();
+                            )),
+                        }
+                    }
                     if tx.send((seq, parsed)).is_err() {
                         return;
                     }

@@ -431,3 +431,221 @@ fn a_litellm_log_of_the_same_traffic_gets_the_same_verdicts() {
     let auto = verdicts(scan_json(&[litellm_log.as_os_str()]));
     assert_eq!(auto, expected);
 }
+
+/// What an OpenTelemetry GenAI span records of an exchange, as the exchange it maps back to:
+/// the model, messages, the parameters the conventions name, the answers with their finish
+/// reasons, the usage, the client's address and user agent; not the key, the account facts,
+/// logprobs, logit bias, tools offered or streaming.
+fn as_otel_records(e: &Exchange) -> Exchange {
+    use exchange::{Choice, Request, Response, ResponseMessage};
+    Exchange {
+        key: None,
+        meta: None,
+        latency_ms: e.latency_ms.map(f64::floor),
+        request: Request {
+            model: e.request.model.clone(),
+            messages: e.request.messages.clone(),
+            prompt: e.request.prompt.clone(),
+            max_tokens: e.request.max_tokens,
+            temperature: e.request.temperature,
+            top_p: e.request.top_p,
+            n: e.request.n,
+            seed: e.request.seed,
+            ..Request::default()
+        },
+        response: e
+            .response
+            .as_ref()
+            .filter(|_| e.status == 200)
+            .map(|r| Response {
+                choices: r
+                    .choices
+                    .iter()
+                    .map(|c| Choice {
+                        index: c.index,
+                        message: Some(ResponseMessage {
+                            role: "assistant".into(),
+                            content: c
+                                .message
+                                .as_ref()
+                                .map(|m| m.content.clone())
+                                .or_else(|| c.text.clone().map(Into::into))
+                                .unwrap_or_default(),
+                            reasoning_content: None,
+                            tool_calls: c.message.as_ref().and_then(|m| m.tool_calls.clone()),
+                        }),
+                        text: None,
+                        finish_reason: c.finish_reason.clone(),
+                        logprobs: None,
+                    })
+                    .collect(),
+                usage: r.usage,
+                ..Response::default()
+            }),
+        ..e.clone()
+    }
+}
+
+/// One span of the GenAI conventions for an exchange, in OTLP/JSON.
+fn as_otel_span(e: &Exchange) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let kv = |key: &str, v: Value| json!({"key": key, "value": v});
+    let s = |x: &str| json!({"stringValue": x});
+    let parts = |role: &str, content: &str, calls: Option<&Vec<Value>>| {
+        let mut parts = Vec::new();
+        if role == "tool" {
+            parts.push(json!({"type": "tool_call_response", "id": "", "response": content}));
+        } else if !content.is_empty() {
+            parts.push(json!({"type": "text", "content": content}));
+        }
+        for c in calls.into_iter().flatten() {
+            parts.push(json!({"type": "tool_call", "id": c["id"], "name": c["function"]["name"], "arguments": c["function"]["arguments"]}));
+        }
+        json!({"role": role, "parts": parts})
+    };
+    let completion = e.endpoint == "/v1/completions";
+    let input: Vec<Value> = match (&e.request.messages, &e.request.prompt) {
+        (Some(m), _) => m
+            .iter()
+            .map(|m| parts(&m.role, m.content.as_str(), m.tool_calls.as_ref()))
+            .collect(),
+        (None, Some(p)) => {
+            let prompt = serde_json::to_value(p).unwrap();
+            vec![parts("user", prompt.as_str().unwrap_or_default(), None)]
+        }
+        _ => Vec::new(),
+    };
+    let mut attrs = vec![
+        kv(
+            "gen_ai.operation.name",
+            s(if completion {
+                "text_completion"
+            } else {
+                "chat"
+            }),
+        ),
+        kv("gen_ai.provider.name", s("openai")),
+        kv("gen_ai.response.id", s(&e.id)),
+        kv("user.id", s(&e.account)),
+        kv("gen_ai.input.messages", s(&Value::Array(input).to_string())),
+    ];
+    if let Some(m) = &e.request.model {
+        attrs.push(kv("gen_ai.request.model", s(m)));
+    }
+    if let Some(ip) = &e.ip {
+        attrs.push(kv("client.address", s(ip)));
+    }
+    if let Some(ua) = &e.user_agent {
+        attrs.push(kv("user_agent.original", s(ua)));
+    }
+    let int = |n: u64| json!({"intValue": n.to_string()});
+    let dbl = |x: f64| json!({"doubleValue": x});
+    if let Some(x) = e.request.max_tokens {
+        attrs.push(kv("gen_ai.request.max_tokens", int(x)));
+    }
+    if let Some(x) = e.request.temperature {
+        attrs.push(kv("gen_ai.request.temperature", dbl(x)));
+    }
+    if let Some(x) = e.request.top_p {
+        attrs.push(kv("gen_ai.request.top_p", dbl(x)));
+    }
+    if let Some(x) = e.request.n {
+        attrs.push(kv("gen_ai.request.choice.count", int(x.into())));
+    }
+    if let Some(x) = e.request.seed {
+        attrs.push(kv(
+            "gen_ai.request.seed",
+            json!({"intValue": x.to_string()}),
+        ));
+    }
+    match &e.response {
+        Some(r) if e.status == 200 => {
+            let out: Vec<Value> = r
+                .choices
+                .iter()
+                .map(|c| {
+                    let m = c.message.as_ref().unwrap();
+                    let mut p = parts("assistant", m.content.as_str(), m.tool_calls.as_ref());
+                    p["finish_reason"] = json!(c.finish_reason);
+                    p
+                })
+                .collect();
+            attrs.push(kv(
+                "gen_ai.output.messages",
+                s(&Value::Array(out).to_string()),
+            ));
+            if let Some(u) = r.usage {
+                attrs.push(kv("gen_ai.usage.input_tokens", int(u.prompt_tokens)));
+                attrs.push(kv("gen_ai.usage.output_tokens", int(u.completion_tokens)));
+            }
+        }
+        _ => {
+            attrs.push(kv("error.type", s(&e.status.to_string())));
+            attrs.push(kv("http.response.status_code", int(e.status.into())));
+        }
+    }
+    let start = e.ts.millis() as i128 * 1_000_000;
+    let end = start + (e.latency_ms.unwrap_or(0.0) as i128) * 1_000_000;
+    json!({
+        "traceId": format!("{:032x}", e.ts.millis()),
+        "spanId": format!("{:016x}", e.ts.millis()),
+        "name": "chat",
+        "kind": 3,
+        "startTimeUnixNano": start.to_string(),
+        "endTimeUnixNano": end.to_string(),
+        "attributes": attrs,
+        "status": if e.status == 200 { json!({}) } else { json!({"code": 2}) },
+    })
+}
+
+#[test]
+fn an_otel_trace_export_of_the_same_traffic_gets_the_same_verdicts() {
+    // The simulated traffic as an OpenTelemetry collector's file exporter would have written
+    // its GenAI spans (a batch of spans per line, each batch with an HTTP span beside the
+    // model calls), and as an exchange log holding only what those spans record: the same
+    // verdicts, read with --format otel and with the format told line by line.
+    let sim = small_simulation(17);
+    let dir = tempfile::tempdir().unwrap();
+    let recorded: Vec<Exchange> = sim.exchanges.iter().map(as_otel_records).collect();
+    let exchange_log = write_log(dir.path(), "exchanges.jsonl", &recorded);
+    let otel_log = dir.path().join("traces.jsonl");
+    let mut text = String::new();
+    for batch in recorded.chunks(40) {
+        let mut spans: Vec<_> = batch.iter().map(as_otel_span).collect();
+        spans.push(serde_json::json!({"traceId": "00", "spanId": "01", "name": "GET /healthz", "startTimeUnixNano": "1"}));
+        // Exporters batch spans as they end, not as they start.
+        spans.reverse();
+        let line = serde_json::json!({"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "api-gateway"}}]},
+            "scopeSpans": [{"scope": {"name": "opentelemetry.instrumentation.openai_v2"}, "spans": spans}],
+        }]});
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    std::fs::write(&otel_log, text).unwrap();
+    let verdicts = |out: String| -> Vec<(String, String, String)> {
+        let mut v: Vec<_> = out
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["account"].as_str().unwrap().to_owned(),
+                    v["verdict"].as_str().unwrap().to_owned(),
+                    v["score"].to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let expected = verdicts(scan_json(&[exchange_log.as_os_str()]));
+    assert!(expected.iter().any(|(_, v, _)| v == "distilling"));
+    let otel = verdicts(scan_json(&[
+        std::ffi::OsStr::new("--format"),
+        std::ffi::OsStr::new("otel"),
+        otel_log.as_os_str(),
+    ]));
+    assert_eq!(otel, expected);
+    let auto = verdicts(scan_json(&[otel_log.as_os_str()]));
+    assert_eq!(auto, expected);
+}

@@ -11,6 +11,7 @@
 //! counting every bad line with its number instead of stopping.
 
 pub mod litellm;
+pub mod otel;
 pub mod reader;
 mod record;
 mod text;
@@ -26,29 +27,63 @@ pub use text::{Content, Item, LogitBias, Prompt};
 pub use timestamp::Timestamp;
 
 /// The formats a log can be read in. `Auto` decides line by line: a LiteLLM record names its
-/// `call_type`, which an exchange line never does ([`litellm::looks_like`]). The LiteLLM
-/// formats carry the fields that name the account, in order.
+/// `call_type` ([`litellm::looks_like`]) and an OTLP/JSON line its `resourceSpans`
+/// ([`otel::looks_like`]), which an exchange line never does. The imported formats carry the
+/// fields that name the account, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
-    Auto(litellm::AccountFields),
+    Auto {
+        litellm: litellm::AccountFields,
+        otel: otel::AccountAttributes,
+    },
     Exchange,
     /// LiteLLM's `StandardLoggingPayload` or spend-log rows.
     LiteLlm(litellm::AccountFields),
+    /// OpenTelemetry GenAI spans as OTLP/JSON, one export request per line.
+    Otel(otel::AccountAttributes),
 }
 
 impl Default for Format {
     fn default() -> Self {
-        Format::Auto(litellm::AccountFields::default())
+        Format::Auto {
+            litellm: litellm::AccountFields::default(),
+            otel: otel::AccountAttributes::default(),
+        }
     }
 }
 
 impl Format {
-    /// Parses one line in this format (see [`parse_line`] and [`litellm::parse_line`]).
-    pub fn parse_line(&self, line: &[u8]) -> Result<Exchange, (BadLineKind, String)> {
-        match self {
-            Format::LiteLlm(fields) => litellm::parse_line(line, fields),
-            Format::Auto(fields) if litellm::looks_like(line) => litellm::parse_line(line, fields),
-            Format::Auto(_) | Format::Exchange => parse_line(line),
+    /// Parses one line in this format and hands each exchange it holds to `out`, or the
+    /// reason one of them could not be read. A line of the exchange format or of LiteLLM's
+    /// holds one exchange; an OTLP/JSON line holds as many as its model-call spans, none
+    /// when it traced other work only. An error returned is one for the whole line.
+    pub fn parse_each(
+        &self,
+        line: &[u8],
+        mut out: impl FnMut(Result<Exchange, (BadLineKind, String)>),
+    ) {
+        let one = match self {
+            Format::Otel(attrs) => otel::parse_line(line, attrs, &mut out).err(),
+            Format::Auto { otel: attrs, .. } if otel::looks_like(line) => {
+                otel::parse_line(line, attrs, &mut out).err()
+            }
+            Format::LiteLlm(fields) => {
+                out(litellm::parse_line(line, fields));
+                None
+            }
+            Format::Auto {
+                litellm: fields, ..
+            } if litellm::looks_like(line) => {
+                out(litellm::parse_line(line, fields));
+                None
+            }
+            Format::Auto { .. } | Format::Exchange => {
+                out(parse_line(line));
+                None
+            }
+        };
+        if let Some(e) = one {
+            out(Err(e));
         }
     }
 }

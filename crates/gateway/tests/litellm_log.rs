@@ -55,10 +55,9 @@ async fn litellm_payloads_read_as_the_exchanges_the_gateway_logged() {
     let mut read = Vec::new();
     for line in text.lines() {
         assert!(exchange::litellm::looks_like(line.as_bytes()), "{line}");
-        let ex = format
-            .parse_line(line.as_bytes())
-            .unwrap_or_else(|e| panic!("{e:?}: {line}"));
-        read.push(ex);
+        format.parse_each(line.as_bytes(), |r| {
+            read.push(r.unwrap_or_else(|e| panic!("{e:?}: {line}")));
+        });
     }
     assert_eq!(read.len(), 6);
     for ex in &read {

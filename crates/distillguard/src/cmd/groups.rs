@@ -113,39 +113,40 @@ fn indicators<'a>(
         let Ok(exchange::RawLine::Line { bytes, .. }) = line else {
             continue;
         };
-        let Ok(ex) = format.parse_line(&bytes) else {
-            continue;
-        };
-        let Some(&g) = member_of.get(ex.account.as_str()) else {
-            continue;
-        };
-        let ind = &mut found[g];
-        if let Some(ip) = &ex.ip {
-            if let Some(net) = subnet(ip) {
-                ind.subnets.insert(net);
+        let mut read = Vec::new();
+        format.parse_each(&bytes, |r| read.extend(r.ok()));
+        for ex in read {
+            let Some(&g) = member_of.get(ex.account.as_str()) else {
+                continue;
+            };
+            let ind = &mut found[g];
+            if let Some(ip) = &ex.ip {
+                if let Some(net) = subnet(ip) {
+                    ind.subnets.insert(net);
+                }
+                ind.ips.insert(ip.clone());
             }
-            ind.ips.insert(ip.clone());
-        }
-        if let Some(ua) = &ex.user_agent {
-            ind.user_agents.insert(ua.clone());
-        }
-        if let Some(m) = &ex.meta {
-            if let Some(p) = &m.payment_fingerprint {
-                ind.payment_fingerprints.insert(p.clone());
+            if let Some(ua) = &ex.user_agent {
+                ind.user_agents.insert(ua.clone());
             }
-            if let Some(t) = &m.tls_fingerprint {
-                ind.tls_fingerprints.insert(t.clone());
+            if let Some(m) = &ex.meta {
+                if let Some(p) = &m.payment_fingerprint {
+                    ind.payment_fingerprints.insert(p.clone());
+                }
+                if let Some(t) = &m.tls_fingerprint {
+                    ind.tls_fingerprints.insert(t.clone());
+                }
+                if let Some(a) = m.asn {
+                    ind.asns.insert(a);
+                }
             }
-            if let Some(a) = m.asn {
-                ind.asns.insert(a);
-            }
-        }
-        if let Some(messages) = &ex.request.messages {
-            for m in messages.iter().filter(|m| m.role == "system") {
-                ind.system_prompt_hashes.insert(format!(
-                    "{:016x}",
-                    detect::normalised_hash(m.content.as_str())
-                ));
+            if let Some(messages) = &ex.request.messages {
+                for m in messages.iter().filter(|m| m.role == "system") {
+                    ind.system_prompt_hashes.insert(format!(
+                        "{:016x}",
+                        detect::normalised_hash(m.content.as_str())
+                    ));
+                }
             }
         }
     }

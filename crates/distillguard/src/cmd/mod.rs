@@ -39,9 +39,10 @@ pub struct LogArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     /// The log's format: `exchange` (distillguard's), `litellm` (LiteLLM's
-    /// StandardLoggingPayload or spend-log rows as JSON lines), or `auto`, decided line by line
-    /// (docs/importers.md).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "exchange", "litellm"])]
+    /// StandardLoggingPayload or spend-log rows as JSON lines), `otel` (OpenTelemetry GenAI
+    /// spans as OTLP/JSON, one export request per line, as a collector's file exporter writes
+    /// them), or `auto`, decided line by line (docs/importers.md).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "exchange", "litellm", "otel"])]
     pub format: String,
     /// For LiteLLM logs, the fields that name the account, tried in order (comma separated:
     /// team_id, user_id, key_alias, key_hash, or any metadata field).
@@ -51,22 +52,34 @@ pub struct LogArgs {
         value_name = "FIELDS"
     )]
     pub litellm_account: String,
+    /// For OpenTelemetry spans, the attributes that name the account, tried in order on the
+    /// span and then on its resource (comma separated).
+    #[arg(
+        long,
+        default_value = "user.id,enduser.id,service.name",
+        value_name = "ATTRIBUTES"
+    )]
+    pub otel_account: String,
+}
+
+/// A comma-separated list, trimmed, empty items dropped.
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|f| f.trim().to_owned())
+        .filter(|f| !f.is_empty())
+        .collect()
 }
 
 impl LogArgs {
     /// How each line is read.
     pub fn format(&self) -> exchange::Format {
-        let fields = exchange::litellm::AccountFields(
-            self.litellm_account
-                .split(',')
-                .map(|f| f.trim().to_owned())
-                .filter(|f| !f.is_empty())
-                .collect(),
-        );
+        let litellm = exchange::litellm::AccountFields(list(&self.litellm_account));
+        let otel = exchange::otel::AccountAttributes(list(&self.otel_account));
         match self.format.as_str() {
             "exchange" => exchange::Format::Exchange,
-            "litellm" => exchange::Format::LiteLlm(fields),
-            _ => exchange::Format::Auto(fields),
+            "litellm" => exchange::Format::LiteLlm(litellm),
+            "otel" => exchange::Format::Otel(otel),
+            _ => exchange::Format::Auto { litellm, otel },
         }
     }
 

@@ -1,0 +1,570 @@
+//! Reading OpenTelemetry GenAI spans as exchanges.
+//!
+//! Many providers already trace their model calls: the OpenTelemetry GenAI semantic
+//! conventions (<https://opentelemetry.io/docs/specs/semconv/gen-ai/>) name what a span of a
+//! model call carries (`gen_ai.operation.name`, `gen_ai.request.model`, the parameters, the
+//! usage, the response id and finish reasons, and, where the producer records content,
+//! `gen_ai.input.messages`, `gen_ai.system_instructions` and `gen_ai.output.messages`).
+//! A collector's file exporter writes them as OTLP/JSON, one `ExportTraceServiceRequest` per
+//! line. This module maps every model-call span of such a line onto the exchange format, so
+//! `scan` and `groups` judge that traffic as they judge their own. The field-by-field
+//! mapping is `docs/importers.md`.
+//!
+//! A trace holds more than model calls (HTTP handlers, database queries, tool executions,
+//! agent steps): spans without a generation or embedding operation are skipped, not counted
+//! as bad. What a span does not carry (message content when the producer did not capture
+//! it, payment, sign-up and TLS facts) is left out, never invented: the detector works on
+//! the shape, timing and addresses that remain.
+
+use serde_json::{json, Map, Value};
+
+use crate::reader::BadLineKind;
+use crate::{Exchange, Timestamp};
+
+/// Which attributes name the account, tried in order on the span and then on its resource;
+/// the first present and non-empty wins. Default: `user.id`, `enduser.id`, then the calling
+/// service's `service.name` (every SDK sets it, so every span has an account).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountAttributes(pub Vec<String>);
+
+impl Default for AccountAttributes {
+    fn default() -> Self {
+        Self(
+            ["user.id", "enduser.id", "service.name"]
+                .map(str::to_owned)
+                .to_vec(),
+        )
+    }
+}
+
+/// Whether a log line looks like OTLP/JSON traces rather than an exchange or a LiteLLM
+/// record: an export request's only field, `resourceSpans`, opens it. Only the line's first
+/// bytes are searched, so telling the formats apart costs nothing next to parsing.
+pub fn looks_like(line: &[u8]) -> bool {
+    memchr::memmem::find(&line[..line.len().min(64)], b"\"resourceSpans\"").is_some()
+}
+
+/// Parses one OTLP/JSON line (an `ExportTraceServiceRequest`) and hands each model-call span
+/// to `out`, in the order the spans started: an exchange, or the reason that span could not
+/// be mapped. A line that is not such a request is one error for the line.
+pub fn parse_line(
+    line: &[u8],
+    accounts: &AccountAttributes,
+    mut out: impl FnMut(Result<Exchange, (BadLineKind, String)>),
+) -> Result<(), (BadLineKind, String)> {
+    let utf8 = std::str::from_utf8(line).map_err(|e| (BadLineKind::InvalidUtf8, e.to_string()))?;
+    let v: Value =
+        serde_json::from_str(utf8).map_err(|e| (BadLineKind::classify(&e), e.to_string()))?;
+    let resource_spans = v
+        .get("resourceSpans")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            (
+                BadLineKind::WrongType,
+                "an OTLP/JSON line is an object with a resourceSpans array".to_owned(),
+            )
+        })?;
+    let mut found = Vec::new();
+    for rs in resource_spans {
+        let resource = attributes(rs.get("resource").and_then(|r| r.get("attributes")));
+        let scopes = rs.get("scopeSpans").and_then(Value::as_array);
+        for span in scopes.into_iter().flatten().flat_map(|s| {
+            s.get("spans")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        }) {
+            let attrs = attributes(span.get("attributes"));
+            let Some(endpoint) = text(attrs.get("gen_ai.operation.name")).and_then(endpoint) else {
+                continue;
+            };
+            let start = nanos_to_millis(span.get("startTimeUnixNano"));
+            let mapped = to_exchange(span, &attrs, &resource, endpoint, accounts)
+                .map_err(|m| (BadLineKind::MissingField, m))
+                .and_then(|line| {
+                    serde_json::from_value::<Exchange>(line)
+                        .map(Exchange::as_chat)
+                        .map_err(|e| (BadLineKind::classify(&e), e.to_string()))
+                });
+            found.push((start.unwrap_or(i64::MAX), mapped));
+        }
+    }
+    // Exporters batch spans as they end; the detector wants them as they began.
+    found.sort_by_key(|(start, _)| *start);
+    for (_, mapped) in found {
+        out(mapped);
+    }
+    Ok(())
+}
+
+/// The endpoint a GenAI operation was served on; `None` for operations that are not a model
+/// call (tool executions, agent invocations), which are skipped.
+fn endpoint(operation: &str) -> Option<&'static str> {
+    match operation {
+        "chat" | "generate_content" => Some("/v1/chat/completions"),
+        "text_completion" => Some("/v1/completions"),
+        "embeddings" => Some("/v1/embeddings"),
+        _ => None,
+    }
+}
+
+/// An OTLP/JSON attribute list (`[{"key": .., "value": {"stringValue": ..}}]`) as a map of
+/// plain JSON values.
+fn attributes(list: Option<&Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for kv in list.and_then(Value::as_array).into_iter().flatten() {
+        if let (Some(k), Some(v)) = (kv.get("key").and_then(Value::as_str), kv.get("value")) {
+            out.insert(k.to_owned(), any_value(v));
+        }
+    }
+    out
+}
+
+/// One OTLP `AnyValue` as plain JSON. 64-bit integers are strings in OTLP/JSON; both forms read.
+fn any_value(v: &Value) -> Value {
+    if let Some(s) = v.get("stringValue") {
+        return s.clone();
+    }
+    if let Some(i) = v.get("intValue") {
+        return match i {
+            Value::String(s) => s.parse::<i64>().map_or(Value::Null, |n| json!(n)),
+            other => other.clone(),
+        };
+    }
+    if let Some(d) = v.get("doubleValue") {
+        return d.clone();
+    }
+    if let Some(b) = v.get("boolValue") {
+        return b.clone();
+    }
+    if let Some(a) = v.get("arrayValue") {
+        let values = a.get("values").and_then(Value::as_array);
+        return Value::Array(values.into_iter().flatten().map(any_value).collect());
+    }
+    if let Some(kv) = v.get("kvlistValue") {
+        return Value::Object(attributes(kv.get("values")));
+    }
+    Value::Null
+}
+
+fn text(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// A time in nanoseconds since the epoch (a string in OTLP/JSON, a number from some
+/// writers), in milliseconds.
+fn nanos_to_millis(v: Option<&Value>) -> Option<i64> {
+    let nanos = match v? {
+        Value::String(s) => s.parse::<i128>().ok()?,
+        Value::Number(n) => n.as_i64().map(i128::from)?,
+        _ => return None,
+    };
+    (nanos > 0).then_some((nanos / 1_000_000) as i64)
+}
+
+/// The account: the first of `accounts` on the span, else on its resource.
+fn account(
+    attrs: &Map<String, Value>,
+    resource: &Map<String, Value>,
+    accounts: &AccountAttributes,
+) -> Option<String> {
+    accounts
+        .0
+        .iter()
+        .find_map(|key| text(attrs.get(key)).or(text(resource.get(key))))
+        .map(str::to_owned)
+}
+
+/// A message of the GenAI conventions (`{"role", "parts": [{"type": "text", "content"}, ..]}`)
+/// in the chat-completions form the exchange format keeps.
+fn message(m: &Value) -> Value {
+    let role = text(m.get("role")).unwrap_or("user");
+    let parts = m.get("parts").and_then(Value::as_array);
+    let mut content = String::new();
+    let mut tool_calls = Vec::new();
+    let mut tool_call_id = None;
+    for part in parts.into_iter().flatten() {
+        match text(part.get("type")) {
+            Some("text") | Some("reasoning") => {
+                if let Some(t) = text(part.get("content")) {
+                    if !content.is_empty() {
+                        content.push('\n');
+                    }
+                    content.push_str(t);
+                }
+            }
+            Some("tool_call") => {
+                let arguments = match part.get("arguments") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => "{}".to_owned(),
+                };
+                tool_calls.push(json!({
+                    "id": text(part.get("id")).unwrap_or(""),
+                    "type": "function",
+                    "function": {"name": text(part.get("name")).unwrap_or(""), "arguments": arguments},
+                }));
+            }
+            Some("tool_call_response") => {
+                tool_call_id = text(part.get("id")).map(str::to_owned);
+                match part.get("response") {
+                    Some(Value::String(s)) => content.push_str(s),
+                    Some(other) => content.push_str(&other.to_string()),
+                    None => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    // A message written in the chat-completions form already (some producers do) reads as is.
+    if parts.is_none() {
+        if let Some(c) = m.get("content") {
+            let mut out = m.clone();
+            out["role"] = json!(role);
+            out["content"] = c.clone();
+            return out;
+        }
+    }
+    let mut out = json!({"role": role, "content": content});
+    if !tool_calls.is_empty() {
+        out["tool_calls"] = Value::Array(tool_calls);
+    }
+    if let Some(id) = tool_call_id {
+        out["tool_call_id"] = json!(id);
+    }
+    out
+}
+
+/// A list of messages recorded as an attribute: JSON text (what the conventions specify) or,
+/// from some writers, the array itself.
+fn messages(v: Option<&Value>) -> Option<Vec<Value>> {
+    let list = match v? {
+        Value::String(s) => serde_json::from_str::<Value>(s).ok()?,
+        other => other.clone(),
+    };
+    Some(list.as_array()?.iter().map(message).collect())
+}
+
+fn to_exchange(
+    span: &Value,
+    attrs: &Map<String, Value>,
+    resource: &Map<String, Value>,
+    endpoint: &str,
+    accounts: &AccountAttributes,
+) -> Result<Value, String> {
+    let started = nanos_to_millis(span.get("startTimeUnixNano")).ok_or("no startTimeUnixNano")?;
+    let ended = nanos_to_millis(span.get("endTimeUnixNano"));
+    let account = account(attrs, resource, accounts).ok_or_else(|| {
+        format!(
+            "no account: none of {} is on the span or its resource",
+            accounts.0.join(", ")
+        )
+    })?;
+    let id = match text(attrs.get("gen_ai.response.id")) {
+        Some(id) => id.to_owned(),
+        None => format!(
+            "{}-{}",
+            text(span.get("traceId")).ok_or("no traceId")?,
+            text(span.get("spanId")).ok_or("no spanId")?
+        ),
+    };
+    // An error span: the HTTP status when recorded, else a server error.
+    let failed = match span.get("status").and_then(|s| s.get("code")) {
+        Some(Value::Number(n)) => n.as_u64() == Some(2),
+        Some(Value::String(s)) => s == "STATUS_CODE_ERROR",
+        _ => false,
+    } || attrs.contains_key("error.type");
+    let status = if failed {
+        attrs
+            .get("http.response.status_code")
+            .and_then(Value::as_u64)
+            .unwrap_or(500)
+    } else {
+        200
+    };
+    let model = text(attrs.get("gen_ai.request.model")).unwrap_or("unknown");
+
+    let mut request = Map::new();
+    request.insert("model".into(), json!(model));
+    let mut history = Vec::new();
+    if let Some(system) = attrs.get("gen_ai.system_instructions") {
+        let parts = match system {
+            Value::String(s) => serde_json::from_str::<Value>(s).unwrap_or(json!(s)),
+            other => other.clone(),
+        };
+        let parts = match parts {
+            Value::Array(p) => Value::Array(p),
+            Value::String(s) => json!([{"type": "text", "content": s}]),
+            _ => Value::Array(Vec::new()),
+        };
+        history.push(message(&json!({"role": "system", "parts": parts})));
+    }
+    if let Some(m) = messages(attrs.get("gen_ai.input.messages")) {
+        // A system message recorded both ways is kept once.
+        let system = history.first().cloned();
+        history.extend(m.into_iter().filter(|x| system.as_ref() != Some(x)));
+    }
+    match history.as_slice() {
+        // A completion's prompt is recorded as one user message: it reads back as the prompt.
+        [only] if endpoint == "/v1/completions" && only.get("role") == Some(&json!("user")) => {
+            request.insert("prompt".into(), only["content"].clone());
+        }
+        [] => {}
+        _ => {
+            request.insert("messages".into(), Value::Array(history));
+        }
+    }
+    for (attr, field) in [
+        ("gen_ai.request.max_tokens", "max_tokens"),
+        ("gen_ai.request.temperature", "temperature"),
+        ("gen_ai.request.top_p", "top_p"),
+        ("gen_ai.request.seed", "seed"),
+        ("gen_ai.request.frequency_penalty", "frequency_penalty"),
+        ("gen_ai.request.presence_penalty", "presence_penalty"),
+        ("gen_ai.request.stop_sequences", "stop"),
+        ("gen_ai.request.choice.count", "n"),
+    ] {
+        if let Some(v) = attrs.get(attr).filter(|v| !v.is_null()) {
+            request.insert(field.into(), v.clone());
+        }
+    }
+
+    let usage = json!({
+        "prompt_tokens": attrs.get("gen_ai.usage.input_tokens").and_then(Value::as_u64).unwrap_or(0),
+        "completion_tokens": attrs.get("gen_ai.usage.output_tokens").and_then(Value::as_u64).unwrap_or(0),
+    });
+    let finish: Vec<&str> = attrs
+        .get("gen_ai.response.finish_reasons")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let choices: Vec<Value> = match messages(attrs.get("gen_ai.output.messages")) {
+        Some(out) => {
+            let raw = attrs
+                .get("gen_ai.output.messages")
+                .and_then(|v| match v {
+                    Value::String(s) => serde_json::from_str::<Value>(s).ok(),
+                    other => Some(other.clone()),
+                })
+                .unwrap_or(Value::Null);
+            out.into_iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let reason = raw
+                        .get(i)
+                        .and_then(|r| text(r.get("finish_reason")))
+                        .or(finish.get(i).copied())
+                        .unwrap_or("stop");
+                    json!({"index": i, "message": m, "finish_reason": reason})
+                })
+                .collect()
+        }
+        // No content recorded: the choices' finish reasons alone.
+        None => finish
+            .iter()
+            .enumerate()
+            .map(|(i, r)| json!({"index": i, "message": {"role": "assistant"}, "finish_reason": r}))
+            .collect(),
+    };
+    let mut response = json!({"choices": choices, "usage": usage});
+    if let Some(rid) = text(attrs.get("gen_ai.response.id")) {
+        response["id"] = json!(rid);
+    }
+    if let Some(m) = text(attrs.get("gen_ai.response.model")) {
+        response["model"] = json!(m);
+    }
+
+    let mut out = json!({
+        "id": id,
+        "ts": Timestamp::from_millis(started).as_str(),
+        "account": account,
+        "endpoint": endpoint,
+        "status": status,
+        "request": Value::Object(request),
+    });
+    if let Some(ip) = text(attrs.get("client.address")) {
+        out["ip"] = json!(ip);
+    }
+    if let Some(ua) = text(attrs.get("user_agent.original")) {
+        out["user_agent"] = json!(ua);
+    }
+    if let Some(end) = ended {
+        out["latency_ms"] = json!((end - started).max(0) as f64);
+    }
+    if !failed {
+        out["response"] = response;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: Value) -> Value {
+        let v = match value {
+            Value::String(s) => json!({"stringValue": s}),
+            Value::Number(n) if n.is_i64() => json!({"intValue": n.to_string()}),
+            Value::Number(n) => json!({"doubleValue": n}),
+            Value::Array(a) => {
+                json!({"arrayValue": {"values": a.into_iter().map(|s| json!({"stringValue": s})).collect::<Vec<_>>()}})
+            }
+            other => other,
+        };
+        json!({"key": key, "value": v})
+    }
+
+    fn line(spans: Vec<Value>) -> Vec<u8> {
+        json!({"resourceSpans": [{
+            "resource": {"attributes": [kv("service.name", json!("support-bot"))]},
+            "scopeSpans": [{"scope": {"name": "opentelemetry.instrumentation.openai_v2"}, "spans": spans}],
+        }]})
+        .to_string()
+        .into_bytes()
+    }
+
+    fn chat_span(span_id: &str, start_s: i64, extra: Vec<Value>) -> Value {
+        let mut attrs = vec![
+            kv("gen_ai.operation.name", json!("chat")),
+            kv("gen_ai.provider.name", json!("openai")),
+            kv("gen_ai.request.model", json!("gpt-4o-mini")),
+            kv("gen_ai.request.max_tokens", json!(4096)),
+            kv("gen_ai.request.temperature", json!(0.7)),
+            kv("gen_ai.response.id", json!(format!("chatcmpl-{span_id}"))),
+            kv("gen_ai.response.finish_reasons", json!(["length"])),
+            kv("gen_ai.usage.input_tokens", json!(12)),
+            kv("gen_ai.usage.output_tokens", json!(4096)),
+            kv("client.address", json!("203.0.113.7")),
+        ];
+        attrs.extend(extra);
+        json!({
+            "traceId": "5b8efff798038103d269b633813fc60c",
+            "spanId": span_id,
+            "name": "chat gpt-4o-mini",
+            "kind": 3,
+            "startTimeUnixNano": (start_s * 1_000_000_000).to_string(),
+            "endTimeUnixNano": ((start_s + 2) * 1_000_000_000).to_string(),
+            "attributes": attrs,
+            "status": {},
+        })
+    }
+
+    fn parse(bytes: &[u8]) -> Vec<Result<Exchange, (BadLineKind, String)>> {
+        let mut out = Vec::new();
+        parse_line(bytes, &AccountAttributes::default(), |r| out.push(r)).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_chat_span_with_content_reads_as_the_exchange_it_records() {
+        let input = json!([{"role": "user", "parts": [{"type": "text", "content": "Explain entropy step by step."}]}]).to_string();
+        let output = json!([{"role": "assistant", "parts": [{"type": "text", "content": "Entropy is ..."}], "finish_reason": "length"}]).to_string();
+        let span = chat_span(
+            "00f067aa0ba902b7",
+            1_772_323_200,
+            vec![
+                kv("gen_ai.input.messages", json!(input)),
+                kv("gen_ai.output.messages", json!(output)),
+                kv(
+                    "gen_ai.system_instructions",
+                    json!(json!([{"type": "text", "content": "Be brief."}]).to_string()),
+                ),
+                kv("user.id", json!("acct-42")),
+            ],
+        );
+        let got = parse(&line(vec![span]));
+        assert_eq!(got.len(), 1);
+        let ex = got[0].as_ref().unwrap();
+        assert_eq!(ex.account, "acct-42");
+        assert_eq!(ex.id, "chatcmpl-00f067aa0ba902b7");
+        assert_eq!(ex.ts.millis(), 1_772_323_200_000);
+        assert_eq!(ex.endpoint, "/v1/chat/completions");
+        assert_eq!(ex.ip.as_deref(), Some("203.0.113.7"));
+        assert_eq!(ex.request.max_tokens, Some(4096));
+        let messages = ex.request.messages.as_ref().unwrap();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].role, "system");
+        assert_eq!(messages[1].role, "user");
+        let response = ex.response.as_ref().unwrap();
+        assert_eq!(response.choices[0].finish_reason.as_deref(), Some("length"));
+        assert_eq!(response.usage.as_ref().unwrap().completion_tokens, 4096);
+        // The same line read back through the exchange format is the same exchange.
+        let text = serde_json::to_string(ex).unwrap();
+        assert_eq!(&crate::parse_line(text.as_bytes()).unwrap(), ex);
+    }
+
+    #[test]
+    fn spans_without_content_or_a_user_read_with_what_they_carry_and_other_spans_are_skipped() {
+        let http = json!({
+            "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "aaaaaaaaaaaaaaaa",
+            "name": "POST /ask", "startTimeUnixNano": "1772323190000000000",
+            "attributes": [kv("http.request.method", json!("POST"))],
+        });
+        let tool = chat_span(
+            "bbbbbbbbbbbbbbbb",
+            1_772_323_195,
+            vec![kv("gen_ai.operation.name", json!("execute_tool"))],
+        );
+        let later = chat_span("cccccccccccccccc", 1_772_323_300, vec![]);
+        let earlier = chat_span("dddddddddddddddd", 1_772_323_250, vec![]);
+        let got = parse(&line(vec![http, tool, later, earlier]));
+        // Only the two model calls, in the order they started; the account is the service.
+        assert_eq!(got.len(), 2);
+        let first = got[0].as_ref().unwrap();
+        assert_eq!(first.id, "chatcmpl-dddddddddddddddd");
+        assert_eq!(first.account, "support-bot");
+        assert!(first.request.messages.is_none());
+        assert_eq!(
+            first.response.as_ref().unwrap().choices[0]
+                .finish_reason
+                .as_deref(),
+            Some("length")
+        );
+        assert_eq!(got[1].as_ref().unwrap().id, "chatcmpl-cccccccccccccccc");
+    }
+
+    #[test]
+    fn a_span_that_cannot_be_mapped_is_a_reason_and_a_line_that_is_not_otlp_an_error() {
+        let mut no_start = chat_span("eeeeeeeeeeeeeeee", 1, vec![]);
+        no_start
+            .as_object_mut()
+            .unwrap()
+            .remove("startTimeUnixNano");
+        let got = parse(&line(vec![no_start]));
+        let (kind, why) = got[0].as_ref().unwrap_err();
+        assert_eq!(*kind, BadLineKind::MissingField);
+        assert!(why.contains("startTimeUnixNano"), "{why}");
+        let err = parse_line(
+            br#"{"resourceSpans": 3}"#,
+            &AccountAttributes::default(),
+            |_| {},
+        )
+        .unwrap_err();
+        assert_eq!(err.0, BadLineKind::WrongType);
+        assert!(looks_like(&line(vec![])));
+        assert!(!looks_like(br#"{"id":"x","account":"a"}"#));
+    }
+
+    #[test]
+    fn tool_calls_and_their_results_keep_their_ids() {
+        let input = json!([
+            {"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]},
+            {"role": "assistant", "parts": [{"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}]},
+            {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": "rainy, 57F"}]},
+        ])
+        .to_string();
+        let span = chat_span(
+            "ffffffffffffffff",
+            1_772_323_200,
+            vec![kv("gen_ai.input.messages", json!(input))],
+        );
+        let got = parse(&line(vec![span]));
+        let ex = got[0].as_ref().unwrap();
+        let m = ex.request.messages.as_ref().unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[1].role, "assistant");
+        assert_eq!(m[2].role, "tool");
+    }
+}
