@@ -37,6 +37,8 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Run the gateway: an OpenAI-compatible proxy that logs, detects and enforces.
     Serve(cmd::serve::Args),
+    /// Judge traffic another gateway serves, from its OpenTelemetry GenAI traces sent over OTLP/HTTP to /v1/traces.
+    Collect(cmd::collect::Args),
     /// Manage API keys (in the embedded store, or the shared one with --store).
     Keys(cmd::keys::Args),
     /// A detector worker for replicas on shared backends: consumes exchanges from NATS, stores them in PostgreSQL, detects, and pushes verdicts to every replica.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Scan(a) => cmd::scan::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Collect(a) => cmd::collect::run(a),
         Command::Keys(a) => cmd::keys::run(a),
         Command::Worker(a) => cmd::worker::run(a),
         Command::Export(a) => cmd::export::run(a),

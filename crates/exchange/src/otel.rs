@@ -50,11 +50,21 @@ pub fn looks_like(line: &[u8]) -> bool {
 pub fn parse_line(
     line: &[u8],
     accounts: &AccountAttributes,
-    mut out: impl FnMut(Result<Exchange, (BadLineKind, String)>),
+    out: impl FnMut(Result<Exchange, (BadLineKind, String)>),
 ) -> Result<(), (BadLineKind, String)> {
     let utf8 = std::str::from_utf8(line).map_err(|e| (BadLineKind::InvalidUtf8, e.to_string()))?;
     let v: Value =
         serde_json::from_str(utf8).map_err(|e| (BadLineKind::classify(&e), e.to_string()))?;
+    parse_request(&v, accounts, out)
+}
+
+/// Maps each model-call span of one `ExportTraceServiceRequest` in its OTLP/JSON form (a file
+/// line, or what a receiver was sent) as [`parse_line`] does.
+pub fn parse_request(
+    v: &Value,
+    accounts: &AccountAttributes,
+    mut out: impl FnMut(Result<Exchange, (BadLineKind, String)>),
+) -> Result<(), (BadLineKind, String)> {
     let resource_spans = v
         .get("resourceSpans")
         .and_then(Value::as_array)

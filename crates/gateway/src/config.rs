@@ -85,6 +85,9 @@ pub struct GatewayConfig {
     /// The detector's thresholds, shape and weights (`[detector]`, the same keys as
     /// `scan --config`; every one left out keeps its default).
     pub detector: detect::Config,
+    /// For traces received on `/v1/traces`: the span (then resource) attributes that name the
+    /// account, tried in order (default `user.id`, `enduser.id`, `service.name`).
+    pub otel_account: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -114,6 +117,7 @@ impl Default for GatewayConfig {
             snapshot_minutes: 10.0,
             policy: Policy::default(),
             detector: detect::Config::default(),
+            otel_account: exchange::otel::AccountAttributes::default().0,
         }
     }
 }

@@ -8,6 +8,9 @@
 //!                                exchange log (SQLite) ◄─ Finished ─► detector ─► policy table
 //! ```
 //!
+//! Traces sent to `/v1/traces` (OTLP/HTTP, [`collect`]) take the same tap from the span on, so
+//! a provider's own gateway can be judged with no change in its request path.
+//!
 //! [`Gateway::start`] binds the listener and starts the background threads; the returned
 //! [`Running`] handle tells the bound address and shuts down gracefully (in-flight calls
 //! drain, then the log writer commits what is queued).
@@ -15,6 +18,7 @@
 pub mod admin;
 pub mod auth;
 pub mod client_ip;
+pub mod collect;
 pub mod config;
 pub mod conn;
 pub mod demo_upstream;
@@ -106,6 +110,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/groups/{cluster}/override",
             put(admin::set_group_override),
         )
+        // OTLP/HTTP traces: what it accepts becomes evidence, so it takes the admin token.
+        .route("/v1/traces", post(collect::traces))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,

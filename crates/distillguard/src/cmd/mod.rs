@@ -1,6 +1,7 @@
 //! One module per subcommand: argument parsing and output only; the work is in the crates.
 
 pub mod bench;
+pub mod collect;
 pub mod demo;
 pub mod evaluate;
 pub mod export;
@@ -63,7 +64,7 @@ pub struct LogArgs {
 }
 
 /// A comma-separated list, trimmed, empty items dropped.
-fn list(s: &str) -> Vec<String> {
+pub fn list(s: &str) -> Vec<String> {
     s.split(',')
         .map(|f| f.trim().to_owned())
         .filter(|f| !f.is_empty())

@@ -43,6 +43,8 @@ pub struct Args {
     pub config: Option<PathBuf>,
 }
 
+/// The gateway's config: `--config`, then the flags over it. Every upstream is optional here;
+/// [`run`] asks for one, `collect` does not.
 pub fn load(args: &Args) -> anyhow::Result<GatewayConfig> {
     let mut config: GatewayConfig = match &args.config {
         Some(p) => toml::from_str(
@@ -85,9 +87,6 @@ pub fn load(args: &Args) -> anyhow::Result<GatewayConfig> {
             },
         );
     }
-    if config.upstreams.is_empty() {
-        anyhow::bail!("no upstream: pass --upstream URL or list [[upstreams]] in --config");
-    }
     Ok(config)
 }
 
@@ -122,6 +121,14 @@ pub fn admin_token() -> Option<String> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_tracing();
     let config = load(&args)?;
+    if config.upstreams.is_empty() {
+        anyhow::bail!("no upstream: pass --upstream URL or list [[upstreams]] in --config");
+    }
+    run_gateway(config, "distillguard gateway listening")
+}
+
+/// Opens the store, starts the gateway and serves until SIGINT or SIGTERM, then drains.
+pub fn run_gateway(config: GatewayConfig, listening: &'static str) -> anyhow::Result<ExitCode> {
     let store = super::StoreArgs {
         data: config.data.clone(),
         store: config.store.clone(),
@@ -138,7 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let running = Gateway::start(config, store, token)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        tracing::info!(addr = %running.addr, "distillguard gateway listening");
+        tracing::info!(addr = %running.addr, "{listening}");
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight calls and the exchange log");
         running.shutdown().await;

@@ -1,0 +1,36 @@
+//! `distillguard collect`: judge traffic that another gateway serves, from its traces.
+//!
+//! The gateway's log, detector, policy table and admin API, fed by OpenTelemetry GenAI spans
+//! sent over OTLP/HTTP to `/v1/traces` (protobuf or JSON) instead of by proxied calls: point
+//! an existing exporter here and get verdicts with no change in the request path. It is
+//! `serve` without the need for an upstream (with one, it proxies as well), so traces and
+//! proxied calls take the one same way in.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub gateway: super::serve::Args,
+    /// The span (then resource) attributes that name the account, tried in order (comma
+    /// separated; default user.id,enduser.id,service.name).
+    #[arg(long, value_name = "ATTRIBUTES")]
+    pub otel_account: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    super::serve::init_tracing();
+    let mut config = super::serve::load(&args.gateway)?;
+    if let Some(attrs) = &args.otel_account {
+        config.otel_account = super::list(attrs);
+    }
+    if super::serve::admin_token().is_none() {
+        anyhow::bail!(
+            "set DISTILLGUARD_ADMIN_TOKEN: /v1/traces takes it (OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20TOKEN), since what it accepts becomes evidence about accounts"
+        );
+    }
+    super::serve::run_gateway(
+        config,
+        "distillguard collecting OTLP/HTTP traces on /v1/traces",
+    )
+}

@@ -1,0 +1,245 @@
+//! The OTLP/HTTP trace receiver (`POST /v1/traces`) over real sockets: OTLP/JSON and
+//! protobuf (gzip) bodies become exchanges in the log and the detector, what cannot be mapped
+//! is counted back to the exporter, and the route takes the admin token.
+
+mod common;
+
+use std::io::Write;
+
+use common::{Harness, ADMIN};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use serde_json::{json, Value};
+use store::Store;
+
+const START_NS: u64 = 1_772_323_200_000_000_000;
+
+fn kv(key: &str, value: Value) -> Value {
+    let v = match value {
+        Value::String(s) => json!({"stringValue": s}),
+        Value::Number(n) => json!({"intValue": n.to_string()}),
+        other => other,
+    };
+    json!({"key": key, "value": v})
+}
+
+fn json_span(i: u64, account: &str, prompt: &str) -> Value {
+    let input =
+        json!([{"role": "user", "parts": [{"type": "text", "content": prompt}]}]).to_string();
+    json!({
+        "traceId": format!("{i:032x}"), "spanId": format!("{i:016x}"), "name": "chat demo-model",
+        "startTimeUnixNano": (START_NS + i * 1_000_000_000).to_string(),
+        "endTimeUnixNano": (START_NS + i * 1_000_000_000 + 500_000_000).to_string(),
+        "attributes": [
+            kv("gen_ai.operation.name", json!("chat")),
+            kv("gen_ai.request.model", json!("demo-model")),
+            kv("gen_ai.response.id", json!(format!("chatcmpl-json-{i}"))),
+            kv("gen_ai.usage.input_tokens", json!(9)),
+            kv("gen_ai.usage.output_tokens", json!(120)),
+            kv("gen_ai.input.messages", json!(input)),
+            kv("user.id", json!(account)),
+            kv("client.address", json!("198.51.100.4")),
+        ],
+    })
+}
+
+fn export(spans: Vec<Value>) -> Value {
+    json!({"resourceSpans": [{
+        "resource": {"attributes": [kv("service.name", json!("their-gateway"))]},
+        "scopeSpans": [{"spans": spans}],
+    }]})
+}
+
+async fn post_traces(
+    h: &Harness,
+    token: Option<&str>,
+    content_type: &str,
+    gzip: bool,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut req = h
+        .client
+        .post(h.url("/v1/traces"))
+        .header("content-type", content_type);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let body = if gzip {
+        req = req.header("content-encoding", "gzip");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&body).unwrap();
+        enc.finish().unwrap()
+    } else {
+        body
+    };
+    req.body(body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn otlp_json_spans_become_exchanges_and_what_cannot_be_mapped_is_counted_back() {
+    let h = Harness::start(|_| {}).await;
+    let mut no_start = json_span(9, "traced-acct", "lost");
+    no_start
+        .as_object_mut()
+        .unwrap()
+        .remove("startTimeUnixNano");
+    let http = json!({"traceId": "01", "spanId": "02", "name": "GET /", "startTimeUnixNano": "1", "attributes": []});
+    let body = export(vec![
+        json_span(2, "traced-acct", "What is entropy?"),
+        http,
+        json_span(1, "traced-acct", "Define enthalpy."),
+        no_start,
+    ]);
+    let bytes = serde_json::to_vec(&body).unwrap();
+
+    // Without the admin token nothing is taken.
+    let r = post_traces(&h, None, "application/json", false, bytes.clone()).await;
+    assert_eq!(r.status(), 401);
+    let r = post_traces(
+        &h,
+        Some("not-the-token"),
+        "application/json",
+        false,
+        bytes.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    assert!(h
+        .store
+        .exchanges(Some("traced-acct"), 0, 10)
+        .unwrap()
+        .is_empty());
+
+    let r = post_traces(
+        &h,
+        Some(ADMIN),
+        "application/json; charset=utf-8",
+        false,
+        bytes,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let reply: Value = r.json().await.unwrap();
+    assert_eq!(reply["partialSuccess"]["rejectedSpans"], "1");
+    assert!(
+        reply["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("startTimeUnixNano"),
+        "{reply}"
+    );
+    // The two model calls, logged in the order they started, as exchanges.
+    let logged = h.logged("traced-acct", 2).await;
+    assert_eq!(logged.len(), 2);
+    assert_eq!(logged[0]["id"], "chatcmpl-json-1");
+    assert_eq!(logged[1]["id"], "chatcmpl-json-2");
+    assert_eq!(logged[0]["ip"], "198.51.100.4");
+    assert_eq!(
+        logged[1]["request"]["messages"][0]["content"],
+        "What is entropy?"
+    );
+    assert_eq!(logged[1]["response"]["usage"]["completion_tokens"], 120);
+    h.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn otlp_protobuf_gzip_spans_are_taken_and_answered_in_protobuf() {
+    let h = Harness::start(|c| c.otel_account = vec!["tenant.id".into()]).await;
+    let s = |v: &str| AnyValue {
+        value: Some(any_value::Value::StringValue(v.into())),
+    };
+    let attr = |k: &str, v: AnyValue| KeyValue {
+        key: k.into(),
+        value: Some(v),
+        ..KeyValue::default()
+    };
+    let spans = (0..3u64)
+        .map(|i| Span {
+            trace_id: vec![7; 16],
+            span_id: vec![i as u8 + 1; 8],
+            name: "chat demo-model".into(),
+            start_time_unix_nano: START_NS + i * 2_000_000_000,
+            end_time_unix_nano: START_NS + i * 2_000_000_000 + 300_000_000,
+            attributes: vec![
+                attr("gen_ai.operation.name", s("chat")),
+                attr("gen_ai.request.model", s("demo-model")),
+                attr(
+                    "gen_ai.request.max_tokens",
+                    AnyValue {
+                        value: Some(any_value::Value::IntValue(4096)),
+                    },
+                ),
+                attr(
+                    "gen_ai.response.finish_reasons",
+                    AnyValue {
+                        value: Some(any_value::Value::ArrayValue(
+                            opentelemetry_proto::tonic::common::v1::ArrayValue {
+                                values: vec![s("length")],
+                            },
+                        )),
+                    },
+                ),
+            ],
+            ..Span::default()
+        })
+        .collect();
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![attr("tenant.id", s("tenant-7"))],
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    };
+    let r = post_traces(
+        &h,
+        Some(ADMIN),
+        "application/x-protobuf",
+        true,
+        request.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-protobuf");
+    let reply = ExportTraceServiceResponse::decode(r.bytes().await.unwrap()).unwrap();
+    assert!(reply.partial_success.is_none());
+    // The account from the resource's tenant.id; ids from the trace and span ids (no
+    // response id recorded); the parameters and finish reasons the spans carry.
+    let logged = h.logged("tenant-7", 3).await;
+    assert_eq!(logged.len(), 3);
+    assert_eq!(
+        logged[0]["id"],
+        format!("{}-{}", "07".repeat(16), "01".repeat(8))
+    );
+    assert_eq!(logged[2]["request"]["max_tokens"], 4096);
+    assert_eq!(
+        logged[2]["response"]["choices"][0]["finish_reason"],
+        "length"
+    );
+
+    // Not OTLP at all: a 400 in OpenAI's error shape; another media type: 415.
+    let r = post_traces(
+        &h,
+        Some(ADMIN),
+        "application/x-protobuf",
+        false,
+        vec![0xff; 9],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "invalid_otlp");
+    let r = post_traces(&h, Some(ADMIN), "text/plain", false, b"hi".to_vec()).await;
+    assert_eq!(r.status(), 415);
+    h.gw.shutdown().await;
+}
