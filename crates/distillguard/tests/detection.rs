@@ -525,7 +525,7 @@ fn as_otel_span(e: &Exchange) -> serde_json::Value {
             }),
         ),
         kv("gen_ai.provider.name", s("openai")),
-        kv("gen_ai.response.id", s(&e.id)),
+        kv("gen_ai.response.id", s("chatcmpl-the-same-for-all")),
         kv("user.id", s(&e.account)),
         kv("gen_ai.input.messages", s(&Value::Array(input).to_string())),
     ];
@@ -587,8 +587,8 @@ fn as_otel_span(e: &Exchange) -> serde_json::Value {
     let start = e.ts.millis() as i128 * 1_000_000;
     let end = start + (e.latency_ms.unwrap_or(0.0) as i128) * 1_000_000;
     json!({
-        "traceId": format!("{:032x}", e.ts.millis()),
-        "spanId": format!("{:016x}", e.ts.millis()),
+        "traceId": e.id.split('-').next().unwrap(),
+        "spanId": e.id.split('-').nth(1).unwrap(),
         "name": "chat",
         "kind": 3,
         "startTimeUnixNano": start.to_string(),
@@ -606,7 +606,16 @@ fn an_otel_trace_export_of_the_same_traffic_gets_the_same_verdicts() {
     // verdicts, read with --format otel and with the format told line by line.
     let sim = small_simulation(17);
     let dir = tempfile::tempdir().unwrap();
-    let recorded: Vec<Exchange> = sim.exchanges.iter().map(as_otel_records).collect();
+    // The exchange id is the span's identity (trace id, span id).
+    let recorded: Vec<Exchange> = sim
+        .exchanges
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Exchange {
+            id: format!("{:032x}-{i:016x}", 7),
+            ..as_otel_records(e)
+        })
+        .collect();
     let exchange_log = write_log(dir.path(), "exchanges.jsonl", &recorded);
     let otel_log = dir.path().join("traces.jsonl");
     let mut text = String::new();

@@ -270,14 +270,13 @@ fn to_exchange(
             accounts.0.join(", ")
         )
     })?;
-    let id = match text(attrs.get("gen_ai.response.id")) {
-        Some(id) => id.to_owned(),
-        None => format!(
-            "{}-{}",
-            text(span.get("traceId")).ok_or("no traceId")?,
-            text(span.get("spanId")).ok_or("no spanId")?
-        ),
-    };
+    // The span's identity, not the response id: a span is unique where response ids need not
+    // be (a stand-in server, a retried call), and a redelivered export names the same spans.
+    let id = format!(
+        "{}-{}",
+        text(span.get("traceId")).ok_or("no traceId")?,
+        text(span.get("spanId")).ok_or("no spanId")?
+    );
     // An error span: the HTTP status when recorded, else a server error.
     let failed = match span.get("status").and_then(|s| s.get("code")) {
         Some(Value::Number(n)) => n.as_u64() == Some(2),
@@ -488,7 +487,7 @@ mod tests {
         assert_eq!(got.len(), 1);
         let ex = got[0].as_ref().unwrap();
         assert_eq!(ex.account, "acct-42");
-        assert_eq!(ex.id, "chatcmpl-00f067aa0ba902b7");
+        assert_eq!(ex.id, "5b8efff798038103d269b633813fc60c-00f067aa0ba902b7");
         assert_eq!(ex.ts.millis(), 1_772_323_200_000);
         assert_eq!(ex.endpoint, "/v1/chat/completions");
         assert_eq!(ex.ip.as_deref(), Some("203.0.113.7"));
@@ -523,7 +522,10 @@ mod tests {
         // Only the two model calls, in the order they started; the account is the service.
         assert_eq!(got.len(), 2);
         let first = got[0].as_ref().unwrap();
-        assert_eq!(first.id, "chatcmpl-dddddddddddddddd");
+        assert_eq!(
+            first.id,
+            "5b8efff798038103d269b633813fc60c-dddddddddddddddd"
+        );
         assert_eq!(first.account, "support-bot");
         assert!(first.request.messages.is_none());
         assert_eq!(
@@ -532,7 +534,10 @@ mod tests {
                 .as_deref(),
             Some("length")
         );
-        assert_eq!(got[1].as_ref().unwrap().id, "chatcmpl-cccccccccccccccc");
+        assert_eq!(
+            got[1].as_ref().unwrap().id,
+            "5b8efff798038103d269b633813fc60c-cccccccccccccccc"
+        );
     }
 
     #[test]

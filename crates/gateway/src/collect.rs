@@ -76,15 +76,17 @@ pub async fn traces(
     let protobuf = match content_type.as_str() {
         "application/x-protobuf" => true,
         "application/json" => false,
-        other => return ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_request_error",
-            Some("unsupported_media_type"),
-            format!(
+        other => {
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request_error",
+                Some("unsupported_media_type"),
+                format!(
                 "an OTLP/HTTP body is application/x-protobuf or application/json, not {other:?}"
             ),
-        )
-        .into_response(),
+            )
+            .into_response()
+        }
     };
     let request = if protobuf {
         match ExportTraceServiceRequest::decode(body) {

@@ -136,8 +136,8 @@ async fn otlp_json_spans_become_exchanges_and_what_cannot_be_mapped_is_counted_b
     // The two model calls, logged in the order they started, as exchanges.
     let logged = h.logged("traced-acct", 2).await;
     assert_eq!(logged.len(), 2);
-    assert_eq!(logged[0]["id"], "chatcmpl-json-1");
-    assert_eq!(logged[1]["id"], "chatcmpl-json-2");
+    assert_eq!(logged[0]["id"], format!("{:032x}-{:016x}", 1, 1));
+    assert_eq!(logged[1]["id"], format!("{:032x}-{:016x}", 2, 2));
     assert_eq!(logged[0]["ip"], "198.51.100.4");
     assert_eq!(
         logged[1]["request"]["messages"][0]["content"],
@@ -213,8 +213,8 @@ async fn otlp_protobuf_gzip_spans_are_taken_and_answered_in_protobuf() {
     assert_eq!(r.headers()["content-type"], "application/x-protobuf");
     let reply = ExportTraceServiceResponse::decode(r.bytes().await.unwrap()).unwrap();
     assert!(reply.partial_success.is_none());
-    // The account from the resource's tenant.id; ids from the trace and span ids (no
-    // response id recorded); the parameters and finish reasons the spans carry.
+    // The account from the resource's tenant.id; ids from the trace and span ids; the
+    // parameters and finish reasons the spans carry.
     let logged = h.logged("tenant-7", 3).await;
     assert_eq!(logged.len(), 3);
     assert_eq!(
@@ -241,5 +241,80 @@ async fn otlp_protobuf_gzip_spans_are_taken_and_answered_in_protobuf() {
     assert_eq!(e["error"]["code"], "invalid_otlp");
     let r = post_traces(&h, Some(ADMIN), "text/plain", false, b"hi".to_vec()).await;
     assert_eq!(r.status(), 415);
+    h.gw.shutdown().await;
+}
+
+/// The real producer: `opentelemetry-instrumentation-openai-v2` tracing the `openai` SDK's calls
+/// to a model server, exporting over OTLP/HTTP straight into /v1/traces. Needs `python3` with
+/// `pip install openai opentelemetry-sdk opentelemetry-exporter-otlp-proto-http
+/// opentelemetry-instrumentation-openai-v2`; without them the test says so and passes, unless
+/// DISTILLGUARD_REQUIRE_OTEL_TEST=1 (CI sets it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_instrumentation_exports_straight_into_the_receiver() {
+    if !common::python_module_or_skip(
+        "opentelemetry.instrumentation.openai_v2",
+        "DISTILLGUARD_REQUIRE_OTEL_TEST",
+        "pip install openai opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-instrumentation-openai-v2",
+    ) {
+        return;
+    }
+    let h = Harness::start(|_| {}).await;
+    let model = gateway::demo_upstream::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/otel_openai.py");
+    let traces = h.url("/v1/traces");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .env("DG_MODEL_URL", format!("http://{model}/v1"))
+            .env("DG_TRACES_URL", traces)
+            .env("DG_TOKEN", ADMIN)
+            .env("DG_CALLS", "5")
+            .env(
+                "OTEL_SEMCONV_STABILITY_OPT_IN",
+                "gen_ai_latest_experimental",
+            )
+            .env(
+                "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+                "SPAN_ONLY",
+            )
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK 5"),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Five calls the gateway never proxied, logged as exchanges of the traced service, with
+    // what the instrumentation recorded: ids, model, parameters, messages, usage.
+    let logged = h.logged("traced-app", 5).await;
+    assert_eq!(logged.len(), 5);
+    for (i, e) in logged.iter().enumerate() {
+        assert_eq!(e["id"].as_str().unwrap().len(), 32 + 1 + 16, "{e}");
+        assert_eq!(e["endpoint"], "/v1/chat/completions");
+        assert_eq!(e["request"]["model"], "demo-model");
+        assert_eq!(e["request"]["max_tokens"], 64);
+        let messages = e["request"]["messages"].as_array().unwrap();
+        assert_eq!(messages[0]["role"], "system", "{e}");
+        assert_eq!(
+            messages.last().unwrap()["content"],
+            format!("Question {i}: why is the sky blue?")
+        );
+        assert!(
+            e["response"]["usage"]["completion_tokens"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        assert!(!e["response"]["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .is_empty());
+    }
     h.gw.shutdown().await;
 }
