@@ -88,6 +88,8 @@ pub struct GatewayConfig {
     /// For traces received on `/v1/traces`: the span (then resource) attributes that name the
     /// account, tried in order (default `user.id`, `enduser.id`, `service.name`).
     pub otel_account: Vec<String>,
+    /// `[otlp]`: export every proxied call as an OpenTelemetry GenAI span (default: none).
+    pub otlp: Option<crate::otlp::OtlpConfig>,
 }
 
 impl Default for GatewayConfig {
@@ -118,6 +120,7 @@ impl Default for GatewayConfig {
             policy: Policy::default(),
             detector: detect::Config::default(),
             otel_account: exchange::otel::AccountAttributes::default().0,
+            otlp: None,
         }
     }
 }

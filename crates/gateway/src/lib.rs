@@ -24,6 +24,7 @@ pub mod conn;
 pub mod demo_upstream;
 pub mod error;
 pub mod limit;
+pub mod otlp;
 pub mod policy;
 pub mod proxy;
 pub mod record;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub client: reqwest::Client,
     pub admin_token: Option<String>,
     pub metrics: PrometheusHandle,
+    /// Present when proxied calls are exported as OpenTelemetry spans (`[otlp]`).
+    pub otlp: Option<otlp::Exporter>,
 }
 
 /// One Prometheus recorder per process (tests start several gateways in one process).
@@ -403,8 +406,14 @@ impl Gateway {
             .await
             .map_err(|e| anyhow_like::Error(format!("cannot listen on {}: {e}", config.listen)))?;
         let addr = listener.local_addr().map_err(anyhow_like::Error::of)?;
+        let otlp = config
+            .otlp
+            .as_ref()
+            .filter(|c| !c.endpoint.is_empty())
+            .map(|c| otlp::Exporter::start(c.clone(), client.clone()));
         let state = Arc::new(AppState {
             config,
+            otlp,
             keys,
             limiter,
             shared,

@@ -161,10 +161,9 @@ pub async fn generate(
     let mut resp = match serve_call(&state, &principal, &call, parse_error).await {
         Ok(resp) => resp,
         Err(e) => {
-            state
-                .tap
-                .record(call.line(e.status.as_u16(), None), call.content)
-                .await;
+            let line = call.line(e.status.as_u16(), None);
+            export(&state, &line, call.content);
+            state.tap.record(line, call.content).await;
             metrics::counter!("distillguard_responses_total", "status" => e.status.as_str().to_owned()).increment(1);
             e.into_response()
         }
@@ -368,6 +367,7 @@ async fn serve_call(
 
     if streaming && is_sse && status.is_success() {
         let tap = state.tap.clone();
+        let otlp = state.otlp.clone();
         let content = call.content;
         let call_line = call.line(status.as_u16(), None);
         let call_started = call.started;
@@ -384,6 +384,9 @@ async fn serve_call(
             metrics::counter!("distillguard_tokens_total", "kind" => "total").increment(used);
             // Recorded on a task of its own, so a client that leaves while the relay waits
             // cannot cancel it; a complete answer's last bytes wait for it (durability).
+            if let Some(x) = &otlp {
+                x.export(&line, content);
+            }
             let (logged, waiting) = tokio::sync::oneshot::channel::<()>();
             tokio::spawn(async move {
                 tap.record(line, content).await;
@@ -432,10 +435,9 @@ async fn serve_call(
     drop(permit);
     metrics::counter!("distillguard_tokens_total", "kind" => "total").increment(used);
     let logged_response = if status.is_success() { json_body } else { None };
-    state
-        .tap
-        .record(call.line(status.as_u16(), logged_response), call.content)
-        .await;
+    let line = call.line(status.as_u16(), logged_response);
+    export(state, &line, call.content);
+    state.tap.record(line, call.content).await;
     metrics::counter!("distillguard_responses_total", "status" => status.as_str().to_owned())
         .increment(1);
     let overhead = call
@@ -568,4 +570,11 @@ pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         }
     }
     axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// Exports the call as an OpenTelemetry span when `[otlp]` is set: a queue push, never a wait.
+fn export(state: &AppState, line: &Value, content: crate::config::ContentPolicy) {
+    if let Some(x) = &state.otlp {
+        x.export(line, content);
+    }
 }

@@ -318,3 +318,117 @@ async fn the_official_openai_instrumentation_exports_straight_into_the_receiver(
     }
     h.gw.shutdown().await;
 }
+
+/// The gateway's own export, read by a receiver: calls proxied by one gateway with `[otlp]`
+/// arrive as spans at another's `/v1/traces` (the receiver above), so what the export writes
+/// is checked by what reads it. Text goes only where the account's policy keeps it; a
+/// collector that is down costs the calls nothing, and the spans are counted dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxied_calls_are_exported_as_genai_spans_and_a_down_collector_costs_nothing() {
+    let receiver = Harness::start(|_| {}).await;
+    let endpoint = receiver.url("/v1/traces");
+    let h = Harness::start(|c| {
+        c.otlp = Some(gateway::otlp::OtlpConfig {
+            endpoint,
+            headers: [("authorization".to_owned(), format!("Bearer {ADMIN}"))].into(),
+            flush_ms: 20,
+            ..Default::default()
+        })
+    })
+    .await;
+    let key = h.key("exported-acct", None);
+    let quiet = h.key("quiet-acct", None);
+    let r = h
+        .admin(
+            "POST",
+            "/admin/accounts",
+            Some(json!({"name": "quiet-acct", "content": "metadata"})),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    for i in 0..3 {
+        let r = h
+            .post(
+                &key,
+                "/v1/chat/completions",
+                common::chat(&format!("question {i}")),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    // A streamed call is exported once its stream has ended.
+    let mut streamed = common::chat("question 3");
+    streamed["stream"] = json!(true);
+    let r = h.post(&key, "/v1/chat/completions", streamed).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("[DONE]"));
+    let r = h
+        .post(
+            &quiet,
+            "/v1/chat/completions",
+            common::chat("a secret prompt"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let spans = receiver.logged("exported-acct", 4).await;
+    assert_eq!(spans.len(), 4);
+    let logged = h.logged("exported-acct", 4).await;
+    for (span, call) in spans.iter().zip(&logged) {
+        assert_eq!(span["request"]["model"], "demo-model");
+        assert_eq!(span["request"]["max_tokens"], 50);
+        assert_eq!(span["ip"], call["ip"]);
+        assert_eq!(
+            span["request"]["messages"][0]["content"],
+            call["request"]["messages"][0]["content"]
+        );
+        assert_eq!(
+            span["response"]["usage"]["completion_tokens"],
+            call["response"]["usage"]["completion_tokens"]
+        );
+        assert_eq!(
+            span["response"]["choices"][0]["finish_reason"],
+            call["response"]["choices"][0]["finish_reason"]
+        );
+    }
+    // The account whose policy keeps no text: its span carries none.
+    let quiet_span = &receiver.logged("quiet-acct", 1).await[0];
+    assert!(quiet_span["request"]["messages"].is_null(), "{quiet_span}");
+    assert!(!quiet_span.to_string().contains("a secret prompt"));
+    receiver.gw.shutdown().await;
+
+    // The collector is gone: calls are answered as before, and the spans counted dropped.
+    for i in 0..2 {
+        let r = h
+            .post(
+                &key,
+                "/v1/chat/completions",
+                common::chat(&format!("later {i}")),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let mut dropped = false;
+    for _ in 0..200 {
+        let metrics = h
+            .client
+            .get(h.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.lines().any(|l| {
+            l.starts_with("distillguard_otlp_spans_total")
+                && l.contains("outcome=\"dropped\"")
+                && l.contains("reason=\"unreachable\"")
+        }) {
+            dropped = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(dropped, "no dropped spans counted");
+    h.gw.shutdown().await;
+}
