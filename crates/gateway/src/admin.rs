@@ -149,7 +149,68 @@ pub async fn get_account(
 /// nor the detector knows it.
 async fn current_view(state: &AppState, name: &str) -> Result<Value, ApiError> {
     let (account, stored) = known(state, name).await?;
-    Ok(account_view(state, name, account.as_ref(), stored.as_ref()))
+    let mut view = account_view(state, name, account.as_ref(), stored.as_ref());
+    // The human decision standing on this account, with when it lapses.
+    let store = state.shared.store.clone();
+    let n = name.to_owned();
+    let decision =
+        blocking(move || Ok(store.overrides()?.into_iter().find(|o| o.account == n))).await?;
+    view["override"] = decision.map_or(Value::Null, |o| {
+        json!({
+            "action": o.action,
+            "by": o.by,
+            "reason": o.reason,
+            "ts": rfc3339(o.ts_ms),
+            "expires_at": o.expires_ms.map(rfc3339),
+        })
+    });
+    view["allowlist_expires_at"] = json!(account.and_then(|a| a.allowlist_expires_ms).map(rfc3339));
+    Ok(view)
+}
+
+fn rfc3339(ms: i64) -> String {
+    exchange::Timestamp::from_millis(ms).as_str().to_owned()
+}
+
+/// When a decision lapses: at `expires_at` (RFC 3339) or `expires_in_hours` from now; with
+/// neither it stands until changed.
+#[derive(Deserialize, Default, Clone)]
+pub struct Expiry {
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    expires_in_hours: Option<f64>,
+}
+
+impl Expiry {
+    /// The lapse time in milliseconds, or why the request is wrong.
+    fn ms(&self, now: i64) -> Result<Option<i64>, ApiError> {
+        match (&self.expires_at, self.expires_in_hours) {
+            (Some(_), Some(_)) => Err(ApiError::invalid_request(
+                "give expires_at or expires_in_hours, not both",
+            )),
+            (Some(t), None) => {
+                let at = exchange::Timestamp::parse(t)
+                    .map_err(|e| {
+                        ApiError::invalid_request(format!(
+                            "expires_at must be an RFC 3339 time: {e}"
+                        ))
+                    })?
+                    .millis();
+                if at <= now {
+                    return Err(ApiError::invalid_request("expires_at is in the past"));
+                }
+                Ok(Some(at))
+            }
+            (None, Some(h)) if h.is_finite() && h > 0.0 => {
+                Ok(Some(now + (h * 3_600_000.0).round() as i64))
+            }
+            (None, Some(_)) => Err(ApiError::invalid_request(
+                "expires_in_hours must be a positive number",
+            )),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// The account's stored row and, when workers detect, their stored verdict; a 404 when neither
@@ -354,6 +415,8 @@ pub struct OverrideBody {
     action: String,
     #[serde(flatten)]
     decision: Decision,
+    #[serde(flatten)]
+    expiry: Expiry,
 }
 
 /// What every human decision carries: why (required, audited) and who (default `admin`).
@@ -384,14 +447,20 @@ pub async fn set_override(
     }
     known(&state, &name).await?;
     let by = b.decision.by();
+    let now = now_ms();
+    let expires_ms = b.expiry.ms(now)?;
     let o = Override {
         account: name.clone(),
         action: action.as_str().into(),
         by: by.clone(),
         reason: b.decision.reason.clone(),
-        ts_ms: now_ms(),
+        ts_ms: now,
+        expires_ms,
     };
-    let reason = format!("override: {}", b.decision.reason);
+    let reason = match expires_ms {
+        Some(at) => format!("override until {}: {}", rfc3339(at), b.decision.reason),
+        None => format!("override: {}", b.decision.reason),
+    };
     record_decision(&state, &name, action.as_str(), &by, reason, move |s, n| {
         s.set_override(Some(&o), n)
     })
@@ -470,6 +539,7 @@ pub async fn set_group_override(
                 reason: format!("{} (group {cluster})", b.decision.reason),
                 by: b.decision.by.clone(),
             },
+            expiry: b.expiry.clone(),
         };
         let _member_view =
             set_override(State(state.clone()), Path(m.clone()), JsonBody(body)).await?;
@@ -510,6 +580,8 @@ pub struct AllowBody {
     allowlisted: bool,
     #[serde(flatten)]
     decision: Decision,
+    #[serde(flatten)]
+    expiry: Expiry,
 }
 
 /// `PUT /admin/accounts/{name}/allowlist`: never act on this account automatically.
@@ -521,18 +593,22 @@ pub async fn set_allowlist(
     known(&state, &name).await?;
     let by = b.decision.by();
     let allow = b.allowlisted;
+    let expires_ms = b.expiry.ms(now_ms())?;
+    if !allow && expires_ms.is_some() {
+        return Err(ApiError::invalid_request(
+            "an expiry goes with allowlisted: true",
+        ));
+    }
     let action = if allow { "allowlist" } else { "unallowlist" };
-    record_decision(
-        &state,
-        &name,
-        action,
-        &by,
-        b.decision.reason,
-        move |s, n| {
-            s.upsert_account(n, None, now_ms())?;
-            s.set_allowlisted(n, allow)
-        },
-    )
+    let reason = match expires_ms {
+        Some(at) => format!("until {}: {}", rfc3339(at), b.decision.reason),
+        None => b.decision.reason,
+    };
+    record_decision(&state, &name, action, &by, reason, move |s, n| {
+        s.upsert_account(n, None, now_ms())?;
+        s.set_allowlisted(n, allow)?;
+        s.set_allowlist_expiry(n, expires_ms)
+    })
     .await?;
     state
         .decide(bus::StandingUpdate::Allowlist {

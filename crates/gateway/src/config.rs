@@ -90,6 +90,9 @@ pub struct GatewayConfig {
     pub otel_account: Vec<String>,
     /// `[otlp]`: export every proxied call as an OpenTelemetry GenAI span (default: none).
     pub otlp: Option<crate::otlp::OtlpConfig>,
+    /// How often overrides and allowlist entries with an expiry are checked and lapsed
+    /// (default 30 s): a decision lapses within this long of its time.
+    pub decision_expiry_check_secs: f64,
 }
 
 impl Default for GatewayConfig {
@@ -121,6 +124,7 @@ impl Default for GatewayConfig {
             detector: detect::Config::default(),
             otel_account: exchange::otel::AccountAttributes::default().0,
             otlp: None,
+            decision_expiry_check_secs: 30.0,
         }
     }
 }

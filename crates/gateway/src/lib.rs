@@ -423,6 +423,10 @@ impl Gateway {
             admin_token,
             metrics: metrics_handle(),
         });
+        spawn_decision_expiry(
+            Arc::downgrade(&state),
+            Duration::from_secs_f64(state.config.decision_expiry_check_secs.max(0.05)),
+        );
         let (shutdown, rx) = watch::channel(false);
         let server = tokio::spawn(accept_loop(listener, state.clone(), rx));
         Ok(Running {
@@ -453,6 +457,86 @@ fn spawn_retention(store: Arc<dyn Store>, default_days: Option<f64>) {
             }
         }
     });
+}
+
+/// Lapses the human decisions whose time has come, within `every` of it: an override or an
+/// allowlist entry with an expiry is removed, audited (actor `expiry`) and the policy table
+/// told, here and on every replica, as a person clearing it would. Holds the gateway weakly,
+/// so it ends with it.
+fn spawn_decision_expiry(state: std::sync::Weak<AppState>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else {
+                return;
+            };
+            let store = state.shared.store.clone();
+            let now = record::now_ms();
+            let lapsed = tokio::task::spawn_blocking(move || lapse_decisions(&*store, now)).await;
+            match lapsed {
+                Ok(Ok((overrides, allowlisted))) => {
+                    for account in overrides {
+                        state
+                            .decide(bus::StandingUpdate::Override {
+                                account,
+                                action: None,
+                            })
+                            .await;
+                    }
+                    for account in allowlisted {
+                        state
+                            .decide(bus::StandingUpdate::Allowlist {
+                                account,
+                                allowlisted: false,
+                            })
+                            .await;
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "lapsing expired decisions failed"),
+                Err(e) => tracing::error!(error = %e, "lapsing expired decisions failed"),
+            }
+        }
+    });
+}
+
+/// Removes and audits the overrides and allowlist entries that lapsed by `now`; returns the
+/// accounts of each.
+fn lapse_decisions(store: &dyn Store, now: i64) -> store::Result<(Vec<String>, Vec<String>)> {
+    let due = |t: Option<i64>| t.is_some_and(|t| t <= now);
+    let mut overrides = Vec::new();
+    for o in store.overrides()?.into_iter().filter(|o| due(o.expires_ms)) {
+        store.set_override(None, &o.account)?;
+        store.audit(&store::AuditEntry {
+            ts_ms: now,
+            account: o.account.clone(),
+            action: "override_expired".into(),
+            actor: "expiry".into(),
+            reason: format!(
+                "the override to {} set by {} lapsed ({})",
+                o.action, o.by, o.reason
+            ),
+        })?;
+        overrides.push(o.account);
+    }
+    let mut allowlisted = Vec::new();
+    for a in store.accounts()? {
+        if !(a.allowlisted && due(a.allowlist_expires_ms)) {
+            continue;
+        }
+        store.set_allowlisted(&a.name, false)?;
+        store.set_allowlist_expiry(&a.name, None)?;
+        store.audit(&store::AuditEntry {
+            ts_ms: now,
+            account: a.name.clone(),
+            action: "allowlist_expired".into(),
+            actor: "expiry".into(),
+            reason: "the allowlist entry lapsed".into(),
+        })?;
+        allowlisted.push(a.name);
+    }
+    Ok((overrides, allowlisted))
 }
 
 /// Accepts connections until shutdown. Each connection is bounded (`conn`): a cap on open

@@ -420,6 +420,112 @@ async fn overrides_and_allowlist_are_applied_at_once_and_audited() {
 }
 
 #[tokio::test]
+async fn overrides_and_allowlist_entries_with_an_expiry_lapse_and_are_audited() {
+    let h = Harness::start(|c| c.decision_expiry_check_secs = 0.1).await;
+    let key = h.key("trial", None);
+    // Blocked for about a second, then back to the policy by itself.
+    let r = h
+        .admin(
+            "PUT",
+            "/admin/accounts/trial/override",
+            Some(json!({"action": "block", "reason": "cooling off", "expires_in_hours": 0.0003})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["action"], "block");
+    assert_eq!(view["override"]["reason"], "cooling off");
+    let until = view["override"]["expires_at"].as_str().unwrap().to_owned();
+    assert!(until.ends_with('Z'), "{until}");
+    assert_eq!(
+        h.post(&key, "/v1/chat/completions", chat("hi"))
+            .await
+            .status(),
+        403
+    );
+    // An allowlist entry for about a second.
+    let r = h
+        .admin(
+            "PUT",
+            "/admin/accounts/trial/allowlist",
+            Some(json!({"allowlisted": true, "reason": "pilot week", "expires_in_hours": 0.0003})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["allowlisted"], true);
+    assert!(view["allowlist_expires_at"].is_string(), "{view}");
+
+    let mut lapsed = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let v: Value = h
+            .admin("GET", "/admin/accounts/trial", None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if v["override"].is_null() && v["allowlisted"] == false {
+            lapsed = v;
+            break;
+        }
+    }
+    assert!(!lapsed.is_null(), "the decisions did not lapse");
+    assert_eq!(lapsed["action"], "allow");
+    assert!(lapsed["allowlist_expires_at"].is_null());
+    assert_eq!(
+        h.post(&key, "/v1/chat/completions", chat("hi"))
+            .await
+            .status(),
+        200
+    );
+    let audit = h.store.audit_log(Some("trial"), 10).unwrap();
+    let actions: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str()))
+        .collect();
+    assert!(
+        actions.contains(&("override_expired", "expiry")),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("allowlist_expired", "expiry")),
+        "{actions:?}"
+    );
+    assert!(audit
+        .iter()
+        .any(|e| e.action == "block" && e.reason.contains(&until)));
+
+    // Expiries that cannot be meant: both forms, a past time, a negative span, an expiry on
+    // a removal. Nothing is stored for them.
+    for body in [
+        json!({"action": "block", "reason": "x", "expires_in_hours": 1, "expires_at": "2999-01-01T00:00:00Z"}),
+        json!({"action": "block", "reason": "x", "expires_at": "2001-01-01T00:00:00Z"}),
+        json!({"action": "block", "reason": "x", "expires_in_hours": -2}),
+        json!({"action": "block", "reason": "x", "expires_at": "next tuesday"}),
+    ] {
+        let r = h
+            .admin("PUT", "/admin/accounts/trial/override", Some(body.clone()))
+            .await;
+        assert_eq!(r.status(), 400, "{body}");
+        let e: Value = r.json().await.unwrap();
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains("expires"),
+            "{e}"
+        );
+    }
+    let r = h
+        .admin(
+            "PUT",
+            "/admin/accounts/trial/allowlist",
+            Some(json!({"allowlisted": false, "reason": "x", "expires_in_hours": 1})),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(h.store.overrides().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn unknown_accounts_are_404_and_decisions_answer_with_the_new_state() {
     let h = Harness::start(|_| {}).await;
     let _key = h.key("known", None);

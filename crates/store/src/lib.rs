@@ -78,6 +78,10 @@ pub struct Account {
     /// `retention_days`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<f64>,
+    /// When the allowlist entry lapses (milliseconds since the epoch); `None`: it stands
+    /// until removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowlist_expires_ms: Option<i64>,
 }
 
 const DAY_MS: f64 = 86_400_000.0;
@@ -158,6 +162,10 @@ pub struct Override {
     pub by: String,
     pub reason: String,
     pub ts_ms: i64,
+    /// When the decision lapses (milliseconds since the epoch); `None`: it stands until
+    /// cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<i64>,
 }
 
 /// One line of the audit trail: an action taken on an account, when, by whom, why.
@@ -211,6 +219,8 @@ pub trait Store: Send + Sync {
     fn account(&self, name: &str) -> Result<Option<Account>>;
     fn accounts(&self) -> Result<Vec<Account>>;
     fn set_allowlisted(&self, name: &str, allowlisted: bool) -> Result<()>;
+    /// Sets (or with `None` clears) when an existing account's allowlist entry lapses.
+    fn set_allowlist_expiry(&self, name: &str, expires_ms: Option<i64>) -> Result<()>;
     /// Sets (or with `None` clears) an existing account's `meta`.
     fn set_account_meta(&self, name: &str, meta: Option<&serde_json::Value>) -> Result<()>;
     /// Sets (or with `None` clears) what the log keeps of an account's exchanges.

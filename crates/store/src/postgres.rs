@@ -97,6 +97,11 @@ CREATE TABLE snapshots (
 );
 ",
     ),
+    (
+        "V7__decision_expiry",
+        "ALTER TABLE accounts ADD COLUMN allowlist_expires_ms BIGINT;
+ALTER TABLE overrides ADD COLUMN expires_ms BIGINT;",
+    ),
 ];
 
 /// Arbitrary but fixed: every distillguard process migrating the same database takes this lock.
@@ -218,6 +223,7 @@ fn account_row(row: &postgres::Row) -> Account {
             .and_then(|m| serde_json::from_str(&m).ok()),
         content: row.get(7),
         retention_days: row.get(8),
+        allowlist_expires_ms: row.get(9),
     }
 }
 
@@ -271,7 +277,7 @@ fn verdict_row(row: &postgres::Row) -> StoredVerdict {
 }
 
 const ACCOUNT_COLUMNS: &str =
-    "name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content, retention_days";
+    "name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content, retention_days, allowlist_expires_ms";
 
 fn as_i64(l: Option<u32>) -> Option<i64> {
     l.map(i64::from)
@@ -326,6 +332,10 @@ impl Store for PgStore {
 
     fn set_allowlisted(&self, name: &str, allowlisted: bool) -> Result<()> {
         self.update_account(name, "allowlisted", &allowlisted)
+    }
+
+    fn set_allowlist_expiry(&self, name: &str, expires_ms: Option<i64>) -> Result<()> {
+        self.update_account(name, "allowlist_expires_ms", &expires_ms)
     }
 
     fn set_account_meta(&self, name: &str, meta: Option<&serde_json::Value>) -> Result<()> {
@@ -542,9 +552,9 @@ impl Store for PgStore {
     fn set_override(&self, o: Option<&Override>, account: &str) -> Result<()> {
         self.with(|c| match o {
             Some(o) => c.execute(
-                "INSERT INTO overrides (account, action, by, reason, ts_ms) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (account) DO UPDATE SET action = $2, by = $3, reason = $4, ts_ms = $5",
-                &[&o.account, &o.action, &o.by, &o.reason, &o.ts_ms],
+                "INSERT INTO overrides (account, action, by, reason, ts_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (account) DO UPDATE SET action = $2, by = $3, reason = $4, ts_ms = $5, expires_ms = $6",
+                &[&o.account, &o.action, &o.by, &o.reason, &o.ts_ms, &o.expires_ms],
             ),
             None => c.execute("DELETE FROM overrides WHERE account = $1", &[&account]),
         })?;
@@ -554,7 +564,7 @@ impl Store for PgStore {
     fn overrides(&self) -> Result<Vec<Override>> {
         self.with(|c| {
             Ok(c.query(
-                "SELECT account, action, by, reason, ts_ms FROM overrides",
+                "SELECT account, action, by, reason, ts_ms, expires_ms FROM overrides",
                 &[],
             )?
             .iter()
@@ -564,6 +574,7 @@ impl Store for PgStore {
                 by: row.get(2),
                 reason: row.get(3),
                 ts_ms: row.get(4),
+                expires_ms: row.get(5),
             })
             .collect())
         })

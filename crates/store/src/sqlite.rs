@@ -145,7 +145,9 @@ impl SqliteStore {
             ("accounts", "meta", "TEXT"),
             ("accounts", "content", "TEXT"),
             ("accounts", "retention_days", "REAL"),
+            ("accounts", "allowlist_expires_ms", "INTEGER"),
             ("exchanges", "facts", "TEXT"),
+            ("overrides", "expires_ms", "INTEGER"),
         ] {
             add_missing_column(&conn, table, column, kind)?;
         }
@@ -200,6 +202,7 @@ fn account_row(row: &rusqlite::Row) -> rusqlite::Result<Account> {
             .and_then(|m| serde_json::from_str(&m).ok()),
         content: row.get(7)?,
         retention_days: row.get(8)?,
+        allowlist_expires_ms: row.get(9)?,
     })
 }
 
@@ -247,7 +250,7 @@ impl Store for SqliteStore {
             )?;
         }
         let account = conn.query_row(
-            "SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content, retention_days FROM accounts WHERE name = ?1",
+            "SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content, retention_days, allowlist_expires_ms FROM accounts WHERE name = ?1",
             [name],
             account_row,
         )?;
@@ -257,13 +260,13 @@ impl Store for SqliteStore {
     fn account(&self, name: &str) -> Result<Option<Account>> {
         Ok(self
             .conn()
-            .query_row("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content, retention_days FROM accounts WHERE name = ?1", [name], account_row)
+            .query_row("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content, retention_days, allowlist_expires_ms FROM accounts WHERE name = ?1", [name], account_row)
             .optional()?)
     }
 
     fn accounts(&self) -> Result<Vec<Account>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content, retention_days FROM accounts ORDER BY name")?;
+        let mut stmt = conn.prepare("SELECT name, rpm, tpm, concurrency, allowlisted, created_ms, meta, content, retention_days, allowlist_expires_ms FROM accounts ORDER BY name")?;
         let rows = stmt
             .query_map([], account_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -272,6 +275,10 @@ impl Store for SqliteStore {
 
     fn set_allowlisted(&self, name: &str, allowlisted: bool) -> Result<()> {
         self.update_account(name, "allowlisted", &(allowlisted as i64))
+    }
+
+    fn set_allowlist_expiry(&self, name: &str, expires_ms: Option<i64>) -> Result<()> {
+        self.update_account(name, "allowlist_expires_ms", &expires_ms)
     }
 
     fn set_account_meta(&self, name: &str, meta: Option<&serde_json::Value>) -> Result<()> {
@@ -470,9 +477,9 @@ impl Store for SqliteStore {
         let conn = self.conn();
         match o {
             Some(o) => conn.execute(
-                "INSERT INTO overrides (account, action, by, reason, ts_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(account) DO UPDATE SET action = ?2, by = ?3, reason = ?4, ts_ms = ?5",
-                params![o.account, o.action, o.by, o.reason, o.ts_ms],
+                "INSERT INTO overrides (account, action, by, reason, ts_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(account) DO UPDATE SET action = ?2, by = ?3, reason = ?4, ts_ms = ?5, expires_ms = ?6",
+                params![o.account, o.action, o.by, o.reason, o.ts_ms, o.expires_ms],
             )?,
             None => conn.execute("DELETE FROM overrides WHERE account = ?1", [account])?,
         };
@@ -481,7 +488,8 @@ impl Store for SqliteStore {
 
     fn overrides(&self) -> Result<Vec<Override>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT account, action, by, reason, ts_ms FROM overrides")?;
+        let mut stmt =
+            conn.prepare("SELECT account, action, by, reason, ts_ms, expires_ms FROM overrides")?;
         let rows = stmt
             .query_map([], |row| {
                 Ok(Override {
@@ -490,6 +498,7 @@ impl Store for SqliteStore {
                     by: row.get(2)?,
                     reason: row.get(3)?,
                     ts_ms: row.get(4)?,
+                    expires_ms: row.get(5)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -28,6 +28,21 @@ fn behaves_as_a_store(s: &dyn Store) {
     s.set_allowlisted("acme", true).unwrap();
     assert!(s.account("acme").unwrap().unwrap().allowlisted);
     assert!(s.set_allowlisted("nobody", true).is_err());
+    assert_eq!(
+        s.account("acme").unwrap().unwrap().allowlist_expires_ms,
+        None
+    );
+    s.set_allowlist_expiry("acme", Some(12_345)).unwrap();
+    assert_eq!(
+        s.account("acme").unwrap().unwrap().allowlist_expires_ms,
+        Some(12_345)
+    );
+    s.set_allowlist_expiry("acme", None).unwrap();
+    assert_eq!(
+        s.account("acme").unwrap().unwrap().allowlist_expires_ms,
+        None
+    );
+    assert!(s.set_allowlist_expiry("nobody", Some(1)).is_err());
     let meta = serde_json::json!({"payment_fingerprint": "pf_1", "asn": 64500});
     s.set_account_meta("acme", Some(&meta)).unwrap();
     assert_eq!(s.account("acme").unwrap().unwrap().meta, Some(meta));
@@ -168,6 +183,14 @@ fn behaves_as_a_store(s: &dyn Store) {
         by: "analyst".into(),
         reason: "confirmed".into(),
         ts_ms: 600,
+        expires_ms: None,
+    };
+    s.set_override(Some(&o), "beta").unwrap();
+    assert_eq!(s.overrides().unwrap(), vec![o.clone()]);
+    // A decision with an expiry keeps it; setting it again replaces it.
+    let o = Override {
+        expires_ms: Some(9_000),
+        ..o
     };
     s.set_override(Some(&o), "beta").unwrap();
     assert_eq!(s.overrides().unwrap(), vec![o]);
