@@ -57,6 +57,8 @@ struct Account {
     name: String,
     state: AccountState,
     peak_score: f64,
+    /// The score its own traffic had at its last exchange (the reported score is the peak).
+    score: f32,
     verdict: Verdict,
     first_flagged: Option<String>,
     /// Union-find parent (itself when a root).
@@ -709,6 +711,7 @@ impl Detector {
                     name: obs.account.clone(),
                     state: AccountState::default(),
                     peak_score: 0.0,
+                    score: 0.0,
                     verdict: Verdict::Benign,
                     first_flagged: None,
                     parent: i,
@@ -740,6 +743,7 @@ impl Detector {
         let account = &mut self.accounts[idx as usize];
         let (score, verdict) = account.judged(&self.config).score();
         account.peak_score = account.peak_score.max(score);
+        account.score = score as f32;
         if verdict > account.verdict {
             changes.push(VerdictChange {
                 account: account.name.clone(),
@@ -802,6 +806,16 @@ impl Detector {
         self.index
             .get(account)
             .map(|&i| self.accounts[i as usize].verdict)
+    }
+
+    /// An account's score as its own traffic stood at its last exchange (it falls as well as
+    /// rises, where the reported score is the highest reached) and its verdict, without the
+    /// work of a report: what a score history records.
+    pub fn current(&self, account: &str) -> Option<(f64, Verdict)> {
+        self.index.get(account).map(|&i| {
+            let a = &self.accounts[i as usize];
+            (f64::from(a.score), a.verdict)
+        })
     }
 
     /// Every account's verdict, in no particular order, without the work of reports.

@@ -251,6 +251,33 @@ pub struct LimitQuery {
     account: Option<String>,
 }
 
+/// `GET /admin/accounts/{name}/history?limit=N`: the account's score over time, oldest first
+/// (a point whenever its score moved by 0.05 or its verdict changed; the newest 500 kept).
+pub async fn account_history(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    QueryArgs(q): QueryArgs<LimitQuery>,
+) -> Result<Json<Value>, ApiError> {
+    known(&state, &name).await?;
+    let store = state.shared.store.clone();
+    let limit = q.limit.unwrap_or(store::SCORE_HISTORY_KEPT);
+    let n = name.clone();
+    let points = blocking(move || store.score_history(&n, limit)).await?;
+    let history: Vec<Value> = points
+        .into_iter()
+        .map(|p| {
+            json!({
+                "ts": rfc3339(p.ts_ms),
+                "ts_ms": p.ts_ms,
+                "score": p.score,
+                "verdict": p.verdict,
+                "exchange": p.exchange,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"account": name, "history": history})))
+}
+
 /// `GET /admin/accounts/{name}/exchanges?limit=N`: newest first.
 pub async fn account_exchanges(
     State(state): State<Arc<AppState>>,

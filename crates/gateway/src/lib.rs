@@ -97,6 +97,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/accounts/{name}/exchanges",
             get(admin::account_exchanges),
         )
+        .route(
+            "/admin/accounts/{name}/history",
+            get(admin::account_history),
+        )
         .route("/admin/accounts/{name}/keys", post(admin::create_key))
         .route(
             "/admin/accounts/{name}/override",
@@ -301,6 +305,7 @@ impl Gateway {
             store: store.clone(),
             detector: Arc::new(Mutex::new(Detector::new(config.detector.clone()))),
             table: Arc::new(policy::PolicyTable::default()),
+            last_scored: Default::default(),
             policy: config.policy.clone(),
         });
         // Restore state: human decisions, then the verdicts. When this process detects, the

@@ -4,6 +4,7 @@
 //! process) and `worker.rs` (the bus worker); `snapshot.rs` replays with it at start-up.
 
 use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use detect::Observer;
 use detect::{Detector, Observation, Verdict};
 use serde_json::Value;
-use store::{AuditEntry, LoggedExchange, Store, StoredVerdict};
+use store::{AuditEntry, LoggedExchange, ScorePoint, Store, StoredVerdict};
 
 use crate::policy::{Policy, PolicyTable};
 
@@ -27,7 +28,12 @@ pub struct Shared {
     pub detector: Arc<Mutex<Detector>>,
     pub table: Arc<PolicyTable>,
     pub policy: Policy,
+    /// The last point of each account's score history this process recorded.
+    pub last_scored: Mutex<HashMap<String, (f32, Verdict)>>,
 }
+
+/// A move of less than this in an account's score is not worth a point of its history.
+const SCORE_STEP: f64 = 0.05;
 
 /// Appends a batch to the log, retrying (with a growing pause) until the store takes it: an
 /// exchange that was served is never dropped for a passing store error. Returns each
@@ -83,7 +89,11 @@ pub fn observe(shared: &Shared, obs: &Observation, audit: bool) -> Vec<(String, 
         .set(((now_ms() - obs.ts).max(0) as f64) / 1000.0);
     let mut detector = shared.detector.lock();
     let changes = detector.observe_facts(obs);
+    // Live only: a replay at start-up would write the history a second time.
+    let current = audit.then(|| detector.current(&obs.account)).flatten();
     if changes.is_empty() {
+        drop(detector);
+        note_score(shared, obs, current);
         return Vec::new();
     }
     let reports: Vec<_> = changes
@@ -95,7 +105,36 @@ pub fn observe(shared: &Shared, obs: &Observation, audit: bool) -> Vec<(String, 
     for (change, report) in changes.into_iter().zip(reports) {
         record_change(shared, obs.ts, change, report, audit);
     }
+    note_score(shared, obs, current);
     changed
+}
+
+/// Adds a point to the account's score history when its score moved by [`SCORE_STEP`] or
+/// more since the last point, or its verdict changed: a bounded history an analyst can read
+/// as a timeline (`GET /admin/accounts/NAME/history`).
+fn note_score(shared: &Shared, obs: &Observation, current: Option<(f64, Verdict)>) {
+    let Some((score, verdict)) = current else {
+        return;
+    };
+    {
+        let mut last = shared.last_scored.lock();
+        if let Some(&(s, v)) = last.get(&obs.account) {
+            if v == verdict && (score - f64::from(s)).abs() < SCORE_STEP {
+                return;
+            }
+        }
+        last.insert(obs.account.clone(), (score as f32, verdict));
+    }
+    let point = ScorePoint {
+        account: obs.account.clone(),
+        ts_ms: obs.ts,
+        score: (score * 10_000.0).round() / 10_000.0,
+        verdict: verdict.as_str().into(),
+        exchange: (!obs.exchange_id.is_empty()).then(|| obs.exchange_id.clone()),
+    };
+    if let Err(e) = shared.store.add_score_point(&point) {
+        tracing::error!(error = %e, "storing a point of score history failed");
+    }
 }
 
 fn record_change(

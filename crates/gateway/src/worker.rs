@@ -121,6 +121,7 @@ pub async fn run(
         detector: Arc::new(Mutex::new(Detector::new(config.detector.clone()))),
         table: Arc::new(PolicyTable::default()),
         policy: config.policy.clone(),
+        last_scored: Default::default(),
     });
     let mine = config.partitions();
     let name = config.snapshot_name();

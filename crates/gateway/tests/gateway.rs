@@ -358,6 +358,27 @@ async fn a_harvesting_account_is_degraded_while_a_benign_one_is_untouched_and_th
         "{id} is not in the harvester's log"
     );
     assert!(h.store.audit_log(Some("customer"), 10).unwrap().is_empty());
+    // Its score over time: points oldest first, rising to the verdict, the last one at the
+    // exchange that moved the verdict (or later), each naming a logged exchange.
+    let r = h
+        .admin("GET", "/admin/accounts/harvester/history", None)
+        .await;
+    assert_eq!(r.status(), 200);
+    let history: Value = r.json().await.unwrap();
+    let points = history["history"].as_array().unwrap();
+    assert!(points.len() >= 2, "{history}");
+    assert!(points
+        .windows(2)
+        .all(|w| w[0]["ts_ms"].as_i64() <= w[1]["ts_ms"].as_i64()));
+    assert_eq!(points.last().unwrap()["verdict"], "distilling", "{history}");
+    assert!(points[0]["score"].as_f64() < points.last().unwrap()["score"].as_f64());
+    for p in points {
+        let ex = p["exchange"].as_str().unwrap();
+        assert!(logged.iter().any(|(_, e)| e.id == ex), "{ex}");
+        assert!(p["ts"].as_str().unwrap().ends_with('Z'));
+    }
+    let r = h.admin("GET", "/admin/accounts/typo/history", None).await;
+    assert_eq!(r.status(), 404);
     // The detector's own figures are on /metrics.
     let metrics = h
         .client

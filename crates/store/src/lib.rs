@@ -178,6 +178,21 @@ pub struct AuditEntry {
     pub reason: String,
 }
 
+/// One point of an account's score history: when the detector's score for its own traffic
+/// moved (or its verdict did), to what, and at which exchange.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScorePoint {
+    pub account: String,
+    pub ts_ms: i64,
+    pub score: f64,
+    pub verdict: String,
+    /// The exchange that moved it, when known.
+    pub exchange: Option<String>,
+}
+
+/// The points of score history kept per account; older ones are dropped as new ones come.
+pub const SCORE_HISTORY_KEPT: usize = 500;
+
 /// One logged exchange: its id, time, account and the JSON line of EXCHANGE_FORMAT.md.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LoggedExchange {
@@ -260,6 +275,11 @@ pub trait Store: Send + Sync {
     fn overrides(&self) -> Result<Vec<Override>>;
     fn audit(&self, entry: &AuditEntry) -> Result<()>;
     fn audit_log(&self, account: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// Appends a point to its account's score history, keeping the newest
+    /// [`SCORE_HISTORY_KEPT`].
+    fn add_score_point(&self, p: &ScorePoint) -> Result<()>;
+    /// The newest `limit` points of an account's score history, oldest first.
+    fn score_history(&self, account: &str, limit: usize) -> Result<Vec<ScorePoint>>;
     /// Replaces the snapshot kept under `name`: a detector's state holding every exchange up
     /// to `upto_seq`. Large states are split over rows by the engine.
     fn put_snapshot(&self, name: &str, upto_seq: i64, taken_ms: i64, bytes: &[u8]) -> Result<()>;

@@ -10,8 +10,8 @@ use postgres::{Client, NoTls};
 
 use crate::keys::new_key;
 use crate::{
-    Account, AuditEntry, KeyRecord, Limits, LoggedExchange, NewKey, Override, Result, Store,
-    StoreError, StoredVerdict,
+    Account, AuditEntry, KeyRecord, Limits, LoggedExchange, NewKey, Override, Result, ScorePoint,
+    Store, StoreError, StoredVerdict, SCORE_HISTORY_KEPT,
 };
 
 /// Versioned schema. A new version is a new entry here; an applied one is never edited.
@@ -101,6 +101,20 @@ CREATE TABLE snapshots (
         "V7__decision_expiry",
         "ALTER TABLE accounts ADD COLUMN allowlist_expires_ms BIGINT;
 ALTER TABLE overrides ADD COLUMN expires_ms BIGINT;",
+    ),
+    (
+        "V8__score_history",
+        "
+CREATE TABLE score_history (
+    seq BIGSERIAL PRIMARY KEY,
+    account TEXT NOT NULL,
+    ts_ms BIGINT NOT NULL,
+    score DOUBLE PRECISION NOT NULL,
+    verdict TEXT NOT NULL,
+    exchange TEXT
+);
+CREATE INDEX score_history_by_account ON score_history(account, seq);
+",
     ),
 ];
 
@@ -604,6 +618,45 @@ impl Store for PgStore {
                 )?,
             };
             Ok(rows.iter().map(audit_row).collect())
+        })
+    }
+
+    fn add_score_point(&self, p: &ScorePoint) -> Result<()> {
+        let keep = SCORE_HISTORY_KEPT as i64;
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO score_history (account, ts_ms, score, verdict, exchange) VALUES ($1, $2, $3, $4, $5)",
+                &[&p.account, &p.ts_ms, &p.score, &p.verdict, &p.exchange],
+            )?;
+            tx.execute(
+                "DELETE FROM score_history WHERE account = $1 AND seq <= (SELECT seq FROM score_history WHERE account = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+                &[&p.account, &keep],
+            )?;
+            tx.commit()
+        })?;
+        Ok(())
+    }
+
+    fn score_history(&self, account: &str, limit: usize) -> Result<Vec<ScorePoint>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT account, ts_ms, score, verdict, exchange FROM score_history WHERE account = $1 ORDER BY seq DESC LIMIT $2",
+                &[&account, &limit],
+            )?;
+            let mut points: Vec<ScorePoint> = rows
+                .iter()
+                .map(|row| ScorePoint {
+                    account: row.get(0),
+                    ts_ms: row.get(1),
+                    score: row.get(2),
+                    verdict: row.get(3),
+                    exchange: row.get(4),
+                })
+                .collect();
+            points.reverse();
+            Ok(points)
         })
     }
 

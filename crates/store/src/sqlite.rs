@@ -15,8 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::keys::new_key;
 use crate::{
-    Account, AuditEntry, KeyRecord, Limits, LoggedExchange, NewKey, Override, Result, Store,
-    StoreError, StoredVerdict,
+    Account, AuditEntry, KeyRecord, Limits, LoggedExchange, NewKey, Override, Result, ScorePoint,
+    Store, StoreError, StoredVerdict, SCORE_HISTORY_KEPT,
 };
 
 const SCHEMA: &str = "
@@ -70,6 +70,15 @@ CREATE TABLE IF NOT EXISTS audit (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_account ON audit(account, seq);
+CREATE TABLE IF NOT EXISTS score_history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    score REAL NOT NULL,
+    verdict TEXT NOT NULL,
+    exchange TEXT
+);
+CREATE INDEX IF NOT EXISTS score_history_by_account ON score_history(account, seq);
 CREATE TABLE IF NOT EXISTS snapshots (
     name TEXT NOT NULL,
     part INTEGER NOT NULL,
@@ -535,6 +544,40 @@ impl Store for SqliteStore {
                 .query_map(params![limit], map)?
                 .collect::<rusqlite::Result<Vec<_>>>()?,
         };
+        Ok(rows)
+    }
+
+    fn add_score_point(&self, p: &ScorePoint) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO score_history (account, ts_ms, score, verdict, exchange) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![p.account, p.ts_ms, p.score, p.verdict, p.exchange],
+        )?;
+        tx.execute(
+            "DELETE FROM score_history WHERE account = ?1 AND seq <= (SELECT seq FROM score_history WHERE account = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+            params![p.account, SCORE_HISTORY_KEPT as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn score_history(&self, account: &str, limit: usize) -> Result<Vec<ScorePoint>> {
+        let conn = self.conn();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = conn
+            .prepare("SELECT account, ts_ms, score, verdict, exchange FROM score_history WHERE account = ?1 ORDER BY seq DESC LIMIT ?2")?
+            .query_map(params![account, limit], |row| {
+                Ok(ScorePoint {
+                    account: row.get(0)?,
+                    ts_ms: row.get(1)?,
+                    score: row.get(2)?,
+                    verdict: row.get(3)?,
+                    exchange: row.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.reverse();
         Ok(rows)
     }
 

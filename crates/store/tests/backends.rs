@@ -1,7 +1,7 @@
 //! Both stores answer the same calls the same way: the gateway, the workers and the CLI may use
 //! either without knowing which.
 
-use store::{AuditEntry, Limits, LoggedExchange, Override, Store, StoredVerdict};
+use store::{AuditEntry, Limits, LoggedExchange, Override, ScorePoint, Store, StoredVerdict};
 
 fn ex(id: &str, account: &str, ts: i64) -> LoggedExchange {
     LoggedExchange {
@@ -206,6 +206,34 @@ fn behaves_as_a_store(s: &dyn Store) {
         })
         .unwrap();
     }
+    // Score history: oldest first, the newest kept, per account.
+    let point = |account: &str, ts_ms: i64| ScorePoint {
+        account: account.into(),
+        ts_ms,
+        score: ts_ms as f64 / 10_000.0,
+        verdict: "benign".into(),
+        exchange: Some(format!("ex-{ts_ms}")),
+    };
+    for t in [1, 2, 3] {
+        s.add_score_point(&point("acme", t)).unwrap();
+    }
+    s.add_score_point(&point("beta", 7)).unwrap();
+    assert_eq!(
+        s.score_history("acme", 10).unwrap(),
+        vec![point("acme", 1), point("acme", 2), point("acme", 3)]
+    );
+    assert_eq!(
+        s.score_history("acme", 2).unwrap(),
+        vec![point("acme", 2), point("acme", 3)]
+    );
+    for t in 4..(store::SCORE_HISTORY_KEPT as i64 + 6) {
+        s.add_score_point(&point("acme", t)).unwrap();
+    }
+    let kept = s.score_history("acme", usize::MAX).unwrap();
+    assert_eq!(kept.len(), store::SCORE_HISTORY_KEPT);
+    assert_eq!(kept[0].ts_ms, 6);
+    assert_eq!(s.score_history("beta", 10).unwrap(), vec![point("beta", 7)]);
+
     let log = s.audit_log(Some("acme"), 10).unwrap();
     assert_eq!(
         log.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),
