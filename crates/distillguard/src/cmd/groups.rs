@@ -23,6 +23,15 @@ pub struct Args {
     /// Reads the log a second time (not possible from stdin).
     #[arg(long)]
     pub indicators: Option<PathBuf>,
+    /// Write a STIX 2.1 bundle of every suspicious or distilling group to this file: an
+    /// indicator and a sighting per address, network, ASN, user agent, TLS fingerprint,
+    /// hashed payment fingerprint and system-prompt hash, and a report per group
+    /// (docs/sharing.md). Reads the log a second time (not possible from stdin).
+    #[arg(long)]
+    pub stix: Option<PathBuf>,
+    /// The producer named in the STIX bundle (your organisation).
+    #[arg(long, default_value = "distillguard")]
+    pub producer: String,
     /// Groups shown in the table.
     #[arg(long, default_value_t = 20)]
     pub top: usize,
@@ -68,20 +77,48 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     out.flush()?;
     eprint!("{}", outcome.bad);
 
-    if let Some(path) = &args.indicators {
+    if args.indicators.is_some() || args.stix.is_some() {
         let flagged: Vec<&GroupReport> = groups
             .iter()
             .filter(|g| g.verdict > Verdict::Benign)
             .collect();
-        let bundles = indicators(&args.log, &flagged)?;
-        let file =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        serde_json::to_writer_pretty(BufWriter::new(file), &bundles)?;
-        eprintln!(
-            "indicator bundle of {} flagged group(s) written to {}",
-            bundles.len(),
-            path.display()
-        );
+        let (bundles, seen) = indicators(&args.log, &flagged)?;
+        if let Some(path) = &args.indicators {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            serde_json::to_writer_pretty(BufWriter::new(file), &bundles)?;
+            eprintln!(
+                "indicator bundle of {} flagged group(s) written to {}",
+                bundles.len(),
+                path.display()
+            );
+        }
+        if let Some(path) = &args.stix {
+            let stix_groups: Vec<stix::Group> = flagged
+                .iter()
+                .zip(seen)
+                .map(|(g, seen)| stix::Group {
+                    cluster: g.cluster.clone(),
+                    verdict: g.verdict.as_str().into(),
+                    score: g.score,
+                    members: g.members.len(),
+                    reasons: g.reasons.iter().map(|r| r.detail.clone()).collect(),
+                    seen: seen.into_iter().collect(),
+                })
+                .collect();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let bundle = stix::bundle(&args.producer, &stix_groups, now);
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            serde_json::to_writer_pretty(BufWriter::new(file), &bundle)?;
+            eprintln!(
+                "STIX 2.1 bundle of {} flagged group(s) written to {}",
+                stix_groups.len(),
+                path.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -92,14 +129,17 @@ fn subnet(ip: &str) -> Option<String> {
     Some(format!("{net}/{len}"))
 }
 
+/// When and how often a group's members were seen with each value, for the STIX sightings.
+type Sightings = BTreeMap<stix::Observable, stix::Seen>;
+
 /// A second pass over the log, collecting what the flagged groups' members were seen with.
 fn indicators<'a>(
     log: &super::LogArgs,
     groups: &[&'a GroupReport],
-) -> anyhow::Result<Vec<Bundle<'a>>> {
+) -> anyhow::Result<(Vec<Bundle<'a>>, Vec<Sightings>)> {
     anyhow::ensure!(
         log.input.as_os_str() != "-",
-        "--indicators reads the log twice, so it needs a file, not stdin"
+        "--indicators and --stix read the log twice, so they need a file, not stdin"
     );
     let member_of: HashMap<&str, usize> = groups
         .iter()
@@ -107,6 +147,8 @@ fn indicators<'a>(
         .flat_map(|(i, g)| g.members.iter().map(move |m| (m.as_str(), i)))
         .collect();
     let mut found: Vec<Indicators> = groups.iter().map(|_| Indicators::default()).collect();
+    // When and how often each value was seen, for the STIX sightings.
+    let mut seen: Vec<Sightings> = groups.iter().map(|_| BTreeMap::new()).collect();
     let format = log.format();
     let mut source = LineSource::open(&log.input, log.reader_options())?;
     while let Some(line) = source.next_line() {
@@ -120,37 +162,44 @@ fn indicators<'a>(
                 continue;
             };
             let ind = &mut found[g];
+            let ts = ex.ts.millis();
+            let mut saw = |o: stix::Observable| seen[g].entry(o).or_default().note(ts);
             if let Some(ip) = &ex.ip {
                 if let Some(net) = subnet(ip) {
-                    ind.subnets.insert(net);
+                    ind.subnets.insert(net.clone());
+                    saw(stix::Observable::Network(net));
                 }
                 ind.ips.insert(ip.clone());
+                saw(stix::Observable::Address(ip.clone()));
             }
             if let Some(ua) = &ex.user_agent {
                 ind.user_agents.insert(ua.clone());
+                saw(stix::Observable::UserAgent(ua.clone()));
             }
             if let Some(m) = &ex.meta {
                 if let Some(p) = &m.payment_fingerprint {
                     ind.payment_fingerprints.insert(p.clone());
+                    saw(stix::Observable::PaymentFingerprint(p.clone()));
                 }
                 if let Some(t) = &m.tls_fingerprint {
                     ind.tls_fingerprints.insert(t.clone());
+                    saw(stix::Observable::TlsFingerprint(t.clone()));
                 }
                 if let Some(a) = m.asn {
                     ind.asns.insert(a);
+                    saw(stix::Observable::Asn(a));
                 }
             }
             if let Some(messages) = &ex.request.messages {
                 for m in messages.iter().filter(|m| m.role == "system") {
-                    ind.system_prompt_hashes.insert(format!(
-                        "{:016x}",
-                        detect::normalised_hash(m.content.as_str())
-                    ));
+                    let hash = format!("{:016x}", detect::normalised_hash(m.content.as_str()));
+                    ind.system_prompt_hashes.insert(hash.clone());
+                    saw(stix::Observable::SystemPromptHash(hash));
                 }
             }
         }
     }
-    Ok(groups
+    let bundles = groups
         .iter()
         .zip(found)
         .map(|(g, indicators)| Bundle {
@@ -162,7 +211,8 @@ fn indicators<'a>(
             links: &g.links,
             indicators,
         })
-        .collect())
+        .collect();
+    Ok((bundles, seen))
 }
 
 fn print_table(
