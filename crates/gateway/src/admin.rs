@@ -251,6 +251,16 @@ pub struct LimitQuery {
     account: Option<String>,
 }
 
+impl LimitQuery {
+    /// The query the console sends for a page of an account's (or every account's) rows.
+    pub fn new(account: Option<String>, limit: usize) -> Self {
+        Self {
+            limit: Some(limit),
+            account,
+        }
+    }
+}
+
 /// `GET /admin/accounts/{name}/history?limit=N`: the account's score over time, oldest first
 /// (a point whenever its score moved by 0.05 or its verdict changed; the newest 500 kept).
 pub async fn account_history(
@@ -446,6 +456,34 @@ pub struct OverrideBody {
     expiry: Expiry,
 }
 
+impl OverrideBody {
+    /// A decision as the console's form sends it.
+    pub fn new(action: &str, reason: &str, by: &str, expires_in_hours: Option<f64>) -> Self {
+        Self {
+            action: action.into(),
+            decision: Decision::new(reason, by),
+            expiry: Expiry {
+                expires_at: None,
+                expires_in_hours,
+            },
+        }
+    }
+}
+
+impl AllowBody {
+    /// An allowlist change as the console's form sends it.
+    pub fn new(allowlisted: bool, reason: &str, by: &str, expires_in_hours: Option<f64>) -> Self {
+        Self {
+            allowlisted,
+            decision: Decision::new(reason, by),
+            expiry: Expiry {
+                expires_at: None,
+                expires_in_hours,
+            },
+        }
+    }
+}
+
 /// What every human decision carries: why (required, audited) and who (default `admin`).
 #[derive(Deserialize)]
 pub struct Decision {
@@ -455,6 +493,13 @@ pub struct Decision {
 }
 
 impl Decision {
+    pub fn new(reason: &str, by: &str) -> Self {
+        Self {
+            reason: reason.into(),
+            by: Some(by.into()),
+        }
+    }
+
     fn by(&self) -> String {
         self.by.clone().unwrap_or_else(|| "admin".into())
     }

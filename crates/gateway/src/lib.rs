@@ -21,6 +21,7 @@ pub mod client_ip;
 pub mod collect;
 pub mod config;
 pub mod conn;
+pub mod console;
 pub mod demo_upstream;
 pub mod error;
 pub mod limit;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Present when proxied calls are exported as OpenTelemetry spans (`[otlp]`).
     pub otlp: Option<otlp::Exporter>,
+    /// The console's signed-in sessions.
+    pub console: console::Sessions,
 }
 
 /// One Prometheus recorder per process (tests start several gateways in one process).
@@ -123,6 +126,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             admin::require_admin,
         ));
+    // The console signs in with the admin token and keeps a session cookie of its own.
+    let console = Router::new()
+        .route("/admin/ui", get(console::overview))
+        .route("/admin/ui/login", post(console::login))
+        .route("/admin/ui/logout", post(console::logout))
+        .route("/admin/ui/queue", get(console::queue))
+        .route("/admin/ui/accounts", get(console::accounts_page))
+        .route("/admin/ui/accounts/{name}", get(console::account_page))
+        .route("/admin/ui/accounts/{name}/decide", post(console::decide))
+        .route("/admin/ui/audit", get(console::audit_page));
     Router::new()
         .route("/v1/chat/completions", post(proxy::generate))
         .route("/v1/completions", post(proxy::generate))
@@ -139,6 +152,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             ),
         )
         .merge(admin)
+        .merge(console)
         .fallback(|| async {
             error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -419,6 +433,7 @@ impl Gateway {
         let state = Arc::new(AppState {
             config,
             otlp,
+            console: console::Sessions::default(),
             keys,
             limiter,
             shared,

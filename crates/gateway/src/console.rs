@@ -1,0 +1,607 @@
+//! The analyst console: `/admin/ui`, server-rendered HTML on the admin API.
+//!
+//! Trust-and-safety analysts decide on an account within a minute: what it did over time, why
+//! it is flagged, what was done and by whom, then act with a record. The pages read what the
+//! admin API reads (the same handlers) and act through the same decisions, so a change made
+//! here is audited and pushed to every replica exactly as an API call is.
+//!
+//! Security: sign-in with the admin token (compared in constant time) opens a session kept in
+//! memory, carried by an `HttpOnly`, `SameSite=Strict` cookie scoped to `/admin/ui`; every form
+//! that changes something carries the session's CSRF token and is refused without it. Pages
+//! load nothing from anywhere else (the style is inline; charts are SVG drawn here), and all
+//! text is escaped by construction (maud).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use parking_lot::Mutex;
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+
+use crate::admin;
+use crate::error::{JsonBody, QueryArgs};
+use crate::AppState;
+
+const COOKIE: &str = "dg_console";
+const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+const PAGE: usize = 50;
+
+/// Signed-in sessions: id to (CSRF token, expiry). In memory: a restart signs everyone out.
+#[derive(Default)]
+pub struct Sessions {
+    inner: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+fn random_hex() -> String {
+    let bytes: [u8; 32] = rand::thread_rng().gen();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Sessions {
+    fn open(&self) -> (String, String) {
+        let (id, csrf) = (random_hex(), random_hex());
+        let mut s = self.inner.lock();
+        let now = Instant::now();
+        s.retain(|_, (_, until)| *until > now);
+        s.insert(id.clone(), (csrf.clone(), now + SESSION_TTL));
+        (id, csrf)
+    }
+
+    /// The session's CSRF token, when the request carries a live session.
+    fn csrf(&self, headers: &HeaderMap) -> Option<String> {
+        let id = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| {
+                c.trim()
+                    .strip_prefix(&format!("{COOKIE}="))
+                    .map(str::to_owned)
+            })?;
+        let s = self.inner.lock();
+        s.get(&id)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(csrf, _)| csrf.clone())
+    }
+
+    fn close(&self, headers: &HeaderMap) {
+        if let Some(csrf) = self.csrf(headers) {
+            self.inner.lock().retain(|_, (c, _)| *c != csrf);
+        }
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1a1a1a;background:#fafafa}\
+nav{background:#1f2937;padding:.6rem 1rem;display:flex;gap:1rem;align-items:center}\
+nav a{color:#f9fafb;text-decoration:none;font-weight:600}nav a:focus,nav a:hover{text-decoration:underline}\
+nav form{margin-left:auto}main{padding:1rem 1.5rem;max-width:1100px}\
+table{border-collapse:collapse;width:100%;background:#fff}th,td{border-bottom:1px solid #d1d5db;padding:.35rem .5rem;text-align:left;vertical-align:top}\
+.distilling{color:#991b1b;font-weight:700}.suspicious{color:#92400e;font-weight:700}.benign{color:#065f46}\
+.cards{display:flex;gap:1rem;flex-wrap:wrap}.card{background:#fff;border:1px solid #d1d5db;padding:.6rem 1rem;min-width:9rem}\
+.card b{display:block;font-size:1.6rem}label{display:block;margin:.4rem 0 .1rem}\
+input,select,textarea,button{font:inherit}button{background:#1f2937;color:#fff;border:0;padding:.35rem .8rem;cursor:pointer}\
+.error{color:#991b1b;font-weight:600}";
+
+fn page(title: &str, csrf: Option<&str>, body: Markup) -> Html<String> {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " - distillguard" }
+                    style { (PreEscaped(STYLE)) }
+                }
+                body {
+                    @if let Some(csrf) = csrf {
+                        nav aria-label="Console" {
+                            a href="/admin/ui" { "Overview" }
+                            a href="/admin/ui/queue" { "Review queue" }
+                            a href="/admin/ui/accounts" { "Accounts" }
+                            a href="/admin/ui/audit" { "Audit log" }
+                            form method="post" action="/admin/ui/logout" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                button type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                    main { h1 { (title) } (body) }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+fn sign_in(message: Option<&str>) -> Html<String> {
+    page(
+        "Sign in",
+        None,
+        html! {
+            @if let Some(m) = message { p.error role="alert" { (m) } }
+            form method="post" action="/admin/ui/login" {
+                label for="token" { "Admin token" }
+                input id="token" name="token" type="password" autocomplete="current-password" required;
+                " " button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+fn forbidden(why: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        page("Refused", None, html! { p.error role="alert" { (why) } }),
+    )
+        .into_response()
+}
+
+/// Why a request gets no page.
+enum Refusal {
+    /// No admin token is set: no console.
+    Off,
+    /// No live session: the sign-in page.
+    SignedOut,
+    /// A form without the session's CSRF token.
+    Forged,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Off => (
+                StatusCode::NOT_FOUND,
+                "the console is off: DISTILLGUARD_ADMIN_TOKEN is not set",
+            )
+                .into_response(),
+            Refusal::SignedOut => (StatusCode::UNAUTHORIZED, sign_in(None)).into_response(),
+            Refusal::Forged => forbidden(
+                "This form did not come from your console session (missing or wrong CSRF token); nothing was changed.",
+            ),
+        }
+    }
+}
+
+/// The session's CSRF token, or why there is none.
+fn session(state: &AppState, headers: &HeaderMap) -> Result<String, Refusal> {
+    if state.admin_token.is_none() {
+        return Err(Refusal::Off);
+    }
+    state.console.csrf(headers).ok_or(Refusal::SignedOut)
+}
+
+/// A state-changing form: a live session and its CSRF token, or refused.
+fn checked(state: &AppState, headers: &HeaderMap, sent: &str) -> Result<(), Refusal> {
+    let csrf = session(state, headers)?;
+    if bool::from(csrf.as_bytes().ct_eq(sent.as_bytes())) {
+        Ok(())
+    } else {
+        Err(Refusal::Forged)
+    }
+}
+
+fn verdict_class(v: &str) -> &'static str {
+    match v {
+        "distilling" => "distilling",
+        "suspicious" => "suspicious",
+        _ => "benign",
+    }
+}
+
+async fn accounts(state: &Arc<AppState>) -> Vec<Value> {
+    match admin::list_accounts(State(state.clone())).await {
+        Ok(axum::Json(v)) => v["accounts"].as_array().cloned().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn audit_rows(state: &Arc<AppState>, account: Option<String>, limit: usize) -> Vec<Value> {
+    match admin::audit(
+        State(state.clone()),
+        QueryArgs(admin::LimitQuery::new(account, limit)),
+    )
+    .await
+    {
+        Ok(axum::Json(v)) => v["audit"].as_array().cloned().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn audit_table(rows: &[Value]) -> Markup {
+    html! {
+        table {
+            thead { tr { th scope="col" { "When" } th scope="col" { "Account" } th scope="col" { "Action" } th scope="col" { "By" } th scope="col" { "Why" } } }
+            tbody {
+                @for r in rows {
+                    tr {
+                        td { (r["ts"].as_str().unwrap_or_default()) }
+                        td { a href={ "/admin/ui/accounts/" (r["account"].as_str().unwrap_or_default()) } { (r["account"].as_str().unwrap_or_default()) } }
+                        td { (r["action"].as_str().unwrap_or_default()) }
+                        td { (r["actor"].as_str().unwrap_or_default()) }
+                        td { (r["reason"].as_str().unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn accounts_table(rows: &[&Value]) -> Markup {
+    html! {
+        table {
+            thead { tr { th scope="col" { "Account" } th scope="col" { "Score" } th scope="col" { "Verdict" } th scope="col" { "Action" } th scope="col" { "Exchanges" } th scope="col" { "First flagged" } } }
+            tbody {
+                @for a in rows {
+                    @let name = a["account"].as_str().unwrap_or_default();
+                    @let verdict = a["verdict"].as_str().unwrap_or_default();
+                    tr {
+                        td { a href={ "/admin/ui/accounts/" (name) } { (name) } }
+                        td { (format!("{:.3}", a["score"].as_f64().unwrap_or(0.0))) }
+                        td class=(verdict_class(verdict)) { (verdict) }
+                        td { (a["action"].as_str().unwrap_or_default()) }
+                        td { (a["exchanges"].as_u64().map_or(String::new(), |n| n.to_string())) }
+                        td { (a["first_flagged"].as_str().unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /admin/ui`: the overview.
+pub async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let csrf = match session(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let all = accounts(&state).await;
+    let count = |f: &dyn Fn(&Value) -> bool| all.iter().filter(|a| f(a)).count();
+    let recent = audit_rows(&state, None, 10).await;
+    page(
+        "Overview",
+        Some(&csrf),
+        html! {
+            section aria-label="Accounts by verdict" .cards {
+                div.card { b { (all.len()) } "accounts" }
+                div.card { b.distilling { (count(&|a| a["verdict"] == "distilling")) } "distilling" }
+                div.card { b.suspicious { (count(&|a| a["verdict"] == "suspicious")) } "suspicious" }
+                div.card { b { (count(&|a| a["action"] != "allow")) } "with an action other than allow" }
+            }
+            h2 { "Recent actions" }
+            (audit_table(&recent))
+        },
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    verdict: Option<String>,
+    page: Option<usize>,
+}
+
+/// `GET /admin/ui/accounts?verdict=&page=`: every account, highest score first, paged.
+pub async fn accounts_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let csrf = match session(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let all = accounts(&state).await;
+    let verdict = q.verdict.filter(|v| !v.is_empty());
+    let rows: Vec<&Value> = all
+        .iter()
+        .filter(|a| verdict.as_deref().is_none_or(|v| a["verdict"] == v))
+        .collect();
+    let pages = rows.len().div_ceil(PAGE).max(1);
+    let n = q.page.unwrap_or(1).clamp(1, pages);
+    let shown = &rows[(n - 1) * PAGE..(n * PAGE).min(rows.len())];
+    let link = |p: usize| {
+        format!(
+            "/admin/ui/accounts?verdict={}&page={p}",
+            verdict.as_deref().unwrap_or("")
+        )
+    };
+    page(
+        "Accounts",
+        Some(&csrf),
+        html! {
+            form method="get" action="/admin/ui/accounts" {
+                label for="verdict" { "Verdict" }
+                select id="verdict" name="verdict" {
+                    @for v in ["", "distilling", "suspicious", "benign"] {
+                        option value=(v) selected[verdict.as_deref() == Some(v)] { (if v.is_empty() { "any" } else { v }) }
+                    }
+                }
+                " " button type="submit" { "Filter" }
+            }
+            p { (rows.len()) " accounts; page " (n) " of " (pages) }
+            (accounts_table(shown))
+            nav aria-label="Pages" {
+                @if n > 1 { a href=(link(n - 1)) { "Previous" } }
+                @if n < pages { " " a href=(link(n + 1)) { "Next" } }
+            }
+        },
+    )
+    .into_response()
+}
+
+/// `GET /admin/ui/queue`: flagged accounts no person has decided on yet.
+pub async fn queue(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let csrf = match session(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let all = accounts(&state).await;
+    let waiting: Vec<&Value> = all
+        .iter()
+        .filter(|a| a["verdict"] != "benign")
+        .filter(|a| a["action_source"] != "override" && a["allowlisted"] != true)
+        .collect();
+    page(
+        "Review queue",
+        Some(&csrf),
+        html! {
+            p { (waiting.len()) " flagged accounts wait for a person: open one to approve the action, override it, allowlist or block, with a reason." }
+            (accounts_table(&waiting))
+        },
+    )
+    .into_response()
+}
+
+/// `GET /admin/ui/audit`: the audit log, newest first.
+pub async fn audit_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let csrf = match session(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let rows = audit_rows(&state, None, 200).await;
+    page("Audit log", Some(&csrf), audit_table(&rows)).into_response()
+}
+
+/// The score over time as an SVG line, with the two thresholds.
+fn timeline(points: &[Value]) -> Markup {
+    let (w, h, pad) = (640.0, 160.0, 24.0);
+    let ts: Vec<f64> = points.iter().filter_map(|p| p["ts_ms"].as_f64()).collect();
+    let (t0, t1) = (
+        ts.iter().copied().fold(f64::INFINITY, f64::min),
+        ts.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let span = (t1 - t0).max(1.0);
+    let x = |t: f64| pad + (t - t0) / span * (w - 2.0 * pad);
+    let y = |s: f64| h - pad - s.clamp(0.0, 1.0) * (h - 2.0 * pad);
+    let line: Vec<String> = points
+        .iter()
+        .filter_map(|p| {
+            Some(format!(
+                "{:.1},{:.1}",
+                x(p["ts_ms"].as_f64()?),
+                y(p["score"].as_f64()?)
+            ))
+        })
+        .collect();
+    html! {
+        svg role="img" aria-labelledby="tl-title" width=(w) height=(h) viewBox={ "0 0 " (w) " " (h) } xmlns="http://www.w3.org/2000/svg" {
+            title id="tl-title" { "Score over time: " (points.len()) " points" }
+            rect x="0" y="0" width=(w) height=(h) fill="#ffffff" stroke="#d1d5db" {}
+            line x1=(pad) x2=(w - pad) y1=(y(0.85)) y2=(y(0.85)) stroke="#991b1b" stroke-dasharray="4" {}
+            line x1=(pad) x2=(w - pad) y1=(y(0.5)) y2=(y(0.5)) stroke="#92400e" stroke-dasharray="4" {}
+            text x=(w - pad) y=(y(0.85) - 3.0) text-anchor="end" font-size="11" fill="#991b1b" { "distilling" }
+            text x=(w - pad) y=(y(0.5) - 3.0) text-anchor="end" font-size="11" fill="#92400e" { "suspicious" }
+            @if line.len() > 1 {
+                polyline points=(line.join(" ")) fill="none" stroke="#1f2937" stroke-width="2" {}
+            }
+            @for p in line.iter() {
+                @let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
+                circle cx=(px) cy=(py) r="2.5" fill="#1f2937" {}
+            }
+        }
+    }
+}
+
+/// `GET /admin/ui/accounts/{name}`: one account, to decide on.
+pub async fn account_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let csrf = match session(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let view = match admin::get_account(State(state.clone()), Path(name.clone())).await {
+        Ok(axum::Json(v)) => v,
+        Err(_) => {
+            return (
+                StatusCode::NOT_FOUND,
+                page(
+                    "Not found",
+                    Some(&csrf),
+                    html! { p { "No account " (name) "." } },
+                ),
+            )
+                .into_response()
+        }
+    };
+    let history = match admin::account_history(
+        State(state.clone()),
+        Path(name.clone()),
+        QueryArgs(admin::LimitQuery::new(None, store::SCORE_HISTORY_KEPT)),
+    )
+    .await
+    {
+        Ok(axum::Json(v)) => v["history"].as_array().cloned().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let actions = audit_rows(&state, Some(name.clone()), 50).await;
+    let verdict = view["verdict"].as_str().unwrap_or_default().to_owned();
+    let reasons = view["reasons"].as_array().cloned().unwrap_or_default();
+    let action_url = format!("/admin/ui/accounts/{name}/decide");
+    page(
+        &format!("Account {name}"),
+        Some(&csrf),
+        html! {
+            section aria-label="Standing" .cards {
+                div.card { b { (format!("{:.3}", view["score"].as_f64().unwrap_or(0.0))) } "score" }
+                div.card { b class=(verdict_class(&verdict)) { (verdict) } "verdict" }
+                div.card { b { (view["action"].as_str().unwrap_or_default()) } "action (" (view["action_source"].as_str().unwrap_or_default()) ")" }
+                div.card { b { (if view["allowlisted"] == true { "yes" } else { "no" }) } "allowlisted" }
+            }
+            @if let Some(o) = view["override"].as_object() {
+                p { "Override: " strong { (o["action"].as_str().unwrap_or_default()) } " by " (o["by"].as_str().unwrap_or_default()) ": " (o["reason"].as_str().unwrap_or_default())
+                    @if let Some(until) = o["expires_at"].as_str() { " (until " (until) ")" } }
+            }
+            h2 { "Score over time" }
+            @if history.is_empty() { p { "No history yet." } } @else { (timeline(&history)) }
+            h2 { "Why" }
+            table {
+                thead { tr { th scope="col" { "Signal" } th scope="col" { "Weight" } th scope="col" { "In words" } } }
+                tbody {
+                    @for r in &reasons {
+                        tr { td { (r["signal"].as_str().unwrap_or_default()) } td { (r["value"].to_string()) } td { (r["detail"].as_str().unwrap_or_default()) } }
+                    }
+                }
+            }
+            h2 { "Decide" }
+            form method="post" action=(action_url) {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="action" { "Action" }
+                select id="action" name="action" {
+                    @for a in ["allow", "watch", "throttle", "degrade", "block", "allowlist", "unallowlist", "clear"] {
+                        option value=(a) { (a) }
+                    }
+                }
+                label for="reason" { "Reason (required, audited)" }
+                textarea id="reason" name="reason" rows="2" cols="60" required {}
+                label for="expires_in_hours" { "Expires in hours (optional)" }
+                input id="expires_in_hours" name="expires_in_hours" type="number" min="0" step="any";
+                p { button type="submit" { "Record the decision" } }
+            }
+            h2 { "What was done" }
+            (audit_table(&actions))
+        },
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct DecideForm {
+    csrf: String,
+    action: String,
+    reason: String,
+    #[serde(default)]
+    expires_in_hours: String,
+}
+
+/// `POST /admin/ui/accounts/{name}/decide`: a decision through the admin API's own handlers.
+pub async fn decide(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<DecideForm>,
+) -> Response {
+    if let Err(r) = checked(&state, &headers, &f.csrf) {
+        return r.into_response();
+    }
+    let hours = f.expires_in_hours.trim();
+    let hours = if hours.is_empty() {
+        None
+    } else {
+        match hours.parse::<f64>() {
+            Ok(h) => Some(h),
+            Err(_) => return forbidden("Expires in hours must be a number; nothing was changed."),
+        }
+    };
+    let by = "console";
+    let done = match f.action.as_str() {
+        "allowlist" | "unallowlist" => admin::set_allowlist(
+            State(state.clone()),
+            Path(name.clone()),
+            JsonBody(admin::AllowBody::new(
+                f.action == "allowlist",
+                &f.reason,
+                by,
+                hours,
+            )),
+        )
+        .await
+        .map(|_| ()),
+        "clear" => admin::clear_override(
+            State(state.clone()),
+            Path(name.clone()),
+            JsonBody(admin::Decision::new(&f.reason, by)),
+        )
+        .await
+        .map(|_| ()),
+        action => admin::set_override(
+            State(state.clone()),
+            Path(name.clone()),
+            JsonBody(admin::OverrideBody::new(action, &f.reason, by, hours)),
+        )
+        .await
+        .map(|_| ()),
+    };
+    match done {
+        Ok(()) => Redirect::to(&format!("/admin/ui/accounts/{name}")).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: String,
+}
+
+/// `POST /admin/ui/login`: the admin token opens a session.
+pub async fn login(State(state): State<Arc<AppState>>, Form(f): Form<LoginForm>) -> Response {
+    let Some(token) = state.admin_token.as_deref() else {
+        return (StatusCode::NOT_FOUND, "the console is off").into_response();
+    };
+    if !bool::from(token.as_bytes().ct_eq(f.token.as_bytes())) {
+        return (StatusCode::UNAUTHORIZED, sign_in(Some("Wrong token."))).into_response();
+    }
+    let (id, _) = state.console.open();
+    let cookie = format!(
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/admin/ui; Max-Age={}",
+        SESSION_TTL.as_secs()
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/admin/ui")).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /admin/ui/logout`.
+pub async fn logout(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = checked(&state, &headers, &f.csrf) {
+        return r.into_response();
+    }
+    state.console.close(&headers);
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/admin/ui; Max-Age=0"),
+        )],
+        Redirect::to("/admin/ui"),
+    )
+        .into_response()
+}

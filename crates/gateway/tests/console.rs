@@ -1,0 +1,185 @@
+//! The analyst console over real sockets: sign-in with the admin token opens an HttpOnly,
+//! SameSite=Strict session; the pages show a flagged account's reasons, score history and
+//! actions; a decision recorded from the account page is audited and applied; a form without
+//! the session's CSRF token is refused and changes nothing; signing out ends the session.
+
+mod common;
+
+use common::{chat, Harness, ADMIN};
+use serde_json::json;
+use store::Store;
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".into(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+struct Browser<'a> {
+    h: &'a Harness,
+    client: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl Browser<'_> {
+    async fn get(&self, path: &str) -> (u16, String) {
+        let mut r = self.client.get(self.h.url(path));
+        if let Some(c) = &self.cookie {
+            r = r.header("cookie", c);
+        }
+        let r = r.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, body: String) -> reqwest::Response {
+        let mut r = self
+            .client
+            .post(self.h.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(c) = &self.cookie {
+            r = r.header("cookie", c);
+        }
+        r.send().await.unwrap()
+    }
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..at + 64].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyst_signs_in_reads_a_flagged_account_and_decides_with_a_record() {
+    let h = Harness::start(|_| {}).await;
+    let harvester = h.key("harvester", None);
+    for i in 0..60 {
+        let body = json!({"model": "demo-model", "messages": [{"role": "user", "content": "The capital of France is"}], "max_tokens": 1, "logit_bias": {(1000 + i * 7).to_string(): 100}});
+        let r = h.post(&harvester, "/v1/chat/completions", body).await;
+        if r.status() != 200 {
+            break;
+        }
+        if i % 10 == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let customer = h.key("customer", None);
+    assert_eq!(
+        h.post(&customer, "/v1/chat/completions", chat("hello"))
+            .await
+            .status(),
+        200
+    );
+    let mut b = Browser {
+        h: &h,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        cookie: None,
+    };
+
+    // Signed out: the sign-in page, nothing else; a wrong token opens nothing.
+    let (status, html) = b.get("/admin/ui/accounts/harvester").await;
+    assert_eq!(status, 401);
+    assert!(html.contains("Admin token") && !html.contains("logit_bias"));
+    let r = b.post("/admin/ui/login", form(&[("token", "guess")])).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("set-cookie").is_none());
+
+    // Signed in: an HttpOnly, SameSite=Strict session cookie.
+    let r = b.post("/admin/ui/login", form(&[("token", ADMIN)])).await;
+    assert_eq!(r.status(), 303);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    b.cookie = Some(set.split(';').next().unwrap().to_owned());
+
+    let (status, overview) = b.get("/admin/ui").await;
+    assert_eq!(status, 200);
+    assert!(overview.contains("distilling"));
+    // Nothing is loaded from anywhere else.
+    assert!(!overview.contains("http://") && !overview.contains("https://"));
+    let (_, queue) = b.get("/admin/ui/queue").await;
+    assert!(queue.contains("/admin/ui/accounts/harvester"));
+    assert!(!queue.contains("/admin/ui/accounts/customer"));
+    let (_, list) = b.get("/admin/ui/accounts?verdict=distilling").await;
+    assert!(list.contains("harvester") && !list.contains(">customer<"));
+    let (status, account) = b.get("/admin/ui/accounts/harvester").await;
+    assert_eq!(status, 200);
+    assert!(account.contains("logit_bias_sweep"), "the reasons");
+    assert!(
+        account.contains("<svg") && account.contains("polyline"),
+        "the timeline"
+    );
+    assert!(
+        account.contains("detector"),
+        "the detector's action in the history"
+    );
+    let csrf = csrf_of(&account);
+
+    // A forged form (no token, or another) is refused and changes nothing.
+    for bad in ["", "0000"] {
+        let r = b
+            .post(
+                "/admin/ui/accounts/harvester/decide",
+                form(&[("csrf", bad), ("action", "allow"), ("reason", "forged")]),
+            )
+            .await;
+        assert_eq!(r.status(), 403);
+    }
+    assert!(h.store.overrides().unwrap().is_empty());
+
+    // A decision with the session's token: applied, audited, shown.
+    let r = b
+        .post(
+            "/admin/ui/accounts/harvester/decide",
+            form(&[
+                ("csrf", &csrf),
+                ("action", "block"),
+                ("reason", "confirmed logit sweep <script>"),
+                ("expires_in_hours", "48"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let o = &h.store.overrides().unwrap()[0];
+    assert_eq!((o.action.as_str(), o.by.as_str()), ("block", "console"));
+    assert!(o.expires_ms.is_some());
+    assert_eq!(
+        h.post(&harvester, "/v1/chat/completions", chat("hi"))
+            .await
+            .status(),
+        403
+    );
+    let (_, audit) = b.get("/admin/ui/audit").await;
+    assert!(
+        audit.contains("confirmed logit sweep &lt;script&gt;"),
+        "escaped"
+    );
+    assert!(!audit.contains("<script>"));
+    let (_, account) = b.get("/admin/ui/accounts/harvester").await;
+    assert!(account.contains("Override: <strong>block</strong>"));
+
+    // Signed out: the session is gone.
+    let r = b.post("/admin/ui/logout", form(&[("csrf", &csrf)])).await;
+    assert_eq!(r.status(), 303);
+    let (status, _) = b.get("/admin/ui").await;
+    assert_eq!(status, 401);
+    h.gw.shutdown().await;
+}
