@@ -108,6 +108,7 @@ fn page(title: &str, csrf: Option<&str>, body: Markup) -> Html<String> {
                             a href="/admin/ui" { "Overview" }
                             a href="/admin/ui/queue" { "Review queue" }
                             a href="/admin/ui/accounts" { "Accounts" }
+                            a href="/admin/ui/groups" { "Groups" }
                             a href="/admin/ui/audit" { "Audit log" }
                             form method="post" action="/admin/ui/logout" {
                                 input type="hidden" name="csrf" value=(csrf);
@@ -154,6 +155,8 @@ enum Refusal {
     SignedOut,
     /// A form without the session's CSRF token.
     Forged,
+    /// An expiry that is not a number.
+    NotANumber,
 }
 
 impl IntoResponse for Refusal {
@@ -165,6 +168,15 @@ impl IntoResponse for Refusal {
             )
                 .into_response(),
             Refusal::SignedOut => (StatusCode::UNAUTHORIZED, sign_in(None)).into_response(),
+            Refusal::NotANumber => (
+                StatusCode::BAD_REQUEST,
+                page(
+                    "Refused",
+                    None,
+                    html! { p.error role="alert" { "Expires in hours must be a number; nothing was changed." } },
+                ),
+            )
+                .into_response(),
             Refusal::Forged => forbidden(
                 "This form did not come from your console session (missing or wrong CSRF token); nothing was changed.",
             ),
@@ -372,6 +384,200 @@ pub async fn audit_page(State(state): State<Arc<AppState>>, headers: HeaderMap) 
     page("Audit log", Some(&csrf), audit_table(&rows)).into_response()
 }
 
+async fn groups(state: &Arc<AppState>) -> Vec<Value> {
+    match admin::list_groups(State(state.clone())).await {
+        Ok(axum::Json(v)) => v["groups"].as_array().cloned().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn links_in_words(g: &Value) -> String {
+    g["links"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k} x{v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// `GET /admin/ui/groups`: accounts linked as one actor, highest score first.
+pub async fn groups_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let csrf = match session(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let all = groups(&state).await;
+    page(
+        "Groups",
+        Some(&csrf),
+        html! {
+            table {
+                thead { tr { th scope="col" { "Group" } th scope="col" { "Score" } th scope="col" { "Verdict" } th scope="col" { "Members" } th scope="col" { "Linked by" } } }
+                tbody {
+                    @for g in &all {
+                        @let cluster = g["cluster"].as_str().unwrap_or_default();
+                        @let verdict = g["verdict"].as_str().unwrap_or_default();
+                        tr {
+                            td { a href={ "/admin/ui/groups/" (cluster) } { (cluster) } }
+                            td { (format!("{:.3}", g["score"].as_f64().unwrap_or(0.0))) }
+                            td class=(verdict_class(verdict)) { (verdict) }
+                            td { (g["members"].as_array().map_or(0, Vec::len)) }
+                            td { (links_in_words(g)) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+/// The members on a circle and the strongest links between them, wider for more evidence.
+fn graph(members: &[&str], evidence: &[Value]) -> Markup {
+    let (w, r) = (420.0_f64, 160.0_f64);
+    let n = members.len().max(1) as f64;
+    let at = |i: usize| {
+        let a = i as f64 / n * std::f64::consts::TAU;
+        (w / 2.0 + r * a.cos(), w / 2.0 + r * a.sin())
+    };
+    let index: HashMap<&str, usize> = members.iter().enumerate().map(|(i, m)| (*m, i)).collect();
+    html! {
+        svg role="img" aria-labelledby="g-title" width=(w) height=(w) viewBox={ "0 0 " (w) " " (w) } xmlns="http://www.w3.org/2000/svg" {
+            title id="g-title" { (members.len()) " members and the " (evidence.len()) " strongest links between them" }
+            rect x="0" y="0" width=(w) height=(w) fill="#ffffff" stroke="#d1d5db" {}
+            @for e in evidence {
+                @if let (Some(&a), Some(&b)) = (index.get(e["a"].as_str().unwrap_or_default()), index.get(e["b"].as_str().unwrap_or_default())) {
+                    @let ((x1, y1), (x2, y2)) = (at(a), at(b));
+                    line x1=(format!("{x1:.1}")) y1=(format!("{y1:.1}")) x2=(format!("{x2:.1}")) y2=(format!("{y2:.1}")) stroke="#6b7280" stroke-width=(format!("{:.1}", (e["total"].as_f64().unwrap_or(1.0)).clamp(0.5, 6.0))) {}
+                }
+            }
+            @for (i, m) in members.iter().enumerate() {
+                @let (x, y) = at(i);
+                circle cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="6" fill="#1f2937" { title { (m) } }
+            }
+        }
+    }
+}
+
+/// `GET /admin/ui/groups/{cluster}`: one group, its members, the evidence on each link, a decision.
+pub async fn group_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(cluster): Path<String>,
+) -> Response {
+    let csrf = match session(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(),
+    };
+    let all = groups(&state).await;
+    let Some(g) = all.iter().find(|g| g["cluster"] == cluster.as_str()) else {
+        return (
+            StatusCode::NOT_FOUND,
+            page(
+                "Not found",
+                Some(&csrf),
+                html! { p { "No group " (cluster) "." } },
+            ),
+        )
+            .into_response();
+    };
+    let members: Vec<&str> = g["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let evidence = g["evidence"].as_array().cloned().unwrap_or_default();
+    let verdict = g["verdict"].as_str().unwrap_or_default();
+    page(
+        &format!("Group {cluster}"),
+        Some(&csrf),
+        html! {
+            section aria-label="Standing" .cards {
+                div.card { b { (format!("{:.3}", g["score"].as_f64().unwrap_or(0.0))) } "score of the combined traffic" }
+                div.card { b class=(verdict_class(verdict)) { (verdict) } "verdict" }
+                div.card { b { (members.len()) } "members" }
+                div.card { b { (g["exchanges"].as_u64().unwrap_or(0)) } "exchanges" }
+            }
+            p { "Linked by: " (links_in_words(g)) }
+            h2 { "Members and links" }
+            (graph(&members, &evidence))
+            table {
+                thead { tr { th scope="col" { "Account" } th scope="col" { "Account" } th scope="col" { "Evidence" } th scope="col" { "By kind" } } }
+                tbody {
+                    @for e in &evidence {
+                        tr {
+                            td { a href={ "/admin/ui/accounts/" (e["a"].as_str().unwrap_or_default()) } { (e["a"].as_str().unwrap_or_default()) } }
+                            td { a href={ "/admin/ui/accounts/" (e["b"].as_str().unwrap_or_default()) } { (e["b"].as_str().unwrap_or_default()) } }
+                            td { (format!("{:.2}", e["total"].as_f64().unwrap_or(0.0))) }
+                            td { (e["kinds"].as_object().map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+            h2 { "Why" }
+            ul { @for r in g["reasons"].as_array().into_iter().flatten() { li { (r["signal"].as_str().unwrap_or_default()) ": " (r["detail"].as_str().unwrap_or_default()) } } }
+            h2 { "Members" }
+            ul { @for m in &members { li { a href={ "/admin/ui/accounts/" (m) } { (m) } } } }
+            h2 { "Decide for every member" }
+            form method="post" action={ "/admin/ui/groups/" (cluster) "/decide" } {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="action" { "Action" }
+                select id="action" name="action" {
+                    @for a in ["allow", "watch", "throttle", "degrade", "block"] { option value=(a) { (a) } }
+                }
+                label for="reason" { "Reason (required, audited per member)" }
+                textarea id="reason" name="reason" rows="2" cols="60" required {}
+                label for="expires_in_hours" { "Expires in hours (optional)" }
+                input id="expires_in_hours" name="expires_in_hours" type="number" min="0" step="any";
+                p { button type="submit" { "Record the decision" } }
+            }
+        },
+    )
+    .into_response()
+}
+
+/// `POST /admin/ui/groups/{cluster}/decide`: one override for every member, each audited.
+pub async fn decide_group(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(cluster): Path<String>,
+    Form(f): Form<DecideForm>,
+) -> Response {
+    if let Err(r) = checked(&state, &headers, &f.csrf) {
+        return r.into_response();
+    }
+    let hours = match hours(&f.expires_in_hours) {
+        Ok(h) => h,
+        Err(r) => return r.into_response(),
+    };
+    match admin::set_group_override(
+        State(state.clone()),
+        Path(cluster.clone()),
+        JsonBody(admin::OverrideBody::new(
+            &f.action, &f.reason, "console", hours,
+        )),
+    )
+    .await
+    {
+        Ok(_) => Redirect::to(&format!("/admin/ui/groups/{cluster}")).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn hours(text: &str) -> Result<Option<f64>, Refusal> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse::<f64>()
+        .map(Some)
+        .map_err(|_| Refusal::NotANumber)
+}
+
 /// The score over time as an SVG line, with the two thresholds.
 fn timeline(points: &[Value]) -> Markup {
     let (w, h, pad) = (640.0, 160.0, 24.0);
@@ -516,14 +722,9 @@ pub async fn decide(
     if let Err(r) = checked(&state, &headers, &f.csrf) {
         return r.into_response();
     }
-    let hours = f.expires_in_hours.trim();
-    let hours = if hours.is_empty() {
-        None
-    } else {
-        match hours.parse::<f64>() {
-            Ok(h) => Some(h),
-            Err(_) => return forbidden("Expires in hours must be a number; nothing was changed."),
-        }
+    let hours = match hours(&f.expires_in_hours) {
+        Ok(h) => h,
+        Err(r) => return r.into_response(),
     };
     let by = "console";
     let done = match f.action.as_str() {

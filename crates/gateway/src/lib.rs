@@ -135,6 +135,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/ui/accounts", get(console::accounts_page))
         .route("/admin/ui/accounts/{name}", get(console::account_page))
         .route("/admin/ui/accounts/{name}/decide", post(console::decide))
+        .route("/admin/ui/groups", get(console::groups_page))
+        .route("/admin/ui/groups/{cluster}", get(console::group_page))
+        .route(
+            "/admin/ui/groups/{cluster}/decide",
+            post(console::decide_group),
+        )
         .route("/admin/ui/audit", get(console::audit_page));
     Router::new()
         .route("/v1/chat/completions", post(proxy::generate))

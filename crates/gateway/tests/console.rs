@@ -176,6 +176,65 @@ async fn an_analyst_signs_in_reads_a_flagged_account_and_decides_with_a_record()
     let (_, account) = b.get("/admin/ui/accounts/harvester").await;
     assert!(account.contains("Override: <strong>block</strong>"));
 
+    // A group: three accounts paying with one card, linked as one actor.
+    for m in ["fleet-1", "fleet-2", "fleet-3"] {
+        let key = h.key(m, None);
+        let r = h
+            .admin(
+                "POST",
+                "/admin/accounts",
+                Some(json!({"name": m, "meta": {"payment_fingerprint": "pf_shared_card"}})),
+            )
+            .await;
+        assert!(r.status().is_success());
+        for i in 0..3 {
+            let r = h
+                .post(&key, "/v1/chat/completions", chat(&format!("{m} asks {i}")))
+                .await;
+            assert_eq!(r.status(), 200);
+        }
+    }
+    let mut groups = String::new();
+    for _ in 0..100 {
+        groups = b.get("/admin/ui/groups").await.1;
+        if groups.contains("/admin/ui/groups/") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let at = groups.find("/admin/ui/groups/").expect("a group listed");
+    let cluster: String = groups[at + 17..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+    let (status, group) = b.get(&format!("/admin/ui/groups/{cluster}")).await;
+    assert_eq!(status, 200);
+    for m in ["fleet-1", "fleet-2", "fleet-3"] {
+        assert!(group.contains(m), "{m} on the group page");
+    }
+    assert!(group.contains("payment") && group.contains("<svg"));
+    let csrf = csrf_of(&group);
+    let r = b
+        .post(
+            &format!("/admin/ui/groups/{cluster}/decide"),
+            form(&[
+                ("csrf", &csrf),
+                ("action", "watch"),
+                ("reason", "one card, three accounts"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let watched: Vec<String> = h
+        .store
+        .overrides()
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.action == "watch")
+        .map(|o| o.account)
+        .collect();
+    assert_eq!(watched.len(), 3, "{watched:?}");
+
     // Signed out: the session is gone.
     let r = b.post("/admin/ui/logout", form(&[("csrf", &csrf)])).await;
     assert_eq!(r.status(), 303);
