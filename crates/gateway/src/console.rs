@@ -100,6 +100,8 @@ fn page(title: &str, csrf: Option<&str>, body: Markup) -> Html<String> {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
                     title { (title) " - distillguard" }
+                    // No favicon to fetch: the page loads nothing beyond itself.
+                    link rel="icon" href="data:,";
                     style { (PreEscaped(STYLE)) }
                 }
                 body {
@@ -167,7 +169,7 @@ impl IntoResponse for Refusal {
                 "the console is off: DISTILLGUARD_ADMIN_TOKEN is not set",
             )
                 .into_response(),
-            Refusal::SignedOut => (StatusCode::UNAUTHORIZED, sign_in(None)).into_response(),
+            Refusal::SignedOut => Redirect::to("/admin/ui/login").into_response(),
             Refusal::NotANumber => (
                 StatusCode::BAD_REQUEST,
                 page(
@@ -761,6 +763,14 @@ pub async fn decide(
     }
 }
 
+/// `GET /admin/ui/login`: the sign-in form.
+pub async fn login_page(State(state): State<Arc<AppState>>) -> Response {
+    if state.admin_token.is_none() {
+        return Refusal::Off.into_response();
+    }
+    sign_in(None).into_response()
+}
+
 #[derive(Deserialize)]
 pub struct LoginForm {
     token: String,
@@ -772,7 +782,8 @@ pub async fn login(State(state): State<Arc<AppState>>, Form(f): Form<LoginForm>)
         return (StatusCode::NOT_FOUND, "the console is off").into_response();
     };
     if !bool::from(token.as_bytes().ct_eq(f.token.as_bytes())) {
-        return (StatusCode::UNAUTHORIZED, sign_in(Some("Wrong token."))).into_response();
+        // The form again, with why: no session, no cookie.
+        return sign_in(Some("Wrong token.")).into_response();
     }
     let (id, _) = state.console.open();
     let cookie = format!(

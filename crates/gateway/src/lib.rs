@@ -129,7 +129,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     // The console signs in with the admin token and keeps a session cookie of its own.
     let console = Router::new()
         .route("/admin/ui", get(console::overview))
-        .route("/admin/ui/login", post(console::login))
+        .route(
+            "/admin/ui/login",
+            get(console::login_page).post(console::login),
+        )
         .route("/admin/ui/logout", post(console::logout))
         .route("/admin/ui/queue", get(console::queue))
         .route("/admin/ui/accounts", get(console::accounts_page))

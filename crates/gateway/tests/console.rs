@@ -92,13 +92,16 @@ async fn an_analyst_signs_in_reads_a_flagged_account_and_decides_with_a_record()
         cookie: None,
     };
 
-    // Signed out: the sign-in page, nothing else; a wrong token opens nothing.
+    // Signed out: to the sign-in page, nothing else; a wrong token opens nothing.
     let (status, html) = b.get("/admin/ui/accounts/harvester").await;
-    assert_eq!(status, 401);
-    assert!(html.contains("Admin token") && !html.contains("logit_bias"));
+    assert_eq!(status, 303);
+    assert!(!html.contains("logit_bias"));
+    let (status, html) = b.get("/admin/ui/login").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Admin token"));
     let r = b.post("/admin/ui/login", form(&[("token", "guess")])).await;
-    assert_eq!(r.status(), 401);
     assert!(r.headers().get("set-cookie").is_none());
+    assert!(r.text().await.unwrap().contains("Wrong token"));
 
     // Signed in: an HttpOnly, SameSite=Strict session cookie.
     let r = b.post("/admin/ui/login", form(&[("token", ADMIN)])).await;
@@ -239,6 +242,83 @@ async fn an_analyst_signs_in_reads_a_flagged_account_and_decides_with_a_record()
     let r = b.post("/admin/ui/logout", form(&[("csrf", &csrf)])).await;
     assert_eq!(r.status(), 303);
     let (status, _) = b.get("/admin/ui").await;
-    assert_eq!(status, 401);
+    assert_eq!(status, 303);
+    h.gw.shutdown().await;
+}
+
+/// The same console in a real browser (Playwright driving Debian's Chromium), screenshots of
+/// every page kept under `out/console/`. Needs `pip install playwright` and `apt-get install
+/// chromium`; without them the test says so and passes, unless
+/// DISTILLGUARD_REQUIRE_BROWSER_TEST=1 (CI sets it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_in_a_real_browser() {
+    let chromium = std::env::var("DG_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let have_browser = std::path::Path::new(&chromium).exists();
+    if !have_browser
+        || !common::python_module_or_skip(
+            "playwright",
+            "DISTILLGUARD_REQUIRE_BROWSER_TEST",
+            "pip install playwright; apt-get install chromium",
+        )
+    {
+        assert!(
+            std::env::var_os("DISTILLGUARD_REQUIRE_BROWSER_TEST").is_none(),
+            "no browser at {chromium}: apt-get install chromium"
+        );
+        eprintln!("SKIPPED: no browser at {chromium} (apt-get install chromium)");
+        return;
+    }
+    let h = Harness::start(|_| {}).await;
+    let harvester = h.key("harvester", None);
+    for i in 0..60 {
+        let body = json!({"model": "demo-model", "messages": [{"role": "user", "content": "The capital of France is"}], "max_tokens": 1, "logit_bias": {(1000 + i * 7).to_string(): 100}});
+        if h.post(&harvester, "/v1/chat/completions", body)
+            .await
+            .status()
+            != 200
+        {
+            break;
+        }
+        if i % 10 == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/console_browser.py");
+    let out_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../out/console");
+    let url = h.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .env("DG_URL", url)
+            .env("DG_TOKEN", ADMIN)
+            .env("DG_FLAGGED", "harvester")
+            .env("DG_OUT", out_dir)
+            .env("DG_CHROMIUM", chromium)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let throttle = h.store.overrides().unwrap();
+    assert_eq!(throttle.len(), 1);
+    assert_eq!(throttle[0].action, "throttle");
+    for shot in [
+        "overview", "queue", "accounts", "account", "groups", "audit",
+    ] {
+        let path = format!(
+            "{}/{shot}.png",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../out/console")
+        );
+        assert!(
+            std::fs::metadata(&path).is_ok_and(|m| m.len() > 1000),
+            "{path}"
+        );
+    }
     h.gw.shutdown().await;
 }
