@@ -37,3 +37,66 @@ fn the_demo_runs_end_to_end_without_the_shared_corpora() {
     assert_eq!(words[on + 1], words[on + 3], "{agree}");
     assert!(words[on + 1].parse::<usize>().unwrap() > 12, "{agree}");
 }
+
+#[test]
+fn demo_keep_serving_leaves_the_console_up_until_interrupted_then_finishes() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(common::BIN)
+        .args([
+            "demo",
+            "--keep-serving",
+            "--accounts",
+            "8",
+            "--per-account",
+            "15",
+            "--out",
+        ])
+        .arg(dir.path().join("out"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (mut url, mut token) = (None, None);
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 {
+        if let Some(u) = line.trim().strip_prefix("== the analyst console: ") {
+            url = Some(u.to_owned());
+        }
+        if let Some(t) = line.trim().strip_prefix("sign in with the token ") {
+            token = Some(t.to_owned());
+            break;
+        }
+        line.clear();
+    }
+    let (url, token) = (url.expect("the console's URL"), token.expect("a token"));
+    // The console is up: the sign-in page answers, and the token opens a session.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let login = url.replace("/admin/ui", "/admin/ui/login");
+        assert_eq!(client.get(&login).send().await.unwrap().status(), 200);
+        client
+            .post(&login)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 303);
+    // Interrupted, it goes on to the offline scan and exits by itself.
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(rest.contains("agrees with the gateway on"), "{rest}");
+}

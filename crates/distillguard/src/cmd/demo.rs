@@ -40,6 +40,10 @@ pub struct Args {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// After the traffic, leave the gateway and its analyst console up (printing the URL and
+    /// a sign-in token) until Ctrl-C, then finish with the offline scan.
+    #[arg(long)]
+    pub keep_serving: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -78,7 +82,11 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         models: vec![],
         timeout_secs: 60,
     });
-    let admin_token = "demo-admin-token".to_owned();
+    // A fresh token each run: the console signs in with it (`--keep-serving` prints it).
+    let admin_token: String = rand::random::<[u8; 16]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let gw = Gateway::start(config, store.clone(), Some(admin_token.clone()))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -319,6 +327,13 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
 
+    if args.keep_serving {
+        println!("== the analyst console: {base}/admin/ui");
+        println!("   sign in with the token {admin_token}");
+        println!("   (the admin API takes it too: Authorization: Bearer {admin_token})");
+        println!("   Ctrl-C to stop serving and finish with the offline scan");
+        super::serve::shutdown_signal().await;
+    }
     println!("== 6. export the log and scan it offline");
     gw.shutdown().await;
     let log = args.out.join("exchanges.jsonl");
