@@ -10,6 +10,7 @@
 
 mod cmd;
 mod pipeline;
+mod report;
 
 use std::process::ExitCode;
 

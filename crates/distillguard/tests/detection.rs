@@ -737,3 +737,44 @@ fn flagged_groups_are_shared_as_a_valid_stix_bundle_and_the_indicator_file_stays
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn scan_html_writes_one_self_contained_page_of_the_same_verdicts() {
+    let sim = small_simulation(9);
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), "exchanges.jsonl", &sim.exchanges);
+    let page = dir.path().join("report.html");
+    let with = scan_json(&[
+        std::ffi::OsStr::new("--html"),
+        page.as_os_str(),
+        log.as_os_str(),
+    ]);
+    // The page changes nothing of the verdicts.
+    assert_eq!(with, scan_json(&[log.as_os_str()]));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    // Every flagged account is detailed, with its reasons and escalations.
+    for line in with.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["verdict"] == "distilling" {
+            let account = v["account"].as_str().unwrap();
+            assert!(
+                html.contains(&format!("id=\"acct-{account}\"")),
+                "{account}"
+            );
+            let reason = v["reasons"][0]["detail"].as_str().unwrap();
+            let escaped = reason
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;");
+            assert!(html.contains(&escaped), "{reason}");
+        }
+    }
+    assert!(html.contains(" to distilling at score "));
+    // Nothing is fetched from anywhere else: no script, no remote source.
+    assert!(!html.contains("<script"));
+    assert!(!html
+        .replace("http://www.w3.org/2000/svg", "")
+        .contains("http"));
+}

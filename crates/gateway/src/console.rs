@@ -80,7 +80,9 @@ impl Sessions {
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1a1a1a;background:#fafafa}\
+/// The console's style, inline in every page (and in `scan --html`'s report): nothing is
+/// fetched from anywhere else.
+pub const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1a1a1a;background:#fafafa}\
 nav{background:#1f2937;padding:.6rem 1rem;display:flex;gap:1rem;align-items:center}\
 nav a{color:#f9fafb;text-decoration:none;font-weight:600}nav a:focus,nav a:hover{text-decoration:underline}\
 nav form{margin-left:auto}main{padding:1rem 1.5rem;max-width:1100px}\

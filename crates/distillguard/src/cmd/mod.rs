@@ -97,6 +97,16 @@ impl LogArgs {
         strict: bool,
         progress: impl FnMut(u64),
     ) -> anyhow::Result<(detect::Detector, crate::pipeline::Outcome)> {
+        self.detect_watching(strict, |_| {}, progress)
+    }
+
+    /// [`LogArgs::detect`], with every verdict change seen as it happens.
+    pub fn detect_watching(
+        &self,
+        strict: bool,
+        on_change: impl FnMut(&detect::VerdictChange),
+        progress: impl FnMut(u64),
+    ) -> anyhow::Result<(detect::Detector, crate::pipeline::Outcome)> {
         let config = load_config(self.config.as_deref())?;
         let source = exchange::LineSource::open(&self.input, self.reader_options())
             .with_context(|| format!("opening {}", self.input.display()))?;
@@ -122,7 +132,7 @@ impl LogArgs {
             &mut detector,
             workers,
             strict,
-            |_| {},
+            on_change,
             progress,
         );
         if let Some(path) = &self.state {

@@ -29,6 +29,10 @@ pub struct Args {
     /// sentence, and the group it is linked into (exit 1 when the log has no such account).
     #[arg(long, value_name = "ACCOUNT")]
     pub why: Option<String>,
+    /// Also write one self-contained HTML page (ranked accounts, groups, and each flagged
+    /// account's reasons and escalations) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -37,10 +41,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ProgressStyle::with_template("{spinner} {pos} exchanges read ({per_sec}) {elapsed}")
             .expect("template"),
     );
-    let (detector, outcome) = args.log.detect(args.strict, |n| bar.set_position(n))?;
+    // The escalations are kept only for the HTML report's timelines.
+    let mut changes = Vec::new();
+    let keep = args.html.is_some();
+    let (detector, outcome) = args.log.detect_watching(
+        args.strict,
+        |c| {
+            if keep {
+                changes.push(c.clone());
+            }
+        },
+        |n| bar.set_position(n),
+    )?;
     bar.finish_and_clear();
 
     let reports = detector.reports();
+    if let Some(path) = &args.html {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        crate::report::write(
+            &mut BufWriter::new(file),
+            &args.log.input.display().to_string(),
+            outcome.exchanges,
+            outcome.bad.total,
+            &reports,
+            &detector.groups(),
+            &changes,
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
     let sink: Box<dyn Write> = match &args.output {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
