@@ -589,6 +589,82 @@ fn group_members(state: &AppState, cluster: &str) -> Option<Vec<String>> {
     }
 }
 
+/// A group as the admin API shows it, wherever groups are kept.
+fn group_value(state: &AppState, cluster: &str) -> Option<Value> {
+    match &state.bus {
+        Some(b) => b.groups.read().get(cluster).cloned(),
+        None => state
+            .shared
+            .detector
+            .lock()
+            .groups()
+            .into_iter()
+            .find(|g| g.cluster == cluster)
+            .and_then(|g| serde_json::to_value(g).ok()),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct StixQuery {
+    producer: Option<String>,
+}
+
+/// Exchanges read per member at most for a STIX bundle.
+const STIX_EXCHANGES_PER_MEMBER: usize = 100_000;
+
+/// `GET /admin/groups/{cluster}/stix?producer=NAME`: the group as a STIX 2.1 bundle for other
+/// providers (`docs/sharing.md`), its indicators and sightings from the logged exchanges of its
+/// members.
+pub async fn group_stix(
+    State(state): State<Arc<AppState>>,
+    Path(cluster): Path<String>,
+    QueryArgs(q): QueryArgs<StixQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let group = group_value(&state, &cluster).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("group_not_found"),
+            format!("No group {cluster}."),
+        )
+    })?;
+    let members: Vec<String> = group["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .collect();
+    let store = state.shared.store.clone();
+    let who = members.clone();
+    let seen = blocking(move || {
+        let mut seen = BTreeMap::new();
+        for m in &who {
+            for (_, row) in store.exchanges(Some(m), 0, STIX_EXCHANGES_PER_MEMBER)? {
+                if let Ok(ex) = exchange::parse_line(row.line.as_bytes()) {
+                    stix::note(&ex, &mut seen);
+                }
+            }
+        }
+        Ok(seen)
+    })
+    .await?;
+    let g = stix::Group {
+        cluster: cluster.clone(),
+        verdict: group["verdict"].as_str().unwrap_or("benign").to_owned(),
+        score: group["score"].as_f64().unwrap_or(0.0),
+        members: members.len(),
+        reasons: group["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["detail"].as_str().map(str::to_owned))
+            .collect(),
+        seen: seen.into_iter().collect(),
+    };
+    let producer = q.producer.unwrap_or_else(|| "distillguard".into());
+    Ok(Json(stix::bundle(&producer, &[g], now_ms())))
+}
+
 /// `PUT /admin/groups/{cluster}/override`: one decision for every member of a group at once,
 /// each recorded and audited as its own override.
 pub async fn set_group_override(

@@ -506,7 +506,7 @@ pub async fn group_page(
                 div.card { b { (members.len()) } "members" }
                 div.card { b { (g["exchanges"].as_u64().unwrap_or(0)) } "exchanges" }
             }
-            p { "Linked by: " (links_in_words(g)) }
+            p { "Linked by: " (links_in_words(g)) " · " a href={ "/admin/ui/groups/" (cluster) "/stix" } download={ (cluster) ".stix.json" } { "Download as STIX 2.1" } }
             h2 { "Members and links" }
             (graph(&members, &evidence))
             table {
@@ -541,6 +541,24 @@ pub async fn group_page(
             }
         },
     )
+    .into_response()
+}
+
+/// `GET /admin/ui/groups/{cluster}/stix`: the group as a STIX 2.1 bundle, to share.
+pub async fn group_stix(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(cluster): Path<String>,
+) -> Response {
+    if let Err(r) = session(&state, &headers) {
+        return r.into_response();
+    }
+    admin::group_stix(
+        State(state.clone()),
+        Path(cluster),
+        QueryArgs(admin::StixQuery::default()),
+    )
+    .await
     .into_response()
 }
 

@@ -120,6 +120,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/groups/{cluster}/override",
             put(admin::set_group_override),
         )
+        .route("/admin/groups/{cluster}/stix", get(admin::group_stix))
         // OTLP/HTTP traces: what it accepts becomes evidence, so it takes the admin token.
         .route("/v1/traces", post(collect::traces))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -144,6 +145,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/ui/groups/{cluster}/decide",
             post(console::decide_group),
         )
+        .route("/admin/ui/groups/{cluster}/stix", get(console::group_stix))
         .route("/admin/ui/audit", get(console::audit_page));
     Router::new()
         .route("/v1/chat/completions", post(proxy::generate))

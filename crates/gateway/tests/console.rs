@@ -216,6 +216,28 @@ async fn an_analyst_signs_in_reads_a_flagged_account_and_decides_with_a_record()
         assert!(group.contains(m), "{m} on the group page");
     }
     assert!(group.contains("payment") && group.contains("<svg"));
+    // The group as STIX, from the console and from the admin API: a report, the card as an
+    // indicator, hashed.
+    let (status, bundle) = b.get(&format!("/admin/ui/groups/{cluster}/stix")).await;
+    assert_eq!(status, 200);
+    let api = h
+        .admin(
+            "GET",
+            &format!("/admin/groups/{cluster}/stix?producer=Example"),
+            None,
+        )
+        .await;
+    assert_eq!(api.status(), 200);
+    let api: serde_json::Value = api.json().await.unwrap();
+    for text in [bundle.clone(), api.to_string()] {
+        assert!(
+            text.contains("\"report\"") && text.contains("x-distillguard-payment"),
+            "{text}"
+        );
+        assert!(!text.contains("pf_shared_card") && !text.contains("fleet-1"));
+    }
+    let r = h.admin("GET", "/admin/groups/no-such/stix", None).await;
+    assert_eq!(r.status(), 404);
     let csrf = csrf_of(&group);
     let r = b
         .post(

@@ -55,6 +55,47 @@ impl Default for Seen {
     }
 }
 
+/// Notes what one exchange of a group's member was seen with: its address and the address's
+/// network (as the linker counts it), ASN, user agent, TLS and payment fingerprints, and the
+/// hashes of its system prompts.
+pub fn note(ex: &exchange::Exchange, seen: &mut std::collections::BTreeMap<Observable, Seen>) {
+    let ts = ex.ts.millis();
+    let mut saw = |o: Observable| seen.entry(o).or_default().note(ts);
+    if let Some(ip) = &ex.ip {
+        if let Ok(addr) = ip.parse() {
+            let (net, len) = detect::network(addr);
+            saw(Observable::Network(format!("{net}/{len}")));
+        }
+        saw(Observable::Address(ip.clone()));
+    }
+    if let Some(ua) = &ex.user_agent {
+        saw(Observable::UserAgent(ua.clone()));
+    }
+    if let Some(m) = &ex.meta {
+        if let Some(p) = &m.payment_fingerprint {
+            saw(Observable::PaymentFingerprint(p.clone()));
+        }
+        if let Some(t) = &m.tls_fingerprint {
+            saw(Observable::TlsFingerprint(t.clone()));
+        }
+        if let Some(a) = m.asn {
+            saw(Observable::Asn(a));
+        }
+    }
+    for m in ex
+        .request
+        .messages
+        .iter()
+        .flatten()
+        .filter(|m| m.role == "system")
+    {
+        saw(Observable::SystemPromptHash(format!(
+            "{:016x}",
+            detect::normalised_hash(m.content.as_str())
+        )));
+    }
+}
+
 /// A value a group's members were seen with.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Observable {

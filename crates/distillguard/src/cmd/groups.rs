@@ -162,39 +162,31 @@ fn indicators<'a>(
                 continue;
             };
             let ind = &mut found[g];
-            let ts = ex.ts.millis();
-            let mut saw = |o: stix::Observable| seen[g].entry(o).or_default().note(ts);
+            stix::note(&ex, &mut seen[g]);
             if let Some(ip) = &ex.ip {
                 if let Some(net) = subnet(ip) {
-                    ind.subnets.insert(net.clone());
-                    saw(stix::Observable::Network(net));
+                    ind.subnets.insert(net);
                 }
                 ind.ips.insert(ip.clone());
-                saw(stix::Observable::Address(ip.clone()));
             }
             if let Some(ua) = &ex.user_agent {
                 ind.user_agents.insert(ua.clone());
-                saw(stix::Observable::UserAgent(ua.clone()));
             }
             if let Some(m) = &ex.meta {
                 if let Some(p) = &m.payment_fingerprint {
                     ind.payment_fingerprints.insert(p.clone());
-                    saw(stix::Observable::PaymentFingerprint(p.clone()));
                 }
                 if let Some(t) = &m.tls_fingerprint {
                     ind.tls_fingerprints.insert(t.clone());
-                    saw(stix::Observable::TlsFingerprint(t.clone()));
                 }
                 if let Some(a) = m.asn {
                     ind.asns.insert(a);
-                    saw(stix::Observable::Asn(a));
                 }
             }
             if let Some(messages) = &ex.request.messages {
                 for m in messages.iter().filter(|m| m.role == "system") {
                     let hash = format!("{:016x}", detect::normalised_hash(m.content.as_str()));
-                    ind.system_prompt_hashes.insert(hash.clone());
-                    saw(stix::Observable::SystemPromptHash(hash));
+                    ind.system_prompt_hashes.insert(hash);
                 }
             }
         }
