@@ -303,6 +303,9 @@ pub async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
 #[derive(Deserialize)]
 pub struct ListQuery {
     verdict: Option<String>,
+    action: Option<String>,
+    /// `score` (default), `exchanges` or `account`.
+    sort: Option<String>,
     page: Option<usize>,
 }
 
@@ -318,17 +321,28 @@ pub async fn accounts_page(
     };
     let all = accounts(&state).await;
     let verdict = q.verdict.filter(|v| !v.is_empty());
-    let rows: Vec<&Value> = all
+    let action = q.action.filter(|v| !v.is_empty());
+    let sort = q.sort.unwrap_or_else(|| "score".into());
+    let mut rows: Vec<&Value> = all
         .iter()
         .filter(|a| verdict.as_deref().is_none_or(|v| a["verdict"] == v))
+        .filter(|a| action.as_deref().is_none_or(|v| a["action"] == v))
         .collect();
+    match sort.as_str() {
+        "exchanges" => {
+            rows.sort_by_key(|a| std::cmp::Reverse(a["exchanges"].as_u64().unwrap_or(0)))
+        }
+        "account" => rows.sort_by(|a, b| a["account"].as_str().cmp(&b["account"].as_str())),
+        _ => {} // already highest score first
+    }
     let pages = rows.len().div_ceil(PAGE).max(1);
     let n = q.page.unwrap_or(1).clamp(1, pages);
     let shown = &rows[(n - 1) * PAGE..(n * PAGE).min(rows.len())];
     let link = |p: usize| {
         format!(
-            "/admin/ui/accounts?verdict={}&page={p}",
-            verdict.as_deref().unwrap_or("")
+            "/admin/ui/accounts?verdict={}&action={}&sort={sort}&page={p}",
+            verdict.as_deref().unwrap_or(""),
+            action.as_deref().unwrap_or("")
         )
     };
     page(
@@ -342,7 +356,19 @@ pub async fn accounts_page(
                         option value=(v) selected[verdict.as_deref() == Some(v)] { (if v.is_empty() { "any" } else { v }) }
                     }
                 }
-                " " button type="submit" { "Filter" }
+                label for="action-filter" { "Action" }
+                select id="action-filter" name="action" {
+                    @for v in ["", "allow", "watch", "throttle", "degrade", "block"] {
+                        option value=(v) selected[action.as_deref() == Some(v)] { (if v.is_empty() { "any" } else { v }) }
+                    }
+                }
+                label for="sort" { "Sort by" }
+                select id="sort" name="sort" {
+                    @for v in ["score", "exchanges", "account"] {
+                        option value=(v) selected[sort == v] { (v) }
+                    }
+                }
+                " " button type="submit" { "Show" }
             }
             p { (rows.len()) " accounts; page " (n) " of " (pages) }
             (accounts_table(shown))

@@ -123,6 +123,15 @@ async fn an_analyst_signs_in_reads_a_flagged_account_and_decides_with_a_record()
     assert!(!queue.contains("/admin/ui/accounts/customer"));
     let (_, list) = b.get("/admin/ui/accounts?verdict=distilling").await;
     assert!(list.contains("harvester") && !list.contains(">customer<"));
+    let (_, list) = b
+        .get("/admin/ui/accounts?action=degrade&sort=account")
+        .await;
+    assert!(list.contains(">harvester<") && !list.contains(">customer<"));
+    let (_, list) = b.get("/admin/ui/accounts?sort=exchanges").await;
+    assert!(
+        list.find(">harvester<") < list.find(">customer<"),
+        "more exchanges first"
+    );
     let (status, account) = b.get("/admin/ui/accounts/harvester").await;
     assert_eq!(status, 200);
     assert!(account.contains("logit_bias_sweep"), "the reasons");
