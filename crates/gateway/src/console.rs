@@ -666,6 +666,24 @@ fn timeline(points: &[Value]) -> Markup {
     }
 }
 
+/// The last user message of a logged exchange (or its prompt), cut to 200 characters.
+fn last_user_message(e: &Value) -> String {
+    let text = e["request"]["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .or_else(|| e["request"]["prompt"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut cut: String = text.chars().take(200).collect();
+    if cut.len() < text.len() {
+        cut.push('…');
+    }
+    cut
+}
+
 /// `GET /admin/ui/accounts/{name}`: one account, to decide on.
 pub async fn account_page(
     State(state): State<Arc<AppState>>,
@@ -701,6 +719,16 @@ pub async fn account_page(
         Err(_) => Vec::new(),
     };
     let actions = audit_rows(&state, Some(name.clone()), 50).await;
+    let recent = match admin::account_exchanges(
+        State(state.clone()),
+        Path(name.clone()),
+        QueryArgs(admin::LimitQuery::new(None, 20)),
+    )
+    .await
+    {
+        Ok(axum::Json(v)) => v["exchanges"].as_array().cloned().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
     let verdict = view["verdict"].as_str().unwrap_or_default().to_owned();
     let reasons = view["reasons"].as_array().cloned().unwrap_or_default();
     let action_url = format!("/admin/ui/accounts/{name}/decide");
@@ -743,6 +771,22 @@ pub async fn account_page(
                 label for="expires_in_hours" { "Expires in hours (optional)" }
                 input id="expires_in_hours" name="expires_in_hours" type="number" min="0" step="any";
                 p { button type="submit" { "Record the decision" } }
+            }
+            h2 { "Its latest exchanges, as the log keeps them" }
+            p { "Text appears as the account's content policy keeps it: whole, as hashes, or not at all." }
+            table {
+                thead { tr { th scope="col" { "When" } th scope="col" { "Model" } th scope="col" { "Status" } th scope="col" { "Last user message" } th scope="col" { "Answer tokens" } } }
+                tbody {
+                    @for e in &recent {
+                        tr {
+                            td { (e["ts"].as_str().unwrap_or_default()) }
+                            td { (e["request"]["model"].as_str().unwrap_or_default()) }
+                            td { (e["status"].as_u64().unwrap_or(0)) }
+                            td { (last_user_message(e)) }
+                            td { (e["response"]["usage"]["completion_tokens"].as_u64().map_or(String::new(), |n| n.to_string())) }
+                        }
+                    }
+                }
             }
             h2 { "What was done" }
             (audit_table(&actions))

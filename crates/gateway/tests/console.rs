@@ -143,6 +143,10 @@ async fn an_analyst_signs_in_reads_a_flagged_account_and_decides_with_a_record()
         account.contains("detector"),
         "the detector's action in the history"
     );
+    assert!(
+        account.contains("The capital of France is"),
+        "its latest exchanges, as the log keeps them"
+    );
     let csrf = csrf_of(&account);
 
     // A forged form (no token, or another) is refused and changes nothing.
