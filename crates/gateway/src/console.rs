@@ -73,10 +73,9 @@ impl Sessions {
             .map(|(csrf, _)| csrf.clone())
     }
 
-    fn close(&self, headers: &HeaderMap) {
-        if let Some(csrf) = self.csrf(headers) {
-            self.inner.lock().retain(|_, (c, _)| *c != csrf);
-        }
+    /// Ends the session whose CSRF token this is.
+    fn close(&self, signed: &Signed) {
+        self.inner.lock().retain(|_, (c, _)| *c != signed.0);
     }
 }
 
@@ -152,7 +151,7 @@ fn forbidden(why: &str) -> Response {
 }
 
 /// Why a request gets no page.
-enum Refusal {
+pub enum Refusal {
     /// No admin token is set: no console.
     Off,
     /// No live session: the sign-in page.
@@ -188,21 +187,56 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// The session's CSRF token, or why there is none.
-fn session(state: &AppState, headers: &HeaderMap) -> Result<String, Refusal> {
-    if state.admin_token.is_none() {
-        return Err(Refusal::Off);
+/// A signed-in request, carrying its session's CSRF token: the extractor every page and form
+/// takes, so none of them can forget the check. Without a live session the request gets the
+/// sign-in page instead.
+pub struct Signed(String);
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for Signed {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Refusal> {
+        if state.admin_token.is_none() {
+            return Err(Refusal::Off);
+        }
+        state
+            .console
+            .csrf(&parts.headers)
+            .map(Signed)
+            .ok_or(Refusal::SignedOut)
     }
-    state.console.csrf(headers).ok_or(Refusal::SignedOut)
 }
 
-/// A state-changing form: a live session and its CSRF token, or refused.
-fn checked(state: &AppState, headers: &HeaderMap, sent: &str) -> Result<(), Refusal> {
-    let csrf = session(state, headers)?;
-    if bool::from(csrf.as_bytes().ct_eq(sent.as_bytes())) {
-        Ok(())
-    } else {
-        Err(Refusal::Forged)
+impl Signed {
+    /// A state-changing form must carry this session's CSRF token.
+    fn check(&self, sent: &str) -> Result<(), Refusal> {
+        if bool::from(self.0.as_bytes().ct_eq(sent.as_bytes())) {
+            Ok(())
+        } else {
+            Err(Refusal::Forged)
+        }
+    }
+}
+
+/// The form that records a decision ([`DecideForm`]): one of `actions`, a required reason,
+/// an optional expiry, and the session's CSRF token.
+fn decision_form(action_url: &str, csrf: &str, actions: &[&str], reason_label: &str) -> Markup {
+    html! {
+        form method="post" action=(action_url) {
+            input type="hidden" name="csrf" value=(csrf);
+            label for="action" { "Action" }
+            select id="action" name="action" {
+                @for a in actions { option value=(a) { (a) } }
+            }
+            label for="reason" { (reason_label) }
+            textarea id="reason" name="reason" rows="2" cols="60" required {}
+            label for="expires_in_hours" { "Expires in hours (optional)" }
+            input id="expires_in_hours" name="expires_in_hours" type="number" min="0" step="any";
+            p { button type="submit" { "Record the decision" } }
+        }
     }
 }
 
@@ -275,11 +309,7 @@ fn accounts_table(rows: &[&Value]) -> Markup {
 }
 
 /// `GET /admin/ui`: the overview.
-pub async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let csrf = match session(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+pub async fn overview(State(state): State<Arc<AppState>>, Signed(csrf): Signed) -> Response {
     let all = accounts(&state).await;
     let count = |f: &dyn Fn(&Value) -> bool| all.iter().filter(|a| f(a)).count();
     let recent = audit_rows(&state, None, 10).await;
@@ -312,13 +342,9 @@ pub struct ListQuery {
 /// `GET /admin/ui/accounts?verdict=&page=`: every account, highest score first, paged.
 pub async fn accounts_page(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Signed(csrf): Signed,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let csrf = match session(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
     let all = accounts(&state).await;
     let verdict = q.verdict.filter(|v| !v.is_empty());
     let action = q.action.filter(|v| !v.is_empty());
@@ -382,11 +408,7 @@ pub async fn accounts_page(
 }
 
 /// `GET /admin/ui/queue`: flagged accounts no person has decided on yet.
-pub async fn queue(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let csrf = match session(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+pub async fn queue(State(state): State<Arc<AppState>>, Signed(csrf): Signed) -> Response {
     let all = accounts(&state).await;
     let waiting: Vec<&Value> = all
         .iter()
@@ -405,11 +427,7 @@ pub async fn queue(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
 }
 
 /// `GET /admin/ui/audit`: the audit log, newest first.
-pub async fn audit_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let csrf = match session(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+pub async fn audit_page(State(state): State<Arc<AppState>>, Signed(csrf): Signed) -> Response {
     let rows = audit_rows(&state, None, 200).await;
     page("Audit log", Some(&csrf), audit_table(&rows)).into_response()
 }
@@ -434,11 +452,7 @@ fn links_in_words(g: &Value) -> String {
 }
 
 /// `GET /admin/ui/groups`: accounts linked as one actor, highest score first.
-pub async fn groups_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let csrf = match session(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+pub async fn groups_page(State(state): State<Arc<AppState>>, Signed(csrf): Signed) -> Response {
     let all = groups(&state).await;
     page(
         "Groups",
@@ -495,13 +509,9 @@ fn graph(members: &[&str], evidence: &[Value]) -> Markup {
 /// `GET /admin/ui/groups/{cluster}`: one group, its members, the evidence on each link, a decision.
 pub async fn group_page(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Signed(csrf): Signed,
     Path(cluster): Path<String>,
 ) -> Response {
-    let csrf = match session(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
     let all = groups(&state).await;
     let Some(g) = all.iter().find(|g| g["cluster"] == cluster.as_str()) else {
         return (
@@ -553,18 +563,12 @@ pub async fn group_page(
             h2 { "Members" }
             ul { @for m in &members { li { a href={ "/admin/ui/accounts/" (m) } { (m) } } } }
             h2 { "Decide for every member" }
-            form method="post" action={ "/admin/ui/groups/" (cluster) "/decide" } {
-                input type="hidden" name="csrf" value=(csrf);
-                label for="action" { "Action" }
-                select id="action" name="action" {
-                    @for a in ["allow", "watch", "throttle", "degrade", "block"] { option value=(a) { (a) } }
-                }
-                label for="reason" { "Reason (required, audited per member)" }
-                textarea id="reason" name="reason" rows="2" cols="60" required {}
-                label for="expires_in_hours" { "Expires in hours (optional)" }
-                input id="expires_in_hours" name="expires_in_hours" type="number" min="0" step="any";
-                p { button type="submit" { "Record the decision" } }
-            }
+            (decision_form(
+                &format!("/admin/ui/groups/{cluster}/decide"),
+                &csrf,
+                &["allow", "watch", "throttle", "degrade", "block"],
+                "Reason (required, audited per member)",
+            ))
         },
     )
     .into_response()
@@ -573,12 +577,9 @@ pub async fn group_page(
 /// `GET /admin/ui/groups/{cluster}/stix`: the group as a STIX 2.1 bundle, to share.
 pub async fn group_stix(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Signed,
     Path(cluster): Path<String>,
 ) -> Response {
-    if let Err(r) = session(&state, &headers) {
-        return r.into_response();
-    }
     admin::group_stix(
         State(state.clone()),
         Path(cluster),
@@ -591,14 +592,11 @@ pub async fn group_stix(
 /// `POST /admin/ui/groups/{cluster}/decide`: one override for every member, each audited.
 pub async fn decide_group(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    signed: Signed,
     Path(cluster): Path<String>,
     Form(f): Form<DecideForm>,
 ) -> Response {
-    if let Err(r) = checked(&state, &headers, &f.csrf) {
-        return r.into_response();
-    }
-    let hours = match hours(&f.expires_in_hours) {
+    let hours = match f.accepted(&signed) {
         Ok(h) => h,
         Err(r) => return r.into_response(),
     };
@@ -614,16 +612,6 @@ pub async fn decide_group(
         Ok(_) => Redirect::to(&format!("/admin/ui/groups/{cluster}")).into_response(),
         Err(e) => e.into_response(),
     }
-}
-
-fn hours(text: &str) -> Result<Option<f64>, Refusal> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    text.parse::<f64>()
-        .map(Some)
-        .map_err(|_| Refusal::NotANumber)
 }
 
 /// The score over time as an SVG line, with the two thresholds.
@@ -687,13 +675,9 @@ fn last_user_message(e: &Value) -> String {
 /// `GET /admin/ui/accounts/{name}`: one account, to decide on.
 pub async fn account_page(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Signed(csrf): Signed,
     Path(name): Path<String>,
 ) -> Response {
-    let csrf = match session(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
     let view = match admin::get_account(State(state.clone()), Path(name.clone())).await {
         Ok(axum::Json(v)) => v,
         Err(_) => {
@@ -758,20 +742,12 @@ pub async fn account_page(
                 }
             }
             h2 { "Decide" }
-            form method="post" action=(action_url) {
-                input type="hidden" name="csrf" value=(csrf);
-                label for="action" { "Action" }
-                select id="action" name="action" {
-                    @for a in ["allow", "watch", "throttle", "degrade", "block", "allowlist", "unallowlist", "clear"] {
-                        option value=(a) { (a) }
-                    }
-                }
-                label for="reason" { "Reason (required, audited)" }
-                textarea id="reason" name="reason" rows="2" cols="60" required {}
-                label for="expires_in_hours" { "Expires in hours (optional)" }
-                input id="expires_in_hours" name="expires_in_hours" type="number" min="0" step="any";
-                p { button type="submit" { "Record the decision" } }
-            }
+            (decision_form(
+                &action_url,
+                &csrf,
+                &["allow", "watch", "throttle", "degrade", "block", "allowlist", "unallowlist", "clear"],
+                "Reason (required, audited)",
+            ))
             h2 { "Its latest exchanges, as the log keeps them" }
             p { "Text appears as the account's content policy keeps it: whole, as hashes, or not at all." }
             table {
@@ -804,17 +780,28 @@ pub struct DecideForm {
     expires_in_hours: String,
 }
 
+impl DecideForm {
+    /// A decision the session sent (its CSRF token), with its expiry in hours when given.
+    fn accepted(&self, signed: &Signed) -> Result<Option<f64>, Refusal> {
+        signed.check(&self.csrf)?;
+        let text = self.expires_in_hours.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse::<f64>()
+            .map(Some)
+            .map_err(|_| Refusal::NotANumber)
+    }
+}
+
 /// `POST /admin/ui/accounts/{name}/decide`: a decision through the admin API's own handlers.
 pub async fn decide(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    signed: Signed,
     Path(name): Path<String>,
     Form(f): Form<DecideForm>,
 ) -> Response {
-    if let Err(r) = checked(&state, &headers, &f.csrf) {
-        return r.into_response();
-    }
-    let hours = match hours(&f.expires_in_hours) {
+    let hours = match f.accepted(&signed) {
         Ok(h) => h,
         Err(r) => return r.into_response(),
     };
@@ -891,13 +878,13 @@ pub struct CsrfForm {
 /// `POST /admin/ui/logout`.
 pub async fn logout(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    signed: Signed,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = checked(&state, &headers, &f.csrf) {
+    if let Err(r) = signed.check(&f.csrf) {
         return r.into_response();
     }
-    state.console.close(&headers);
+    state.console.close(&signed);
     (
         [(
             header::SET_COOKIE,
