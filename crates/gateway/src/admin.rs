@@ -567,31 +567,9 @@ pub async fn list_groups(State(state): State<Arc<AppState>>) -> Result<Json<Valu
     Ok(Json(json!({ "groups": groups })))
 }
 
-/// The members of a group, wherever groups are kept.
-fn group_members(state: &AppState, cluster: &str) -> Option<Vec<String>> {
-    match &state.bus {
-        Some(b) => b.groups.read().get(cluster).map(|g| {
-            g["members"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m.as_str().map(str::to_owned))
-                .collect()
-        }),
-        None => state
-            .shared
-            .detector
-            .lock()
-            .groups()
-            .into_iter()
-            .find(|g| g.cluster == cluster)
-            .map(|g| g.members),
-    }
-}
-
-/// A group as the admin API shows it, wherever groups are kept.
-fn group_value(state: &AppState, cluster: &str) -> Option<Value> {
-    match &state.bus {
+/// A group as the admin API shows it, wherever groups are kept, or a 404.
+fn group_value(state: &AppState, cluster: &str) -> Result<Value, ApiError> {
+    let found = match &state.bus {
         Some(b) => b.groups.read().get(cluster).cloned(),
         None => state
             .shared
@@ -601,7 +579,25 @@ fn group_value(state: &AppState, cluster: &str) -> Option<Value> {
             .into_iter()
             .find(|g| g.cluster == cluster)
             .and_then(|g| serde_json::to_value(g).ok()),
-    }
+    };
+    found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("group_not_found"),
+            format!("No group {cluster}."),
+        )
+    })
+}
+
+/// A group's members, as names.
+fn members_of(group: &Value) -> Vec<String> {
+    group["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -620,20 +616,8 @@ pub async fn group_stix(
     Path(cluster): Path<String>,
     QueryArgs(q): QueryArgs<StixQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let group = group_value(&state, &cluster).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            Some("group_not_found"),
-            format!("No group {cluster}."),
-        )
-    })?;
-    let members: Vec<String> = group["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m.as_str().map(str::to_owned))
-        .collect();
+    let group = group_value(&state, &cluster)?;
+    let members = members_of(&group);
     let store = state.shared.store.clone();
     let who = members.clone();
     let seen = blocking(move || {
@@ -672,14 +656,7 @@ pub async fn set_group_override(
     Path(cluster): Path<String>,
     JsonBody(b): JsonBody<OverrideBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let members = group_members(&state, &cluster).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            Some("group_not_found"),
-            format!("No group {cluster}."),
-        )
-    })?;
+    let members = members_of(&group_value(&state, &cluster)?);
     for m in &members {
         let body = OverrideBody {
             action: b.action.clone(),
