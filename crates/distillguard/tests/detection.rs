@@ -347,6 +347,24 @@ fn the_table_shows_a_linked_group_as_one_row_and_why_explains_one_account() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no account no-such-account"));
 }
 
+/// `scan --json` output as (account, verdict, score), sorted: what two readings of the same
+/// traffic must agree on.
+fn verdicts(out: String) -> Vec<(String, String, String)> {
+    let mut v: Vec<_> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["account"].as_str().unwrap().to_owned(),
+                v["verdict"].as_str().unwrap().to_owned(),
+                v["score"].to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// One exchange as LiteLLM's callbacks would have logged it (a `StandardLoggingPayload`): what
 /// LiteLLM records, and nothing it does not (no user agent, no account facts).
 fn as_litellm_payload(e: &Exchange) -> serde_json::Value {
@@ -405,21 +423,6 @@ fn a_litellm_log_of_the_same_traffic_gets_the_same_verdicts() {
         text.push('\n');
     }
     std::fs::write(&litellm_log, text).unwrap();
-    let verdicts = |out: String| -> Vec<(String, String, String)> {
-        let mut v: Vec<_> = out
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (
-                    v["account"].as_str().unwrap().to_owned(),
-                    v["verdict"].as_str().unwrap().to_owned(),
-                    v["score"].to_string(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
     let expected = verdicts(scan_json(&[exchange_log.as_os_str()]));
     assert!(expected.iter().any(|(_, v, _)| v == "distilling"));
     let litellm = verdicts(scan_json(&[
@@ -632,21 +635,6 @@ fn an_otel_trace_export_of_the_same_traffic_gets_the_same_verdicts() {
         text.push('\n');
     }
     std::fs::write(&otel_log, text).unwrap();
-    let verdicts = |out: String| -> Vec<(String, String, String)> {
-        let mut v: Vec<_> = out
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (
-                    v["account"].as_str().unwrap().to_owned(),
-                    v["verdict"].as_str().unwrap().to_owned(),
-                    v["score"].to_string(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
     let expected = verdicts(scan_json(&[exchange_log.as_os_str()]));
     assert!(expected.iter().any(|(_, v, _)| v == "distilling"));
     let otel = verdicts(scan_json(&[

@@ -410,15 +410,7 @@ async fn proxied_calls_are_exported_as_genai_spans_and_a_down_collector_costs_no
     }
     let mut dropped = false;
     for _ in 0..200 {
-        let metrics = h
-            .client
-            .get(h.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = h.metrics().await;
         if metrics.lines().any(|l| {
             l.starts_with("distillguard_otlp_spans_total")
                 && l.contains("outcome=\"dropped\"")

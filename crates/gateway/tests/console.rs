@@ -57,6 +57,20 @@ impl Browser<'_> {
     }
 }
 
+/// A logit-bias sweep (Carlini et al.) from `key` until the gateway refuses it, at most 60
+/// calls: the account the detector flags at once.
+async fn sweep(h: &Harness, key: &str) {
+    for i in 0..60 {
+        let body = json!({"model": "demo-model", "messages": [{"role": "user", "content": "The capital of France is"}], "max_tokens": 1, "logit_bias": {(1000 + i * 7).to_string(): 100}});
+        if h.post(key, "/v1/chat/completions", body).await.status() != 200 {
+            break;
+        }
+        if i % 10 == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
 fn csrf_of(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     html[at..at + 64].to_owned()
@@ -66,16 +80,7 @@ fn csrf_of(html: &str) -> String {
 async fn an_analyst_signs_in_reads_a_flagged_account_and_decides_with_a_record() {
     let h = Harness::start(|_| {}).await;
     let harvester = h.key("harvester", None);
-    for i in 0..60 {
-        let body = json!({"model": "demo-model", "messages": [{"role": "user", "content": "The capital of France is"}], "max_tokens": 1, "logit_bias": {(1000 + i * 7).to_string(): 100}});
-        let r = h.post(&harvester, "/v1/chat/completions", body).await;
-        if r.status() != 200 {
-            break;
-        }
-        if i % 10 == 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
+    sweep(&h, &harvester).await;
     let customer = h.key("customer", None);
     assert_eq!(
         h.post(&customer, "/v1/chat/completions", chat("hello"))
@@ -305,19 +310,7 @@ async fn the_console_works_in_a_real_browser() {
     }
     let h = Harness::start(|_| {}).await;
     let harvester = h.key("harvester", None);
-    for i in 0..60 {
-        let body = json!({"model": "demo-model", "messages": [{"role": "user", "content": "The capital of France is"}], "max_tokens": 1, "logit_bias": {(1000 + i * 7).to_string(): 100}});
-        if h.post(&harvester, "/v1/chat/completions", body)
-            .await
-            .status()
-            != 200
-        {
-            break;
-        }
-        if i % 10 == 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
+    sweep(&h, &harvester).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/console_browser.py");
     let out_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../out/console");
     let url = h.url("");

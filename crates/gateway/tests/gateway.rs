@@ -380,15 +380,7 @@ async fn a_harvesting_account_is_degraded_while_a_benign_one_is_untouched_and_th
     let r = h.admin("GET", "/admin/accounts/typo/history", None).await;
     assert_eq!(r.status(), 404);
     // The detector's own figures are on /metrics.
-    let metrics = h
-        .client
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     for name in [
         "distillguard_accounts_flagged{verdict=\"distilling\"}",
         "distillguard_detector_lag_seconds",

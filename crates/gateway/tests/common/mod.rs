@@ -93,6 +93,18 @@ impl Harness {
         .unwrap()
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Waits until the log holds `n` exchanges of `account` (the tap is asynchronous).
     pub async fn logged(&self, account: &str, n: usize) -> Vec<Value> {
         for _ in 0..200 {
