@@ -520,6 +520,49 @@ pub fn synthetic_multiturn(w: &mut World) -> (Identity, Vec<Exchange>) {
     (who, out)
 }
 
+/// An agent harvest's client: who calls, with which tools, parameters and model, and how much
+/// of each tool result goes back into the history.
+struct Agent<'a> {
+    who: &'a Identity,
+    tools: &'a [serde_json::Value],
+    params: &'a Params,
+    model: &'a str,
+    result_chars: usize,
+}
+
+impl Agent<'_> {
+    /// One call of a trajectory: a tool call whose result then joins the history, or, at the
+    /// last step (`last` holds the final answer), the answer.
+    fn step(
+        &self,
+        w: &mut World,
+        out: &mut Vec<Exchange>,
+        history: &mut Vec<exchange::Message>,
+        ts: i64,
+        last: Option<&str>,
+    ) {
+        let tool = pick_tool(&mut w.rng, self.tools);
+        let tc = last
+            .is_none()
+            .then(|| tool_call(format!("call_{}", w.hex(8)), &tool));
+        out.push(w.exchange(
+            self.who,
+            Call {
+                ts,
+                model: self.model.to_owned(),
+                messages: history.clone(),
+                answer: last.unwrap_or_default().to_owned(),
+                reasoning: None,
+                tool_call: tc.clone(),
+                params: self.params.clone(),
+            },
+        ));
+        if let Some(tc) = tc {
+            w.push_tool_turn(history, tc, self.result_chars);
+        }
+    }
+}
+
 /// Agentic trajectory harvest: invented tasks run through fake tools, to collect tool-use traces.
 pub fn agentic_harvest(w: &mut World) -> (Identity, Vec<Exchange>) {
     // The hard world's half: an agent that never sleeps, dressed as a product's agent.
@@ -547,31 +590,17 @@ pub fn agentic_harvest(w: &mut World) -> (Identity, Vec<Exchange>) {
             msg("user", &q.prompt),
         ];
         let steps = w.rng.gen_range(2..6);
+        let agent = Agent {
+            who: &who,
+            tools: &tools,
+            params: &params,
+            model: w.old_models[old],
+            result_chars: 600,
+        };
         let mut ts = start;
         for s in 0..steps {
-            let last = s + 1 == steps;
-            let tool = pick_tool(&mut w.rng, &tools);
-            let tc = (!last).then(|| tool_call(format!("call_{}", w.hex(8)), &tool));
-            let answer = if last {
-                q.answer.clone()
-            } else {
-                String::new()
-            };
-            out.push(w.exchange(
-                &who,
-                Call {
-                    ts,
-                    model: w.old_models[old].to_owned(),
-                    messages: history.clone(),
-                    answer,
-                    reasoning: None,
-                    tool_call: tc.clone(),
-                    params: params.clone(),
-                },
-            ));
-            if let Some(tc) = tc {
-                w.push_tool_turn(&mut history, tc, 600);
-            }
+            let last = (s + 1 == steps).then_some(q.answer.as_str());
+            agent.step(w, &mut out, &mut history, ts, last);
             ts += w.rng.gen_range(500..4000);
         }
     }
@@ -621,30 +650,16 @@ fn sleepless_agent(w: &mut World) -> (Identity, Vec<Exchange>) {
         let mut history = vec![msg("system", system), msg("user", &task)];
         let steps = w.rng.gen_range(2..12);
         let scale = w.rng.gen_range(1.0..5.0);
+        let agent = Agent {
+            who: &who,
+            tools: &tools,
+            params: &params,
+            model: w.old_models[old],
+            result_chars: 800,
+        };
         for (s, ts) in w.burst(start, steps, true, scale).into_iter().enumerate() {
-            let last = s + 1 == steps;
-            let tool = pick_tool(&mut w.rng, &tools);
-            let tc = (!last).then(|| tool_call(format!("call_{}", w.hex(8)), &tool));
-            let answer = if last {
-                final_answer.clone()
-            } else {
-                String::new()
-            };
-            out.push(w.exchange(
-                &who,
-                Call {
-                    ts,
-                    model: w.old_models[old].to_owned(),
-                    messages: history.clone(),
-                    answer,
-                    reasoning: None,
-                    tool_call: tc.clone(),
-                    params: params.clone(),
-                },
-            ));
-            if let Some(tc) = tc {
-                w.push_tool_turn(&mut history, tc, 800);
-            }
+            let last = (s + 1 == steps).then_some(final_answer.as_str());
+            agent.step(w, &mut out, &mut history, ts, last);
         }
     }
     (who, out)
