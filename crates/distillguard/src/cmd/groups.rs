@@ -50,6 +50,25 @@ struct Indicators {
     system_prompt_hashes: BTreeSet<String>,
 }
 
+impl From<&Sightings> for Indicators {
+    /// The values seen, by kind, without their counts.
+    fn from(seen: &Sightings) -> Self {
+        let mut ind = Indicators::default();
+        for o in seen.keys() {
+            match o.clone() {
+                stix::Observable::Address(v) => ind.ips.insert(v),
+                stix::Observable::Network(v) => ind.subnets.insert(v),
+                stix::Observable::PaymentFingerprint(v) => ind.payment_fingerprints.insert(v),
+                stix::Observable::TlsFingerprint(v) => ind.tls_fingerprints.insert(v),
+                stix::Observable::UserAgent(v) => ind.user_agents.insert(v),
+                stix::Observable::Asn(v) => ind.asns.insert(v),
+                stix::Observable::SystemPromptHash(v) => ind.system_prompt_hashes.insert(v),
+            };
+        }
+        ind
+    }
+}
+
 #[derive(Serialize)]
 struct Bundle<'a> {
     cluster: &'a str,
@@ -123,12 +142,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The address's network as the linker counts it (`detect::network`), written as a CIDR.
-fn subnet(ip: &str) -> Option<String> {
-    let (net, len) = detect::network(ip.parse().ok()?);
-    Some(format!("{net}/{len}"))
-}
-
 /// When and how often a group's members were seen with each value, for the STIX sightings.
 type Sightings = BTreeMap<stix::Observable, stix::Seen>;
 
@@ -146,8 +159,7 @@ fn indicators<'a>(
         .enumerate()
         .flat_map(|(i, g)| g.members.iter().map(move |m| (m.as_str(), i)))
         .collect();
-    let mut found: Vec<Indicators> = groups.iter().map(|_| Indicators::default()).collect();
-    // When and how often each value was seen, for the STIX sightings.
+    // When and how often each value was seen: the STIX sightings, and the indicators.
     let mut seen: Vec<Sightings> = groups.iter().map(|_| BTreeMap::new()).collect();
     let format = log.format();
     let mut source = LineSource::open(&log.input, log.reader_options())?;
@@ -161,47 +173,20 @@ fn indicators<'a>(
             let Some(&g) = member_of.get(ex.account.as_str()) else {
                 continue;
             };
-            let ind = &mut found[g];
             stix::note(&ex, &mut seen[g]);
-            if let Some(ip) = &ex.ip {
-                if let Some(net) = subnet(ip) {
-                    ind.subnets.insert(net);
-                }
-                ind.ips.insert(ip.clone());
-            }
-            if let Some(ua) = &ex.user_agent {
-                ind.user_agents.insert(ua.clone());
-            }
-            if let Some(m) = &ex.meta {
-                if let Some(p) = &m.payment_fingerprint {
-                    ind.payment_fingerprints.insert(p.clone());
-                }
-                if let Some(t) = &m.tls_fingerprint {
-                    ind.tls_fingerprints.insert(t.clone());
-                }
-                if let Some(a) = m.asn {
-                    ind.asns.insert(a);
-                }
-            }
-            if let Some(messages) = &ex.request.messages {
-                for m in messages.iter().filter(|m| m.role == "system") {
-                    let hash = format!("{:016x}", detect::normalised_hash(m.content.as_str()));
-                    ind.system_prompt_hashes.insert(hash);
-                }
-            }
         }
     }
     let bundles = groups
         .iter()
-        .zip(found)
-        .map(|(g, indicators)| Bundle {
+        .zip(&seen)
+        .map(|(g, seen)| Bundle {
             cluster: &g.cluster,
             verdict: g.verdict,
             score: g.score,
             first_flagged: &g.first_flagged,
             members: &g.members,
             links: &g.links,
-            indicators,
+            indicators: Indicators::from(seen),
         })
         .collect();
     Ok((bundles, seen))
