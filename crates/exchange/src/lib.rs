@@ -22,6 +22,7 @@ pub use reader::{
 };
 pub use record::{
     Choice, Exchange, Message, Meta, ReasoningParams, Request, Response, ResponseMessage, Usage,
+    OUTPUT_CAPS,
 };
 pub use text::{Content, Item, LogitBias, Prompt};
 pub use timestamp::Timestamp;

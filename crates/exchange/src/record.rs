@@ -131,8 +131,12 @@ pub struct ReasoningParams {
     pub effort: Option<String>,
 }
 
+/// The request fields that cap the output, in the order [`Request::max_output_tokens`] takes
+/// them: chat's two spellings, then the Responses API's.
+pub const OUTPUT_CAPS: [&str; 3] = ["max_completion_tokens", "max_tokens", "max_output_tokens"];
+
 impl Request {
-    /// The requested output cap, whichever of the three spellings was used.
+    /// The requested output cap, whichever of the three spellings was used ([`OUTPUT_CAPS`]).
     pub fn max_output_tokens(&self) -> Option<u64> {
         self.max_completion_tokens
             .or(self.max_tokens)

@@ -17,9 +17,9 @@ use store::{AuditEntry, Override};
 use crate::auth::{admin_token_matches, bearer};
 use crate::config::ContentPolicy;
 use crate::error::{ApiError, JsonBody, QueryArgs};
-use crate::policy::Action;
 use crate::record::now_ms;
 use crate::AppState;
+use respond::Action;
 
 /// Refuses admin calls without the admin token.
 pub async fn require_admin(

@@ -26,7 +26,6 @@ pub mod demo_upstream;
 pub mod error;
 pub mod limit;
 pub mod otlp;
-pub mod policy;
 pub mod proxy;
 pub mod record;
 pub mod redact;
@@ -54,7 +53,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 pub use config::{ContentPolicy, Durability, GatewayConfig, Upstream};
-pub use policy::{Action, Policy};
+pub use respond::{Action, Policy};
 
 /// Everything a request handler can reach.
 pub struct AppState {
@@ -227,7 +226,7 @@ type GroupMap = Arc<parking_lot::RwLock<std::collections::BTreeMap<String, serde
 /// then each change. Retries while NATS is away.
 fn spawn_standing_watch(
     client: bus::async_nats::Client,
-    table: Arc<policy::PolicyTable>,
+    table: Arc<respond::PolicyTable>,
     slot: Arc<tokio::sync::RwLock<Option<bus::Standing>>>,
     groups: GroupMap,
 ) -> tokio::task::JoinHandle<()> {
@@ -259,7 +258,7 @@ fn spawn_standing_watch(
     })
 }
 
-fn apply_standing(table: &policy::PolicyTable, groups: &GroupMap, u: bus::StandingUpdate) {
+fn apply_standing(table: &respond::PolicyTable, groups: &GroupMap, u: bus::StandingUpdate) {
     match u {
         bus::StandingUpdate::Group { cluster, report } => {
             let mut groups = groups.write();
@@ -276,7 +275,7 @@ fn apply_standing(table: &policy::PolicyTable, groups: &GroupMap, u: bus::Standi
 
 /// What a verdict, override or allowlist change means for the policy table: the one mapping
 /// for decisions taken here and for those arriving from other replicas.
-fn apply_to_table(table: &policy::PolicyTable, u: &bus::StandingUpdate) {
+fn apply_to_table(table: &respond::PolicyTable, u: &bus::StandingUpdate) {
     match u {
         bus::StandingUpdate::Verdict { account, verdict } => {
             if let Some(v) = detect::Verdict::parse(verdict) {
@@ -329,7 +328,7 @@ impl Gateway {
         let shared = Arc::new(record::Shared {
             store: store.clone(),
             detector: Arc::new(Mutex::new(Detector::new(config.detector.clone()))),
-            table: Arc::new(policy::PolicyTable::default()),
+            table: Arc::new(respond::PolicyTable::default()),
             last_scored: Default::default(),
             policy: config.policy.clone(),
         });
@@ -715,7 +714,7 @@ mod tests {
 
     #[test]
     fn a_group_published_as_null_is_dropped_from_the_replicas_list() {
-        let table = policy::PolicyTable::default();
+        let table = respond::PolicyTable::default();
         let groups = GroupMap::default();
         let publish = |cluster: &str, report: serde_json::Value| {
             apply_standing(

@@ -30,10 +30,10 @@ use serde_json::{json, Value};
 use crate::auth::Principal;
 use crate::config::{ContentPolicy, Upstream};
 use crate::error::ApiError;
-use crate::policy::{degrade_request, strip_response, Action};
 use crate::record::now_ms;
 use crate::stream::{Assembler, End, Settled, Tapped};
 use crate::AppState;
+use respond::{degrade_request, strip_response, Action};
 
 /// What is known about a call so far, for its log line.
 struct CallRecord {

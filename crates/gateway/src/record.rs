@@ -14,7 +14,7 @@ use detect::{Detector, Observation, Verdict};
 use serde_json::Value;
 use store::{AuditEntry, LoggedExchange, ScorePoint, Store, StoredVerdict};
 
-use crate::policy::{Policy, PolicyTable};
+use respond::{Policy, PolicyTable};
 
 pub fn now_ms() -> i64 {
     SystemTime::now()

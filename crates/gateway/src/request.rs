@@ -21,9 +21,7 @@ use serde_json::{Number, Value};
 
 use crate::error::ApiError;
 
-/// The output cap, in the order the exchange reader takes it
-/// (`exchange::Request::max_output_tokens`): chat's two spellings, then the Responses API's.
-pub const OUTPUT_CAPS: [&str; 3] = ["max_completion_tokens", "max_tokens", "max_output_tokens"];
+pub use exchange::OUTPUT_CAPS;
 
 /// The output cap a normalised body asks for, if any.
 pub fn output_cap(body: &Value) -> Option<u64> {

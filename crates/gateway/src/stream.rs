@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use serde_json::{json, Map, Value};
 
-use crate::policy::strip_response;
+use respond::strip_response;
 
 /// Builds the non-streamed equivalent of a stream from its chunks.
 #[derive(Default)]

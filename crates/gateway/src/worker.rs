@@ -37,9 +37,9 @@ use store::{LoggedExchange, Store};
 use tokio::sync::watch;
 
 use crate::config::ContentPolicy;
-use crate::policy::{Policy, PolicyTable};
 use crate::record::{self, Shared};
 use crate::snapshot;
+use respond::{Policy, PolicyTable};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {

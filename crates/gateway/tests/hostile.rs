@@ -603,7 +603,7 @@ fn what_the_upstream_receives_is_what_is_logged_and_judged() {
         let got = &received[0];
         let mut expected = line["request"].clone();
         if degrade {
-            gateway::policy::degrade_request(&mut expected, &gateway::Policy::default(), false).unwrap();
+            respond::degrade_request(&mut expected, &gateway::Policy::default(), false).unwrap();
             prop_assert!(got["max_tokens"].as_u64().or(got["max_completion_tokens"].as_u64()).is_some_and(|m| m <= 256), "{body} -> {got}");
             prop_assert!(got["n"].as_u64().unwrap_or(1) <= 1, "{body} -> {got}");
             prop_assert!(got.get("logprobs").is_none() && got.get("top_logprobs").is_none());

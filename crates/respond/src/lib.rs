@@ -1,6 +1,6 @@
-//! From verdicts to actions, and what each action does to a call.
+//! From verdicts to actions, and what each action does to a call: the *Respond* floor.
 //!
-//! The detector only judges; this module only maps its verdicts to actions, lets humans
+//! The detector only judges; this crate only maps its verdicts to actions, lets humans
 //! override them (allowlist, manual actions), and applies the action to each call. The gateway
 //! never re-implements a detection rule.
 
@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::request::OUTPUT_CAPS;
+use exchange::OUTPUT_CAPS;
 
 /// What the gateway does with an account's calls, mildest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
