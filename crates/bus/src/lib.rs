@@ -62,23 +62,6 @@ pub fn partition_of(account: &str, payer: Option<&str>) -> u32 {
     partition(payer.unwrap_or(account))
 }
 
-/// The payment instrument in an exchange line's `meta` (EXCHANGE_FORMAT.md), for
-/// [`partition_of`] when only the stored line is at hand.
-pub fn payer_in_line(line: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Line {
-        meta: Option<Meta>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Meta {
-        payment_fingerprint: Option<String>,
-    }
-    serde_json::from_str::<Line>(line)
-        .ok()?
-        .meta?
-        .payment_fingerprint
-}
-
 /// The partition of a key (FNV-1a, stable across builds and machines).
 pub fn partition(account: &str) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -147,10 +130,6 @@ mod tests {
         );
         assert_ne!(partition("twin-a"), partition("twin-b"));
         assert_eq!(partition_of("acme", None), partition("acme"));
-        let line = r#"{"id":"x","account":"a","meta":{"payment_fingerprint":"pf_1","asn":1}}"#;
-        assert_eq!(payer_in_line(line).as_deref(), Some("pf_1"));
-        assert_eq!(payer_in_line(r#"{"id":"x","account":"a"}"#), None);
-        assert_eq!(payer_in_line("not json"), None);
         let used: std::collections::HashSet<u32> =
             (0..200).map(|i| partition(&format!("acct-{i}"))).collect();
         assert_eq!(used.len(), PARTITIONS as usize);

@@ -12,11 +12,14 @@
 
 pub mod litellm;
 pub mod otel;
+mod peek;
 pub mod reader;
 mod record;
+pub mod redact;
 mod text;
 mod timestamp;
 
+pub use peek::Peek;
 pub use reader::{
     BadLine, BadLineKind, BadLineReport, BatchLine, LineBatch, LineSource, RawLine, ReaderOptions,
 };
@@ -24,6 +27,7 @@ pub use record::{
     Choice, Exchange, Message, Meta, ReasoningParams, Request, Response, ResponseMessage, Usage,
     OUTPUT_CAPS,
 };
+pub use redact::ContentPolicy;
 pub use text::{Content, Item, LogitBias, Prompt};
 pub use timestamp::Timestamp;
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use exchange::ContentPolicy;
 use respond::Policy;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -210,33 +211,6 @@ impl std::str::FromStr for Durability {
             other => Err(format!(
                 "unknown log durability `{other}`: use committed or queued"
             )),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ContentPolicy {
-    Full,
-    Hashes,
-    Metadata,
-}
-
-impl ContentPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContentPolicy::Full => "full",
-            ContentPolicy::Hashes => "hashes",
-            ContentPolicy::Metadata => "metadata",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "full" => Some(ContentPolicy::Full),
-            "hashes" => Some(ContentPolicy::Hashes),
-            "metadata" => Some(ContentPolicy::Metadata),
-            _ => None,
         }
     }
 }

@@ -28,7 +28,6 @@ pub mod limit;
 pub mod otlp;
 pub mod proxy;
 pub mod record;
-pub mod redact;
 pub mod request;
 pub mod snapshot;
 pub mod stream;

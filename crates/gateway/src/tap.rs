@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{ContentPolicy, Durability};
 use crate::record::{append_until_stored, now_ms, observation_of, observe, Shared};
-use crate::redact::redact;
+use exchange::redact::redact;
 
 /// A finished exchange on its way to the sinks.
 pub struct Finished {
@@ -50,10 +50,13 @@ impl Tap {
     /// Queues an exchange; waits for room when the writer is behind, and with `committed`
     /// durability until the exchange is committed.
     pub async fn record(&self, exchange: Value, content: ContentPolicy) {
-        let id = exchange["id"].as_str().unwrap_or_default().to_owned();
-        let account = exchange["account"].as_str().unwrap_or_default().to_owned();
-        let ts_ms = exchange::Timestamp::parse(exchange["ts"].as_str().unwrap_or_default())
-            .map_or_else(|_| now_ms(), |t| t.millis());
+        let exchange::Peek {
+            id,
+            account,
+            ts_ms,
+            payer,
+        } = exchange::Peek::value(&exchange);
+        let ts_ms = ts_ms.unwrap_or_else(now_ms);
         let line = exchange.to_string();
         let (log, durability) = match self {
             Tap::Local(log, durability) => (log, *durability),
@@ -64,9 +67,7 @@ impl Tap {
                     account,
                     content: content.as_str().into(),
                     ts_ms: Some(ts_ms),
-                    payer: exchange["meta"]["payment_fingerprint"]
-                        .as_str()
-                        .map(str::to_owned),
+                    payer,
                     line: line.into(),
                 };
                 publisher.send(e).await;

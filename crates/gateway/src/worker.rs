@@ -292,7 +292,13 @@ fn restore(
         .unwrap_or(0);
     let mut reached = held.clone();
     let replayed = record::replay_after(shared, from, i64::MAX, |seq, row| {
-        let p = bus::partition_of(&row.account, bus::payer_in_line(&row.line).as_deref());
+        let p = bus::partition_of(
+            &row.account,
+            exchange::Peek::line(&row.line)
+                .ok()
+                .and_then(|p| p.payer)
+                .as_deref(),
+        );
         if !mine.contains(&p) || seq <= held.get(&p).copied().unwrap_or(0) {
             return false;
         }
@@ -499,7 +505,7 @@ fn stored_row(e: &Envelope, observer: &Observer) -> (LoggedExchange, Option<dete
     } else {
         let line = match serde_json::from_str::<Value>(&full) {
             Ok(mut v) => {
-                crate::redact::redact(&mut v, policy);
+                exchange::redact::redact(&mut v, policy);
                 v.to_string()
             }
             Err(_) => full,

@@ -1,10 +1,39 @@
 //! What the log keeps of an exchange's text under each content policy (`full`, `hashes`,
-//! `metadata`). One concern, used by the local log writer and by the bus worker alike.
+//! `metadata`). One concern, used by the local log writer and by the bus worker alike; it
+//! belongs with the format, whose fields it walks.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::ContentPolicy;
+/// What a log keeps of an exchange's text: all of it, each text by its hash and length, or
+/// none (metadata only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentPolicy {
+    Full,
+    Hashes,
+    Metadata,
+}
+
+impl ContentPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentPolicy::Full => "full",
+            ContentPolicy::Hashes => "hashes",
+            ContentPolicy::Metadata => "metadata",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "full" => Some(ContentPolicy::Full),
+            "hashes" => Some(ContentPolicy::Hashes),
+            "metadata" => Some(ContentPolicy::Metadata),
+            _ => None,
+        }
+    }
+}
 
 /// Keys whose string values are the schema's own words (a role, a model, a finish reason, an
 /// id), not what a person or the model wrote: they are kept under every content policy.
@@ -156,7 +185,7 @@ mod tests {
             assert_eq!(v["response"]["choices"][0]["finish_reason"], "stop");
             assert_eq!(v["response"]["usage"]["completion_tokens"], 7);
             // And the line still reads as an exchange.
-            exchange::parse_line(text.as_bytes()).expect("a redacted line still reads");
+            crate::parse_line(text.as_bytes()).expect("a redacted line still reads");
         }
     }
 
