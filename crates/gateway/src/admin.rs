@@ -17,8 +17,8 @@ use store::{AuditEntry, Override};
 use crate::auth::{admin_token_matches, bearer};
 use crate::config::ContentPolicy;
 use crate::error::{ApiError, JsonBody, QueryArgs};
-use crate::record::now_ms;
 use crate::AppState;
+use recorder::now_ms;
 use respond::Action;
 
 /// Refuses admin calls without the admin token.

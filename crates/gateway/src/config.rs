@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use exchange::ContentPolicy;
+pub use recorder::Durability;
 use respond::Policy;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,29 +191,6 @@ pub struct Upstream {
 
 fn default_timeout() -> u64 {
     600
-}
-
-/// When an answer may go out, relative to its exchange reaching the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// After the exchange is committed (group commit: one transaction for all waiting).
-    Committed,
-    /// After the exchange is queued for the writer.
-    Queued,
-}
-
-impl std::str::FromStr for Durability {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "committed" => Ok(Durability::Committed),
-            "queued" => Ok(Durability::Queued),
-            other => Err(format!(
-                "unknown log durability `{other}`: use committed or queued"
-            )),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -27,13 +27,9 @@ pub mod error;
 pub mod limit;
 pub mod otlp;
 pub mod proxy;
-pub mod record;
 pub mod request;
-pub mod snapshot;
 pub mod stream;
-pub mod tap;
 pub mod tokens;
-pub mod worker;
 
 use parking_lot::Mutex;
 use std::net::SocketAddr;
@@ -59,8 +55,8 @@ pub struct AppState {
     pub config: GatewayConfig,
     pub keys: auth::KeyCache,
     pub limiter: limit::Limiter,
-    pub shared: Arc<record::Shared>,
-    pub tap: tap::Tap,
+    pub shared: Arc<recorder::Shared>,
+    pub tap: recorder::Tap,
     /// Present when exchanges go to workers over NATS.
     pub bus: Option<BusState>,
     pub client: reqwest::Client,
@@ -324,7 +320,7 @@ impl Gateway {
         store: Arc<dyn Store>,
         admin_token: Option<String>,
     ) -> anyhow_like::Result<Running> {
-        let shared = Arc::new(record::Shared {
+        let shared = Arc::new(recorder::Shared {
             store: store.clone(),
             detector: Arc::new(Mutex::new(Detector::new(config.detector.clone()))),
             table: Arc::new(respond::PolicyTable::default()),
@@ -338,7 +334,7 @@ impl Gateway {
         let detects_here = config.bus.is_none();
         let catch_up = {
             let s = shared.clone();
-            tokio::task::spawn_blocking(move || -> store::Result<snapshot::CatchUp> {
+            tokio::task::spawn_blocking(move || -> store::Result<recorder::snapshot::CatchUp> {
                 for o in s.store.overrides()? {
                     if let Some(a) = Action::parse(&o.action) {
                         s.table.set_override(&o.account, Some((a, o.by)));
@@ -350,14 +346,14 @@ impl Gateway {
                     }
                 }
                 if detects_here {
-                    return snapshot::prepare(&s);
+                    return recorder::snapshot::prepare(&s);
                 }
                 for v in s.store.verdicts()? {
                     if let Some(verdict) = detect::Verdict::parse(&v.verdict) {
                         s.table.set_verdict(&v.account, verdict);
                     }
                 }
-                Ok(snapshot::CatchUp::default())
+                Ok(recorder::snapshot::CatchUp::default())
             })
             .await
             .map_err(anyhow_like::Error::of)??
@@ -373,7 +369,7 @@ impl Gateway {
         keys.spawn_refresher(Duration::from_secs(1));
         let (tap, writer, publisher, standing_watch, bus_state) = match &config.bus {
             None => {
-                let (tap, writer) = tap::start(
+                let (tap, writer) = recorder::tap::start(
                     shared.clone(),
                     config.log_durability,
                     config.log_queue,
@@ -405,7 +401,7 @@ impl Gateway {
                     groups.clone(),
                 );
                 (
-                    tap::Tap::Bus(publisher),
+                    recorder::Tap::Bus(publisher),
                     None,
                     Some(task),
                     Some(watch),
@@ -476,7 +472,7 @@ fn spawn_retention(store: Arc<dyn Store>, default_days: Option<f64>) {
         loop {
             tick.tick().await;
             let s = store.clone();
-            let now = record::now_ms();
+            let now = recorder::now_ms();
             match tokio::task::spawn_blocking(move || s.expire_exchanges(now, default_days)).await {
                 Ok(Ok(n)) if n > 0 => {
                     tracing::info!(deleted = n, "expired exchanges past the retention period")
@@ -502,7 +498,7 @@ fn spawn_decision_expiry(state: std::sync::Weak<AppState>, every: Duration) {
                 return;
             };
             let store = state.shared.store.clone();
-            let now = record::now_ms();
+            let now = recorder::now_ms();
             let lapsed = tokio::task::spawn_blocking(move || lapse_decisions(&*store, now)).await;
             match lapsed {
                 Ok(Ok((overrides, allowlisted))) => {

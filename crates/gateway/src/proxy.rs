@@ -30,9 +30,9 @@ use serde_json::{json, Value};
 use crate::auth::Principal;
 use crate::config::{ContentPolicy, Upstream};
 use crate::error::ApiError;
-use crate::record::now_ms;
 use crate::stream::{Assembler, End, Settled, Tapped};
 use crate::AppState;
+use recorder::now_ms;
 use respond::{degrade_request, strip_response, Action};
 
 /// What is known about a call so far, for its log line.
@@ -86,7 +86,7 @@ impl CallRecord {
 fn request_id() -> String {
     use rand::Rng;
     let random: u64 = rand::thread_rng().gen::<u64>() >> 16;
-    format!("req_{:012x}{random:012x}", crate::record::now_ms().max(0))
+    format!("req_{:012x}{random:012x}", recorder::now_ms().max(0))
 }
 
 /// `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses`.

@@ -984,7 +984,7 @@ async fn a_restart_restores_the_snapshot_and_replays_only_what_was_logged_after_
         .unwrap();
     // Exchanges logged after the snapshot (as after a crash before the next one) are
     // replayed on top of it.
-    let now = gateway::record::now_ms();
+    let now = recorder::now_ms();
     let later: Vec<LoggedExchange> = (0..5)
         .map(|i| {
             logged_line(
@@ -1018,7 +1018,7 @@ async fn a_restart_serves_while_the_detector_catches_up_and_counts_every_exchang
     let h = Harness::start(|c| c.snapshot_minutes = 0.0).await;
     let key = h.key("busy", None);
     // A long log and no snapshot: the catch-up takes a while.
-    let now = gateway::record::now_ms();
+    let now = recorder::now_ms();
     let logged: Vec<LoggedExchange> = (0..30_000)
         .map(|i: i64| {
             let request = json!({"model": "demo-model", "messages": [{"role": "user", "content": format!("Question {i}")}]});

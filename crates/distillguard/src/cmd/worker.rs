@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use gateway::worker::WorkerConfig;
+use recorder::worker::WorkerConfig;
 
 use super::StoreArgs;
 
@@ -60,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             tracing::info!("shutting down: finishing the batches in hand");
             let _ = tx.send(true);
         });
-        gateway::worker::run(config, store, rx)
+        recorder::worker::run(config, store, rx)
             .await
             .map_err(|e| anyhow::anyhow!(e))
     })?;

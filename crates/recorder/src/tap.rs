@@ -23,9 +23,34 @@ use serde_json::Value;
 use store::LoggedExchange;
 use tokio::sync::mpsc;
 
-use crate::config::{ContentPolicy, Durability};
-use crate::record::{append_until_stored, now_ms, observation_of, observe, Shared};
 use exchange::redact::redact;
+use exchange::ContentPolicy;
+use serde::{Deserialize, Serialize};
+
+use crate::record::{append_until_stored, now_ms, observation_of, observe, Shared};
+
+/// When an answer may go out, relative to its exchange reaching the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// After the exchange is committed (group commit: one transaction for all waiting).
+    Committed,
+    /// After the exchange is queued for the writer.
+    Queued,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "committed" => Ok(Durability::Committed),
+            "queued" => Ok(Durability::Queued),
+            other => Err(format!(
+                "unknown log durability `{other}`: use committed or queued"
+            )),
+        }
+    }
+}
 
 /// A finished exchange on its way to the sinks.
 pub struct Finished {

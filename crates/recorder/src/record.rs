@@ -1,7 +1,8 @@
 //! The record-and-judge core: append exchanges to the store until it takes them, read an
 //! exchange's facts the way `scan` does, feed them to the detector, and record what changes
-//! (policy table, stored verdict, audit trail). The threads that run it live in `tap.rs` (this
-//! process) and `worker.rs` (the bus worker); `snapshot.rs` replays with it at start-up.
+//! (policy table, stored verdict, audit trail). The threads that run it live in [`crate::tap`]
+//! (this process) and [`crate::worker`] (the bus worker); [`crate::snapshot`] replays with it at
+//! start-up.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;

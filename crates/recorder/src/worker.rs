@@ -36,10 +36,11 @@ use serde_json::Value;
 use store::{LoggedExchange, Store};
 use tokio::sync::watch;
 
-use crate::config::ContentPolicy;
+use exchange::ContentPolicy;
+use respond::{Policy, PolicyTable};
+
 use crate::record::{self, Shared};
 use crate::snapshot;
-use respond::{Policy, PolicyTable};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
