@@ -279,8 +279,10 @@ pub struct VerdictChange {
     pub exchange: String,
 }
 
-/// A group of linked accounts, for `distillguard groups` and the admin API.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A group of linked accounts, for `distillguard groups` and the admin API. It reads back from
+/// its JSON: the workers publish groups that way and the replicas read them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(from = "GroupRead")]
 pub struct GroupReport {
     pub cluster: String,
     pub verdict: Verdict,
@@ -296,12 +298,79 @@ pub struct GroupReport {
     pub reasons: Vec<Reason>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(from = "EvidenceRead")]
 pub struct LinkEvidence {
     pub a: String,
     pub b: String,
     pub total: f64,
     pub kinds: std::collections::BTreeMap<&'static str, f64>,
+}
+
+/// A group as its JSON holds it.
+#[derive(Deserialize)]
+struct GroupRead {
+    cluster: String,
+    verdict: Verdict,
+    score: f64,
+    first_flagged: Option<String>,
+    members: Vec<String>,
+    exchanges: u64,
+    links: std::collections::BTreeMap<String, u32>,
+    evidence: Vec<LinkEvidence>,
+    reasons: Vec<Reason>,
+}
+
+impl From<GroupRead> for GroupReport {
+    fn from(g: GroupRead) -> Self {
+        Self {
+            cluster: g.cluster,
+            verdict: g.verdict,
+            score: g.score,
+            first_flagged: g.first_flagged,
+            members: g.members,
+            exchanges: g.exchanges,
+            links: link_names(g.links),
+            evidence: g.evidence,
+            reasons: g.reasons,
+        }
+    }
+}
+
+/// A link's evidence as its JSON holds it.
+#[derive(Deserialize)]
+struct EvidenceRead {
+    a: String,
+    b: String,
+    total: f64,
+    kinds: std::collections::BTreeMap<String, f64>,
+}
+
+impl From<EvidenceRead> for LinkEvidence {
+    fn from(e: EvidenceRead) -> Self {
+        Self {
+            a: e.a,
+            b: e.b,
+            total: e.total,
+            kinds: link_names(e.kinds),
+        }
+    }
+}
+
+/// A map keyed by kinds of link, read back: a kind this build does not know (a newer build's)
+/// is left out.
+fn link_names<V>(
+    named: std::collections::BTreeMap<String, V>,
+) -> std::collections::BTreeMap<&'static str, V> {
+    named
+        .into_iter()
+        .filter_map(|(k, v)| {
+            LinkKind::ALL
+                .iter()
+                .find(|kind| kind.name() == k)
+                .map(|kind| (kind.name(), v))
+        })
+        .collect()
 }
 
 /// The per-account verdict line of `EXCHANGE_FORMAT.md`.

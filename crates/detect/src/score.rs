@@ -36,11 +36,42 @@ impl Verdict {
 }
 
 /// One piece of evidence: a signal's contribution to the log-odds, with a sentence a human can check.
+/// It reads back from its JSON (a replica reads the groups a worker published).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Reason {
     pub signal: &'static str,
     pub value: f64,
     pub detail: String,
+}
+
+/// The names a reason may carry besides the signals': a harvest stream inside an account, the
+/// verdict of its linked group, and a verdict held back for want of a circumstance.
+pub const OTHER_REASONS: [&str; 3] = ["harvest_stream", "linked_group", "held"];
+
+/// A reason as its JSON holds it.
+#[derive(Deserialize)]
+struct ReasonRead {
+    signal: String,
+    value: f64,
+    detail: String,
+}
+
+/// A reason's name as this build knows it; a name from a newer build reads as `other`.
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = ReasonRead::deserialize(d)?;
+        let signal = Signal::ALL
+            .iter()
+            .map(|s| s.name())
+            .chain(OTHER_REASONS)
+            .find(|n| *n == r.signal)
+            .unwrap_or("other");
+        Ok(Reason {
+            signal,
+            value: r.value,
+            detail: r.detail,
+        })
+    }
 }
 
 /// An account's assessment at one moment.
@@ -255,6 +286,29 @@ pub enum Signal {
 }
 
 impl Signal {
+    /// Every signal, in the order reasons list them.
+    pub const ALL: [Signal; 19] = [
+        Signal::OutputHarvest,
+        Signal::ReasoningElicitation,
+        Signal::HiddenReasoning,
+        Signal::LogprobHarvest,
+        Signal::LogitBiasSweep,
+        Signal::FreshBroadCoverage,
+        Signal::TemplatedCoverage,
+        Signal::TaskGeneration,
+        Signal::SyntheticFollowups,
+        Signal::MachineTiming,
+        Signal::IpRotation,
+        Signal::NewAccount,
+        Signal::ModelPivot,
+        Signal::AccountFleet,
+        Signal::Conversational,
+        Signal::Repetition,
+        Signal::NarrowTask,
+        Signal::ShortAnswers,
+        Signal::Transformation,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Signal::OutputHarvest => "output_harvest",

@@ -127,6 +127,17 @@ fn a_shared_payment_instrument_links_on_its_own() {
     let g = &d.groups()[0];
     assert_eq!(g.links.get("payment"), Some(&1));
     assert_eq!(g.evidence[0].kinds.get("payment"), Some(&1.0));
+    // A replica reads the group back from the JSON a worker published, whole.
+    let json = serde_json::to_value(g).unwrap();
+    let read: detect::GroupReport = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(&read, g);
+    // A newer build's kind of link is left out and its signal reads as `other`.
+    let mut newer = json;
+    newer["links"]["quantum"] = serde_json::json!(3);
+    newer["reasons"] = serde_json::json!([{"signal": "quantum", "value": 1.0, "detail": "d"}]);
+    let read: detect::GroupReport = serde_json::from_value(newer).unwrap();
+    assert_eq!(read.links, g.links);
+    assert_eq!(read.reasons[0].signal, "other");
 }
 
 /// Sixty customers, each on an address of its own, all on one SDK (`ua`) and, when given, one
