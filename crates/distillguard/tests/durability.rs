@@ -48,7 +48,7 @@ async fn wait_healthy(client: &reqwest::Client, port: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_exchange_completed_before_a_sigkill_is_in_the_log() {
-    let upstream = gateway::demo_upstream::spawn("127.0.0.1:0".parse().unwrap())
+    let upstream = standin::spawn("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let upstream = format!("http://{upstream}/v1");

@@ -187,7 +187,7 @@ fn chat(text: &str, max_tokens: u32) -> Value {
 }
 
 async fn upstream() -> String {
-    let addr = gateway::demo_upstream::spawn("127.0.0.1:0".parse().unwrap())
+    let addr = standin::spawn("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     format!("http://{addr}/v1")

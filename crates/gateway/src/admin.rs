@@ -58,27 +58,18 @@ fn account_view(
     state: &AppState,
     name: &str,
     account: Option<&store::Account>,
-    stored: Option<&store::StoredVerdict>,
+    judged: Option<&recorder::Judged>,
 ) -> Value {
-    let report = state.shared.detector.lock().report(name);
     let standing = state.shared.table.standing(&state.shared.policy, name);
-    // A replica whose workers detect has no detector state: it shows what the workers stored.
-    let (score, verdict, first_flagged, exchanges, reasons) = match (&report, stored) {
-        (Some(r), _) => (
-            r.score,
-            r.verdict.as_str().to_owned(),
-            r.first_flagged.clone(),
-            Some(r.exchanges),
-            serde_json::to_value(&r.reasons).unwrap_or(Value::Null),
+    let (score, verdict, first_flagged, exchanges, reasons) = match judged {
+        Some(j) => (
+            j.score,
+            j.verdict.as_str(),
+            j.first_flagged.clone(),
+            j.exchanges,
+            serde_json::to_value(&j.reasons).unwrap_or(Value::Null),
         ),
-        (None, Some(v)) => (
-            v.score,
-            v.verdict.clone(),
-            v.first_flagged.clone(),
-            None,
-            v.reasons.clone(),
-        ),
-        (None, None) => (0.0, "benign".to_owned(), None, Some(0), Value::Null),
+        None => (0.0, "benign", None, Some(0), Value::Null),
     };
     json!({
         "account": name,
@@ -94,39 +85,23 @@ fn account_view(
     })
 }
 
-/// Stored verdicts by account, read only when workers (not this process) detect.
-async fn stored_verdicts(
-    state: &AppState,
-) -> Result<BTreeMap<String, store::StoredVerdict>, ApiError> {
-    if state.bus.is_none() {
-        return Ok(BTreeMap::new());
-    }
-    let store = state.shared.store.clone();
-    let verdicts = blocking(move || store.verdicts()).await?;
-    Ok(verdicts
-        .into_iter()
-        .map(|v| (v.account.clone(), v))
-        .collect())
-}
-
-/// `GET /admin/accounts`: every account known to the store or seen by the detector, highest score first.
+/// `GET /admin/accounts`: every account known to the store or judged, highest score first.
 pub async fn list_accounts(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = state.shared.store.clone();
-    let accounts = blocking(move || store.accounts()).await?;
-    let mut names: BTreeMap<String, Option<store::Account>> = accounts
+    let verdicts = state.verdicts.clone();
+    let (accounts, judged) =
+        blocking(move || Ok((store.accounts()?, verdicts.accounts()?))).await?;
+    let mut names: BTreeMap<String, (Option<store::Account>, Option<recorder::Judged>)> = accounts
         .into_iter()
-        .map(|a| (a.name.clone(), Some(a)))
+        .map(|a| (a.name.clone(), (Some(a), None)))
         .collect();
-    for r in state.shared.detector.lock().reports() {
-        names.entry(r.account).or_insert(None);
-    }
-    let stored = stored_verdicts(&state).await?;
-    for n in stored.keys() {
-        names.entry(n.clone()).or_insert(None);
+    for j in judged {
+        let name = j.account.clone();
+        names.entry(name).or_default().1 = Some(j);
     }
     let mut out: Vec<Value> = names
         .iter()
-        .map(|(n, a)| account_view(&state, n, a.as_ref(), stored.get(n)))
+        .map(|(n, (a, j))| account_view(&state, n, a.as_ref(), j.as_ref()))
         .collect();
     sort_by_score(&mut out);
     Ok(Json(json!({"accounts": out})))
@@ -148,8 +123,8 @@ pub async fn get_account(
 /// The account as it stands now (after any change just made), or a 404 when neither the store
 /// nor the detector knows it.
 async fn current_view(state: &AppState, name: &str) -> Result<Value, ApiError> {
-    let (account, stored) = known(state, name).await?;
-    let mut view = account_view(state, name, account.as_ref(), stored.as_ref());
+    let (account, judged) = known(state, name).await?;
+    let mut view = account_view(state, name, account.as_ref(), judged.as_ref());
     // The human decision standing on this account, with when it lapses.
     let store = state.shared.store.clone();
     let n = name.to_owned();
@@ -213,28 +188,19 @@ impl Expiry {
     }
 }
 
-/// The account's stored row and, when workers detect, their stored verdict; a 404 when neither
-/// the store nor the detector knows the account: a typo must not read as a clean account, and
-/// a decision must not be stored for an account that does not exist.
+/// The account's stored row and its judgement; a 404 when neither the store nor the detector
+/// knows the account: a typo must not read as a clean account, and a decision must not be
+/// stored for an account that does not exist.
 async fn known(
     state: &AppState,
     name: &str,
-) -> Result<(Option<store::Account>, Option<store::StoredVerdict>), ApiError> {
+) -> Result<(Option<store::Account>, Option<recorder::Judged>), ApiError> {
     let store = state.shared.store.clone();
+    let verdicts = state.verdicts.clone();
     let n = name.to_owned();
-    // With workers detecting, this replica shows their stored verdict for this one account.
-    let from_workers = state.bus.is_some();
-    let (account, stored) = blocking(move || {
-        let stored = if from_workers {
-            store.verdict(&n)?
-        } else {
-            None
-        };
-        Ok((store.account(&n)?, stored))
-    })
-    .await?;
-    let seen = state.shared.detector.lock().verdict(name).is_some();
-    if account.is_none() && stored.is_none() && !seen {
+    let (account, judged) =
+        blocking(move || Ok((store.account(&n)?, verdicts.account(&n)?))).await?;
+    if account.is_none() && judged.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
@@ -242,7 +208,7 @@ async fn known(
             format!("No account {name}."),
         ));
     }
-    Ok((account, stored))
+    Ok((account, judged))
 }
 
 #[derive(Deserialize)]
@@ -546,41 +512,15 @@ pub async fn set_override(
     current_view(&state, &name).await.map(Json)
 }
 
-/// `GET /admin/groups`: accounts linked as one actor, with the evidence: from the in-process
-/// detector, or as the workers last published them when they detect.
+/// `GET /admin/groups`: accounts linked as one actor, with the evidence, highest score first.
 pub async fn list_groups(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let groups: Vec<Value> = match &state.bus {
-        Some(b) => {
-            let mut g: Vec<Value> = b.groups.read().values().cloned().collect();
-            sort_by_score(&mut g);
-            g
-        }
-        None => state
-            .shared
-            .detector
-            .lock()
-            .groups()
-            .iter()
-            .map(|g| serde_json::to_value(g).unwrap_or(Value::Null))
-            .collect(),
-    };
+    let groups = state.verdicts.groups();
     Ok(Json(json!({ "groups": groups })))
 }
 
-/// A group as the admin API shows it, wherever groups are kept, or a 404.
-fn group_value(state: &AppState, cluster: &str) -> Result<Value, ApiError> {
-    let found = match &state.bus {
-        Some(b) => b.groups.read().get(cluster).cloned(),
-        None => state
-            .shared
-            .detector
-            .lock()
-            .groups()
-            .into_iter()
-            .find(|g| g.cluster == cluster)
-            .and_then(|g| serde_json::to_value(g).ok()),
-    };
-    found.ok_or_else(|| {
+/// A group by its cluster name, or a 404.
+fn group_of(state: &AppState, cluster: &str) -> Result<detect::GroupReport, ApiError> {
+    state.verdicts.group(cluster).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
@@ -588,16 +528,6 @@ fn group_value(state: &AppState, cluster: &str) -> Result<Value, ApiError> {
             format!("No group {cluster}."),
         )
     })
-}
-
-/// A group's members, as names.
-fn members_of(group: &Value) -> Vec<String> {
-    group["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m.as_str().map(str::to_owned))
-        .collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -616,8 +546,8 @@ pub async fn group_stix(
     Path(cluster): Path<String>,
     QueryArgs(q): QueryArgs<StixQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let group = group_value(&state, &cluster)?;
-    let members = members_of(&group);
+    let group = group_of(&state, &cluster)?;
+    let members = group.members.clone();
     let store = state.shared.store.clone();
     let who = members.clone();
     let seen = blocking(move || {
@@ -634,15 +564,10 @@ pub async fn group_stix(
     .await?;
     let g = stix::Group {
         cluster: cluster.clone(),
-        verdict: group["verdict"].as_str().unwrap_or("benign").to_owned(),
-        score: group["score"].as_f64().unwrap_or(0.0),
+        verdict: group.verdict.as_str().to_owned(),
+        score: group.score,
         members: members.len(),
-        reasons: group["reasons"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r["detail"].as_str().map(str::to_owned))
-            .collect(),
+        reasons: group.reasons.into_iter().map(|r| r.detail).collect(),
         seen: seen.into_iter().collect(),
     };
     let producer = q.producer.unwrap_or_else(|| "distillguard".into());
@@ -656,7 +581,7 @@ pub async fn set_group_override(
     Path(cluster): Path<String>,
     JsonBody(b): JsonBody<OverrideBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let members = members_of(&group_value(&state, &cluster)?);
+    let members = group_of(&state, &cluster)?.members;
     for m in &members {
         let body = OverrideBody {
             action: b.action.clone(),

@@ -1,15 +1,18 @@
 //! The distillguard gateway: an OpenAI-compatible reverse proxy that authenticates, limits,
-//! logs every exchange, feeds the detector and enforces its verdicts in real time.
+//! hands every exchange to the recorder and enforces the verdicts in real time. It is the HTTP
+//! edge only: recording and judging are the `recorder` crate's, actions the `respond` crate's.
 //!
 //! ```text
 //! client ─► auth ─► parse ─► policy ─► route ─► limits ─► proxy ─► upstream
-//!                                                           │
-//!                                  (tap, off the hot path)  ▼
-//!                                exchange log (SQLite) ◄─ Finished ─► detector ─► policy table
+//!                     (respond::PolicyTable)                │
+//!                                                           ▼  off the hot path
+//!                            recorder::Tap ─► exchange log + detector ─► verdicts ─► policy table
 //! ```
 //!
 //! Traces sent to `/v1/traces` (OTLP/HTTP, [`collect`]) take the same tap from the span on, so
-//! a provider's own gateway can be judged with no change in its request path.
+//! a provider's own gateway can be judged with no change in its request path. The admin API
+//! and the console ask [`recorder::Verdicts`] what was judged, whoever judges (this process or
+//! the workers).
 //!
 //! [`Gateway::start`] binds the listener and starts the background threads; the returned
 //! [`Running`] handle tells the bound address and shuts down gracefully (in-flight calls
@@ -22,7 +25,6 @@ pub mod collect;
 pub mod config;
 pub mod conn;
 pub mod console;
-pub mod demo_upstream;
 pub mod error;
 pub mod limit;
 pub mod otlp;
@@ -59,6 +61,8 @@ pub struct AppState {
     pub tap: recorder::Tap,
     /// Present when exchanges go to workers over NATS.
     pub bus: Option<BusState>,
+    /// Who judges: this process's detector, or the workers.
+    pub verdicts: Arc<dyn recorder::Verdicts>,
     pub client: reqwest::Client,
     pub admin_token: Option<String>,
     pub metrics: PrometheusHandle,
@@ -194,8 +198,6 @@ pub struct Gateway;
 /// A replica's side of the bus: where it writes the standing decided on its admin API.
 pub struct BusState {
     pub standing: Arc<tokio::sync::RwLock<Option<bus::Standing>>>,
-    /// Groups as the workers last judged them, by cluster.
-    pub groups: Arc<parking_lot::RwLock<std::collections::BTreeMap<String, serde_json::Value>>>,
 }
 
 impl BusState {
@@ -214,16 +216,13 @@ impl BusState {
     }
 }
 
-/// The groups the bus worker last published, by name.
-type GroupMap = Arc<parking_lot::RwLock<std::collections::BTreeMap<String, serde_json::Value>>>;
-
 /// Keeps the policy table in step with the standing bucket: the latest value of every key,
 /// then each change. Retries while NATS is away.
 fn spawn_standing_watch(
     client: bus::async_nats::Client,
     table: Arc<respond::PolicyTable>,
     slot: Arc<tokio::sync::RwLock<Option<bus::Standing>>>,
-    groups: GroupMap,
+    groups: Arc<recorder::Workers>,
 ) -> tokio::task::JoinHandle<()> {
     use futures_util::StreamExt;
     tokio::spawn(async move {
@@ -253,15 +252,20 @@ fn spawn_standing_watch(
     })
 }
 
-fn apply_standing(table: &respond::PolicyTable, groups: &GroupMap, u: bus::StandingUpdate) {
+fn apply_standing(
+    table: &respond::PolicyTable,
+    groups: &recorder::Workers,
+    u: bus::StandingUpdate,
+) {
     match u {
+        // A group merged into another is published as null.
+        bus::StandingUpdate::Group { cluster, report } if report.is_null() => {
+            groups.publish(&cluster, None)
+        }
         bus::StandingUpdate::Group { cluster, report } => {
-            let mut groups = groups.write();
-            // A group merged into another is published as null.
-            if report.is_null() {
-                groups.remove(&cluster);
-            } else {
-                groups.insert(cluster, report);
+            match serde_json::from_value::<detect::GroupReport>(report) {
+                Ok(g) => groups.publish(&cluster, Some(g)),
+                Err(e) => tracing::warn!(cluster, error = %e, "a published group did not read"),
             }
         }
         other => apply_to_table(table, &other),
@@ -393,22 +397,19 @@ impl Gateway {
                 )
                 .map_err(anyhow_like::Error::of)?;
                 let slot = Arc::new(tokio::sync::RwLock::new(None));
-                let groups = GroupMap::default();
+                let workers = Arc::new(recorder::Workers::new(store.clone()));
                 let watch = spawn_standing_watch(
                     client,
                     shared.table.clone(),
                     slot.clone(),
-                    groups.clone(),
+                    workers.clone(),
                 );
                 (
                     recorder::Tap::Bus(publisher),
                     None,
                     Some(task),
                     Some(watch),
-                    Some(BusState {
-                        standing: slot,
-                        groups,
-                    }),
+                    Some((BusState { standing: slot }, workers)),
                 )
             }
         };
@@ -435,8 +436,13 @@ impl Gateway {
             .as_ref()
             .filter(|c| !c.endpoint.is_empty())
             .map(|c| otlp::Exporter::start(c.clone(), client.clone()));
+        let (bus_state, verdicts): (_, Arc<dyn recorder::Verdicts>) = match bus_state {
+            Some((b, workers)) => (Some(b), workers),
+            None => (None, Arc::new(recorder::Here(shared.detector.clone()))),
+        };
         let state = Arc::new(AppState {
             config,
+            verdicts,
             otlp,
             console: console::Sessions::default(),
             keys,
@@ -703,6 +709,7 @@ pub mod anyhow_like {
 
 #[cfg(test)]
 mod tests {
+    use recorder::Verdicts;
     use serde_json::json;
 
     use super::*;
@@ -710,7 +717,9 @@ mod tests {
     #[test]
     fn a_group_published_as_null_is_dropped_from_the_replicas_list() {
         let table = respond::PolicyTable::default();
-        let groups = GroupMap::default();
+        let dir = tempfile::tempdir().unwrap();
+        let store = store::open(&dir.path().join("s.db").to_string_lossy()).unwrap();
+        let groups = recorder::Workers::new(store);
         let publish = |cluster: &str, report: serde_json::Value| {
             apply_standing(
                 &table,
@@ -721,14 +730,20 @@ mod tests {
                 },
             )
         };
-        publish("grp-a", json!({"members": ["a1", "a2"]}));
-        publish("grp-b", json!({"members": ["b1", "b2"]}));
-        assert_eq!(groups.read().len(), 2);
+        let group = |cluster: &str, members: &[&str]| {
+            json!({"cluster": cluster, "verdict": "suspicious", "score": 0.5,
+                   "first_flagged": null, "members": members, "exchanges": 4,
+                   "links": {"payment": 1}, "evidence": [], "reasons": []})
+        };
+        publish("grp-a", group("grp-a", &["a1", "a2"]));
+        publish("grp-b", group("grp-b", &["b1", "b2"]));
+        publish("grp-c", json!({"not": "a group"}));
+        assert_eq!(groups.groups().len(), 2);
         // grp-b merged into grp-a: the worker publishes the bigger group and retires the other.
-        publish("grp-a", json!({"members": ["a1", "a2", "b1", "b2"]}));
+        publish("grp-a", group("grp-a", &["a1", "a2", "b1", "b2"]));
         publish("grp-b", serde_json::Value::Null);
-        let now = groups.read();
-        assert_eq!(now.keys().collect::<Vec<_>>(), vec!["grp-a"]);
-        assert_eq!(now["grp-a"]["members"].as_array().unwrap().len(), 4);
+        let now = groups.groups();
+        assert_eq!(now.len(), 1);
+        assert_eq!(now[0].members.len(), 4);
     }
 }

@@ -259,7 +259,7 @@ async fn the_official_openai_instrumentation_exports_straight_into_the_receiver(
         return;
     }
     let h = Harness::start(|_| {}).await;
-    let model = gateway::demo_upstream::spawn("127.0.0.1:0".parse().unwrap())
+    let model = standin::spawn("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/otel_openai.py");

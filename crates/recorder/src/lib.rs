@@ -16,14 +16,18 @@
 //! - [`snapshot`]: the detector's state saved now and then, restored at start-up, the rest of
 //!   the log replayed while serving.
 //! - [`worker`]: `distillguard worker`, the same engine fed from NATS JetStream.
+//! - [`judge`]: who judges, asked one way ([`Verdicts`]): this process's detector ([`Here`]) or
+//!   the workers ([`Workers`]).
 //!
 //! The engine has no HTTP in it: the gateway is one of its sources, not its owner.
 
+pub mod judge;
 pub mod record;
 pub mod snapshot;
 pub mod tap;
 pub mod worker;
 
+pub use judge::{Here, Judged, Verdicts, Workers};
 pub use record::{now_ms, Shared};
 pub use tap::{Durability, Finished, Tap};
 pub use worker::WorkerConfig;

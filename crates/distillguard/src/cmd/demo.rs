@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use gateway::{demo_upstream, Gateway, GatewayConfig, Upstream};
+use gateway::{Gateway, GatewayConfig, Upstream};
 use serde_json::Value;
 use simulate::{simulate, Corpora, SimConfig};
 use store::{SqliteStore, Store};
@@ -60,7 +60,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&data)?;
 
     println!("== 1. demo upstream (a stand-in speaking the OpenAI API; not a model)");
-    let upstream = demo_upstream::spawn("127.0.0.1:0".parse()?).await?;
+    let upstream = standin::spawn("127.0.0.1:0".parse()?).await?;
     println!("   listening on http://{upstream}/v1");
 
     println!("== 2. gateway on the embedded store in {}", data.display());
@@ -383,7 +383,7 @@ pub fn upstream(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let addr = demo_upstream::spawn(listen).await?;
+        let addr = standin::spawn(listen).await?;
         eprintln!(
             "demo upstream (a stand-in speaking the OpenAI API, not a model) on http://{addr}/v1"
         );

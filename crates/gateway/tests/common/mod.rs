@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::{demo_upstream, Gateway, GatewayConfig, Running, Upstream};
+use gateway::{Gateway, GatewayConfig, Running, Upstream};
 use serde_json::{json, Value};
 use store::{Limits, SqliteStore, Store};
 
@@ -20,7 +20,7 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(tweak: impl FnOnce(&mut GatewayConfig)) -> Self {
-        let upstream = demo_upstream::spawn("127.0.0.1:0".parse().unwrap())
+        let upstream = standin::spawn("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
