@@ -18,6 +18,7 @@ mod record;
 pub mod redact;
 mod text;
 mod timestamp;
+mod write;
 
 pub use peek::Peek;
 pub use reader::{
@@ -30,6 +31,7 @@ pub use record::{
 pub use redact::ContentPolicy;
 pub use text::{Content, Item, LogitBias, Prompt};
 pub use timestamp::Timestamp;
+pub use write::Written;
 
 /// The formats a log can be read in. `Auto` decides line by line: a LiteLLM record names its
 /// `call_type` ([`litellm::looks_like`]) and an OTLP/JSON line its `resourceSpans`

@@ -55,28 +55,23 @@ struct CallRecord {
 }
 
 impl CallRecord {
-    fn line(&self, status: u16, response: Option<Value>) -> Value {
-        let mut v = json!({
-            "id": self.id,
-            "ts": exchange::Timestamp::from_millis(self.ts_ms).as_str(),
-            "account": self.account,
-            "key": self.key_id,
-            "ip": self.ip,
-            "endpoint": self.endpoint,
-            "status": status,
-            "latency_ms": (self.started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
-            "request": self.request,
-        });
-        if let Some(ua) = &self.user_agent {
-            v["user_agent"] = json!(ua);
-        }
-        if let Some(meta) = &self.meta {
-            v["meta"] = (**meta).clone();
-        }
-        if let Some(r) = response {
-            v["response"] = r;
-        }
-        v
+    /// The exchange line of this call (`exchange::Written`: the format's own writer).
+    fn line(&self, status: u16, response: Option<Value>) -> exchange::Written {
+        let mut w = exchange::Written::new(
+            self.id.clone(),
+            self.ts_ms,
+            self.account.clone(),
+            self.key_id.clone(),
+            self.ip.clone(),
+            self.endpoint.clone(),
+            status,
+            self.request.clone(),
+        );
+        w.user_agent.clone_from(&self.user_agent);
+        w.meta = self.meta.as_deref().cloned();
+        w.response = response;
+        w.took(self.started.elapsed().as_secs_f64());
+        w
     }
 }
 
@@ -161,7 +156,7 @@ pub async fn generate(
     let mut resp = match serve_call(&state, &principal, &call, parse_error).await {
         Ok(resp) => resp,
         Err(e) => {
-            let line = call.line(e.status.as_u16(), None);
+            let line = call.line(e.status.as_u16(), None).into_value();
             export(&state, &line, call.content);
             state.tap.record(line, call.content).await;
             metrics::counter!("distillguard_responses_total", "status" => e.status.as_str().to_owned()).increment(1);
@@ -374,13 +369,13 @@ async fn serve_call(
         let on_done = Box::new(move |a: &Assembler, end: End| -> Option<Settled> {
             let mut line = call_line;
             let mut assembled = a.finish(end);
-            let used = crate::tokens::fill_usage(&line["request"], &mut assembled);
+            let used = crate::tokens::fill_usage(&line.request, &mut assembled);
             permit.settle(used);
             drop(permit);
-            line["response"] = assembled;
+            line.response = Some(assembled);
             // The whole call, from request to last byte.
-            line["latency_ms"] =
-                json!((call_started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0);
+            line.took(call_started.elapsed().as_secs_f64());
+            let line = line.into_value();
             metrics::counter!("distillguard_tokens_total", "kind" => "total").increment(used);
             // Recorded on a task of its own, so a client that leaves while the relay waits
             // cannot cancel it; a complete answer's last bytes wait for it (durability).
@@ -435,7 +430,7 @@ async fn serve_call(
     drop(permit);
     metrics::counter!("distillguard_tokens_total", "kind" => "total").increment(used);
     let logged_response = if status.is_success() { json_body } else { None };
-    let line = call.line(status.as_u16(), logged_response);
+    let line = call.line(status.as_u16(), logged_response).into_value();
     export(state, &line, call.content);
     state.tap.record(line, call.content).await;
     metrics::counter!("distillguard_responses_total", "status" => status.as_str().to_owned())

@@ -1,0 +1,123 @@
+//! Writing the format: what a producer (the gateway) logs for one call. The envelope fields are
+//! typed and named here, beside the reader's; the request and the response stay the JSON that
+//! went over the wire, every field kept, whatever the reader knows of them today.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::Timestamp;
+
+/// One exchange line as the gateway writes it (`EXCHANGE_FORMAT.md`); it reads back with
+/// [`crate::parse_line`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Written {
+    pub id: String,
+    pub ts: String,
+    pub account: String,
+    pub key: String,
+    pub ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// What the provider knows of the account (payment, sign-up, network), for linking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+    pub endpoint: String,
+    pub status: u16,
+    /// The whole call, from request to last byte, to a tenth of a millisecond.
+    pub latency_ms: f64,
+    pub request: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<Value>,
+}
+
+impl Written {
+    /// A call begun at `ts_ms`, answered with `status`; `response` and `latency_ms` may be set
+    /// later (a stream is logged when it ends).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        ts_ms: i64,
+        account: String,
+        key: String,
+        ip: String,
+        endpoint: String,
+        status: u16,
+        request: Value,
+    ) -> Self {
+        Self {
+            id,
+            ts: Timestamp::from_millis(ts_ms).as_str().to_owned(),
+            account,
+            key,
+            ip,
+            user_agent: None,
+            meta: None,
+            endpoint,
+            status,
+            latency_ms: 0.0,
+            request,
+            response: None,
+        }
+    }
+
+    /// Sets the latency from seconds, rounded to a tenth of a millisecond.
+    pub fn took(&mut self, secs: f64) {
+        self.latency_ms = (secs * 10_000.0).round() / 10.0;
+    }
+
+    /// The line as JSON (for the tap, which redacts it per the content policy).
+    pub fn into_value(self) -> Value {
+        serde_json::to_value(self).expect("an exchange line serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_written_line_reads_back_with_every_field() {
+        let mut w = Written::new(
+            "req_1".into(),
+            1_767_323_045_678,
+            "acme".into(),
+            "key_1".into(),
+            "203.0.113.7".into(),
+            "/v1/chat/completions".into(),
+            200,
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "vendor_field": 1}),
+        );
+        w.user_agent = Some("openai-python/1.0".into());
+        w.meta = Some(json!({"payment_fingerprint": "pf_1"}));
+        w.response = Some(
+            json!({"choices": [{"message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
+                                 "usage": {"prompt_tokens": 3, "completion_tokens": 1}}),
+        );
+        w.took(0.012_345_6);
+        assert_eq!(w.latency_ms, 12.3);
+        let line = w.clone().into_value().to_string();
+        let ex = crate::parse_line(line.as_bytes()).expect("reads back");
+        assert_eq!((ex.id.as_str(), ex.account.as_str()), ("req_1", "acme"));
+        assert_eq!(ex.ts.millis(), 1_767_323_045_678);
+        assert_eq!(ex.key.as_deref(), Some("key_1"));
+        assert_eq!(ex.ip.as_deref(), Some("203.0.113.7"));
+        assert_eq!(ex.user_agent.as_deref(), Some("openai-python/1.0"));
+        assert_eq!(
+            ex.meta.unwrap().payment_fingerprint.as_deref(),
+            Some("pf_1")
+        );
+        assert_eq!(
+            (ex.endpoint.as_str(), ex.status),
+            ("/v1/chat/completions", 200)
+        );
+        assert_eq!(ex.latency_ms, Some(12.3));
+        assert_eq!(ex.response.unwrap().usage.unwrap().completion_tokens, 1);
+        // What the reader does not know is still in the line.
+        assert!(line.contains("vendor_field"));
+        assert_eq!(
+            crate::Peek::line(&line).unwrap().payer.as_deref(),
+            Some("pf_1")
+        );
+    }
+}
