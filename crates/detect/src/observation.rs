@@ -97,7 +97,7 @@ pub struct Observation {
     /// The client's settings for this call (system prompt, tools, whether `max_tokens` is
     /// set, temperature, logprobs, `n`, user agent): the same for every call of one script or
     /// one product's client, and what tells one stream of an account's traffic from another
-    /// ([`crate::stream`]). 0 when unknown (facts kept by an earlier version).
+    /// (the detector's streams). 0 when unknown (facts kept by an earlier version).
     pub stream: u64,
 }
 

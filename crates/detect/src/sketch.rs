@@ -34,7 +34,7 @@ pub fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Hashes bytes (FNV-1a then [`mix`]).
+/// Hashes bytes (FNV-1a, then a final mix).
 #[inline]
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -429,7 +429,7 @@ impl Identity {
 }
 
 /// Hash of a short text such as a system prompt, insensitive to case and spacing: the same
-/// value as [`TextFacts::identity`].
+/// value the observer keeps as a system prompt's identity.
 pub fn normalised_hash(text: &str) -> u64 {
     // Only the words that start in the first `IDENTITY_BYTES` count (whole), so only those are
     // split.

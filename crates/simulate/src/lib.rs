@@ -4,7 +4,7 @@
 //! products, power users, batch and content pipelines, evaluation harnesses, RAG apps, agents)
 //! and distillation campaigns (naive, chain-of-thought, logprob and logit-bias extraction,
 //! hydra groups, low-and-slow, self-instruct, synthetic multi-turn, agentic, model pivot).
-//! Everything is deterministic per seed. [`evaluate`] scores a detector's verdicts against the
+//! Everything is deterministic per seed. [`evaluate()`] scores a detector's verdicts against the
 //! labels.
 
 pub mod attack;

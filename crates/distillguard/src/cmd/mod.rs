@@ -166,7 +166,7 @@ pub struct StoreArgs {
     /// Folder of the embedded store (the gateway's --data).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
-    /// The shared store instead: postgres://USER@HOST[:PORT]/DB (the replicas' --store).
+    /// The shared store instead: postgres://USER@HOST:PORT/DB, port optional (the replicas' --store).
     #[arg(long)]
     pub store: Option<String>,
 }

@@ -19,7 +19,7 @@ pub struct Args {
     /// Folder of the embedded store (with --store postgres://…, only the spool lives here).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Shared store: postgres://USER@HOST[:PORT]/DB (default: SQLite in --data).
+    /// Shared store: postgres://USER@HOST:PORT/DB, port optional (default: SQLite in --data).
     #[arg(long)]
     pub store: Option<String>,
     /// Shared limits: redis://HOST:PORT (default: counted in this process).
