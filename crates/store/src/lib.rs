@@ -45,7 +45,7 @@ pub fn open(address: &str) -> Result<Arc<dyn Store>> {
     Ok(Arc::new(SqliteStore::open_dir(std::path::Path::new(dir))?))
 }
 
-pub(crate) fn check_account_name(name: &str) -> Result<()> {
+fn check_account_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 200 {
         return Err(StoreError::Invalid(
             "account name must be 1 to 200 characters".into(),
@@ -227,21 +227,71 @@ impl LoggedExchange {
     }
 }
 
+/// One field of an account's row, as [`Store::set_account_field`] writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccountField<'a> {
+    Allowlisted(bool),
+    AllowlistExpiry(Option<i64>),
+    /// The `meta` object as JSON text.
+    Meta(Option<String>),
+    Content(Option<&'a str>),
+    Retention(Option<f64>),
+}
+
+impl AccountField<'_> {
+    /// The column it is kept in.
+    pub fn column(&self) -> &'static str {
+        match self {
+            AccountField::Allowlisted(_) => "allowlisted",
+            AccountField::AllowlistExpiry(_) => "allowlist_expires_ms",
+            AccountField::Meta(_) => "meta",
+            AccountField::Content(_) => "content",
+            AccountField::Retention(_) => "retention_days",
+        }
+    }
+}
+
 /// Everything the gateway and CLI keep. Implementations are synchronous; async callers run
 /// them on a blocking thread.
 pub trait Store: Send + Sync {
-    fn upsert_account(&self, name: &str, limits: Option<Limits>, now_ms: i64) -> Result<Account>;
+    /// Creates the account if it is new and sets its limits when given; returns its row.
+    /// Validates the name, then [`Store::insert_account`] writes.
+    fn upsert_account(&self, name: &str, limits: Option<Limits>, now_ms: i64) -> Result<Account> {
+        check_account_name(name)?;
+        self.insert_account(name, limits, now_ms)
+    }
+    /// The engine's half of [`Store::upsert_account`], given a valid name.
+    fn insert_account(&self, name: &str, limits: Option<Limits>, now_ms: i64) -> Result<Account>;
     fn account(&self, name: &str) -> Result<Option<Account>>;
     fn accounts(&self) -> Result<Vec<Account>>;
-    fn set_allowlisted(&self, name: &str, allowlisted: bool) -> Result<()>;
+    /// Writes one field of an existing account's row, already validated (the setters below
+    /// validate, so every engine refuses the same input the same way); an unknown account is
+    /// [`StoreError::Invalid`].
+    fn set_account_field(&self, name: &str, field: AccountField<'_>) -> Result<()>;
+    fn set_allowlisted(&self, name: &str, allowlisted: bool) -> Result<()> {
+        self.set_account_field(name, AccountField::Allowlisted(allowlisted))
+    }
     /// Sets (or with `None` clears) when an existing account's allowlist entry lapses.
-    fn set_allowlist_expiry(&self, name: &str, expires_ms: Option<i64>) -> Result<()>;
+    fn set_allowlist_expiry(&self, name: &str, expires_ms: Option<i64>) -> Result<()> {
+        self.set_account_field(name, AccountField::AllowlistExpiry(expires_ms))
+    }
     /// Sets (or with `None` clears) an existing account's `meta`.
-    fn set_account_meta(&self, name: &str, meta: Option<&serde_json::Value>) -> Result<()>;
+    fn set_account_meta(&self, name: &str, meta: Option<&serde_json::Value>) -> Result<()> {
+        if let Some(m) = meta {
+            check_meta(m)?;
+        }
+        self.set_account_field(name, AccountField::Meta(meta.map(|m| m.to_string())))
+    }
     /// Sets (or with `None` clears) what the log keeps of an account's exchanges.
-    fn set_account_content(&self, name: &str, content: Option<&str>) -> Result<()>;
+    fn set_account_content(&self, name: &str, content: Option<&str>) -> Result<()> {
+        check_content(content)?;
+        self.set_account_field(name, AccountField::Content(content))
+    }
     /// Sets (or with `None` clears) how many days an account's exchanges are kept.
-    fn set_account_retention(&self, name: &str, days: Option<f64>) -> Result<()>;
+    fn set_account_retention(&self, name: &str, days: Option<f64>) -> Result<()> {
+        check_retention(days)?;
+        self.set_account_field(name, AccountField::Retention(days))
+    }
     /// Creates a key for an existing account; the secret is returned once and never stored.
     fn create_key(&self, account: &str, now_ms: i64) -> Result<NewKey>;
     fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>>;

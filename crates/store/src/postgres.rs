@@ -10,8 +10,8 @@ use postgres::{Client, NoTls};
 
 use crate::keys::new_key;
 use crate::{
-    Account, AuditEntry, KeyRecord, Limits, LoggedExchange, NewKey, Override, Result, ScorePoint,
-    Store, StoreError, StoredVerdict, SCORE_HISTORY_KEPT,
+    Account, AccountField, AuditEntry, KeyRecord, Limits, LoggedExchange, NewKey, Override, Result,
+    ScorePoint, Store, StoreError, StoredVerdict, SCORE_HISTORY_KEPT,
 };
 
 /// Versioned schema. A new version is a new entry here; an applied one is never edited.
@@ -298,8 +298,7 @@ fn as_i64(l: Option<u32>) -> Option<i64> {
 }
 
 impl Store for PgStore {
-    fn upsert_account(&self, name: &str, limits: Option<Limits>, now_ms: i64) -> Result<Account> {
-        crate::check_account_name(name)?;
+    fn insert_account(&self, name: &str, limits: Option<Limits>, now_ms: i64) -> Result<Account> {
         self.with(|c| {
             let mut tx = c.transaction()?;
             tx.execute(
@@ -344,29 +343,15 @@ impl Store for PgStore {
         })
     }
 
-    fn set_allowlisted(&self, name: &str, allowlisted: bool) -> Result<()> {
-        self.update_account(name, "allowlisted", &allowlisted)
-    }
-
-    fn set_allowlist_expiry(&self, name: &str, expires_ms: Option<i64>) -> Result<()> {
-        self.update_account(name, "allowlist_expires_ms", &expires_ms)
-    }
-
-    fn set_account_meta(&self, name: &str, meta: Option<&serde_json::Value>) -> Result<()> {
-        if let Some(m) = meta {
-            crate::check_meta(m)?;
+    fn set_account_field(&self, name: &str, field: AccountField<'_>) -> Result<()> {
+        let column = field.column();
+        match field {
+            AccountField::Allowlisted(b) => self.update_account(name, column, &b),
+            AccountField::AllowlistExpiry(ms) => self.update_account(name, column, &ms),
+            AccountField::Meta(json) => self.update_account(name, column, &json),
+            AccountField::Content(c) => self.update_account(name, column, &c),
+            AccountField::Retention(days) => self.update_account(name, column, &days),
         }
-        self.update_account(name, "meta", &meta.map(|m| m.to_string()))
-    }
-
-    fn set_account_content(&self, name: &str, content: Option<&str>) -> Result<()> {
-        crate::check_content(content)?;
-        self.update_account(name, "content", &content)
-    }
-
-    fn set_account_retention(&self, name: &str, days: Option<f64>) -> Result<()> {
-        crate::check_retention(days)?;
-        self.update_account(name, "retention_days", &days)
     }
 
     fn create_key(&self, account: &str, now_ms: i64) -> Result<NewKey> {
