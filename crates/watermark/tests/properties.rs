@@ -194,4 +194,3 @@ fn a_bad_configuration_is_refused_with_its_reason() {
         }
     );
 }
-
