@@ -56,6 +56,10 @@ enum Command {
     Evaluate(cmd::evaluate::Args),
     /// Benchmarks: detection quality, scan throughput, detector memory, HTTP load.
     Bench(cmd::bench::Args),
+    /// The built-in model engine (SmolLM2-135M) behind the OpenAI API, marking answers per account (feature `engine`).
+    Engine(cmd::engine::Args),
+    /// Evidence a stranger can check: is a text marked with an account's watermark key?
+    Evidence(cmd::evidence::Args),
     /// Run the demo upstream alone: a stand-in speaking the OpenAI API (not a model), for
     /// trying the gateway and for benchmarks.
     DemoUpstream {
@@ -78,6 +82,8 @@ fn main() -> ExitCode {
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Evaluate(a) => cmd::evaluate::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Engine(a) => cmd::engine::run(a),
+        Command::Evidence(a) => cmd::evidence::run(a),
         Command::DemoUpstream { listen } => cmd::demo::upstream(listen),
     };
     match result {

@@ -28,6 +28,11 @@ pub struct Written {
     pub request: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<Value>,
+    /// Extension (distillguard): the watermark the answer was marked with, as the built-in
+    /// engine names it (`wm1-<id>; scheme=kgw; gamma=..; delta=..; context=..`): the key's
+    /// public id and the scheme, never the key. Other readers ignore it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
 }
 
 impl Written {
@@ -57,6 +62,7 @@ impl Written {
             latency_ms: 0.0,
             request,
             response: None,
+            watermark: None,
         }
     }
 

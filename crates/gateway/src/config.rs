@@ -187,6 +187,12 @@ pub struct Upstream {
     /// Whole-call timeout in seconds (default 600).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// The upstream is distillguard's built-in engine (`distillguard engine`): it is told each
+    /// call's account and action (`x-distillguard-account`, `x-distillguard-action`) so it
+    /// marks the answer with that account's key, and the key it names is logged with the
+    /// exchange (`watermark`). Off by default: an outside upstream is not told who calls.
+    #[serde(default)]
+    pub watermarks: bool,
 }
 
 fn default_timeout() -> u64 {

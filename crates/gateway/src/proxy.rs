@@ -337,6 +337,11 @@ async fn serve_call(
     if let Some(k) = &upstream.api_key {
         req = req.bearer_auth(k);
     }
+    if upstream.watermarks {
+        req = req
+            .header("x-distillguard-account", principal.account.as_str())
+            .header("x-distillguard-action", standing.action.as_str());
+    }
     let upstream_started = Instant::now();
     let resp = req.send().await.map_err(|e| {
         if e.is_timeout() {
@@ -354,6 +359,13 @@ async fn serve_call(
         }
     })?;
     let status = resp.status();
+    // The key the built-in engine marked the answer with (its public id, never the key).
+    let watermark = upstream
+        .watermarks
+        .then(|| resp.headers().get("x-distillguard-watermark"))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let is_sse = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -364,7 +376,8 @@ async fn serve_call(
         let tap = state.tap.clone();
         let otlp = state.otlp.clone();
         let content = call.content;
-        let call_line = call.line(status.as_u16(), None);
+        let mut call_line = call.line(status.as_u16(), None);
+        call_line.watermark = watermark;
         let call_started = call.started;
         let on_done = Box::new(move |a: &Assembler, end: End| -> Option<Settled> {
             let mut line = call_line;
@@ -430,7 +443,9 @@ async fn serve_call(
     drop(permit);
     metrics::counter!("distillguard_tokens_total", "kind" => "total").increment(used);
     let logged_response = if status.is_success() { json_body } else { None };
-    let line = call.line(status.as_u16(), logged_response).into_value();
+    let mut line = call.line(status.as_u16(), logged_response);
+    line.watermark = watermark;
+    let line = line.into_value();
     export(state, &line, call.content);
     state.tap.record(line, call.content).await;
     metrics::counter!("distillguard_responses_total", "status" => status.as_str().to_owned())

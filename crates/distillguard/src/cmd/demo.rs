@@ -81,6 +81,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         api_key: None,
         models: vec![],
         timeout_secs: 60,
+        watermarks: false,
     });
     // A fresh token each run: the console signs in with it (`--keep-serving` prints it).
     let admin_token: String = rand::random::<[u8; 16]>()

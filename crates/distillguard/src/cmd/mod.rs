@@ -3,7 +3,9 @@
 pub mod bench;
 pub mod collect;
 pub mod demo;
+pub mod engine;
 pub mod evaluate;
+pub mod evidence;
 pub mod export;
 pub mod groups;
 pub mod keys;

@@ -13,6 +13,11 @@ pub struct Args {
     /// Upstream base URL (with its API prefix, e.g. http://127.0.0.1:8000/v1) serving every model.
     #[arg(long)]
     pub upstream: Option<String>,
+    /// The built-in engine (`distillguard engine`) as the upstream, at its base URL (e.g.
+    /// http://127.0.0.1:8100/v1): told each call's account so it marks answers per account, the
+    /// key it marked with logged beside each exchange.
+    #[arg(long)]
+    pub engine: Option<String>,
     /// Key for the upstream (or set DISTILLGUARD_UPSTREAM_KEY).
     #[arg(long, env = "DISTILLGUARD_UPSTREAM_KEY", hide_env_values = true)]
     pub upstream_key: Option<String>,
@@ -84,6 +89,19 @@ pub fn load(args: &Args) -> anyhow::Result<GatewayConfig> {
                 api_key: args.upstream_key.clone(),
                 models: Vec::new(),
                 timeout_secs: 600,
+                watermarks: false,
+            },
+        );
+    }
+    if let Some(u) = &args.engine {
+        config.upstreams.insert(
+            0,
+            Upstream {
+                base_url: u.clone(),
+                api_key: None,
+                models: Vec::new(),
+                timeout_secs: 600,
+                watermarks: true,
             },
         );
     }

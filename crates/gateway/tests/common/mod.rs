@@ -35,6 +35,7 @@ impl Harness {
             api_key: Some("upstream-secret".into()),
             models: vec![],
             timeout_secs: 30,
+            watermarks: false,
         });
         tweak(&mut config);
         let gw = Gateway::start(config, store.clone(), Some(ADMIN.into()))

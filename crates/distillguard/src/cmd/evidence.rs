@@ -1,0 +1,122 @@
+//! `distillguard evidence detect`: is this text marked with an account's watermark key? The
+//! text is read through the model's own tokenizer (the one the engine marks in), scored
+//! against the key, and answered with a p-value: the chance that text written without that
+//! key scores as high (`docs/evidence.md`).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::cmd::engine::{MarkArgs, SecretArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(clap::Subcommand)]
+pub enum What {
+    /// Score a text against one account's key: an exact p-value, or "too short to judge".
+    Detect(DetectArgs),
+}
+
+#[derive(clap::Args)]
+pub struct DetectArgs {
+    /// The text: a file, or `-` for stdin.
+    #[arg(default_value = "-")]
+    pub input: PathBuf,
+    /// The account whose key to test.
+    #[arg(long, required_unless_present = "key_id")]
+    pub account: Option<String>,
+    /// The key id as the exchange log names it (`wm1-...`); its account is found among the
+    /// store's accounts (--data).
+    #[arg(long)]
+    pub key_id: Option<String>,
+    /// The store whose accounts --key-id is looked up among.
+    #[command(flatten)]
+    pub store: crate::cmd::StoreArgs,
+    /// The model file whose tokenizer the engine marks in.
+    #[arg(
+        long,
+        env = "DISTILLGUARD_MODEL",
+        default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    )]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub mark: MarkArgs,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// Fewer scored tokens than this is too short to judge.
+    #[arg(long, default_value_t = 50)]
+    pub min_tokens: usize,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.what {
+        What::Detect(a) => detect(a),
+    }
+}
+
+fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
+    let master = a.secret.master()?.ok_or_else(|| {
+        anyhow::anyhow!("set DISTILLGUARD_WATERMARK_SECRET (or --watermark-secret-file): the keys derive from it")
+    })?;
+    let account = match (&a.account, &a.key_id) {
+        (Some(account), _) => account.clone(),
+        (None, Some(id)) => a
+            .store
+            .open()?
+            .accounts()?
+            .into_iter()
+            .map(|acc| acc.name)
+            .find(|name| master.key_for(name).id().as_str() == id)
+            .ok_or_else(|| anyhow::anyhow!("no account of the store has the key {id}"))?,
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let wm = watermark::Watermark::new(master.key_for(&account), a.mark.scheme(), a.mark.context)
+        .map_err(anyhow::Error::msg)?;
+    let mut text = String::new();
+    if a.input.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)?;
+    } else {
+        text = std::fs::read_to_string(&a.input)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", a.input.display()))?;
+    }
+    let tokens = tokenize(&a.model, &text)?;
+    let d = watermark::detect(&wm, &tokens, a.min_tokens);
+    let mut out = serde_json::to_value(&d)?;
+    out["account"] = account.clone().into();
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    match d.p_value {
+        Some(p) => eprintln!(
+            "{account} ({}): {} of {} tokens scored, p = {p:.3e} (log10 {:.1}): {}",
+            d.key_id,
+            d.scored,
+            d.tokens,
+            d.log10_p_value.unwrap_or(0.0),
+            if p < 1e-3 {
+                "marked with this key"
+            } else {
+                "no evidence of this key"
+            }
+        ),
+        None => eprintln!(
+            "{account}: too short to judge ({} scored tokens, {} needed)",
+            d.scored, a.min_tokens
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "engine")]
+fn tokenize(model: &std::path::Path, text: &str) -> anyhow::Result<Vec<u32>> {
+    Ok(engine::load_tokenizer(model)
+        .map_err(anyhow::Error::msg)?
+        .encode(text))
+}
+
+#[cfg(not(feature = "engine"))]
+fn tokenize(_: &std::path::Path, _: &str) -> anyhow::Result<Vec<u32>> {
+    anyhow::bail!(crate::cmd::engine::not_built())
+}

@@ -1,0 +1,170 @@
+//! End to end, with the real model: the built-in engine behind the gateway marks an answer
+//! with the calling account's key; the gateway's log names the key (never the key itself);
+//! `evidence detect` finds the mark with that account's key and not with another's.
+//!
+//! Built with `--features engine`; skipped, saying so, when the model file is absent (CI
+//! fetches it and sets DISTILLGUARD_REQUIRE_MODEL).
+#![cfg(feature = "engine")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{new_key, run_ok, BIN};
+
+const SECRET: &str = "an evidence test master secret, 32b";
+
+fn model_path() -> Option<PathBuf> {
+    let path = std::env::var_os("DISTILLGUARD_MODEL").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        },
+        PathBuf::from,
+    );
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("DISTILLGUARD_REQUIRE_MODEL").is_none(),
+        "DISTILLGUARD_REQUIRE_MODEL is set but {} is missing",
+        path.display()
+    );
+    eprintln!(
+        "SKIPPED: the model file {} is absent; scripts/fetch-model.sh fetches it",
+        path.display()
+    );
+    None
+}
+
+/// Kills the child when the test ends, passing or not.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_healthy(client: &reqwest::Client, port: u16) {
+    for _ in 0..600 {
+        let up = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await;
+        if up.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing came up on port {port}");
+}
+
+fn evidence(model: &PathBuf, args: &[&str], text: &PathBuf) -> serde_json::Value {
+    let out = run_ok(
+        Command::new(BIN)
+            .args(["evidence", "detect"])
+            .args(args)
+            .arg(text)
+            .env("DISTILLGUARD_WATERMARK_SECRET", SECRET)
+            .env("DISTILLGUARD_MODEL", model),
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marked_answer_through_the_gateway_is_found_with_its_accounts_key_only() {
+    let Some(model) = model_path() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let key = new_key(
+        Command::new(BIN)
+            .args(["keys", "create", "--account", "acme", "--data"])
+            .arg(&data),
+    );
+    new_key(
+        Command::new(BIN)
+            .args(["keys", "create", "--account", "globex", "--data"])
+            .arg(&data),
+    );
+    let (engine_port, gateway_port) = (testkit::free_port(), testkit::free_port());
+    let _engine = Killed(
+        Command::new(BIN)
+            .args(["engine", "--listen", &format!("127.0.0.1:{engine_port}")])
+            .env("DISTILLGUARD_MODEL", &model)
+            .env("DISTILLGUARD_WATERMARK_SECRET", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _gateway = Killed(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{gateway_port}"),
+                "--engine",
+                &format!("http://127.0.0.1:{engine_port}/v1"),
+                "--data",
+            ])
+            .arg(&data)
+            .env("DISTILLGUARD_ADMIN_TOKEN", "t")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = reqwest::Client::new();
+    wait_healthy(&client, engine_port).await;
+    wait_healthy(&client, gateway_port).await;
+
+    let body = serde_json::json!({
+        "model": "smollm2", "max_tokens": 200, "temperature": 1.0, "seed": 11,
+        "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper and a storm."}],
+    });
+    let resp = client
+        .post(format!(
+            "http://127.0.0.1:{gateway_port}/v1/chat/completions"
+        ))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    let answer = v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let text = data.join("answer.txt");
+    std::fs::write(&text, &answer).unwrap();
+
+    // The log names the key that marked the answer, and holds nothing of the secret.
+    let logged = run_ok(Command::new(BIN).args(["export", "--data"]).arg(&data));
+    let line: serde_json::Value = serde_json::from_str(logged.lines().last().unwrap()).unwrap();
+    let named = line["watermark"].as_str().expect("the log names the mark");
+    assert!(
+        named.starts_with("wm1-") && named.contains("scheme=kgw"),
+        "{named}"
+    );
+    assert!(!logged.contains(SECRET));
+    let key_id = named.split(';').next().unwrap();
+
+    let found = evidence(&model, &["--account", "acme"], &text);
+    assert!(
+        found["p_value"].as_f64().unwrap() < 1e-3,
+        "{found}\n{answer}"
+    );
+    assert_eq!(found["key_id"], key_id);
+    let other = evidence(&model, &["--account", "globex"], &text);
+    assert!(other["p_value"].as_f64().unwrap() > 1e-3, "{other}");
+    // The key id in the log leads back to the account.
+    let data_arg = data.to_string_lossy().into_owned();
+    let by_id = evidence(&model, &["--key-id", key_id, "--data", &data_arg], &text);
+    assert_eq!(by_id["account"], "acme");
+}
