@@ -31,6 +31,9 @@ pub enum What {
     /// Fixed-rate HTTP load (open loop, wrk2-style): latency is measured from when each request
     /// was due, not when it was sent, so a slow server cannot hide its queueing.
     Load(LoadArgs),
+    /// The watermark: false positives on human text, power against length and edits, the
+    /// quality cost of each δ, load, decode and detection speeds (feature `engine`).
+    Watermark(crate::cmd::bench_watermark::Args),
 }
 
 #[derive(clap::Args)]
@@ -133,6 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         What::Parse(a) => parse(a),
         What::Memory(a) => memory(a),
         What::Load(a) => load(a),
+        What::Watermark(a) => crate::cmd::bench_watermark::run(a),
     }
 }
 

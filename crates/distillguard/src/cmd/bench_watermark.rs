@@ -1,0 +1,241 @@
+//! `distillguard bench watermark`: the evidence side's figures (`bench/README.md`): the
+//! detector's false positives on human text, its power against length and edits on the
+//! engine's marked answers, the quality cost of each δ, and the speeds (load, decode, the
+//! mark's cost per token, detection). Needs the `engine` feature and the model file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The model file (GGUF).
+    #[arg(
+        long,
+        env = "DISTILLGUARD_MODEL",
+        default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    )]
+    pub model: PathBuf,
+    /// The shared data folder with corpora/ (default: ../shared/data, else the built-in sample).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Human texts scored for false positives (each cut to --fpr-tokens).
+    #[arg(long, default_value_t = 10_000)]
+    pub human: usize,
+    #[arg(long, default_value_t = 200)]
+    pub fpr_tokens: usize,
+    /// Answers generated per δ.
+    #[arg(long, default_value_t = 10)]
+    pub texts: usize,
+    /// Tokens per generated answer.
+    #[arg(long, default_value_t = 400)]
+    pub tokens: usize,
+    /// The KGW biases to generate with (0: unmarked, the engine's own output).
+    #[arg(long, value_delimiter = ',', default_value = "0,2,4")]
+    pub deltas: Vec<f32>,
+}
+
+#[cfg(not(feature = "engine"))]
+pub fn run(_: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!(crate::cmd::engine::not_built())
+}
+
+#[cfg(feature = "engine")]
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    use rand::{Rng, SeedableRng};
+    use std::time::Instant;
+    use watermark::{detect, Master, Scheme, Watermark};
+
+    let master = Master::new(b"bench watermark master secret, fixed")?;
+    let mark = |delta: f32, account: &str| {
+        Watermark::new(
+            master.key_for(account),
+            Scheme::Kgw { gamma: 0.25, delta },
+            1,
+        )
+        .expect("a valid mark")
+    };
+    let started = Instant::now();
+    let mut model = engine::Model::load(&a.model).map_err(anyhow::Error::msg)?;
+    let load_secs = started.elapsed().as_secs_f64();
+    println!("load: {load_secs:.2} s ({})", model.name);
+
+    // 1. Detection speed, one core: random tokens (what a text is to the detector).
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let random: Vec<u32> = (0..2_000_000).map(|_| rng.gen_range(0..49_152)).collect();
+    let t = Instant::now();
+    let d = detect(&mark(2.0, "acme"), &random, 50);
+    let per_sec = random.len() as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "detection speed: {:.2} M tokens/s on one core (p on random tokens {:.3})",
+        per_sec / 1e6,
+        d.p_value.unwrap_or(1.0)
+    );
+
+    // 2. False positives on human text, through the model's tokenizer.
+    let (corpora, source) = simulate::Corpora::find(a.data_dir.as_deref())?;
+    let mut texts: Vec<String> = Vec::new();
+    for c in corpora.chats.iter().chain(&corpora.dialogues) {
+        texts.extend(c.turns.iter().map(|t| t.content.clone()));
+    }
+    for p in corpora.seeds.iter().chain(&corpora.math) {
+        texts.push(format!("{} {}", p.prompt, p.answer));
+    }
+    let mut p_values = Vec::new();
+    let key = mark(2.0, "acme");
+    for text in &texts {
+        let mut tokens = model.tokenizer.encode(text);
+        tokens.truncate(a.fpr_tokens);
+        if tokens.len() < 100 {
+            continue;
+        }
+        if let Some(p) = detect(&key, &tokens, 50).p_value {
+            p_values.push(p);
+        }
+        if p_values.len() >= a.human {
+            break;
+        }
+    }
+    let fpr = |alpha: f64| {
+        p_values.iter().filter(|&&p| p < alpha).count() as f64 / p_values.len().max(1) as f64
+    };
+    println!(
+        "human text ({source}): {} texts of 100-{} tokens; FPR at 1e-2: {:.4}, at 1e-3: {:.5}",
+        p_values.len(),
+        a.fpr_tokens,
+        fpr(1e-2),
+        fpr(1e-3)
+    );
+
+    // 3. Marked answers: power against length and edits, quality, decode speed, mark cost.
+    let prompts: Vec<String> = corpora
+        .seeds
+        .iter()
+        .map(|p| p.prompt.clone())
+        .filter(|p| p.len() > 20)
+        .take(a.texts)
+        .collect();
+    for &delta in &a.deltas {
+        let wm = mark(delta, "acme");
+        let other = mark(delta, "globex");
+        let (mut nll, mut counted, mut gen_tokens, mut gen_secs) = (0.0f64, 0usize, 0usize, 0.0);
+        let mut found = std::collections::BTreeMap::<String, (usize, usize)>::new();
+        let mut control = Vec::new();
+        for (i, prompt) in prompts.iter().enumerate() {
+            let ids = model
+                .tokenizer
+                .encode(&engine::chat::prompt(&[("user".into(), prompt.clone())]));
+            let params = engine::Params {
+                max_tokens: a.tokens,
+                temperature: 1.0,
+                top_p: 1.0,
+                seed: i as u64,
+                logprobs: None,
+            };
+            let t = Instant::now();
+            let g = engine::generate(&mut model, &ids, &params, Some(&wm), |_, _| {})
+                .map_err(anyhow::Error::msg)?;
+            gen_secs += t.elapsed().as_secs_f64();
+            gen_tokens += g.tokens.len();
+            // Quality: the answer's negative log-likelihood under the unmarked model.
+            let mut logits = model.forward(&ids, 0).map_err(anyhow::Error::msg)?;
+            for (k, &tok) in g.tokens.iter().enumerate() {
+                let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let ln: f32 = logits.iter().map(|l| (l - top).exp()).sum::<f32>().ln() + top;
+                nll += f64::from(ln - logits[tok as usize]);
+                counted += 1;
+                logits = model
+                    .forward(&[tok], ids.len() + k)
+                    .map_err(anyhow::Error::msg)?;
+            }
+            // The detector reads text, as a stranger would.
+            let tokens = model.tokenizer.encode(&g.text);
+            let mut edit_rng = rand_chacha::ChaCha8Rng::seed_from_u64(100 + i as u64);
+            let mut trial = |name: String, toks: &[u32]| {
+                let e = found.entry(name).or_default();
+                e.1 += 1;
+                if detect(&wm, toks, 25).p_value.is_some_and(|p| p < 1e-3) {
+                    e.0 += 1;
+                }
+            };
+            for len in [50, 100, 200, 400] {
+                if tokens.len() >= len {
+                    trial(format!("{len} tokens"), &tokens[..len]);
+                }
+            }
+            let n = tokens.len().min(200);
+            for share in [0.1, 0.3] {
+                let substituted: Vec<u32> = tokens[..n]
+                    .iter()
+                    .map(|&t| {
+                        if edit_rng.gen_bool(share) {
+                            edit_rng.gen_range(0..49_152)
+                        } else {
+                            t
+                        }
+                    })
+                    .collect();
+                trial(
+                    format!("200, {:.0}% substituted", share * 100.0),
+                    &substituted,
+                );
+                let deleted: Vec<u32> = tokens[..n]
+                    .iter()
+                    .copied()
+                    .filter(|_| !edit_rng.gen_bool(share))
+                    .collect();
+                trial(format!("200, {:.0}% deleted", share * 100.0), &deleted);
+            }
+            control.extend(detect(&other, &tokens, 25).p_value);
+        }
+        let ppl = (nll / counted.max(1) as f64).exp();
+        println!(
+            "delta {delta}: {} answers, {:.1} tok/s decode, perplexity under the unmarked model {ppl:.2}; another key's p < 1e-3: {} of {}",
+            prompts.len(),
+            gen_tokens as f64 / gen_secs,
+            control.iter().filter(|&&p| p < 1e-3).count(),
+            control.len()
+        );
+        for (what, (hit, n)) in &found {
+            println!("  TPR at p < 1e-3, {what}: {hit}/{n}");
+        }
+    }
+
+    // 4. The mark's cost per token: bias + choice against one decode step.
+    let wm = mark(2.0, "acme");
+    let ids = model
+        .tokenizer
+        .encode("The lighthouse keeper watched the storm");
+    let mut logits = model.forward(&ids, 0).map_err(anyhow::Error::msg)?;
+    let steps = 20;
+    let t = Instant::now();
+    for k in 0..steps {
+        logits = model
+            .forward(&[ids[k % ids.len()]], ids.len() + k)
+            .map_err(anyhow::Error::msg)?;
+    }
+    let decode = t.elapsed().as_secs_f64() / steps as f64;
+    let t = Instant::now();
+    let reps = 200;
+    for k in 0..reps {
+        let mut l = logits.clone();
+        wm.bias(&ids[..1 + k % ids.len()], &mut l);
+        let p = watermark::softmax(&l, 1.0);
+        std::hint::black_box(wm.choose(&ids, &p, 0.5));
+    }
+    let plain_t = Instant::now();
+    for _ in 0..reps {
+        let l = logits.clone();
+        let p = watermark::softmax(&l, 1.0);
+        std::hint::black_box(watermark::sample_plain(&p, 0.5));
+    }
+    let plain = plain_t.elapsed().as_secs_f64() / reps as f64;
+    let marked = (plain_t - t).as_secs_f64() / reps as f64;
+    println!(
+        "decode step {:.1} ms; sampling {:.3} ms plain, {:.3} ms marked: the mark costs {:.2} % of decode time",
+        decode * 1e3,
+        plain * 1e3,
+        marked * 1e3,
+        (marked - plain) / decode * 100.0
+    );
+    Ok(ExitCode::SUCCESS)
+}
