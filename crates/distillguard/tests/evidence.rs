@@ -168,3 +168,35 @@ async fn a_marked_answer_through_the_gateway_is_found_with_its_accounts_key_only
     let by_id = evidence(&model, &["--key-id", key_id, "--data", &data_arg], &text);
     assert_eq!(by_id["account"], "acme");
 }
+
+#[test]
+fn the_demo_ends_with_marked_answers_found_with_their_accounts_key() {
+    let Some(model) = model_path() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(
+        Command::new(BIN)
+            .args(["demo", "--accounts", "4", "--per-account", "5", "--out"])
+            .arg(dir.path())
+            .env("DISTILLGUARD_MODEL", &model),
+    );
+    let answers: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("with novelist's key"))
+        .collect();
+    assert_eq!(answers.len(), 3, "{out}");
+    // "… with novelist's key p = 1.2e-9; with another account's key p = 4.1e-1" (or "too short").
+    let p_after = |line: &str, marker: &str| -> Option<f64> {
+        let rest = line.split(marker).nth(1)?.strip_prefix("p = ")?;
+        rest.split(';').next()?.trim().parse().ok()
+    };
+    let found = answers
+        .iter()
+        .filter(|l| p_after(l, "with novelist's key ").is_some_and(|p| p < 1e-3))
+        .count();
+    assert!(found >= 2, "{out}");
+    let wrongly = answers
+        .iter()
+        .filter(|l| p_after(l, "another account's key ").is_some_and(|p| p < 1e-3))
+        .count();
+    assert_eq!(wrongly, 0, "{out}");
+}

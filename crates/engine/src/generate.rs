@@ -12,6 +12,9 @@ use crate::tokenizer::TextStream;
 #[derive(Debug, Clone)]
 pub struct Params {
     pub max_tokens: usize,
+    /// The end of turn is not sampled before this many tokens (vLLM's `min_tokens`): what a
+    /// benchmark of long answers needs.
+    pub min_tokens: usize,
     pub temperature: f32,
     pub top_p: f32,
     /// Seeds the draws: the same seed, prompt and mark give the same answer.
@@ -48,13 +51,14 @@ fn log_softmax(logits: &[f32]) -> Vec<f32> {
 }
 
 /// Generates an answer to `prompt` (token ids), marked by `mark` when given; `on_text`
-/// receives the text as it is made (a streamed answer).
+/// receives the text as it is made (a streamed answer) and returns whether to go on (a
+/// client that left stops the generation).
 pub fn generate(
     model: &mut Model,
     prompt: &[u32],
     params: &Params,
     mark: Option<&Watermark>,
-    mut on_text: impl FnMut(&str, Option<&TokenLogprob>),
+    mut on_text: impl FnMut(&str, Option<&TokenLogprob>) -> bool,
 ) -> Result<Generated, EngineError> {
     if prompt.is_empty() {
         return Err(EngineError("the prompt is empty".into()));
@@ -78,6 +82,13 @@ pub fn generate(
     let mut finish_reason = "length";
     let mut logits = model.forward(prompt, 0)?;
     for _ in 0..params.max_tokens.min(room) {
+        if out.len() < params.min_tokens {
+            for end in [Some(eos), end_of_turn].into_iter().flatten() {
+                if let Some(l) = logits.get_mut(end as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
         if let Some(mark) = mark {
             mark.bias(&sequence, &mut logits);
         }
@@ -107,11 +118,15 @@ pub fn generate(
             }
         });
         let piece = stream.push(&model.tokenizer.token_bytes(next));
-        on_text(&piece, lp.as_ref());
+        let go_on = on_text(&piece, lp.as_ref());
         text.push_str(&piece);
         logprobs.extend(lp);
         out.push(next);
         sequence.push(next);
+        if !go_on {
+            finish_reason = "stop";
+            break;
+        }
         logits = model.forward(&[next], sequence.len() - 1)?;
     }
     let rest = stream.push(&[]);

@@ -36,7 +36,8 @@ impl From<candle_core::Error> for EngineError {
 /// cache.
 pub struct Model {
     weights: ModelWeights,
-    pub tokenizer: Tokenizer,
+    /// Shared, so a streamed answer renders its tokens while the model runs.
+    pub tokenizer: std::sync::Arc<Tokenizer>,
     /// `general.name` of the file.
     pub name: String,
     pub context_length: usize,
@@ -99,7 +100,7 @@ impl Model {
         let content = gguf_file::Content::read(&mut file)
             .map_err(|e| EngineError(format!("{} is not a GGUF file: {e}", path.display())))?;
         let vocabulary = vocabulary(&content)?;
-        let tokenizer = Tokenizer::new(vocabulary).map_err(EngineError)?;
+        let tokenizer = std::sync::Arc::new(Tokenizer::new(vocabulary).map_err(EngineError)?);
         let name = content
             .metadata
             .get("general.name")

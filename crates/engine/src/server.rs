@@ -156,6 +156,13 @@ fn parse(body: &Value) -> Result<Call, String> {
         .map(|v| v.as_u64().ok_or("max_tokens must be a positive integer"))
         .transpose()?
         .unwrap_or(256) as usize;
+    let min_tokens = number("min_tokens")
+        .map(|v| {
+            v.as_u64()
+                .ok_or("min_tokens must be a non-negative integer")
+        })
+        .transpose()?
+        .unwrap_or(0) as usize;
     let temperature = number("temperature")
         .map(|v| v.as_f64().filter(|t| (0.0..=2.0).contains(t)))
         .map(|t| t.ok_or("temperature must be between 0 and 2"))
@@ -179,6 +186,7 @@ fn parse(body: &Value) -> Result<Call, String> {
         messages,
         params: Params {
             max_tokens,
+            min_tokens,
             temperature,
             top_p,
             seed,
@@ -241,7 +249,7 @@ async fn chat(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: Strin
         let done = tokio::task::spawn_blocking(move || {
             let mut model = e.model.lock();
             let prompt = model.tokenizer.encode(&crate::chat::prompt(&messages));
-            let g = generate(&mut model, &prompt, &params, mark.as_ref(), |_, _| {})?;
+            let g = generate(&mut model, &prompt, &params, mark.as_ref(), |_, _| true)?;
             let logprobs = params.logprobs.map(|_| {
                 g.logprobs
                     .iter()
@@ -304,28 +312,25 @@ fn stream(
             ..
         } = call;
         let mut model = engine.model.lock();
-        let prompt = model.tokenizer.encode(&crate::chat::prompt(&messages));
+        let tokenizer = model.tokenizer.clone();
+        let prompt = tokenizer.encode(&crate::chat::prompt(&messages));
         let send = |v: Value| tx.blocking_send(format!("data: {v}\n\n")).is_ok();
-        send(chunk(
+        if !send(chunk(
             json!({"role": "assistant", "content": ""}),
             None,
             None,
-        ));
-        let tokenizer_logprobs = params.logprobs.is_some();
-        // The tokenizer is borrowed by the loop's model; log-probabilities are rendered from
-        // token ids afterwards is not possible mid-stream, so each piece carries its own.
-        let mut pieces: Vec<(String, Option<TokenLogprob>)> = Vec::new();
-        let result = generate(&mut model, &prompt, &params, mark.as_ref(), |text, lp| {
-            pieces.push((text.to_owned(), lp.cloned()));
-        });
-        for (text, lp) in pieces {
-            let logprobs = (tokenizer_logprobs && lp.is_some()).then(|| {
-                json!({"content": [logprob_json(&model.tokenizer, lp.as_ref().expect("checked"))]})
-            });
-            if !send(chunk(json!({"content": text}), None, logprobs)) {
-                return;
-            }
+        )) {
+            return;
         }
+        let with_logprobs = params.logprobs.is_some();
+        // Each piece goes out as it is made; a client that left stops the generation.
+        let result = generate(&mut model, &prompt, &params, mark.as_ref(), |text, lp| {
+            let logprobs = lp
+                .filter(|_| with_logprobs)
+                .map(|lp| json!({"content": [logprob_json(&tokenizer, lp)]}));
+            text.is_empty() && logprobs.is_none()
+                || send(chunk(json!({"content": text}), None, logprobs))
+        });
         match result {
             Ok(g) => {
                 let mut last = chunk(json!({}), Some(g.finish_reason), None);

@@ -65,13 +65,14 @@ fn the_model_answers_the_same_for_the_same_seed_and_its_mark_is_found_with_its_k
     let prompt = model.tokenizer.encode(&ask("What is 2+2?"));
     let greedy = Params {
         max_tokens: 24,
+        min_tokens: 0,
         temperature: 0.0,
         top_p: 1.0,
         seed: 1,
         logprobs: Some(2),
     };
-    let a = generate(&mut model, &prompt, &greedy, None, |_, _| {}).unwrap();
-    let b = generate(&mut model, &prompt, &greedy, None, |_, _| {}).unwrap();
+    let a = generate(&mut model, &prompt, &greedy, None, |_, _| true).unwrap();
+    let b = generate(&mut model, &prompt, &greedy, None, |_, _| true).unwrap();
     assert_eq!(a.text, b.text);
     assert!(a.text.contains('4'), "{}", a.text);
     assert_eq!(a.logprobs.len(), a.tokens.len());
@@ -93,12 +94,13 @@ fn the_model_answers_the_same_for_the_same_seed_and_its_mark_is_found_with_its_k
     ));
     let sample = Params {
         max_tokens: 200,
+        min_tokens: 0,
         temperature: 1.0,
         top_p: 1.0,
         seed: 7,
         logprobs: None,
     };
-    let marked = generate(&mut model, &prompt, &sample, Some(&mark), |_, _| {}).unwrap();
+    let marked = generate(&mut model, &prompt, &sample, Some(&mark), |_, _| true).unwrap();
     // The detector reads the text, as a stranger would, through the model's tokenizer.
     let tokens = model.tokenizer.encode(&marked.text);
     let found = detect(&mark, &tokens, 50);

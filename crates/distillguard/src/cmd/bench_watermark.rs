@@ -126,13 +126,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 .encode(&engine::chat::prompt(&[("user".into(), prompt.clone())]));
             let params = engine::Params {
                 max_tokens: a.tokens,
+                // Long answers: the end of turn waits for the full length.
+                min_tokens: a.tokens,
                 temperature: 1.0,
                 top_p: 1.0,
                 seed: i as u64,
                 logprobs: None,
             };
             let t = Instant::now();
-            let g = engine::generate(&mut model, &ids, &params, Some(&wm), |_, _| {})
+            let g = engine::generate(&mut model, &ids, &params, Some(&wm), |_, _| true)
                 .map_err(anyhow::Error::msg)?;
             gen_secs += t.elapsed().as_secs_f64();
             gen_tokens += g.tokens.len();

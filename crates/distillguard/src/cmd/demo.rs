@@ -44,6 +44,13 @@ pub struct Args {
     /// a sign-in token) until Ctrl-C, then finish with the offline scan.
     #[arg(long)]
     pub keep_serving: bool,
+    /// The built-in engine's model file, for the evidence act (with the `engine` feature).
+    #[arg(
+        long,
+        env = "DISTILLGUARD_MODEL",
+        default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    )]
+    pub model: PathBuf,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -83,6 +90,12 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         timeout_secs: 60,
         watermarks: false,
     });
+    // The built-in engine, when this binary has it and the model file is here: answers to
+    // model `smollm2` come from it, marked per account (act 7).
+    let evidence = evidence::start(&args.model).await;
+    if let Some(e) = &evidence {
+        config.upstreams.insert(0, e.upstream());
+    }
     // A fresh token each run: the console signs in with it (`--keep-serving` prints it).
     let admin_token: String = rand::random::<[u8; 16]>()
         .iter()
@@ -335,7 +348,12 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         println!("   Ctrl-C to stop serving and finish with the offline scan");
         super::serve::shutdown_signal().await;
     }
-    println!("== 6. export the log and scan it offline");
+    println!("== 6. evidence: marked answers, found with their account's key");
+    match &evidence {
+        Some(e) => e.act(&store, &base).await?,
+        None => println!("   {}", evidence::absent(&args.model)),
+    }
+    println!("== 7. export the log and scan it offline");
     gw.shutdown().await;
     let log = args.out.join("exchanges.jsonl");
     super::export::run(super::export::Args {
@@ -391,4 +409,162 @@ pub fn upstream(listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
         tokio::signal::ctrl_c().await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The demo's evidence act: a few answers from the built-in engine, served through the
+/// gateway to one account and marked with its key, then tested against that key and another's.
+mod evidence {
+    use std::path::Path;
+
+    use gateway::Upstream;
+
+    #[cfg(feature = "engine")]
+    pub struct Evidence {
+        addr: std::net::SocketAddr,
+        master: watermark::Master,
+        tokenizer: engine::Tokenizer,
+    }
+
+    /// Why there is no evidence act, and how to get one.
+    pub fn absent(model: &Path) -> String {
+        if cfg!(feature = "engine") {
+            format!(
+                "(skipped: the model file {} is absent; scripts/fetch-model.sh fetches it)",
+                model.display()
+            )
+        } else {
+            "(skipped: this binary has no model engine; scripts/fetch-model.sh, then cargo run --release --features engine -- demo)".into()
+        }
+    }
+
+    #[cfg(not(feature = "engine"))]
+    pub struct Evidence;
+
+    #[cfg(not(feature = "engine"))]
+    pub async fn start(_: &Path) -> Option<Evidence> {
+        None
+    }
+
+    #[cfg(not(feature = "engine"))]
+    impl Evidence {
+        pub fn upstream(&self) -> Upstream {
+            unreachable!("no engine")
+        }
+
+        pub async fn act(
+            &self,
+            _: &std::sync::Arc<store::SqliteStore>,
+            _: &str,
+        ) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[cfg(feature = "engine")]
+    pub async fn start(model: &Path) -> Option<Evidence> {
+        if !model.is_file() {
+            return None;
+        }
+        let loaded = match engine::Model::load(model) {
+            Ok(m) => m,
+            Err(e) => {
+                println!("   (the evidence act is skipped: {e})");
+                return None;
+            }
+        };
+        // A master secret for this run only; it is never printed.
+        let master = watermark::Master::new(&rand::random::<[u8; 32]>()).ok()?;
+        let tokenizer = engine::load_tokenizer(model).ok()?;
+        let mark = engine::MarkConfig {
+            master: master.clone(),
+            scheme: watermark::Scheme::Kgw {
+                gamma: 0.25,
+                delta: 2.0,
+            },
+            context: 1,
+            degrade_delta: 4.0,
+        };
+        let e = std::sync::Arc::new(engine::Engine::new(loaded, Some(mark)));
+        let addr = engine::server::spawn(e, "127.0.0.1:0".parse().ok()?)
+            .await
+            .ok()?;
+        Some(Evidence {
+            addr,
+            master,
+            tokenizer,
+        })
+    }
+
+    #[cfg(feature = "engine")]
+    impl Evidence {
+        pub fn upstream(&self) -> Upstream {
+            Upstream {
+                base_url: format!("http://{}/v1", self.addr),
+                api_key: None,
+                models: vec!["smollm2".into()],
+                timeout_secs: 600,
+                watermarks: true,
+            }
+        }
+
+        pub async fn act(
+            &self,
+            store: &std::sync::Arc<store::SqliteStore>,
+            base: &str,
+        ) -> anyhow::Result<()> {
+            use store::Store;
+            store.upsert_account("novelist", None, 0)?;
+            let key = store.create_key("novelist", 0)?.secret;
+            println!("   account `novelist` asks the built-in engine (SmolLM2-135M) through the gateway; its answers are marked with its key");
+            let client = reqwest::Client::new();
+            let prompts = [
+                "Write a story about a lighthouse keeper and a storm.",
+                "Describe a day at a busy harbour market.",
+                "Tell the story of a clockmaker who builds a clock that runs backwards.",
+            ];
+            for (i, prompt) in prompts.iter().enumerate() {
+                let body = serde_json::json!({
+                    "model": "smollm2", "max_tokens": 150, "temperature": 1.0, "seed": i,
+                    "messages": [{"role": "user", "content": prompt}],
+                });
+                let v: serde_json::Value = client
+                    .post(format!("{base}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let answer = v["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap_or_default();
+                let tokens = self.tokenizer.encode(answer);
+                let p = |account: &str| {
+                    let wm = watermark::Watermark::new(
+                        self.master.key_for(account),
+                        watermark::Scheme::Kgw {
+                            gamma: 0.25,
+                            delta: 2.0,
+                        },
+                        1,
+                    )
+                    .expect("a valid mark");
+                    watermark::detect(&wm, &tokens, 50)
+                        .p_value
+                        .map_or("too short".to_owned(), |p| format!("p = {p:.1e}"))
+                };
+                let start: String = answer.chars().take(70).collect();
+                println!(
+                    "   answer {} ({} tokens, \"{}...\"): with novelist's key {}; with another account's key {}",
+                    i + 1,
+                    tokens.len(),
+                    start.replace('\n', " "),
+                    p("novelist"),
+                    p("someone-else")
+                );
+            }
+            println!("   (the log names the key that marked each answer, never the key: `distillguard evidence detect --key-id` leads back to the account)");
+            Ok(())
+        }
+    }
 }
