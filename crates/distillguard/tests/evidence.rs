@@ -167,6 +167,10 @@ async fn a_marked_answer_through_the_gateway_is_found_with_its_accounts_key_only
     let data_arg = data.to_string_lossy().into_owned();
     let by_id = evidence(&model, &["--key-id", key_id, "--data", &data_arg], &text);
     assert_eq!(by_id["account"], "acme");
+    // The log's whole `watermark` field: key id and scheme, as the engine marked.
+    let as_logged = evidence(&model, &["--watermark", named, "--data", &data_arg], &text);
+    assert_eq!(as_logged["account"], "acme");
+    assert_eq!(as_logged["p_value"], found["p_value"]);
 }
 
 #[test]

@@ -64,16 +64,10 @@ impl Engine {
     }
 }
 
-/// What the `x-distillguard-watermark` header says of a mark: key id, scheme and parameters.
+/// What the `x-distillguard-watermark` header says of a mark: key id, scheme and parameters
+/// ([`Watermark::named`]).
 pub fn describe(wm: &Watermark) -> String {
-    match wm.scheme() {
-        Scheme::Kgw { gamma, delta } => format!(
-            "{}; scheme=kgw; gamma={gamma}; delta={delta}; context={}",
-            wm.key_id(),
-            wm.context()
-        ),
-        Scheme::Gumbel => format!("{}; scheme=gumbel; context={}", wm.key_id(), wm.context()),
-    }
+    wm.named()
 }
 
 pub fn router(engine: Arc<Engine>) -> Router {

@@ -195,6 +195,74 @@ impl Watermark {
     }
 }
 
+/// A mark as the exchange log names it: the key's public id, the scheme and the context width
+/// (`wm1-…; scheme=kgw; gamma=0.25; delta=2; context=1`), never the key. The engine writes it
+/// ([`Watermark::named`]); `evidence detect --watermark` reads it back ([`Named::parse`]), so
+/// the detector tests what the engine marked with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Named {
+    pub key_id: String,
+    pub scheme: Scheme,
+    pub context: usize,
+}
+
+impl Watermark {
+    pub fn named(&self) -> String {
+        match self.scheme {
+            Scheme::Kgw { gamma, delta } => format!(
+                "{}; scheme=kgw; gamma={gamma}; delta={delta}; context={}",
+                self.key_id(),
+                self.context
+            ),
+            Scheme::Gumbel => format!("{}; scheme=gumbel; context={}", self.key_id(), self.context),
+        }
+    }
+}
+
+impl Named {
+    /// Reads what [`Watermark::named`] wrote; a clear error naming what is wrong otherwise.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let mut parts = text.split(';').map(str::trim);
+        let key_id = parts.next().unwrap_or_default();
+        if !key_id.starts_with("wm1-") {
+            return Err(ConfigError(format!(
+                "{text:?} does not start with a key id (wm1-…)"
+            )));
+        }
+        let mut fields = std::collections::HashMap::new();
+        for p in parts.filter(|p| !p.is_empty()) {
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| ConfigError(format!("{p:?} is not name=value")))?;
+            fields.insert(k, v);
+        }
+        let number = |k: &str| -> Result<f64, ConfigError> {
+            fields
+                .get(k)
+                .ok_or_else(|| ConfigError(format!("{text:?} has no {k}")))?
+                .parse()
+                .map_err(|_| ConfigError(format!("{k} in {text:?} is not a number")))
+        };
+        let scheme = match fields.get("scheme").copied() {
+            Some("kgw") => Scheme::Kgw {
+                gamma: number("gamma")?,
+                delta: number("delta")? as f32,
+            },
+            Some("gumbel") => Scheme::Gumbel,
+            other => {
+                return Err(ConfigError(format!(
+                    "unknown scheme {other:?} in {text:?}: kgw or gumbel"
+                )))
+            }
+        };
+        Ok(Self {
+            key_id: key_id.to_owned(),
+            scheme,
+            context: number("context")? as usize,
+        })
+    }
+}
+
 /// SplitMix64's finaliser: one keyed seed and a token give an independent-looking 64 bits.
 fn mix(seed: u64, token: u32) -> u64 {
     let mut z = seed ^ u64::from(token).wrapping_mul(0x9E37_79B9_7F4A_7C15);

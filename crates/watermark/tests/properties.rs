@@ -194,3 +194,22 @@ fn a_bad_configuration_is_refused_with_its_reason() {
         }
     );
 }
+
+#[test]
+fn the_name_the_log_keeps_reads_back_as_the_mark() {
+    for wm in [kgw("acme", 2.0), gumbel("acme")] {
+        let named = wm.named();
+        assert!(named.starts_with(wm.key_id().as_str()));
+        let read = watermark::Named::parse(&named).unwrap();
+        assert_eq!(read.key_id, wm.key_id().as_str());
+        assert_eq!((read.scheme, read.context), (wm.scheme(), wm.context()));
+    }
+    for bad in [
+        "",
+        "key; scheme=kgw",
+        "wm1-00; scheme=kgw; gamma=x; delta=2; context=1",
+        "wm1-00; scheme=rot13; context=1",
+    ] {
+        assert!(watermark::Named::parse(bad).is_err(), "{bad}");
+    }
+}

@@ -27,8 +27,13 @@ pub struct DetectArgs {
     #[arg(default_value = "-")]
     pub input: PathBuf,
     /// The account whose key to test.
-    #[arg(long, required_unless_present = "key_id")]
+    #[arg(long, required_unless_present_any = ["key_id", "watermark"])]
     pub account: Option<String>,
+    /// The mark as the exchange log names it (its `watermark` field: `wm1-…; scheme=kgw;
+    /// gamma=…; delta=…; context=…`): the key id and the scheme together, so the test is the
+    /// one the engine marked with (instead of --key-id and --scheme/--gamma/--context).
+    #[arg(long, conflicts_with = "key_id")]
+    pub watermark: Option<String>,
     /// The key id as the exchange log names it (`wm1-...`); its account is found among the
     /// store's accounts (--data).
     #[arg(long)]
@@ -62,7 +67,20 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     let master = a.secret.master()?.ok_or_else(|| {
         anyhow::anyhow!("set DISTILLGUARD_WATERMARK_SECRET (or --watermark-secret-file): the keys derive from it")
     })?;
-    let account = match (&a.account, &a.key_id) {
+    let named = a
+        .watermark
+        .as_deref()
+        .map(watermark::Named::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let key_id = named
+        .as_ref()
+        .map(|n| n.key_id.clone())
+        .or(a.key_id.clone());
+    let (scheme, context) = named
+        .as_ref()
+        .map_or((a.mark.scheme(), a.mark.context), |n| (n.scheme, n.context));
+    let account = match (&a.account, &key_id) {
         (Some(account), _) => account.clone(),
         (None, Some(id)) => a
             .store
@@ -74,7 +92,7 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
             .ok_or_else(|| anyhow::anyhow!("no account of the store has the key {id}"))?,
         (None, None) => unreachable!("clap requires one"),
     };
-    let wm = watermark::Watermark::new(master.key_for(&account), a.mark.scheme(), a.mark.context)
+    let wm = watermark::Watermark::new(master.key_for(&account), scheme, context)
         .map_err(anyhow::Error::msg)?;
     let mut text = String::new();
     if a.input.as_os_str() == "-" {
