@@ -16,29 +16,6 @@ use common::{new_key, run_ok, BIN};
 
 const SECRET: &str = "an evidence test master secret, 32b";
 
-fn model_path() -> Option<PathBuf> {
-    let path = std::env::var_os("DISTILLGUARD_MODEL").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        },
-        PathBuf::from,
-    );
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("DISTILLGUARD_REQUIRE_MODEL").is_none(),
-        "DISTILLGUARD_REQUIRE_MODEL is set but {} is missing",
-        path.display()
-    );
-    eprintln!(
-        "SKIPPED: the model file {} is absent; scripts/fetch-model.sh fetches it",
-        path.display()
-    );
-    None
-}
-
 /// Kills the child when the test ends, passing or not.
 struct Killed(Child);
 
@@ -77,7 +54,9 @@ fn evidence(model: &PathBuf, args: &[&str], text: &PathBuf) -> serde_json::Value
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_marked_answer_through_the_gateway_is_found_with_its_accounts_key_only() {
-    let Some(model) = model_path() else { return };
+    let Some(model) = testkit::model_file() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
     let key = new_key(
@@ -175,7 +154,9 @@ async fn a_marked_answer_through_the_gateway_is_found_with_its_accounts_key_only
 
 #[test]
 fn the_demo_ends_with_marked_answers_found_with_their_accounts_key() {
-    let Some(model) = model_path() else { return };
+    let Some(model) = testkit::model_file() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = run_ok(
         Command::new(BIN)

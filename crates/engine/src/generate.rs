@@ -42,8 +42,8 @@ pub struct Generated {
     pub logprobs: Vec<TokenLogprob>,
 }
 
-/// Log-softmax of `logits` at temperature 1.
-fn log_softmax(logits: &[f32]) -> Vec<f32> {
+/// Log-softmax of `logits` at temperature 1: the model's log-probabilities.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
     let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f32 = logits.iter().map(|l| (l - top).exp()).sum();
     let ln = sum.ln() + top;

@@ -21,5 +21,5 @@ pub mod tokenizer;
 
 pub use generate::{generate, Generated, Params};
 pub use model::{load_tokenizer, EngineError, Model, DEFAULT_MODEL};
-pub use server::{describe, Engine, MarkConfig};
+pub use server::{Engine, MarkConfig};
 pub use tokenizer::Tokenizer;

@@ -88,17 +88,23 @@ pub fn vocabulary(c: &gguf_file::Content) -> Result<Vocabulary, EngineError> {
     })
 }
 
+/// Opens a model file and reads its header (metadata and tensor index, not the weights).
+fn open(path: &Path) -> Result<(File, gguf_file::Content), EngineError> {
+    let mut file = File::open(path).map_err(|e| {
+        EngineError(format!(
+            "cannot open the model file {}: {e} (scripts/fetch-model.sh fetches it)",
+            path.display()
+        ))
+    })?;
+    let content = gguf_file::Content::read(&mut file)
+        .map_err(|e| EngineError(format!("{} is not a GGUF file: {e}", path.display())))?;
+    Ok((file, content))
+}
+
 impl Model {
     /// Loads the model file; a clear error when it is missing or not a model this engine runs.
     pub fn load(path: &Path) -> Result<Self, EngineError> {
-        let mut file = File::open(path).map_err(|e| {
-            EngineError(format!(
-                "cannot open the model file {}: {e} (scripts/fetch-model.sh fetches it)",
-                path.display()
-            ))
-        })?;
-        let content = gguf_file::Content::read(&mut file)
-            .map_err(|e| EngineError(format!("{} is not a GGUF file: {e}", path.display())))?;
+        let (mut file, content) = open(path)?;
         let vocabulary = vocabulary(&content)?;
         let tokenizer = std::sync::Arc::new(Tokenizer::new(vocabulary).map_err(EngineError)?);
         let name = content
@@ -133,13 +139,6 @@ impl Model {
 
 /// Reads only the tokenizer of a model file (what `evidence detect` needs), without the weights.
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, EngineError> {
-    let mut file = File::open(path).map_err(|e| {
-        EngineError(format!(
-            "cannot open the model file {}: {e} (scripts/fetch-model.sh fetches it)",
-            path.display()
-        ))
-    })?;
-    let content = gguf_file::Content::read(&mut file)
-        .map_err(|e| EngineError(format!("{} is not a GGUF file: {e}", path.display())))?;
+    let (_, content) = open(path)?;
     Tokenizer::new(vocabulary(&content)?).map_err(EngineError)
 }

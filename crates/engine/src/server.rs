@@ -64,12 +64,6 @@ impl Engine {
     }
 }
 
-/// What the `x-distillguard-watermark` header says of a mark: key id, scheme and parameters
-/// ([`Watermark::named`]).
-pub fn describe(wm: &Watermark) -> String {
-    wm.named()
-}
-
 pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
@@ -227,7 +221,8 @@ async fn chat(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: Strin
         header(&headers, "x-distillguard-account"),
         header(&headers, "x-distillguard-action"),
     );
-    let marked = mark.as_ref().map(describe);
+    // Key id, scheme and parameters (`Watermark::named`), never the key.
+    let marked = mark.as_ref().map(Watermark::named);
     let id = format!("chatcmpl-{:016x}", rand::random::<u64>());
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

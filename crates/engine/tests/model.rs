@@ -2,35 +2,8 @@
 //! `scripts/fetch-model.sh`); CI fetches it and sets `DISTILLGUARD_REQUIRE_MODEL=1`, which
 //! turns the skip into a failure.
 
-use std::path::PathBuf;
-
 use engine::{generate, Model, Params};
 use watermark::{detect, Master, Scheme, Watermark};
-
-fn model_path() -> Option<PathBuf> {
-    let path = std::env::var_os("DISTILLGUARD_MODEL").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../..")
-                .join(engine::DEFAULT_MODEL)
-        },
-        PathBuf::from,
-    );
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var_os("DISTILLGUARD_REQUIRE_MODEL").is_some() {
-        panic!(
-            "DISTILLGUARD_REQUIRE_MODEL is set but {} is missing",
-            path.display()
-        );
-    }
-    eprintln!(
-        "SKIPPED: the model file {} is absent; scripts/fetch-model.sh fetches it",
-        path.display()
-    );
-    None
-}
 
 fn ask(question: &str) -> String {
     engine::chat::prompt(&[("user".into(), question.into())])
@@ -38,7 +11,9 @@ fn ask(question: &str) -> String {
 
 #[test]
 fn the_tokenizer_reads_text_and_the_chat_template_as_the_model_was_trained() {
-    let Some(path) = model_path() else { return };
+    let Some(path) = testkit::model_file() else {
+        return;
+    };
     let t = engine::load_tokenizer(&path).unwrap();
     assert_eq!(t.vocab_size(), 49_152);
     for text in [
@@ -60,7 +35,9 @@ fn the_tokenizer_reads_text_and_the_chat_template_as_the_model_was_trained() {
 
 #[test]
 fn the_model_answers_the_same_for_the_same_seed_and_its_mark_is_found_with_its_key_only() {
-    let Some(path) = model_path() else { return };
+    let Some(path) = testkit::model_file() else {
+        return;
+    };
     let mut model = Model::load(&path).unwrap();
     let prompt = model.tokenizer.encode(&ask("What is 2+2?"));
     let greedy = Params {
@@ -111,7 +88,9 @@ fn the_model_answers_the_same_for_the_same_seed_and_its_mark_is_found_with_its_k
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_speaks_the_openai_api_and_names_the_key_it_marked_with() {
-    let Some(path) = model_path() else { return };
+    let Some(path) = testkit::model_file() else {
+        return;
+    };
     let model = Model::load(&path).unwrap();
     let mark = engine::MarkConfig {
         master: Master::new(b"the engine test's master secret").unwrap(),

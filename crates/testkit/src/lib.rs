@@ -36,6 +36,32 @@ pub fn unavailable(what: &str, why: impl std::fmt::Display) {
     );
 }
 
+/// The built-in engine's model file for a test: `DISTILLGUARD_MODEL`, else `models/…` at the
+/// workspace root. `None` (the test skips, saying so) when it is absent, unless
+/// `DISTILLGUARD_REQUIRE_MODEL` is set (`.ci/run` fetches the file and sets it): then a panic.
+pub fn model_file() -> Option<PathBuf> {
+    let path = std::env::var_os("DISTILLGUARD_MODEL").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        },
+        PathBuf::from,
+    );
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("DISTILLGUARD_REQUIRE_MODEL").is_none(),
+        "DISTILLGUARD_REQUIRE_MODEL is set but {} is missing",
+        path.display()
+    );
+    eprintln!(
+        "SKIPPED: the model file {} is absent; scripts/fetch-model.sh fetches it",
+        path.display()
+    );
+    None
+}
+
 /// A database that exists for the life of this value.
 pub struct TempDb {
     pub url: String,

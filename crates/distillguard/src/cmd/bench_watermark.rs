@@ -8,13 +8,8 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The model file (GGUF).
-    #[arg(
-        long,
-        env = "DISTILLGUARD_MODEL",
-        default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
-    )]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: crate::cmd::engine::ModelArgs,
     /// The shared data folder with corpora/ (default: ../shared/data, else the built-in sample).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -58,7 +53,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .expect("a valid mark")
     };
     let started = Instant::now();
-    let mut model = engine::Model::load(&a.model).map_err(anyhow::Error::msg)?;
+    let mut model = engine::Model::load(&a.model.path).map_err(anyhow::Error::msg)?;
     let load_secs = started.elapsed().as_secs_f64();
     println!("load: {load_secs:.2} s ({})", model.name);
 
@@ -148,9 +143,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 model.forward(&ids, 0).map_err(anyhow::Error::msg)?
             };
             for (k, &tok) in g.tokens.iter().enumerate().filter(|_| !a.skip_quality) {
-                let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let ln: f32 = logits.iter().map(|l| (l - top).exp()).sum::<f32>().ln() + top;
-                nll += f64::from(ln - logits[tok as usize]);
+                nll -= f64::from(engine::generate::log_softmax(&logits)[tok as usize]);
                 counted += 1;
                 logits = model
                     .forward(&[tok], ids.len() + k)

@@ -44,13 +44,8 @@ pub struct Args {
     /// a sign-in token) until Ctrl-C, then finish with the offline scan.
     #[arg(long)]
     pub keep_serving: bool,
-    /// The built-in engine's model file, for the evidence act (with the `engine` feature).
-    #[arg(
-        long,
-        env = "DISTILLGUARD_MODEL",
-        default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
-    )]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: crate::cmd::engine::ModelArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -92,7 +87,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     });
     // The built-in engine, when this binary has it and the model file is here: answers to
     // model `smollm2` come from it, marked per account (act 7).
-    let evidence = evidence::start(&args.model).await;
+    let evidence = evidence::start(&args.model.path).await;
     if let Some(e) = &evidence {
         config.upstreams.insert(0, e.upstream());
     }
@@ -351,7 +346,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     println!("== 6. evidence: marked answers, found with their account's key");
     match &evidence {
         Some(e) => e.act(&store, &base).await?,
-        None => println!("   {}", evidence::absent(&args.model)),
+        None => println!("   {}", evidence::absent(&args.model.path)),
     }
     println!("== 7. export the log and scan it offline");
     gw.shutdown().await;
@@ -422,7 +417,8 @@ mod evidence {
     pub struct Evidence {
         addr: std::net::SocketAddr,
         master: watermark::Master,
-        tokenizer: engine::Tokenizer,
+        scheme: watermark::Scheme,
+        tokenizer: std::sync::Arc<engine::Tokenizer>,
     }
 
     /// Why there is no evidence act, and how to get one.
@@ -474,13 +470,14 @@ mod evidence {
         };
         // A master secret for this run only; it is never printed.
         let master = watermark::Master::new(&rand::random::<[u8; 32]>()).ok()?;
-        let tokenizer = engine::load_tokenizer(model).ok()?;
+        let tokenizer = loaded.tokenizer.clone();
+        let scheme = watermark::Scheme::Kgw {
+            gamma: 0.25,
+            delta: 2.0,
+        };
         let mark = engine::MarkConfig {
             master: master.clone(),
-            scheme: watermark::Scheme::Kgw {
-                gamma: 0.25,
-                delta: 2.0,
-            },
+            scheme,
             context: 1,
             degrade_delta: 4.0,
         };
@@ -491,6 +488,7 @@ mod evidence {
         Some(Evidence {
             addr,
             master,
+            scheme,
             tokenizer,
         })
     }
@@ -540,15 +538,9 @@ mod evidence {
                     .unwrap_or_default();
                 let tokens = self.tokenizer.encode(answer);
                 let p = |account: &str| {
-                    let wm = watermark::Watermark::new(
-                        self.master.key_for(account),
-                        watermark::Scheme::Kgw {
-                            gamma: 0.25,
-                            delta: 2.0,
-                        },
-                        1,
-                    )
-                    .expect("a valid mark");
+                    let wm =
+                        watermark::Watermark::new(self.master.key_for(account), self.scheme, 1)
+                            .expect("a valid mark");
                     watermark::detect(&wm, &tokens, 50)
                         .p_value
                         .map_or("too short".to_owned(), |p| format!("p = {p:.1e}"))

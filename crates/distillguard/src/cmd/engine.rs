@@ -8,6 +8,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The model file: the engine runs it, and `evidence detect` reads text through its tokenizer.
+#[derive(clap::Args, Clone)]
+pub struct ModelArgs {
+    /// The model file (GGUF); scripts/fetch-model.sh fetches the default.
+    #[arg(
+        long = "model",
+        id = "model",
+        env = "DISTILLGUARD_MODEL",
+        default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    )]
+    pub path: PathBuf,
+}
+
 /// How answers are marked and found: shared by `engine` and `evidence detect`, which must agree.
 #[derive(clap::Args, Clone)]
 pub struct MarkArgs {
@@ -67,13 +80,8 @@ impl SecretArgs {
 pub struct Args {
     #[arg(long, default_value = "127.0.0.1:8100")]
     pub listen: SocketAddr,
-    /// The model file (GGUF); scripts/fetch-model.sh fetches the default.
-    #[arg(
-        long,
-        env = "DISTILLGUARD_MODEL",
-        default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
-    )]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: crate::cmd::engine::ModelArgs,
     #[command(flatten)]
     pub mark: MarkArgs,
     /// KGW's bias for accounts whose action is `degrade`.
@@ -88,11 +96,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::cmd::serve::init_tracing();
     let master = args.secret.master()?;
     let started = std::time::Instant::now();
-    let model = engine::Model::load(&args.model).map_err(anyhow::Error::msg)?;
+    let model = engine::Model::load(&args.model.path).map_err(anyhow::Error::msg)?;
     eprintln!(
         "loaded {} from {} in {:.1}s",
         model.name,
-        args.model.display(),
+        args.model.path.display(),
         started.elapsed().as_secs_f64()
     );
     let mark = match master {

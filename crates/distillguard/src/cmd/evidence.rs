@@ -41,13 +41,8 @@ pub struct DetectArgs {
     /// The store whose accounts --key-id is looked up among.
     #[command(flatten)]
     pub store: crate::cmd::StoreArgs,
-    /// The model file whose tokenizer the engine marks in.
-    #[arg(
-        long,
-        env = "DISTILLGUARD_MODEL",
-        default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
-    )]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: crate::cmd::engine::ModelArgs,
     #[command(flatten)]
     pub mark: MarkArgs,
     #[command(flatten)]
@@ -101,7 +96,7 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
         text = std::fs::read_to_string(&a.input)
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", a.input.display()))?;
     }
-    let tokens = tokenize(&a.model, &text)?;
+    let tokens = tokenize(&a.model.path, &text)?;
     let d = watermark::detect(&wm, &tokens, a.min_tokens);
     let mut out = serde_json::to_value(&d)?;
     out["account"] = account.clone().into();
