@@ -2,36 +2,31 @@
 //! typed and named here, beside the reader's; the request and the response stay the JSON that
 //! went over the wire, every field kept, whatever the reader knows of them today.
 
-use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::Timestamp;
 
 /// One exchange line as the gateway writes it (`EXCHANGE_FORMAT.md`); it reads back with
 /// [`crate::parse_line`].
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Written {
     pub id: String,
     pub ts: String,
     pub account: String,
     pub key: String,
     pub ip: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
     /// What the provider knows of the account (payment, sign-up, network), for linking.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub meta: Option<Value>,
     pub endpoint: String,
     pub status: u16,
     /// The whole call, from request to last byte, to a tenth of a millisecond.
     pub latency_ms: f64,
     pub request: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<Value>,
     /// Extension (distillguard): the watermark the answer was marked with, as the built-in
     /// engine names it (`wm1-<id>; scheme=kgw; gamma=..; delta=..; context=..`): the key's
     /// public id and the scheme, never the key. Other readers ignore it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub watermark: Option<String>,
 }
 
@@ -71,9 +66,32 @@ impl Written {
         self.latency_ms = (secs * 10_000.0).round() / 10.0;
     }
 
-    /// The line as JSON (for the tap, which redacts it per the content policy).
+    /// The line as JSON (for the tap, which redacts it per the content policy). The request
+    /// and the response move into it, not copied: this runs once per proxied call.
     pub fn into_value(self) -> Value {
-        serde_json::to_value(self).expect("an exchange line serialises")
+        let mut m = Map::with_capacity(14);
+        m.insert("id".into(), self.id.into());
+        m.insert("ts".into(), self.ts.into());
+        m.insert("account".into(), self.account.into());
+        m.insert("key".into(), self.key.into());
+        m.insert("ip".into(), self.ip.into());
+        if let Some(ua) = self.user_agent {
+            m.insert("user_agent".into(), ua.into());
+        }
+        if let Some(meta) = self.meta {
+            m.insert("meta".into(), meta);
+        }
+        m.insert("endpoint".into(), self.endpoint.into());
+        m.insert("status".into(), self.status.into());
+        m.insert("latency_ms".into(), self.latency_ms.into());
+        m.insert("request".into(), self.request);
+        if let Some(r) = self.response {
+            m.insert("response".into(), r);
+        }
+        if let Some(w) = self.watermark {
+            m.insert("watermark".into(), w.into());
+        }
+        Value::Object(m)
     }
 }
 
@@ -100,6 +118,7 @@ mod tests {
             json!({"choices": [{"message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
                                  "usage": {"prompt_tokens": 3, "completion_tokens": 1}}),
         );
+        w.watermark = Some("wm1-0011223344556677; scheme=gumbel; context=2".into());
         w.took(0.012_345_6);
         assert_eq!(w.latency_ms, 12.3);
         let line = w.clone().into_value().to_string();
@@ -119,6 +138,24 @@ mod tests {
         );
         assert_eq!(ex.latency_ms, Some(12.3));
         assert_eq!(ex.response.unwrap().usage.unwrap().completion_tokens, 1);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v["watermark"],
+            "wm1-0011223344556677; scheme=gumbel; context=2"
+        );
+        // A field not set is left out, not written as null.
+        let bare = Written::new(
+            "r".into(),
+            0,
+            "a".into(),
+            "k".into(),
+            "ip".into(),
+            "/v1/x".into(),
+            500,
+            json!({}),
+        );
+        let bare = bare.into_value();
+        assert!(bare.get("response").is_none() && bare.get("watermark").is_none());
         // What the reader does not know is still in the line.
         assert!(line.contains("vendor_field"));
         assert_eq!(
