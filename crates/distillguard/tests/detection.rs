@@ -645,6 +645,52 @@ fn an_otel_trace_export_of_the_same_traffic_gets_the_same_verdicts() {
     assert_eq!(otel, expected);
     let auto = verdicts(scan_json(&[otel_log.as_os_str()]));
     assert_eq!(auto, expected);
+
+    // The same spans with their text sent as log events instead (the openai
+    // instrumentation's EVENT_ONLY mode, a collector writing the logs signal to a file of its
+    // own): joined by span with --otel-logs, the same verdicts again.
+    let (bare_log, logs_file) = (dir.path().join("bare.jsonl"), dir.path().join("logs.jsonl"));
+    let (mut bare, mut logs) = (String::new(), String::new());
+    for line in std::fs::read_to_string(&otel_log).unwrap().lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mut records = Vec::new();
+        for span in v["resourceSpans"][0]["scopeSpans"][0]["spans"]
+            .as_array_mut()
+            .unwrap()
+        {
+            let Some(attrs) = span["attributes"].as_array_mut() else {
+                continue;
+            };
+            let content: Vec<_> = attrs
+                .iter()
+                .filter(|kv| kv["key"].as_str().unwrap().ends_with("put.messages"))
+                .cloned()
+                .collect();
+            attrs.retain(|kv| !kv["key"].as_str().unwrap().ends_with("put.messages"));
+            records.push(serde_json::json!({
+                "traceId": span["traceId"], "spanId": span["spanId"],
+                "eventName": "gen_ai.client.inference.operation.details",
+                "attributes": content,
+            }));
+        }
+        bare.push_str(&format!("{v}\n"));
+        let export = serde_json::json!({"resourceLogs": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "api-gateway"}}]},
+            "scopeLogs": [{"logRecords": records}],
+        }]});
+        logs.push_str(&format!("{export}\n"));
+    }
+    std::fs::write(&bare_log, bare).unwrap();
+    std::fs::write(&logs_file, logs).unwrap();
+    let joined = verdicts(scan_json(&[
+        std::ffi::OsStr::new("--otel-logs"),
+        logs_file.as_os_str(),
+        bare_log.as_os_str(),
+    ]));
+    assert_eq!(joined, expected);
+    // Without the text the detector judges the shape alone, and judges differently.
+    let shape_only = verdicts(scan_json(&[bare_log.as_os_str()]));
+    assert_ne!(shape_only, expected);
 }
 
 #[test]

@@ -41,20 +41,20 @@ pub use write::Written;
 pub enum Format {
     Auto {
         litellm: litellm::AccountFields,
-        otel: otel::AccountAttributes,
+        otel: otel::Options,
     },
     Exchange,
     /// LiteLLM's `StandardLoggingPayload` or spend-log rows.
     LiteLlm(litellm::AccountFields),
     /// OpenTelemetry GenAI spans as OTLP/JSON, one export request per line.
-    Otel(otel::AccountAttributes),
+    Otel(otel::Options),
 }
 
 impl Default for Format {
     fn default() -> Self {
         Format::Auto {
             litellm: litellm::AccountFields::default(),
-            otel: otel::AccountAttributes::default(),
+            otel: otel::Options::default(),
         }
     }
 }

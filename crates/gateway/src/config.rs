@@ -90,6 +90,10 @@ pub struct GatewayConfig {
     /// For traces received on `/v1/traces`: the span (then resource) attributes that name the
     /// account, tried in order (default `user.id`, `enduser.id`, `service.name`).
     pub otel_account: Vec<String>,
+    /// For spans received with no message content from a service that sends its content as
+    /// log events (`/v1/logs`): how long the span waits for them before it is recorded
+    /// without (default 2000).
+    pub otel_content_wait_ms: u64,
     /// `[otlp]`: export every proxied call as an OpenTelemetry GenAI span (default: none).
     pub otlp: Option<crate::otlp::OtlpConfig>,
     /// How often overrides and allowlist entries with an expiry are checked and lapsed
@@ -125,6 +129,7 @@ impl Default for GatewayConfig {
             policy: Policy::default(),
             detector: detect::Config::default(),
             otel_account: exchange::otel::AccountAttributes::default().0,
+            otel_content_wait_ms: 2000,
             otlp: None,
             decision_expiry_check_secs: 30.0,
         }

@@ -70,6 +70,8 @@ pub struct AppState {
     pub otlp: Option<otlp::Exporter>,
     /// The console's signed-in sessions.
     pub console: console::Sessions,
+    /// Message content received on `/v1/logs`, waiting for its spans.
+    pub log_content: collect::LogContent,
 }
 
 /// One Prometheus recorder per process (tests start several gateways in one process).
@@ -121,6 +123,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/groups/{cluster}/stix", get(admin::group_stix))
         // OTLP/HTTP traces: what it accepts becomes evidence, so it takes the admin token.
         .route("/v1/traces", post(collect::traces))
+        .route("/v1/logs", post(collect::logs))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,
@@ -445,6 +448,7 @@ impl Gateway {
             verdicts,
             otlp,
             console: console::Sessions::default(),
+            log_content: collect::LogContent::default(),
             keys,
             limiter,
             shared,

@@ -319,6 +319,85 @@ async fn the_official_openai_instrumentation_exports_straight_into_the_receiver(
     h.gw.shutdown().await;
 }
 
+/// Content as log events (`EVENT_ONLY`): the span carries the call, the messages go as a
+/// `gen_ai.client.inference.operation.details` event on the logs signal (`/v1/logs`), and
+/// the receiver joins them by span. (The per-message events of older versions of the same
+/// instrumentation are read too: `exchange::otel` tests them.) The script
+/// flushes the spans before the logs, so the receiver has to wait for text it was promised:
+/// the first span of a service has no promise yet (it is recorded without text), the later
+/// ones wait for their events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_sent_as_log_events_is_joined_to_the_spans_of_its_calls() {
+    if !common::python_module_or_skip(
+        "opentelemetry.instrumentation.openai_v2",
+        "DISTILLGUARD_REQUIRE_OTEL_TEST",
+        "pip install openai opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-instrumentation-openai-v2",
+    ) {
+        return;
+    }
+    let h = Harness::start(|c| c.otel_content_wait_ms = 5_000).await;
+    let model = standin::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/otel_openai.py");
+    let run = |calls: &'static str| {
+        let (traces, logs) = (h.url("/v1/traces"), h.url("/v1/logs"));
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new("python3")
+                    .arg(script)
+                    .env("DG_MODEL_URL", format!("http://{model}/v1"))
+                    .env("DG_TRACES_URL", traces)
+                    .env("DG_LOGS_URL", logs)
+                    .env("DG_TOKEN", ADMIN)
+                    .env("DG_CALLS", calls)
+                    .env(
+                        "OTEL_SEMCONV_STABILITY_OPT_IN",
+                        "gen_ai_latest_experimental",
+                    )
+                    .env(
+                        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+                        "EVENT_ONLY",
+                    )
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    // A first run teaches the receiver that this service sends its text as events; the
+    // second run's spans, flushed before their events, wait for them.
+    for (calls, want) in [("1", 1), ("3", 4)] {
+        let out = run(calls).await;
+        assert!(
+            out.status.success(),
+            "stdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(h.logged("traced-app", want).await.len(), want);
+    }
+    let logged = h.logged("traced-app", 4).await;
+    for e in &logged[1..] {
+        let messages = e["request"]["messages"]
+            .as_array()
+            .expect("messages joined");
+        assert_eq!(messages[0]["role"], "system", "{e}");
+        assert_eq!(messages[0]["content"], "You answer briefly.");
+        assert!(messages[1]["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("why is the sky blue?"));
+        assert!(!e["response"]["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .is_empty());
+        assert_eq!(e["request"]["max_tokens"], 64);
+    }
+    h.gw.shutdown().await;
+}
+
 /// The gateway's own export, read by a receiver: calls proxied by one gateway with `[otlp]`
 /// arrive as spans at another's `/v1/traces` (the receiver above), so what the export writes
 /// is checked by what reads it. Text goes only where the account's policy keeps it; a

@@ -161,7 +161,7 @@ fn indicators<'a>(
         .collect();
     // When and how often each value was seen: the STIX sightings, and the indicators.
     let mut seen: Vec<Sightings> = groups.iter().map(|_| BTreeMap::new()).collect();
-    let format = log.format();
+    let format = log.format()?;
     let mut source = LineSource::open(&log.input, log.reader_options())?;
     while let Some(line) = source.next_line() {
         let Ok(exchange::RawLine::Line { bytes, .. }) = line else {

@@ -64,7 +64,17 @@ pub struct LogArgs {
         value_name = "ATTRIBUTES"
     )]
     pub otel_account: String,
+    /// For OpenTelemetry spans whose producer recorded the messages as log events (the
+    /// openai instrumentation's default): the OTLP/JSON logs file (a collector's file
+    /// exporter for the logs signal) whose `gen_ai.*` events are joined to their spans by
+    /// trace and span id. Read whole before the log, up to a million calls' content.
+    #[arg(long, value_name = "FILE")]
+    pub otel_logs: Option<PathBuf>,
 }
+
+/// The most calls whose content an `--otel-logs` file may hold; the oldest beyond it are
+/// dropped and counted.
+const MAX_LOG_CONTENT: usize = 1_000_000;
 
 /// A comma-separated list, trimmed, empty items dropped.
 pub fn list(s: &str) -> Vec<String> {
@@ -75,16 +85,64 @@ pub fn list(s: &str) -> Vec<String> {
 }
 
 impl LogArgs {
-    /// How each line is read.
-    pub fn format(&self) -> exchange::Format {
+    /// How each line is read (reading `--otel-logs` first, when given).
+    pub fn format(&self) -> anyhow::Result<exchange::Format> {
         let litellm = exchange::litellm::AccountFields(list(&self.litellm_account));
-        let otel = exchange::otel::AccountAttributes(list(&self.otel_account));
-        match self.format.as_str() {
+        let otel = exchange::otel::Options {
+            accounts: exchange::otel::AccountAttributes(list(&self.otel_account)),
+            contents: match &self.otel_logs {
+                Some(path) => Some(Arc::new(self.read_otel_logs(path)?)),
+                None => None,
+            },
+        };
+        Ok(match self.format.as_str() {
             "exchange" => exchange::Format::Exchange,
             "litellm" => exchange::Format::LiteLlm(litellm),
             "otel" => exchange::Format::Otel(otel),
             _ => exchange::Format::Auto { litellm, otel },
+        })
+    }
+
+    /// The content events of an OTLP/JSON logs file, kept for their spans. Lines that are
+    /// not logs exports are counted and named, as bad lines of a log are.
+    fn read_otel_logs(&self, path: &Path) -> anyhow::Result<exchange::otel::Contents> {
+        let mut source = exchange::LineSource::open(path, self.reader_options())
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut contents = exchange::otel::Contents::new(MAX_LOG_CONTENT);
+        let (mut taken, mut bad) = (exchange::otel::logs::Taken::default(), Vec::new());
+        let mut lines = 0u64;
+        while let Some(line) = source.next_line() {
+            let line = line.with_context(|| format!("reading {}", path.display()))?;
+            lines += 1;
+            let exchange::RawLine::Line { bytes, .. } = line else {
+                bad.push(format!("line {lines}: too long"));
+                continue;
+            };
+            // Every record read, the time it was read: the file is one moment here.
+            match contents.add_line(&bytes, 0) {
+                Ok(t) => {
+                    taken.events += t.events;
+                    taken.ignored += t.ignored;
+                    taken.unjoinable += t.unjoinable;
+                    taken.evicted += t.evicted;
+                }
+                Err((kind, why)) => bad.push(format!("line {lines}: {}: {why}", kind.name())),
+            }
         }
+        eprintln!(
+            "{}: {} content events for {} calls ({} other records, {} with no span, {} calls' content dropped past {MAX_LOG_CONTENT}, {} bad lines)",
+            path.display(),
+            taken.events,
+            contents.len(),
+            taken.ignored,
+            taken.unjoinable,
+            taken.evicted,
+            bad.len()
+        );
+        for why in bad.iter().take(5) {
+            eprintln!("  {why}");
+        }
+        Ok(contents)
     }
 
     pub fn reader_options(&self) -> exchange::ReaderOptions {
@@ -131,7 +189,7 @@ impl LogArgs {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let outcome = crate::pipeline::run(
             source,
-            &self.format(),
+            &self.format()?,
             &mut detector,
             workers,
             strict,

@@ -16,10 +16,18 @@
 //! it, payment, sign-up and TLS facts) is left out, never invented: the detector works on
 //! the shape, timing and addresses that remain.
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 
 use crate::reader::BadLineKind;
 use crate::{Exchange, Timestamp};
+
+pub mod logs;
+mod value;
+
+pub use logs::Contents;
+use value::{attributes, nanos_to_millis, text};
 
 /// Which attributes name the account, tried in order on the span and then on its resource;
 /// the first present and non-empty wins. Default: `user.id`, `enduser.id`, then the calling
@@ -37,6 +45,36 @@ impl Default for AccountAttributes {
     }
 }
 
+/// How spans are read: which attributes name the account, and the message content that came
+/// as log events ([`logs`]), where there is any.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub accounts: AccountAttributes,
+    pub contents: Option<Arc<Contents>>,
+}
+
+impl PartialEq for Options {
+    fn eq(&self, other: &Self) -> bool {
+        self.accounts == other.accounts
+            && match (&self.contents, &other.contents) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Options {}
+
+impl From<AccountAttributes> for Options {
+    fn from(accounts: AccountAttributes) -> Self {
+        Self {
+            accounts,
+            contents: None,
+        }
+    }
+}
+
 /// Whether a log line looks like OTLP/JSON traces rather than an exchange or a LiteLLM
 /// record: an export request's only field, `resourceSpans`, opens it. Only the line's first
 /// bytes are searched, so telling the formats apart costs nothing next to parsing.
@@ -49,20 +87,22 @@ pub fn looks_like(line: &[u8]) -> bool {
 /// be mapped. A line that is not such a request is one error for the line.
 pub fn parse_line(
     line: &[u8],
-    accounts: &AccountAttributes,
+    options: &Options,
     out: impl FnMut(Result<Exchange, (BadLineKind, String)>),
 ) -> Result<(), (BadLineKind, String)> {
     let utf8 = std::str::from_utf8(line).map_err(|e| (BadLineKind::InvalidUtf8, e.to_string()))?;
     let v: Value =
         serde_json::from_str(utf8).map_err(|e| (BadLineKind::classify(&e), e.to_string()))?;
-    parse_request(&v, accounts, out)
+    parse_request(&v, &options.accounts, options.contents.as_deref(), out)
 }
 
 /// Maps each model-call span of one `ExportTraceServiceRequest` in its OTLP/JSON form (a file
-/// line, or what a receiver was sent) as [`parse_line`] does.
+/// line, or what a receiver was sent) as [`parse_line`] does, with the content `contents`
+/// holds for a span that carries none itself.
 pub fn parse_request(
     v: &Value,
     accounts: &AccountAttributes,
+    contents: Option<&Contents>,
     mut out: impl FnMut(Result<Exchange, (BadLineKind, String)>),
 ) -> Result<(), (BadLineKind, String)> {
     let resource_spans = v
@@ -84,10 +124,13 @@ pub fn parse_request(
                 .into_iter()
                 .flatten()
         }) {
-            let attrs = attributes(span.get("attributes"));
+            let mut attrs = attributes(span.get("attributes"));
             let Some(endpoint) = text(attrs.get("gen_ai.operation.name")).and_then(endpoint) else {
                 continue;
             };
+            if let (Some(contents), Some(key)) = (contents, key_of(span)) {
+                contents.attach(&key, &mut attrs);
+            }
             let start = nanos_to_millis(span.get("startTimeUnixNano"));
             let mapped = to_exchange(span, &attrs, &resource, endpoint, accounts)
                 .map_err(|m| (BadLineKind::MissingField, m))
@@ -107,6 +150,57 @@ pub fn parse_request(
     Ok(())
 }
 
+/// The key a span's content events name it by (`traceId-spanId`).
+fn key_of(span: &Value) -> Option<String> {
+    Some(logs::span_key(
+        text(span.get("traceId"))?,
+        text(span.get("spanId"))?,
+    ))
+}
+
+/// The model-call spans of an export request that carry no message content, come from a
+/// service that sends its content as log events ([`Contents::sends_content`]) and whose
+/// events are not here yet: the keys a receiver may wait a moment for.
+pub fn awaiting_content(v: &Value, contents: &Contents, now_ms: i64) -> Vec<String> {
+    let mut keys = Vec::new();
+    for rs in v
+        .get("resourceSpans")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let resource = attributes(rs.get("resource").and_then(|r| r.get("attributes")));
+        let service = text(resource.get("service.name")).unwrap_or("");
+        if !contents.sends_content(service, now_ms) {
+            continue;
+        }
+        for span in rs
+            .get("scopeSpans")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|s| {
+                s.get("spans")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
+        {
+            let attrs = attributes(span.get("attributes"));
+            let model_call = text(attrs.get("gen_ai.operation.name"))
+                .and_then(endpoint)
+                .is_some();
+            if !model_call || attrs.contains_key("gen_ai.input.messages") {
+                continue;
+            }
+            if let Some(key) = key_of(span).filter(|k| !contents.has(k)) {
+                keys.push(key);
+            }
+        }
+    }
+    keys
+}
+
 /// The endpoint a GenAI operation was served on; `None` for operations that are not a model
 /// call (tool executions, agent invocations), which are skipped.
 fn endpoint(operation: &str) -> Option<&'static str> {
@@ -116,60 +210,6 @@ fn endpoint(operation: &str) -> Option<&'static str> {
         "embeddings" => Some("/v1/embeddings"),
         _ => None,
     }
-}
-
-/// An OTLP/JSON attribute list (`[{"key": .., "value": {"stringValue": ..}}]`) as a map of
-/// plain JSON values.
-fn attributes(list: Option<&Value>) -> Map<String, Value> {
-    let mut out = Map::new();
-    for kv in list.and_then(Value::as_array).into_iter().flatten() {
-        if let (Some(k), Some(v)) = (kv.get("key").and_then(Value::as_str), kv.get("value")) {
-            out.insert(k.to_owned(), any_value(v));
-        }
-    }
-    out
-}
-
-/// One OTLP `AnyValue` as plain JSON. 64-bit integers are strings in OTLP/JSON; both forms read.
-fn any_value(v: &Value) -> Value {
-    if let Some(s) = v.get("stringValue") {
-        return s.clone();
-    }
-    if let Some(i) = v.get("intValue") {
-        return match i {
-            Value::String(s) => s.parse::<i64>().map_or(Value::Null, |n| json!(n)),
-            other => other.clone(),
-        };
-    }
-    if let Some(d) = v.get("doubleValue") {
-        return d.clone();
-    }
-    if let Some(b) = v.get("boolValue") {
-        return b.clone();
-    }
-    if let Some(a) = v.get("arrayValue") {
-        let values = a.get("values").and_then(Value::as_array);
-        return Value::Array(values.into_iter().flatten().map(any_value).collect());
-    }
-    if let Some(kv) = v.get("kvlistValue") {
-        return Value::Object(attributes(kv.get("values")));
-    }
-    Value::Null
-}
-
-fn text(v: Option<&Value>) -> Option<&str> {
-    v.and_then(Value::as_str).filter(|s| !s.is_empty())
-}
-
-/// A time in nanoseconds since the epoch (a string in OTLP/JSON, a number from some
-/// writers), in milliseconds.
-fn nanos_to_millis(v: Option<&Value>) -> Option<i64> {
-    let nanos = match v? {
-        Value::String(s) => s.parse::<i128>().ok()?,
-        Value::Number(n) => n.as_i64().map(i128::from)?,
-        _ => return None,
-    };
-    (nanos > 0).then_some((nanos / 1_000_000) as i64)
 }
 
 /// The account: the first of `accounts` on the span, else on its resource.
@@ -462,7 +502,7 @@ mod tests {
 
     fn parse(bytes: &[u8]) -> Vec<Result<Exchange, (BadLineKind, String)>> {
         let mut out = Vec::new();
-        parse_line(bytes, &AccountAttributes::default(), |r| out.push(r)).unwrap();
+        parse_line(bytes, &Options::default(), |r| out.push(r)).unwrap();
         out
     }
 
@@ -551,12 +591,7 @@ mod tests {
         let (kind, why) = got[0].as_ref().unwrap_err();
         assert_eq!(*kind, BadLineKind::MissingField);
         assert!(why.contains("startTimeUnixNano"), "{why}");
-        let err = parse_line(
-            br#"{"resourceSpans": 3}"#,
-            &AccountAttributes::default(),
-            |_| {},
-        )
-        .unwrap_err();
+        let err = parse_line(br#"{"resourceSpans": 3}"#, &Options::default(), |_| {}).unwrap_err();
         assert_eq!(err.0, BadLineKind::WrongType);
         assert!(looks_like(&line(vec![])));
         assert!(!looks_like(br#"{"id":"x","account":"a"}"#));
@@ -581,5 +616,131 @@ mod tests {
         assert_eq!(m.len(), 3);
         assert_eq!(m[1].role, "assistant");
         assert_eq!(m[2].role, "tool");
+    }
+
+    fn event(span_id: &str, name: &str, body: Value) -> Value {
+        json!({
+            "timeUnixNano": "1772323200000000000",
+            "traceId": "5b8efff798038103d269b633813fc60c",
+            "spanId": span_id,
+            "eventName": name,
+            "attributes": [kv("gen_ai.system", json!("openai"))],
+            "body": {"kvlistValue": {"values": body.as_object().unwrap().iter().map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => json!({"stringValue": s}),
+                    Value::Number(n) => json!({"intValue": n.to_string()}),
+                    Value::Object(o) => json!({"kvlistValue": {"values": o.iter().map(|(k, v)| json!({"key": k, "value": {"stringValue": v}})).collect::<Vec<_>>()}}),
+                    other => other.clone(),
+                };
+                json!({"key": k, "value": v})
+            }).collect::<Vec<_>>()}},
+        })
+    }
+
+    fn logs(records: Vec<Value>) -> Value {
+        json!({"resourceLogs": [{
+            "resource": {"attributes": [kv("service.name", json!("support-bot"))]},
+            "scopeLogs": [{"scope": {"name": "opentelemetry.instrumentation.openai_v2"}, "logRecords": records}],
+        }]})
+    }
+
+    /// The openai instrumentation's default: the span has no text, the log events have it.
+    #[test]
+    fn content_sent_as_log_events_is_joined_to_its_span() {
+        let span_id = "1111111111111111";
+        let mut contents = Contents::new(16);
+        let taken = contents
+            .add_request(
+                &logs(vec![
+                    event(span_id, "gen_ai.system.message", json!({"content": "Be brief."})),
+                    event(span_id, "gen_ai.user.message", json!({"content": "Explain entropy."})),
+                    event(
+                        span_id,
+                        "gen_ai.choice",
+                        json!({"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Disorder."}}),
+                    ),
+                    // An application's own log line, and an event of no span: not content.
+                    json!({"body": {"stringValue": "request handled"}, "traceId": "5b8efff798038103d269b633813fc60c", "spanId": span_id}),
+                    json!({"eventName": "gen_ai.user.message", "body": {"kvlistValue": {"values": []}}}),
+                ]),
+                1_000,
+            )
+            .unwrap();
+        assert_eq!(
+            taken,
+            logs::Taken {
+                events: 3,
+                ignored: 1,
+                unjoinable: 1,
+                evicted: 0
+            }
+        );
+        assert!(contents.sends_content("support-bot", 2_000));
+        assert!(!contents.sends_content("other", 2_000));
+
+        let request: Value =
+            serde_json::from_slice(&line(vec![chat_span(span_id, 1_772_323_200, vec![])])).unwrap();
+        let bare = Contents::new(1);
+        assert!(awaiting_content(&request, &bare, 2_000).is_empty());
+        assert!(awaiting_content(&request, &contents, 2_000).is_empty());
+        let mut read = Vec::new();
+        parse_request(
+            &request,
+            &AccountAttributes::default(),
+            Some(&contents),
+            |r| read.push(r.unwrap()),
+        )
+        .unwrap();
+        let ex = &read[0];
+        let messages = ex.request.messages.as_ref().unwrap();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].role, "system");
+        assert_eq!(messages[1].content.as_str(), "Explain entropy.");
+        let choice = &ex.response.as_ref().unwrap().choices[0];
+        assert_eq!(choice.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(
+            choice.message.as_ref().unwrap().content.as_str(),
+            "Disorder."
+        );
+
+        // A span of a service known to send its content this way, whose events are not here
+        // yet, is one a receiver waits for.
+        let other: Value = serde_json::from_slice(&line(vec![chat_span(
+            "2222222222222222",
+            1_772_323_201,
+            vec![],
+        )]))
+        .unwrap();
+        assert_eq!(
+            awaiting_content(&other, &contents, 2_000),
+            vec!["5b8efff798038103d269b633813fc60c-2222222222222222".to_owned()]
+        );
+        contents.forget("5b8efff798038103d269b633813fc60c-1111111111111111");
+        assert!(contents.is_empty());
+    }
+
+    #[test]
+    fn content_kept_for_spans_is_bounded_oldest_first() {
+        let mut contents = Contents::new(2);
+        let mut evicted = 0;
+        for id in ["aaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaa2", "aaaaaaaaaaaaaaa3"] {
+            let t = contents
+                .add_request(
+                    &logs(vec![event(
+                        id,
+                        "gen_ai.user.message",
+                        json!({"content": "hi"}),
+                    )]),
+                    0,
+                )
+                .unwrap();
+            evicted += t.evicted;
+        }
+        assert_eq!(evicted, 1);
+        assert_eq!(contents.len(), 2);
+        assert!(!contents.has("5b8efff798038103d269b633813fc60c-aaaaaaaaaaaaaaa1"));
+        assert!(contents.has("5b8efff798038103d269b633813fc60c-aaaaaaaaaaaaaaa3"));
+        assert!(logs::looks_like(logs(vec![]).to_string().as_bytes()));
+        assert!(contents.add_line(br#"{"resourceLogs": 1}"#, 0).is_err());
     }
 }
