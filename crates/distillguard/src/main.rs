@@ -94,3 +94,15 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a command's definition only when that command is parsed in a debug
+    /// build: this checks every subcommand at once (a clash of flattened argument groups
+    /// once made `collect` panic before it read its arguments).
+    #[test]
+    fn every_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

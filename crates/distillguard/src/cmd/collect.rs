@@ -9,6 +9,9 @@
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
+// `serve`'s arguments are flattened in, and a derived group takes its struct's name: two
+// groups named `Args` would make clap refuse the command.
+#[group(id = "collect")]
 pub struct Args {
     #[command(flatten)]
     pub gateway: super::serve::Args,
