@@ -812,3 +812,332 @@ fn scan_html_writes_one_self_contained_page_of_the_same_verdicts() {
         .replace("http://www.w3.org/2000/svg", "")
         .contains("http"));
 }
+
+/// A `distillguard serve` process in front of the stand-in upstream (or, with no upstream, a
+/// `distillguard collect`), with a key per account of `accounts`, the log keeping full
+/// content and the client's address read from X-Forwarded-For sent by this host (the
+/// replaying SDK's place: a proxy in front of it). Enforcement is off, so every call is
+/// answered as it was asked.
+struct ServedGateway {
+    child: std::process::Child,
+    port: u16,
+    data: PathBuf,
+    keys: HashMap<String, String>,
+}
+
+impl ServedGateway {
+    fn start(
+        dir: &std::path::Path,
+        upstream: Option<std::net::SocketAddr>,
+        accounts: &[&str],
+    ) -> Self {
+        let name = if upstream.is_some() {
+            "serve"
+        } else {
+            "collect"
+        };
+        let data = dir.join(format!("{name}-data"));
+        let keys = accounts
+            .iter()
+            .map(|a| {
+                let key = common::new_key(
+                    Command::new(common::BIN)
+                        .args(["keys", "create", "--account", a, "--data"])
+                        .arg(&data),
+                );
+                (a.to_string(), key)
+            })
+            .collect();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            "content = \"full\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
+             [policy]\nsuspicious = \"allow\"\ndistilling = \"allow\"\n",
+        )
+        .unwrap();
+        let port = testkit::free_port();
+        let mut command = Command::new(common::BIN);
+        command.args([name, "--listen", &format!("127.0.0.1:{port}")]);
+        if let Some(upstream) = upstream {
+            command
+                .arg("--upstream")
+                .arg(format!("http://{upstream}/v1"));
+        }
+        let child = command
+            .arg("--data")
+            .arg(&data)
+            .arg("--config")
+            .arg(&config)
+            .env("DISTILLGUARD_ADMIN_TOKEN", "replay-admin")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        for _ in 0..500 {
+            if testkit::listening(addr) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            testkit::listening(addr),
+            "`distillguard {name}` did not come up"
+        );
+        Self {
+            child,
+            port,
+            data,
+            keys,
+        }
+    }
+
+    /// Stops the gateway as an operator would (SIGTERM) and exports its log.
+    fn stop_and_export(mut self, out: &std::path::Path) -> Vec<Exchange> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        common::run_ok(
+            Command::new(common::BIN)
+                .args(["export", "--data"])
+                .arg(&self.data)
+                .arg("--out")
+                .arg(out),
+        );
+        std::fs::read_to_string(out)
+            .unwrap()
+            .lines()
+            .map(|l| exchange::parse_line(l.as_bytes()).unwrap())
+            .collect()
+    }
+}
+
+/// The detector settings both sides of a replay are scanned with: a replay sends days of
+/// traffic in a minute, so nothing would be sustained over clock hours.
+fn replay_scan_config(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("detector.toml");
+    std::fs::write(&path, "[thresholds]\nmin_active_hours = 0.0\n").unwrap();
+    path
+}
+
+/// The simulated world a replay sends, as calls for `producers/replay.py`: each account's
+/// first `REPLAY_CALLS_PER_ACCOUNT` calls (a real SDK takes milliseconds a call, not
+/// microseconds).
+fn replay_calls(dir: &std::path::Path, sim: &Simulation, chat_only: bool) -> PathBuf {
+    const REPLAY_CALLS_PER_ACCOUNT: usize = 40;
+    let path = dir.join("calls.jsonl");
+    let mut text = String::new();
+    let mut sent: HashMap<&str, usize> = HashMap::new();
+    for e in &sim.exchanges {
+        if chat_only && e.endpoint != "/v1/chat/completions" {
+            continue;
+        }
+        let n = sent.entry(e.account.as_str()).or_default();
+        if *n == REPLAY_CALLS_PER_ACCOUNT {
+            continue;
+        }
+        *n += 1;
+        let call = serde_json::json!({
+            "account": e.account,
+            "ip": e.ip.as_deref().unwrap_or("198.51.100.1"),
+            "endpoint": e.endpoint,
+            "body": e.request,
+        });
+        text.push_str(&format!("{call}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn replay_world() -> Simulation {
+    simulate(
+        &SimConfig {
+            seed: 23,
+            benign_accounts: 12,
+            campaigns: Some(4),
+            days: 1.0,
+            ..SimConfig::default()
+        },
+        &corpora(),
+    )
+}
+
+/// Runs `producers/replay.py MODE CALLS TARGET` against the gateway; its report line.
+fn replay(mode: &str, calls: &std::path::Path, target: &str, gw: &ServedGateway) -> String {
+    // The keys the calls are sent with, by account.
+    let keyed = calls.with_extension("keyed.jsonl");
+    let mut text = String::new();
+    for line in std::fs::read_to_string(calls).unwrap().lines() {
+        let mut call: serde_json::Value = serde_json::from_str(line).unwrap();
+        call["key"] = serde_json::json!(gw.keys[call["account"].as_str().unwrap()]);
+        text.push_str(&format!("{call}\n"));
+    }
+    std::fs::write(&keyed, text).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/producers/replay.py");
+    let out = Command::new("python3")
+        .args([script, mode])
+        .arg(&keyed)
+        .arg(target)
+        .env("DG_BASE_URL", format!("http://127.0.0.1:{}/v1", gw.port))
+        .env("DG_TOKEN", "replay-admin")
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        // The instrumentation records the messages on the spans.
+        .env(
+            "OTEL_SEMCONV_STABILITY_OPT_IN",
+            "gen_ai_latest_experimental",
+        )
+        .env(
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+            "SPAN_ONLY",
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{mode} replay: {}", stdout.trim());
+    stdout
+}
+
+/// The real `litellm` package (SDK mode) sends simulated traffic through the gateway: the
+/// payloads its logging callbacks receive, scanned with `--format litellm`, get the verdicts
+/// of the gateway's own log of the same calls (less what LiteLLM does not record: the user
+/// agent, the key, the account facts). Needs `pip install litellm==1.110.2`; skipped with a
+/// message without it, unless DISTILLGUARD_REQUIRE_LITELLM_TEST=1 (CI sets it).
+#[test]
+fn traffic_driven_through_the_real_litellm_gets_the_verdicts_of_the_gateway_log() {
+    if !testkit::python_module_or_skip(
+        "litellm",
+        "DISTILLGUARD_REQUIRE_LITELLM_TEST",
+        "pip install litellm==1.110.2",
+    ) {
+        return;
+    }
+    let sim = replay_world();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream = rt
+        .block_on(standin::spawn("127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let accounts: Vec<&str> = sim.labels.iter().map(|l| l.account.as_str()).collect();
+    let gw = ServedGateway::start(dir.path(), Some(upstream), &accounts);
+    let calls = replay_calls(dir.path(), &sim, false);
+    let litellm_log = dir.path().join("litellm.jsonl");
+    replay("litellm", &calls, litellm_log.to_str().unwrap(), &gw);
+    let logged = gw.stop_and_export(&dir.path().join("gateway.jsonl"));
+    let bare: Vec<Exchange> = logged
+        .into_iter()
+        .map(|e| Exchange {
+            user_agent: None,
+            key: None,
+            meta: None,
+            ..e
+        })
+        .collect();
+    let gateway_log = write_log(dir.path(), "gateway-bare.jsonl", &bare);
+    let config = replay_scan_config(dir.path());
+    let expected = verdicts(scan_json(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        gateway_log.as_os_str(),
+    ]));
+    assert!(
+        expected.iter().any(|(_, v, _)| v == "distilling"),
+        "{expected:?}"
+    );
+    let litellm = verdicts(scan_json(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--format".as_ref(),
+        "litellm".as_ref(),
+        litellm_log.as_os_str(),
+    ]));
+    assert_same_verdicts(&litellm, &expected);
+}
+
+/// The same accounts with the same verdicts, and scores within 0.05: each side stamps a
+/// call with its own clock reading (the SDK as it sends, the gateway as it receives), a few
+/// milliseconds apart, and the timing signals move by that much.
+fn assert_same_verdicts(got: &[(String, String, String)], expected: &[(String, String, String)]) {
+    let strip = |v: &[(String, String, String)]| -> Vec<(String, String)> {
+        v.iter().map(|(a, v, _)| (a.clone(), v.clone())).collect()
+    };
+    assert_eq!(strip(got), strip(expected));
+    for ((a, _, s), (_, _, t)) in got.iter().zip(expected) {
+        let (s, t): (f64, f64) = (s.parse().unwrap(), t.parse().unwrap());
+        assert!((s - t).abs() <= 0.05, "{a}: score {s} against {t}");
+    }
+}
+
+/// The official OpenTelemetry instrumentation of the `openai` SDK traces simulated traffic
+/// the SDK sends through the gateway, and exports the spans over OTLP/HTTP straight into a
+/// `distillguard collect`: what the receiver logged gets the verdicts of the gateway's own
+/// log of the same calls, less what the spans do not record (the key, the client's address
+/// and user agent, the account facts, logprobs, tools, streaming). Needs the packages
+/// pinned in `.ci/run`; skipped with a message without them, unless
+/// DISTILLGUARD_REQUIRE_OTEL_TEST=1 (CI sets it).
+#[test]
+fn traffic_traced_by_the_real_openai_instrumentation_gets_the_verdicts_of_the_gateway_log() {
+    if !testkit::python_module_or_skip(
+        "opentelemetry.instrumentation.openai_v2",
+        "DISTILLGUARD_REQUIRE_OTEL_TEST",
+        "pip install openai opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-instrumentation-openai-v2",
+    ) {
+        return;
+    }
+    let sim = replay_world();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream = rt
+        .block_on(standin::spawn("127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let accounts: Vec<&str> = sim.labels.iter().map(|l| l.account.as_str()).collect();
+    let gw = ServedGateway::start(dir.path(), Some(upstream), &accounts);
+    let receiver = ServedGateway::start(dir.path(), None, &[]);
+    // The instrumentation traces chat completions (not the legacy completions endpoint).
+    let calls = replay_calls(dir.path(), &sim, true);
+    let traces = format!("http://127.0.0.1:{}/v1/traces", receiver.port);
+    replay("otel", &calls, &traces, &gw);
+    let recorded: Vec<Exchange> = gw
+        .stop_and_export(&dir.path().join("gateway.jsonl"))
+        .iter()
+        .map(|e| {
+            let mut seen = Exchange {
+                ip: None,
+                user_agent: None,
+                ..as_otel_records(e)
+            };
+            // A streamed answer's usage reaches the SDK only when asked for in the stream.
+            if e.request.stream == Some(true) {
+                if let Some(r) = seen.response.as_mut() {
+                    r.usage = None;
+                }
+            }
+            seen
+        })
+        .collect();
+    let gateway_log = write_log(dir.path(), "gateway-as-spans.jsonl", &recorded);
+    let collected = receiver.stop_and_export(&dir.path().join("collected.jsonl"));
+    assert_eq!(collected.len(), recorded.len());
+    let collected_log = write_log(dir.path(), "collected-again.jsonl", &collected);
+    let config = replay_scan_config(dir.path());
+    let scan = |log: &std::path::Path| {
+        verdicts(scan_json(&[
+            "--config".as_ref(),
+            config.as_os_str(),
+            log.as_os_str(),
+        ]))
+    };
+    let expected = scan(&gateway_log);
+    // Forty calls an account, with no addresses or logprobs to read: the harvests are
+    // watched, not yet acted on; what is compared must not be all benign.
+    assert!(
+        expected.iter().any(|(_, v, _)| v != "benign"),
+        "{expected:?}"
+    );
+    assert_same_verdicts(&scan(&collected_log), &expected);
+}

@@ -251,7 +251,7 @@ async fn otlp_protobuf_gzip_spans_are_taken_and_answered_in_protobuf() {
 /// DISTILLGUARD_REQUIRE_OTEL_TEST=1 (CI sets it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_openai_instrumentation_exports_straight_into_the_receiver() {
-    if !common::python_module_or_skip(
+    if !testkit::python_module_or_skip(
         "opentelemetry.instrumentation.openai_v2",
         "DISTILLGUARD_REQUIRE_OTEL_TEST",
         "pip install openai opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-instrumentation-openai-v2",
@@ -328,7 +328,7 @@ async fn the_official_openai_instrumentation_exports_straight_into_the_receiver(
 /// ones wait for their events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn content_sent_as_log_events_is_joined_to_the_spans_of_its_calls() {
-    if !common::python_module_or_skip(
+    if !testkit::python_module_or_skip(
         "opentelemetry.instrumentation.openai_v2",
         "DISTILLGUARD_REQUIRE_OTEL_TEST",
         "pip install openai opentelemetry-sdk opentelemetry-exporter-otlp-proto-http opentelemetry-instrumentation-openai-v2",

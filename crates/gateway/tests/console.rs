@@ -295,7 +295,7 @@ async fn the_console_works_in_a_real_browser() {
     let chromium = std::env::var("DG_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let have_browser = std::path::Path::new(&chromium).exists();
     if !have_browser
-        || !common::python_module_or_skip(
+        || !testkit::python_module_or_skip(
             "playwright",
             "DISTILLGUARD_REQUIRE_BROWSER_TEST",
             "pip install playwright; apt-get install chromium",

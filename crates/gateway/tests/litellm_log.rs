@@ -14,7 +14,7 @@ use store::Store;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn litellm_payloads_read_as_the_exchanges_the_gateway_logged() {
-    if !common::python_module_or_skip(
+    if !testkit::python_module_or_skip(
         "litellm",
         "DISTILLGUARD_REQUIRE_LITELLM_TEST",
         "pip install litellm==1.110.2",

@@ -12,7 +12,7 @@ use store::Store;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_python_sdk_works_through_the_gateway() {
-    if !common::python_module_or_skip(
+    if !testkit::python_module_or_skip(
         "openai",
         "DISTILLGUARD_REQUIRE_SDK_TEST",
         "pip install openai",

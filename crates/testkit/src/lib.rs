@@ -242,3 +242,22 @@ impl Drop for Server {
         self.stop();
     }
 }
+
+/// Whether `python3` can import `module`, for the tests that drive a real Python package
+/// (the producers of the formats distillguard imports). When it cannot, the test is skipped with a message, unless
+/// `required_env` is set (CI sets it), where it fails: a missing install step must not pass.
+pub fn python_module_or_skip(module: &str, required_env: &str, install: &str) -> bool {
+    let available = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(
+            std::env::var(required_env).is_err(),
+            "python3 with the {module} package is required: {install}"
+        );
+        eprintln!("SKIPPED: python3 with the {module} package is not installed ({install})");
+    }
+    available
+}

@@ -378,9 +378,21 @@ fn to_exchange(
         }
     }
 
-    let usage = json!({
-        "prompt_tokens": attrs.get("gen_ai.usage.input_tokens").and_then(Value::as_u64).unwrap_or(0),
-        "completion_tokens": attrs.get("gen_ai.usage.output_tokens").and_then(Value::as_u64).unwrap_or(0),
+    // Usage only where the span recorded it (a streamed call's span has none unless the
+    // client asked for it in the stream): never zeros in its place.
+    let (input_tokens, output_tokens) = (
+        attrs
+            .get("gen_ai.usage.input_tokens")
+            .and_then(Value::as_u64),
+        attrs
+            .get("gen_ai.usage.output_tokens")
+            .and_then(Value::as_u64),
+    );
+    let usage = (input_tokens.is_some() || output_tokens.is_some()).then(|| {
+        json!({
+            "prompt_tokens": input_tokens.unwrap_or(0),
+            "completion_tokens": output_tokens.unwrap_or(0),
+        })
     });
     let finish: Vec<&str> = attrs
         .get("gen_ai.response.finish_reasons")
@@ -417,7 +429,10 @@ fn to_exchange(
             .map(|(i, r)| json!({"index": i, "message": {"role": "assistant"}, "finish_reason": r}))
             .collect(),
     };
-    let mut response = json!({"choices": choices, "usage": usage});
+    let mut response = json!({"choices": choices});
+    if let Some(usage) = usage {
+        response["usage"] = usage;
+    }
     if let Some(rid) = text(attrs.get("gen_ai.response.id")) {
         response["id"] = json!(rid);
     }
