@@ -94,6 +94,10 @@ pub struct GatewayConfig {
     /// log events (`/v1/logs`): how long the span waits for them before it is recorded
     /// without (default 2000).
     pub otel_content_wait_ms: u64,
+    /// Log files followed as they grow (`collect --tail`), each read in its format and
+    /// recorded like a proxied call. Set from the command line, not the file.
+    #[serde(skip)]
+    pub tail: Vec<recorder::Follow>,
     /// `[otlp]`: export every proxied call as an OpenTelemetry GenAI span (default: none).
     pub otlp: Option<crate::otlp::OtlpConfig>,
     /// How often overrides and allowlist entries with an expiry are checked and lapsed
@@ -130,6 +134,7 @@ impl Default for GatewayConfig {
             detector: detect::Config::default(),
             otel_account: exchange::otel::AccountAttributes::default().0,
             otel_content_wait_ms: 2000,
+            tail: Vec::new(),
             otlp: None,
             decision_expiry_check_secs: 30.0,
         }

@@ -315,6 +315,8 @@ pub struct Running {
     pub state: Arc<AppState>,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
+    /// Threads following log files (`collect --tail`); they hold the tap until they stop.
+    followers: Vec<std::thread::JoinHandle<()>>,
     writer: Option<std::thread::JoinHandle<()>>,
     publisher: Option<tokio::task::JoinHandle<()>>,
     standing_watch: Option<tokio::task::JoinHandle<()>>,
@@ -463,12 +465,25 @@ impl Gateway {
             Duration::from_secs_f64(state.config.decision_expiry_check_secs.max(0.05)),
         );
         let (shutdown, rx) = watch::channel(false);
+        let mut followers = Vec::new();
+        for f in &state.config.tail {
+            let thread = recorder::follow::spawn(
+                f.clone(),
+                state.tap.clone(),
+                state.config.content,
+                rx.clone(),
+                tokio::runtime::Handle::current(),
+            )
+            .map_err(anyhow_like::Error::of)?;
+            followers.push(thread);
+        }
         let server = tokio::spawn(accept_loop(listener, state.clone(), rx));
         Ok(Running {
             addr,
             state,
             shutdown,
             server,
+            followers,
             writer,
             publisher,
             standing_watch,
@@ -666,6 +681,9 @@ impl Running {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        for f in std::mem::take(&mut self.followers) {
+            let _ = tokio::task::spawn_blocking(move || f.join()).await;
+        }
         let writer = self.writer.take();
         if let Some(w) = self.standing_watch.take() {
             w.abort();

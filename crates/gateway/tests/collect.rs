@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::Write;
+use std::time::Duration;
 
 use common::{Harness, ADMIN};
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -501,5 +502,87 @@ async fn proxied_calls_are_exported_as_genai_spans_and_a_down_collector_costs_no
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(dropped, "no dropped spans counted");
+    h.gw.shutdown().await;
+}
+
+/// One LiteLLM `StandardLoggingPayload` line of team `team-tail`.
+fn litellm_line(i: u32) -> String {
+    json!({
+        "id": format!("chatcmpl-tail-{i}"), "call_type": "acompletion", "status": "success",
+        "startTime": 1767225600.25 + f64::from(i), "endTime": 1767225601.5 + f64::from(i),
+        "model": "gpt-4o-mini", "prompt_tokens": 12, "completion_tokens": 40,
+        "metadata": {"user_api_key_team_id": "team-tail", "requester_ip_address": "203.0.113.9"},
+        "messages": [{"role": "user", "content": format!("Question {i}: why is the sky blue?")}],
+        "response": {"id": format!("chatcmpl-tail-{i}"), "object": "chat.completion",
+                     "choices": [{"index": 0, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": "Rayleigh scattering."}}]},
+        "model_parameters": {"temperature": 0.7, "max_tokens": 256},
+    })
+    .to_string()
+}
+
+/// `collect --tail`: a LiteLLM log followed as LiteLLM writes it. Whole lines are taken as
+/// they come, a half-written line waits for its end, a bad line is counted and skipped, and a
+/// rotated file (moved away, a new one in its place) is read from its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_litellm_log_is_judged_as_it_grows_and_across_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("litellm.jsonl");
+    let mut file = std::fs::File::create(&path).unwrap();
+    writeln!(file, "{}", litellm_line(0)).unwrap();
+    writeln!(file, "{{\"call_type\": \"acompletion\", truncated").unwrap();
+    writeln!(file, "{}", litellm_line(1)).unwrap();
+    let half = litellm_line(2);
+    write!(file, "{}", &half[..40]).unwrap();
+    file.flush().unwrap();
+    let h = Harness::start(|c| {
+        c.tail = vec![recorder::Follow {
+            path: path.clone(),
+            format: exchange::Format::default(),
+            max_line_bytes: 1 << 20,
+        }];
+    })
+    .await;
+    assert_eq!(h.logged("team-tail", 2).await.len(), 2);
+    // The half line is not taken until its writer finishes it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        h.store.exchanges(Some("team-tail"), 0, 100).unwrap().len(),
+        2
+    );
+    writeln!(file, "{}", &half[40..]).unwrap();
+    file.flush().unwrap();
+    assert_eq!(h.logged("team-tail", 3).await.len(), 3);
+
+    // Rotated: the old file moved away, a new one in its place.
+    std::fs::rename(&path, dir.path().join("litellm.jsonl.1")).unwrap();
+    let mut fresh = std::fs::File::create(&path).unwrap();
+    writeln!(fresh, "{}", litellm_line(3)).unwrap();
+    fresh.flush().unwrap();
+    let logged = h.logged("team-tail", 4).await;
+    let mut ids: Vec<&str> = logged.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "chatcmpl-tail-0",
+            "chatcmpl-tail-1",
+            "chatcmpl-tail-2",
+            "chatcmpl-tail-3"
+        ]
+    );
+    let metrics = reqwest::Client::new()
+        .get(h.url("/metrics"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("distillguard_tail_bad_lines_total{kind="),
+        "{metrics}"
+    );
     h.gw.shutdown().await;
 }

@@ -9,6 +9,8 @@
 //!                                                  └─► policy table (what the request path enforces)
 //! ```
 //!
+//! - [`follow`]: a log file followed as it grows (`collect --tail`): another gateway's
+//!   traffic, read as it is written, through the tap.
 //! - [`tap`]: where a finished exchange goes: this process's log writer and detector threads
 //!   ([`Tap::Local`]), or the bus to the workers ([`Tap::Bus`]).
 //! - [`record`]: the core both run: append until the store takes it, observe, record what
@@ -21,12 +23,14 @@
 //!
 //! The engine has no HTTP in it: the gateway is one of its sources, not its owner.
 
+pub mod follow;
 pub mod judge;
 pub mod record;
 pub mod snapshot;
 pub mod tap;
 pub mod worker;
 
+pub use follow::Follow;
 pub use judge::{Here, Judged, Verdicts, Workers};
 pub use record::{now_ms, Shared};
 pub use tap::{Durability, Finished, Tap};

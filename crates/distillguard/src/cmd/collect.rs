@@ -5,6 +5,10 @@
 //! an existing exporter here and get verdicts with no change in the request path. It is
 //! `serve` without the need for an upstream (with one, it proxies as well), so traces and
 //! proxied calls take the one same way in.
+//!
+//! With `--tail FILE` it also follows log files as they grow (LiteLLM payloads, OTLP/JSON
+//! lines or exchanges, `recorder::follow`): a gateway that writes its traffic to a file is
+//! judged live with no exporter at all.
 
 use std::process::ExitCode;
 
@@ -19,6 +23,20 @@ pub struct Args {
     /// separated; default user.id,enduser.id,service.name).
     #[arg(long, value_name = "ATTRIBUTES")]
     pub otel_account: Option<String>,
+    /// Follow this log file as it grows (repeatable): read from its start, then what is
+    /// appended, each line in `--format`; a restart reads it again and counts nothing twice.
+    #[arg(long, value_name = "FILE")]
+    pub tail: Vec<std::path::PathBuf>,
+    /// The followed files' format: `auto` (decided line by line), `exchange`, `litellm`, `otel`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "exchange", "litellm", "otel"])]
+    pub format: String,
+    /// For LiteLLM lines, the fields that name the account, tried in order.
+    #[arg(
+        long,
+        default_value = "team_id,user_id,key_alias,key_hash",
+        value_name = "FIELDS"
+    )]
+    pub litellm_account: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -27,6 +45,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(attrs) = &args.otel_account {
         config.otel_account = super::list(attrs);
     }
+    let format = super::format_named(
+        &args.format,
+        exchange::litellm::AccountFields(super::list(&args.litellm_account)),
+        exchange::otel::AccountAttributes(config.otel_account.clone()).into(),
+    );
+    config.tail = args
+        .tail
+        .iter()
+        .map(|path| recorder::Follow {
+            path: path.clone(),
+            format: format.clone(),
+            max_line_bytes: 16 << 20,
+        })
+        .collect();
     if super::serve::admin_token().is_none() {
         anyhow::bail!(
             "set DISTILLGUARD_ADMIN_TOKEN: /v1/traces takes it (OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20TOKEN), since what it accepts becomes evidence about accounts"

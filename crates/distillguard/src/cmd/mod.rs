@@ -76,6 +76,20 @@ pub struct LogArgs {
 /// dropped and counted.
 const MAX_LOG_CONTENT: usize = 1_000_000;
 
+/// The format `name` (`auto`, `exchange`, `litellm`, `otel`) reading accounts as told.
+pub fn format_named(
+    name: &str,
+    litellm: exchange::litellm::AccountFields,
+    otel: exchange::otel::Options,
+) -> exchange::Format {
+    match name {
+        "exchange" => exchange::Format::Exchange,
+        "litellm" => exchange::Format::LiteLlm(litellm),
+        "otel" => exchange::Format::Otel(otel),
+        _ => exchange::Format::Auto { litellm, otel },
+    }
+}
+
 /// A comma-separated list, trimmed, empty items dropped.
 pub fn list(s: &str) -> Vec<String> {
     s.split(',')
@@ -95,12 +109,7 @@ impl LogArgs {
                 None => None,
             },
         };
-        Ok(match self.format.as_str() {
-            "exchange" => exchange::Format::Exchange,
-            "litellm" => exchange::Format::LiteLlm(litellm),
-            "otel" => exchange::Format::Otel(otel),
-            _ => exchange::Format::Auto { litellm, otel },
-        })
+        Ok(format_named(&self.format, litellm, otel))
     }
 
     /// The content events of an OTLP/JSON logs file, kept for their spans. Lines that are
