@@ -365,40 +365,6 @@ fn verdicts(out: String) -> Vec<(String, String, String)> {
     v
 }
 
-/// One exchange as LiteLLM's callbacks would have logged it (a `StandardLoggingPayload`): what
-/// LiteLLM records, and nothing it does not (no user agent, no account facts).
-fn as_litellm_payload(e: &Exchange) -> serde_json::Value {
-    use serde_json::{json, Value};
-    let v = serde_json::to_value(e).unwrap();
-    let start = e.ts.millis() as f64 / 1000.0;
-    let mut params = v["request"].as_object().unwrap().clone();
-    params.remove("model");
-    let messages = params
-        .remove("messages")
-        .or_else(|| params.remove("prompt"))
-        .unwrap_or(Value::Null);
-    let usage = &v["response"]["usage"];
-    json!({
-        "id": e.id,
-        "call_type": if e.endpoint == "/v1/completions" { "text_completion" } else { "acompletion" },
-        "status": if e.status == 200 { "success" } else { "failure" },
-        "startTime": start,
-        "endTime": start + e.latency_ms.unwrap_or(0.0) / 1000.0,
-        "model": e.request.model,
-        "messages": messages,
-        "model_parameters": params,
-        "response": v["response"],
-        "prompt_tokens": usage["prompt_tokens"],
-        "completion_tokens": usage["completion_tokens"],
-        "metadata": {
-            "user_api_key_team_id": e.account,
-            "user_api_key_hash": e.key,
-            "requester_ip_address": e.ip,
-            "error_information": if e.status == 200 { Value::Null } else { json!({"error_code": e.status.to_string()}) },
-        },
-    })
-}
-
 #[test]
 fn a_litellm_log_of_the_same_traffic_gets_the_same_verdicts() {
     // The simulated traffic as LiteLLM would have logged it, and as an exchange log holding
@@ -419,7 +385,7 @@ fn a_litellm_log_of_the_same_traffic_gets_the_same_verdicts() {
     let litellm_log = dir.path().join("litellm.jsonl");
     let mut text = String::new();
     for e in &sim.exchanges {
-        text.push_str(&as_litellm_payload(e).to_string());
+        text.push_str(&exchange::litellm::payload_of(e).to_string());
         text.push('\n');
     }
     std::fs::write(&litellm_log, text).unwrap();
@@ -489,118 +455,6 @@ fn as_otel_records(e: &Exchange) -> Exchange {
     }
 }
 
-/// One span of the GenAI conventions for an exchange, in OTLP/JSON.
-fn as_otel_span(e: &Exchange) -> serde_json::Value {
-    use serde_json::{json, Value};
-    let kv = |key: &str, v: Value| json!({"key": key, "value": v});
-    let s = |x: &str| json!({"stringValue": x});
-    let parts = |role: &str, content: &str, calls: Option<&Vec<Value>>| {
-        let mut parts = Vec::new();
-        if role == "tool" {
-            parts.push(json!({"type": "tool_call_response", "id": "", "response": content}));
-        } else if !content.is_empty() {
-            parts.push(json!({"type": "text", "content": content}));
-        }
-        for c in calls.into_iter().flatten() {
-            parts.push(json!({"type": "tool_call", "id": c["id"], "name": c["function"]["name"], "arguments": c["function"]["arguments"]}));
-        }
-        json!({"role": role, "parts": parts})
-    };
-    let completion = e.endpoint == "/v1/completions";
-    let input: Vec<Value> = match (&e.request.messages, &e.request.prompt) {
-        (Some(m), _) => m
-            .iter()
-            .map(|m| parts(&m.role, m.content.as_str(), m.tool_calls.as_ref()))
-            .collect(),
-        (None, Some(p)) => {
-            let prompt = serde_json::to_value(p).unwrap();
-            vec![parts("user", prompt.as_str().unwrap_or_default(), None)]
-        }
-        _ => Vec::new(),
-    };
-    let mut attrs = vec![
-        kv(
-            "gen_ai.operation.name",
-            s(if completion {
-                "text_completion"
-            } else {
-                "chat"
-            }),
-        ),
-        kv("gen_ai.provider.name", s("openai")),
-        kv("gen_ai.response.id", s("chatcmpl-the-same-for-all")),
-        kv("user.id", s(&e.account)),
-        kv("gen_ai.input.messages", s(&Value::Array(input).to_string())),
-    ];
-    if let Some(m) = &e.request.model {
-        attrs.push(kv("gen_ai.request.model", s(m)));
-    }
-    if let Some(ip) = &e.ip {
-        attrs.push(kv("client.address", s(ip)));
-    }
-    if let Some(ua) = &e.user_agent {
-        attrs.push(kv("user_agent.original", s(ua)));
-    }
-    let int = |n: u64| json!({"intValue": n.to_string()});
-    let dbl = |x: f64| json!({"doubleValue": x});
-    if let Some(x) = e.request.max_tokens {
-        attrs.push(kv("gen_ai.request.max_tokens", int(x)));
-    }
-    if let Some(x) = e.request.temperature {
-        attrs.push(kv("gen_ai.request.temperature", dbl(x)));
-    }
-    if let Some(x) = e.request.top_p {
-        attrs.push(kv("gen_ai.request.top_p", dbl(x)));
-    }
-    if let Some(x) = e.request.n {
-        attrs.push(kv("gen_ai.request.choice.count", int(x.into())));
-    }
-    if let Some(x) = e.request.seed {
-        attrs.push(kv(
-            "gen_ai.request.seed",
-            json!({"intValue": x.to_string()}),
-        ));
-    }
-    match &e.response {
-        Some(r) if e.status == 200 => {
-            let out: Vec<Value> = r
-                .choices
-                .iter()
-                .map(|c| {
-                    let m = c.message.as_ref().unwrap();
-                    let mut p = parts("assistant", m.content.as_str(), m.tool_calls.as_ref());
-                    p["finish_reason"] = json!(c.finish_reason);
-                    p
-                })
-                .collect();
-            attrs.push(kv(
-                "gen_ai.output.messages",
-                s(&Value::Array(out).to_string()),
-            ));
-            if let Some(u) = r.usage {
-                attrs.push(kv("gen_ai.usage.input_tokens", int(u.prompt_tokens)));
-                attrs.push(kv("gen_ai.usage.output_tokens", int(u.completion_tokens)));
-            }
-        }
-        _ => {
-            attrs.push(kv("error.type", s(&e.status.to_string())));
-            attrs.push(kv("http.response.status_code", int(e.status.into())));
-        }
-    }
-    let start = e.ts.millis() as i128 * 1_000_000;
-    let end = start + (e.latency_ms.unwrap_or(0.0) as i128) * 1_000_000;
-    json!({
-        "traceId": e.id.split('-').next().unwrap(),
-        "spanId": e.id.split('-').nth(1).unwrap(),
-        "name": "chat",
-        "kind": 3,
-        "startTimeUnixNano": start.to_string(),
-        "endTimeUnixNano": end.to_string(),
-        "attributes": attrs,
-        "status": if e.status == 200 { json!({}) } else { json!({"code": 2}) },
-    })
-}
-
 #[test]
 fn an_otel_trace_export_of_the_same_traffic_gets_the_same_verdicts() {
     // The simulated traffic as an OpenTelemetry collector's file exporter would have written
@@ -623,7 +477,7 @@ fn an_otel_trace_export_of_the_same_traffic_gets_the_same_verdicts() {
     let otel_log = dir.path().join("traces.jsonl");
     let mut text = String::new();
     for batch in recorded.chunks(40) {
-        let mut spans: Vec<_> = batch.iter().map(as_otel_span).collect();
+        let mut spans: Vec<_> = batch.iter().map(exchange::otel::span_of).collect();
         spans.push(serde_json::json!({"traceId": "00", "spanId": "01", "name": "GET /healthz", "startTimeUnixNano": "1"}));
         // Exporters batch spans as they end, not as they start.
         spans.reverse();

@@ -239,6 +239,41 @@ fn to_exchange(record: &Map<String, Value>, accounts: &AccountFields) -> Result<
     Ok(out)
 }
 
+/// One exchange as LiteLLM's logging callbacks would have received it (a
+/// `StandardLoggingPayload`): what LiteLLM records, and nothing it does not (no user agent, no
+/// account facts). The account goes where [`AccountFields::default`] reads it first, the team
+/// id. `parse_line` reads it back; `distillguard simulate --as litellm` writes it.
+pub fn payload_of(e: &Exchange) -> Value {
+    let v = serde_json::to_value(e).unwrap();
+    let start = e.ts.millis() as f64 / 1000.0;
+    let mut params = v["request"].as_object().unwrap().clone();
+    params.remove("model");
+    let messages = params
+        .remove("messages")
+        .or_else(|| params.remove("prompt"))
+        .unwrap_or(Value::Null);
+    let usage = &v["response"]["usage"];
+    json!({
+        "id": e.id,
+        "call_type": if e.endpoint == "/v1/completions" { "text_completion" } else { "acompletion" },
+        "status": if e.status == 200 { "success" } else { "failure" },
+        "startTime": start,
+        "endTime": start + e.latency_ms.unwrap_or(0.0) / 1000.0,
+        "model": e.request.model,
+        "messages": messages,
+        "model_parameters": params,
+        "response": v["response"],
+        "prompt_tokens": usage["prompt_tokens"],
+        "completion_tokens": usage["completion_tokens"],
+        "metadata": {
+            "user_api_key_team_id": e.account,
+            "user_api_key_hash": e.key,
+            "requester_ip_address": e.ip,
+            "error_information": if e.status == 200 { Value::Null } else { json!({"error_code": e.status.to_string()}) },
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

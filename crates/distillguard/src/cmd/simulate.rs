@@ -38,6 +38,13 @@ pub struct Args {
     /// Where to write the labels (one JSON object per account).
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// Write the traffic as another producer would have logged it: `exchange` (this
+    /// project's format), `litellm` (LiteLLM's StandardLoggingPayload, one per line, the
+    /// account as its team id), `otel` (OpenTelemetry GenAI spans as OTLP/JSON, 100 to an
+    /// export line, the account in user.id). What each producer does not record is left out
+    /// (docs/importers.md), so `scan --format` judges what that producer would give it.
+    #[arg(long = "as", default_value = "exchange", value_parser = ["exchange", "litellm", "otel"])]
+    pub as_format: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -68,9 +75,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let mut out = BufWriter::with_capacity(1 << 20, sink);
-    for ex in &sim.exchanges {
-        serde_json::to_writer(&mut out, ex)?;
-        out.write_all(b"\n")?;
+    match args.as_format.as_str() {
+        "litellm" => {
+            for ex in &sim.exchanges {
+                serde_json::to_writer(&mut out, &exchange::litellm::payload_of(ex))?;
+                out.write_all(b"\n")?;
+            }
+        }
+        "otel" => {
+            for batch in sim.exchanges.chunks(100) {
+                let spans = batch.iter().map(exchange::otel::span_of).collect();
+                let line = exchange::otel::export_of(spans, "simulated-gateway");
+                serde_json::to_writer(&mut out, &line)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        _ => {
+            for ex in &sim.exchanges {
+                serde_json::to_writer(&mut out, ex)?;
+                out.write_all(b"\n")?;
+            }
+        }
     }
     out.flush()?;
     drop(out);

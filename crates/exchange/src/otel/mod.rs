@@ -463,6 +463,152 @@ fn to_exchange(
     Ok(out)
 }
 
+/// One span of the GenAI conventions for an exchange, in OTLP/JSON, with its content on the
+/// span and the account in `user.id`: what a traced call records, and nothing the
+/// conventions do not name (key, account facts, logprobs, tools, streaming). Its id is the
+/// exchange id when that reads as `traceId-spanId`, else derived from it.
+/// [`parse_request`] reads it back; `distillguard simulate --as otel` writes it.
+pub fn span_of(e: &Exchange) -> Value {
+    let (trace_id, span_id) = span_ids(&e.id);
+    let kv = |key: &str, v: Value| json!({"key": key, "value": v});
+    let s = |x: &str| json!({"stringValue": x});
+    let parts = |role: &str, content: &str, calls: Option<&Vec<Value>>| {
+        let mut parts = Vec::new();
+        if role == "tool" {
+            parts.push(json!({"type": "tool_call_response", "id": "", "response": content}));
+        } else if !content.is_empty() {
+            parts.push(json!({"type": "text", "content": content}));
+        }
+        for c in calls.into_iter().flatten() {
+            parts.push(json!({"type": "tool_call", "id": c["id"], "name": c["function"]["name"], "arguments": c["function"]["arguments"]}));
+        }
+        json!({"role": role, "parts": parts})
+    };
+    let completion = e.endpoint == "/v1/completions";
+    let input: Vec<Value> = match (&e.request.messages, &e.request.prompt) {
+        (Some(m), _) => m
+            .iter()
+            .map(|m| parts(&m.role, m.content.as_str(), m.tool_calls.as_ref()))
+            .collect(),
+        (None, Some(p)) => {
+            let prompt = serde_json::to_value(p).unwrap();
+            vec![parts("user", prompt.as_str().unwrap_or_default(), None)]
+        }
+        _ => Vec::new(),
+    };
+    let mut attrs = vec![
+        kv(
+            "gen_ai.operation.name",
+            s(if completion {
+                "text_completion"
+            } else {
+                "chat"
+            }),
+        ),
+        kv("gen_ai.provider.name", s("openai")),
+        kv("gen_ai.response.id", s("chatcmpl-the-same-for-all")),
+        kv("user.id", s(&e.account)),
+        kv("gen_ai.input.messages", s(&Value::Array(input).to_string())),
+    ];
+    if let Some(m) = &e.request.model {
+        attrs.push(kv("gen_ai.request.model", s(m)));
+    }
+    if let Some(ip) = &e.ip {
+        attrs.push(kv("client.address", s(ip)));
+    }
+    if let Some(ua) = &e.user_agent {
+        attrs.push(kv("user_agent.original", s(ua)));
+    }
+    let int = |n: u64| json!({"intValue": n.to_string()});
+    let dbl = |x: f64| json!({"doubleValue": x});
+    if let Some(x) = e.request.max_tokens {
+        attrs.push(kv("gen_ai.request.max_tokens", int(x)));
+    }
+    if let Some(x) = e.request.temperature {
+        attrs.push(kv("gen_ai.request.temperature", dbl(x)));
+    }
+    if let Some(x) = e.request.top_p {
+        attrs.push(kv("gen_ai.request.top_p", dbl(x)));
+    }
+    if let Some(x) = e.request.n {
+        attrs.push(kv("gen_ai.request.choice.count", int(x.into())));
+    }
+    if let Some(x) = e.request.seed {
+        attrs.push(kv(
+            "gen_ai.request.seed",
+            json!({"intValue": x.to_string()}),
+        ));
+    }
+    match &e.response {
+        Some(r) if e.status == 200 => {
+            let out: Vec<Value> = r
+                .choices
+                .iter()
+                .map(|c| {
+                    let m = c.message.as_ref().unwrap();
+                    let mut p = parts("assistant", m.content.as_str(), m.tool_calls.as_ref());
+                    p["finish_reason"] = json!(c.finish_reason);
+                    p
+                })
+                .collect();
+            attrs.push(kv(
+                "gen_ai.output.messages",
+                s(&Value::Array(out).to_string()),
+            ));
+            if let Some(u) = r.usage {
+                attrs.push(kv("gen_ai.usage.input_tokens", int(u.prompt_tokens)));
+                attrs.push(kv("gen_ai.usage.output_tokens", int(u.completion_tokens)));
+            }
+        }
+        _ => {
+            attrs.push(kv("error.type", s(&e.status.to_string())));
+            attrs.push(kv("http.response.status_code", int(e.status.into())));
+        }
+    }
+    let start = e.ts.millis() as i128 * 1_000_000;
+    let end = start + (e.latency_ms.unwrap_or(0.0) as i128) * 1_000_000;
+    json!({
+        "traceId": trace_id,
+        "spanId": span_id,
+        "name": "chat",
+        "kind": 3,
+        "startTimeUnixNano": start.to_string(),
+        "endTimeUnixNano": end.to_string(),
+        "attributes": attrs,
+        "status": if e.status == 200 { json!({}) } else { json!({"code": 2}) },
+    })
+}
+
+/// The span identity an exchange id names: itself when it is `traceId-spanId` in hex, else
+/// one derived from it (FNV-1a, stable across builds), so the same id always maps alike.
+fn span_ids(id: &str) -> (String, String) {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Some((t, s)) = id.split_once('-') {
+        if hex(t, 32) && hex(s, 16) {
+            return (t.to_owned(), s.to_owned());
+        }
+    }
+    let fnv = |salt: u8| {
+        id.bytes()
+            .chain([salt])
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+    };
+    (
+        format!("{:016x}{:016x}", fnv(1), fnv(2)),
+        format!("{:016x}", fnv(3)),
+    )
+}
+
+/// An `ExportTraceServiceRequest` holding `spans` from one service, as one OTLP/JSON line.
+pub fn export_of(spans: Vec<Value>, service: &str) -> Value {
+    json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeSpans": [{"scope": {"name": "distillguard"}, "spans": spans}],
+    }]})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
