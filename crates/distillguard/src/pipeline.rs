@@ -23,6 +23,8 @@ const BATCH_BYTES: usize = 1 << 20;
 /// How the run ended.
 pub struct Outcome {
     pub exchanges: u64,
+    /// Which of the fields a source may not record were seen at least once.
+    pub present: Present,
     pub bad: BadLineReport,
     /// The read error that ended the input early, if any.
     pub read_error: Option<io::Error>,
@@ -31,6 +33,63 @@ pub struct Outcome {
 }
 
 type Parsed = Vec<(u64, Result<Observation, (BadLineKind, String)>)>;
+
+/// The fields an imported source may not record at all (LiteLLM has no user agent, spans no
+/// key or account facts), each with a test of one exchange. A field no exchange of a log
+/// carried is said once, "not in this source", so a reader knows what the verdicts stood on.
+type FieldTest = (&'static str, fn(&exchange::Exchange) -> bool);
+const OPTIONAL_FIELDS: [FieldTest; 7] = [
+    ("client address", |e| e.ip.is_some()),
+    ("user agent", |e| e.user_agent.is_some()),
+    ("API key", |e| e.key.is_some()),
+    ("account facts (payment, sign-up, organisation, TLS)", |e| {
+        e.meta.is_some()
+    }),
+    ("prompt text", |e| {
+        e.request
+            .messages
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|m| !m.content.as_str().is_empty()))
+            || e.request.prompt.is_some()
+    }),
+    ("answer text", |e| {
+        e.response.as_ref().is_some_and(|r| {
+            r.choices.iter().any(|c| {
+                c.message
+                    .as_ref()
+                    .is_some_and(|m| !m.content.as_str().is_empty())
+                    || c.text.is_some()
+            })
+        })
+    }),
+    ("token usage", |e| {
+        e.response.as_ref().is_some_and(|r| r.usage.is_some())
+    }),
+];
+
+/// A set of [`OPTIONAL_FIELDS`] seen.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Present(u8);
+
+impl Present {
+    fn see(&mut self, e: &exchange::Exchange) {
+        for (i, (_, has)) in OPTIONAL_FIELDS.iter().enumerate() {
+            if self.0 & (1 << i) == 0 && has(e) {
+                self.0 |= 1 << i;
+            }
+        }
+    }
+
+    /// The fields no exchange carried.
+    pub fn missing(self) -> Vec<&'static str> {
+        OPTIONAL_FIELDS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.0 & (1 << i) == 0)
+            .map(|(_, (name, _))| *name)
+            .collect()
+    }
+}
 
 /// Runs `source` through the detector. `on_change` sees each verdict change as it happens;
 /// `progress` is called with the count of exchanges read so far, once per batch.
@@ -45,9 +104,10 @@ pub fn run(
 ) -> Outcome {
     let workers = workers.max(1);
     let (line_tx, line_rx) = bounded::<(u64, LineBatch)>(workers * 4);
-    let (parsed_tx, parsed_rx) = bounded::<(u64, Parsed)>(workers * 4);
+    let (parsed_tx, parsed_rx) = bounded::<(u64, Parsed, Present)>(workers * 4);
     let mut outcome = Outcome {
         exchanges: 0,
+        present: Present::default(),
         bad: BadLineReport::default(),
         read_error: None,
         strict_stop: None,
@@ -77,12 +137,19 @@ pub fn run(
                 let observer = Observer::default();
                 for (seq, lines) in rx {
                     let mut parsed: Parsed = Vec::new();
+                    let mut present = Present::default();
                     for line in lines.lines() {
                         match line {
                             // A line may hold several exchanges (an OTLP/JSON export request):
                             // each is its own item, under the line's number.
                             BatchLine::Line { number, bytes } => format.parse_each(bytes, |r| {
-                                parsed.push((number, r.map(|ex| observer.observe(&ex))));
+                                parsed.push((
+                                    number,
+                                    r.map(|ex| {
+                                        present.see(&ex);
+                                        observer.observe(&ex)
+                                    }),
+                                ));
                             }),
                             BatchLine::TooLong { number, bytes } => parsed.push((
                                 number,
@@ -93,7 +160,7 @@ pub fn run(
                             )),
                         }
                     }
-                    if tx.send((seq, parsed)).is_err() {
+                    if tx.send((seq, parsed, present)).is_err() {
                         return;
                     }
                 }
@@ -105,7 +172,8 @@ pub fn run(
         // Batches finish out of order; hold early ones until their turn.
         let mut pending: BTreeMap<u64, Parsed> = BTreeMap::new();
         let mut next = 0u64;
-        'outer: for (seq, parsed) in &parsed_rx {
+        'outer: for (seq, parsed, present) in &parsed_rx {
+            outcome.present.0 |= present.0;
             pending.insert(seq, parsed);
             while let Some(batch) = pending.remove(&next) {
                 next += 1;

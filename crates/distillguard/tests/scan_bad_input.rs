@@ -135,3 +135,21 @@ fn a_missing_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("opening /nonexistent/log.jsonl"));
 }
+
+/// What an imported source never records is said once, not invented: a LiteLLM log has no
+/// user agent and no account facts; the exchange log here has no address, key or facts.
+#[test]
+fn fields_a_source_never_records_are_said_once() {
+    let ex = exchange::parse_line(good("r1", "a1").as_bytes()).unwrap();
+    let litellm = format!("{}\n", exchange::litellm::payload_of(&ex));
+    let out = scan(&["--format", "litellm"], litellm.as_bytes());
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("not in this source"))
+        .collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(said[0].contains("user agent") && said[0].contains("account facts"));
+    assert!(!said[0].contains("prompt text") && !said[0].contains("token usage"));
+}

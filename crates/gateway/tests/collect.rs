@@ -152,7 +152,10 @@ async fn otlp_json_spans_become_exchanges_and_what_cannot_be_mapped_is_counted_b
     let r = post_traces(&h, Some(ADMIN), "application/json", false, again).await;
     assert_eq!(r.status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(h.store.exchanges(Some("traced-acct"), 0, 10).unwrap().len(), 2);
+    assert_eq!(
+        h.store.exchanges(Some("traced-acct"), 0, 10).unwrap().len(),
+        2
+    );
     let seen = h.gw.state.shared.detector.lock().report("traced-acct");
     assert_eq!(seen.map(|r| r.exchanges), Some(2));
     h.gw.shutdown().await;

@@ -100,6 +100,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     out.flush()?;
 
     eprint!("{}", outcome.bad);
+    let missing = outcome.present.missing();
+    if outcome.exchanges > 0 && !missing.is_empty() {
+        eprintln!(
+            "not in this source (left out, never invented; the verdicts stand on the rest): {}",
+            missing.join(", ")
+        );
+    }
     if let Some(bad) = &outcome.strict_stop {
         eprintln!("error: --strict: stopped at {bad}");
         return Ok(ExitCode::from(4));
