@@ -203,6 +203,18 @@ pub struct VerdictChange {
     pub exchange: String,
 }
 
+/// An account as a listing shows it: its [`AccountReport`] without the reasons
+/// ([`Detector::summaries`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountSummary {
+    pub account: String,
+    pub score: f64,
+    pub verdict: Verdict,
+    pub cluster: Option<String>,
+    pub first_flagged: Option<String>,
+    pub exchanges: u64,
+}
+
 /// The per-account verdict line of `EXCHANGE_FORMAT.md`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AccountReport {
@@ -810,6 +822,41 @@ impl Detector {
             exchanges: u64::from(a.state.exchanges),
             reasons,
         }
+    }
+
+    /// What a listing shows of every account, without the reasons: each account's score as
+    /// [`Detector::report`] gives it (its peak, lifted to its group's when the group is one
+    /// actor and flagged), its verdict and counts, highest score first (ties by name). Cheap
+    /// where `reports` is not: nothing is scored again and no reason is written, so a console
+    /// can list a hundred thousand accounts per page view.
+    pub fn summaries(&self) -> Vec<AccountSummary> {
+        let mut out: Vec<AccountSummary> = (0..self.accounts.len() as u32)
+            .map(|i| {
+                let a = &self.accounts[i as usize];
+                let mut score = a.peak_score;
+                let root = self.root_of(i);
+                let group = self.groups.get(&root);
+                if let Some(g) = group {
+                    if g.passed_on() > Verdict::Benign && g.peak_score > score && g.one_actor() {
+                        score = g.peak_score;
+                    }
+                }
+                AccountSummary {
+                    account: a.name.clone(),
+                    score: (score * 10_000.0).floor() / 10_000.0,
+                    verdict: a.verdict,
+                    cluster: group.map(|_| self.cluster_name(root)),
+                    first_flagged: a.first_flagged.clone(),
+                    exchanges: u64::from(a.state.exchanges),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.account.cmp(&b.account))
+        });
+        out
     }
 
     /// Reports for every account, highest score first (ties by account name), so the output

@@ -995,3 +995,40 @@ fn traffic_traced_by_the_real_openai_instrumentation_gets_the_verdicts_of_the_ga
     );
     assert_same_verdicts(&scan(&collected_log), &expected);
 }
+
+/// A listing's summaries (no reasons, nothing scored again) say of every account what its
+/// report says: score, verdict, group, first flag, exchanges, in the same order.
+#[test]
+fn summaries_list_every_account_as_its_report_does() {
+    for seed in [5, 17] {
+        let sim = small_simulation(seed);
+        let mut d = Detector::new(Config::default());
+        for ex in &sim.exchanges {
+            d.observe(ex);
+        }
+        let reports = d.reports();
+        let summaries = d.summaries();
+        assert_eq!(reports.len(), summaries.len());
+        assert!(reports.iter().any(|r| r.cluster.is_some()));
+        for (r, s) in reports.iter().zip(&summaries) {
+            assert_eq!(
+                (
+                    &r.account,
+                    r.score,
+                    r.verdict,
+                    &r.cluster,
+                    &r.first_flagged,
+                    r.exchanges
+                ),
+                (
+                    &s.account,
+                    s.score,
+                    s.verdict,
+                    &s.cluster,
+                    &s.first_flagged,
+                    s.exchanges
+                ),
+            );
+        }
+    }
+}

@@ -87,6 +87,132 @@ fn account_view(
 
 /// `GET /admin/accounts`: every account known to the store or judged, highest score first.
 pub async fn list_accounts(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let out = views(&state).await?;
+    Ok(Json(json!({"accounts": out})))
+}
+
+/// An account as the console's lists hold it before a page is drawn: what
+/// `Verdicts::listing` says (no reasons), and whether it is allowlisted.
+pub struct Listed {
+    pub judged: recorder::Judged,
+    pub allowlisted: bool,
+}
+
+impl Listed {
+    /// Its row as [`list_accounts`] gives it, without the reasons, with its action now.
+    pub fn view(&self, state: &AppState) -> Value {
+        let standing = state
+            .shared
+            .table
+            .standing(&state.shared.policy, &self.judged.account);
+        json!({
+            "account": self.judged.account,
+            "score": self.judged.score,
+            "verdict": self.judged.verdict.as_str(),
+            "action": standing.action.as_str(),
+            "action_source": standing.source,
+            "first_flagged": self.judged.first_flagged,
+            "exchanges": self.judged.exchanges,
+            "cluster": self.judged.cluster,
+            "allowlisted": self.allowlisted,
+        })
+    }
+
+    /// Its action now (the policy table: verdict, override, allowlist).
+    pub fn action(&self, state: &AppState) -> respond::Action {
+        state
+            .shared
+            .table
+            .standing(&state.shared.policy, &self.judged.account)
+            .action
+    }
+}
+
+/// The store's accounts (name, allowlisted) as a listing needs them, read at most every few
+/// seconds: at a hundred thousand accounts the read costs more than the rest of a page.
+#[derive(Default)]
+pub struct StoreNames(parking_lot::Mutex<Option<(std::time::Instant, NameList)>>);
+
+/// Account names with whether each is allowlisted.
+type NameList = Arc<Vec<(String, bool)>>;
+
+/// How long the store's account names are taken as read.
+const STORE_NAMES_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl StoreNames {
+    fn get(&self, store: &dyn store::Store) -> store::Result<NameList> {
+        if let Some((at, names)) = &*self.0.lock() {
+            if at.elapsed() < STORE_NAMES_TTL {
+                return Ok(names.clone());
+            }
+        }
+        let names: NameList = Arc::new(
+            store
+                .accounts()?
+                .into_iter()
+                .map(|a| (a.name, a.allowlisted))
+                .collect(),
+        );
+        *self.0.lock() = Some((std::time::Instant::now(), names.clone()));
+        Ok(names)
+    }
+}
+
+/// Every account known to the store or judged, as the console's lists show it: highest score
+/// first (ties by name), without the reasons (`Verdicts::listing`: nothing scored again, no
+/// reason written), so a page stays fast at a hundred thousand accounts. Accounts created in
+/// the last few seconds and not yet judged may be missing (see [`StoreNames`]).
+pub async fn listed_accounts(state: &Arc<AppState>) -> Result<Vec<Listed>, ApiError> {
+    let st = state.clone();
+    blocking(move || {
+        let judged = st.verdicts.listing()?;
+        let names = st.store_names.get(st.shared.store.as_ref())?;
+        let allowlisted: std::collections::HashSet<&str> = names
+            .iter()
+            .filter(|(_, a)| *a)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let seen: std::collections::HashSet<&str> =
+            judged.iter().map(|j| j.account.as_str()).collect();
+        let unjudged: Vec<Listed> = names
+            .iter()
+            .filter(|(n, _)| !seen.contains(n.as_str()))
+            .map(|(n, a)| Listed {
+                judged: recorder::Judged {
+                    account: n.clone(),
+                    score: 0.0,
+                    verdict: detect::Verdict::Benign,
+                    first_flagged: None,
+                    exchanges: Some(0),
+                    cluster: None,
+                    reasons: Vec::new(),
+                },
+                allowlisted: *a,
+            })
+            .collect();
+        let mut out: Vec<Listed> = judged
+            .into_iter()
+            .map(|j| Listed {
+                allowlisted: allowlisted.contains(j.account.as_str()),
+                judged: j,
+            })
+            .collect();
+        if !unjudged.is_empty() {
+            out.extend(unjudged);
+            out.sort_by(|a, b| {
+                b.judged
+                    .score
+                    .total_cmp(&a.judged.score)
+                    .then_with(|| a.judged.account.cmp(&b.judged.account))
+            });
+        }
+        Ok(out)
+    })
+    .await
+}
+
+/// Every account known to the store or judged, with its reasons.
+async fn views(state: &Arc<AppState>) -> Result<Vec<Value>, ApiError> {
     let store = state.shared.store.clone();
     let verdicts = state.verdicts.clone();
     let (accounts, judged) =
@@ -101,10 +227,10 @@ pub async fn list_accounts(State(state): State<Arc<AppState>>) -> Result<Json<Va
     }
     let mut out: Vec<Value> = names
         .iter()
-        .map(|(n, (a, j))| account_view(&state, n, a.as_ref(), j.as_ref()))
+        .map(|(n, (a, j))| account_view(state, n, a.as_ref(), j.as_ref()))
         .collect();
     sort_by_score(&mut out);
-    Ok(Json(json!({"accounts": out})))
+    Ok(out)
 }
 
 /// Highest `score` first: how accounts and groups are listed.

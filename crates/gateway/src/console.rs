@@ -248,11 +248,8 @@ fn verdict_class(v: &str) -> &'static str {
     }
 }
 
-async fn accounts(state: &Arc<AppState>) -> Vec<Value> {
-    match admin::list_accounts(State(state.clone())).await {
-        Ok(axum::Json(v)) => v["accounts"].as_array().cloned().unwrap_or_default(),
-        Err(_) => Vec::new(),
-    }
+async fn accounts(state: &Arc<AppState>) -> Vec<admin::Listed> {
+    admin::listed_accounts(state).await.unwrap_or_default()
 }
 
 async fn audit_rows(state: &Arc<AppState>, account: Option<String>, limit: usize) -> Vec<Value> {
@@ -311,7 +308,11 @@ fn accounts_table(rows: &[&Value]) -> Markup {
 /// `GET /admin/ui`: the overview.
 pub async fn overview(State(state): State<Arc<AppState>>, Signed(csrf): Signed) -> Response {
     let all = accounts(&state).await;
-    let count = |f: &dyn Fn(&Value) -> bool| all.iter().filter(|a| f(a)).count();
+    let count = |v: detect::Verdict| all.iter().filter(|a| a.judged.verdict == v).count();
+    let acted = all
+        .iter()
+        .filter(|a| a.action(&state) != respond::Action::Allow)
+        .count();
     let recent = audit_rows(&state, None, 10).await;
     page(
         "Overview",
@@ -319,9 +320,9 @@ pub async fn overview(State(state): State<Arc<AppState>>, Signed(csrf): Signed) 
         html! {
             section aria-label="Accounts by verdict" .cards {
                 div.card { b { (all.len()) } "accounts" }
-                div.card { b.distilling { (count(&|a| a["verdict"] == "distilling")) } "distilling" }
-                div.card { b.suspicious { (count(&|a| a["verdict"] == "suspicious")) } "suspicious" }
-                div.card { b { (count(&|a| a["action"] != "allow")) } "with an action other than allow" }
+                div.card { b.distilling { (count(detect::Verdict::Distilling)) } "distilling" }
+                div.card { b.suspicious { (count(detect::Verdict::Suspicious)) } "suspicious" }
+                div.card { b { (acted) } "with an action other than allow" }
             }
             h2 { "Recent actions" }
             (audit_table(&recent))
@@ -334,12 +335,17 @@ pub async fn overview(State(state): State<Arc<AppState>>, Signed(csrf): Signed) 
 pub struct ListQuery {
     verdict: Option<String>,
     action: Option<String>,
+    /// Only accounts scoring at least this.
+    min_score: Option<String>,
+    /// Only the members of this linked group (its cluster name).
+    group: Option<String>,
     /// `score` (default), `exchanges` or `account`.
     sort: Option<String>,
     page: Option<usize>,
 }
 
-/// `GET /admin/ui/accounts?verdict=&page=`: every account, highest score first, paged.
+/// `GET /admin/ui/accounts?verdict=&action=&min_score=&group=&sort=&page=`: every account,
+/// highest score first, filtered and paged on the server; only the shown page is drawn.
 pub async fn accounts_page(
     State(state): State<Arc<AppState>>,
     Signed(csrf): Signed,
@@ -348,27 +354,51 @@ pub async fn accounts_page(
     let all = accounts(&state).await;
     let verdict = q.verdict.filter(|v| !v.is_empty());
     let action = q.action.filter(|v| !v.is_empty());
+    let group = q.group.filter(|v| !v.is_empty());
+    let min_score = q
+        .min_score
+        .as_deref()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite());
     let sort = q.sort.unwrap_or_else(|| "score".into());
-    let mut rows: Vec<&Value> = all
+    let mut rows: Vec<&admin::Listed> = all
         .iter()
-        .filter(|a| verdict.as_deref().is_none_or(|v| a["verdict"] == v))
-        .filter(|a| action.as_deref().is_none_or(|v| a["action"] == v))
+        .filter(|a| {
+            verdict
+                .as_deref()
+                .is_none_or(|v| a.judged.verdict.as_str() == v)
+        })
+        .filter(|a| min_score.is_none_or(|m| a.judged.score >= m))
+        .filter(|a| {
+            group
+                .as_deref()
+                .is_none_or(|g| a.judged.cluster.as_deref() == Some(g))
+        })
+        .filter(|a| {
+            action
+                .as_deref()
+                .is_none_or(|v| a.action(&state).as_str() == v)
+        })
         .collect();
     match sort.as_str() {
-        "exchanges" => {
-            rows.sort_by_key(|a| std::cmp::Reverse(a["exchanges"].as_u64().unwrap_or(0)))
-        }
-        "account" => rows.sort_by(|a, b| a["account"].as_str().cmp(&b["account"].as_str())),
+        "exchanges" => rows.sort_by_key(|a| std::cmp::Reverse(a.judged.exchanges.unwrap_or(0))),
+        "account" => rows.sort_by(|a, b| a.judged.account.cmp(&b.judged.account)),
         _ => {} // already highest score first
     }
     let pages = rows.len().div_ceil(PAGE).max(1);
     let n = q.page.unwrap_or(1).clamp(1, pages);
-    let shown = &rows[(n - 1) * PAGE..(n * PAGE).min(rows.len())];
+    let shown: Vec<Value> = rows[(n - 1) * PAGE..(n * PAGE).min(rows.len())]
+        .iter()
+        .map(|a| a.view(&state))
+        .collect();
+    let shown: Vec<&Value> = shown.iter().collect();
     let link = |p: usize| {
         format!(
-            "/admin/ui/accounts?verdict={}&action={}&sort={sort}&page={p}",
+            "/admin/ui/accounts?verdict={}&action={}&min_score={}&group={}&sort={sort}&page={p}",
             verdict.as_deref().unwrap_or(""),
-            action.as_deref().unwrap_or("")
+            action.as_deref().unwrap_or(""),
+            min_score.map_or(String::new(), |m| m.to_string()),
+            group.as_deref().unwrap_or("")
         )
     };
     page(
@@ -388,6 +418,10 @@ pub async fn accounts_page(
                         option value=(v) selected[action.as_deref() == Some(v)] { (if v.is_empty() { "any" } else { v }) }
                     }
                 }
+                label for="min-score" { "Score at least" }
+                input id="min-score" name="min_score" type="number" min="0" max="1" step="0.01" value=(min_score.map_or(String::new(), |m| m.to_string()));
+                label for="group" { "Group" }
+                input id="group" name="group" type="text" placeholder="grp-…" value=(group.as_deref().unwrap_or(""));
                 label for="sort" { "Sort by" }
                 select id="sort" name="sort" {
                     @for v in ["score", "exchanges", "account"] {
@@ -397,7 +431,7 @@ pub async fn accounts_page(
                 " " button type="submit" { "Show" }
             }
             p { (rows.len()) " accounts; page " (n) " of " (pages) }
-            (accounts_table(shown))
+            (accounts_table(&shown))
             nav aria-label="Pages" {
                 @if n > 1 { a href=(link(n - 1)) { "Previous" } }
                 @if n < pages { " " a href=(link(n + 1)) { "Next" } }
@@ -410,11 +444,13 @@ pub async fn accounts_page(
 /// `GET /admin/ui/queue`: flagged accounts no person has decided on yet.
 pub async fn queue(State(state): State<Arc<AppState>>, Signed(csrf): Signed) -> Response {
     let all = accounts(&state).await;
-    let waiting: Vec<&Value> = all
+    let waiting: Vec<Value> = all
         .iter()
-        .filter(|a| a["verdict"] != "benign")
-        .filter(|a| a["action_source"] != "override" && a["allowlisted"] != true)
+        .filter(|a| a.judged.verdict != detect::Verdict::Benign && !a.allowlisted)
+        .map(|a| a.view(&state))
+        .filter(|a| a["action_source"] != "override")
         .collect();
+    let waiting: Vec<&Value> = waiting.iter().collect();
     page(
         "Review queue",
         Some(&csrf),

@@ -72,6 +72,8 @@ pub struct AppState {
     pub console: console::Sessions,
     /// Message content received on `/v1/logs`, waiting for its spans.
     pub log_content: collect::LogContent,
+    /// The store's account names for the console's lists, read at most every few seconds.
+    pub store_names: admin::StoreNames,
 }
 
 /// One Prometheus recorder per process (tests start several gateways in one process).
@@ -451,6 +453,7 @@ impl Gateway {
             otlp,
             console: console::Sessions::default(),
             log_content: collect::LogContent::default(),
+            store_names: admin::StoreNames::default(),
             keys,
             limiter,
             shared,

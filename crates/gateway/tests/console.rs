@@ -137,6 +137,10 @@ async fn an_analyst_signs_in_reads_a_flagged_account_and_decides_with_a_record()
         list.find(">harvester<") < list.find(">customer<"),
         "more exchanges first"
     );
+    let (_, list) = b.get("/admin/ui/accounts?min_score=0.5").await;
+    assert!(list.contains(">harvester<") && !list.contains(">customer<"));
+    let (_, list) = b.get("/admin/ui/accounts?min_score=&group=grp-none").await;
+    assert!(list.contains("0 accounts") && !list.contains(">harvester<"));
     let (status, account) = b.get("/admin/ui/accounts/harvester").await;
     assert_eq!(status, 200);
     assert!(account.contains("logit_bias_sweep"), "the reasons");

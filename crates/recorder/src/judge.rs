@@ -21,6 +21,8 @@ pub struct Judged {
     pub first_flagged: Option<String>,
     /// Exchanges the detector counted; `None` where only a stored verdict is known.
     pub exchanges: Option<u64>,
+    /// The linked group it belongs to, if any.
+    pub cluster: Option<String>,
     pub reasons: Vec<Reason>,
 }
 
@@ -31,6 +33,18 @@ pub trait Verdicts: Send + Sync {
     fn account(&self, name: &str) -> store::Result<Option<Judged>>;
     /// Every judged account.
     fn accounts(&self) -> store::Result<Vec<Judged>>;
+    /// Every judged account for a listing, highest score first: as [`Verdicts::accounts`],
+    /// but the reasons may be left out (writing them for every account is what costs at a
+    /// hundred thousand accounts).
+    fn listing(&self) -> store::Result<Vec<Judged>> {
+        let mut all = self.accounts()?;
+        all.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.account.cmp(&b.account))
+        });
+        Ok(all)
+    }
     /// The linked groups, highest score first.
     fn groups(&self) -> Vec<GroupReport>;
     /// One group by its cluster name.
@@ -51,6 +65,22 @@ impl Verdicts for Here {
         Ok(self.0.lock().reports().into_iter().map(judged).collect())
     }
 
+    fn listing(&self) -> store::Result<Vec<Judged>> {
+        let summaries = self.0.lock().summaries();
+        Ok(summaries
+            .into_iter()
+            .map(|s| Judged {
+                account: s.account,
+                score: s.score,
+                verdict: s.verdict,
+                first_flagged: s.first_flagged,
+                exchanges: Some(s.exchanges),
+                cluster: s.cluster,
+                reasons: Vec::new(),
+            })
+            .collect())
+    }
+
     fn groups(&self) -> Vec<GroupReport> {
         let mut groups = self.0.lock().groups();
         by_score(&mut groups);
@@ -65,6 +95,7 @@ fn judged(r: detect::AccountReport) -> Judged {
         verdict: r.verdict,
         first_flagged: r.first_flagged,
         exchanges: Some(r.exchanges),
+        cluster: r.cluster,
         reasons: r.reasons,
     }
 }
@@ -100,7 +131,23 @@ impl Verdicts for Workers {
     }
 
     fn accounts(&self) -> store::Result<Vec<Judged>> {
-        Ok(self.store.verdicts()?.into_iter().map(stored).collect())
+        // The group of each member, as the workers last published them.
+        let member_of: BTreeMap<String, String> = self
+            .groups
+            .read()
+            .values()
+            .flat_map(|g| g.members.iter().map(|m| (m.clone(), g.cluster.clone())))
+            .collect();
+        Ok(self
+            .store
+            .verdicts()?
+            .into_iter()
+            .map(|v| {
+                let mut j = stored(v);
+                j.cluster = member_of.get(&j.account).cloned();
+                j
+            })
+            .collect())
     }
 
     fn groups(&self) -> Vec<GroupReport> {
@@ -121,6 +168,7 @@ fn stored(v: store::StoredVerdict) -> Judged {
         verdict: Verdict::parse(&v.verdict).unwrap_or(Verdict::Benign),
         first_flagged: v.first_flagged,
         exchanges: None,
+        cluster: None,
         reasons: serde_json::from_value(v.reasons).unwrap_or_default(),
     }
 }

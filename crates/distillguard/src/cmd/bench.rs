@@ -34,6 +34,8 @@ pub enum What {
     /// The watermark: false positives on human text, power against length and edits, the
     /// quality cost of each δ, load, decode and detection speeds (feature `engine`).
     Watermark(crate::cmd::bench_watermark::Args),
+    /// The analyst console's pages timed on a gateway holding many accounts.
+    Console(crate::cmd::bench_console::Args),
 }
 
 #[derive(clap::Args)]
@@ -137,6 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         What::Memory(a) => memory(a),
         What::Load(a) => load(a),
         What::Watermark(a) => crate::cmd::bench_watermark::run(a),
+        What::Console(a) => crate::cmd::bench_console::run(a),
     }
 }
 

@@ -1,6 +1,7 @@
 //! One module per subcommand: argument parsing and output only; the work is in the crates.
 
 pub mod bench;
+pub mod bench_console;
 pub mod bench_watermark;
 pub mod collect;
 pub mod demo;
