@@ -690,6 +690,87 @@ fn timeline(points: &[Value]) -> Markup {
     }
 }
 
+/// How many of an account's latest exchanges its activity chart reads.
+const ACTIVITY_WINDOW: usize = 5000;
+
+/// An account's calls and tokens over time, from its latest [`ACTIVITY_WINDOW`] exchanges in
+/// the log: `(bucket start in ms, calls, tokens)`, oldest first, in buckets of whole hours
+/// (as many hours as it takes to keep to 120 bars), and the bucket's width in hours.
+async fn activity(state: &Arc<AppState>, name: &str) -> (Vec<(i64, u64, u64)>, i64) {
+    /// What the chart reads of a logged line; the rest is skipped, not kept.
+    #[derive(Deserialize)]
+    struct Line {
+        ts: exchange::Timestamp,
+        response: Option<Answer>,
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        usage: Option<exchange::Usage>,
+    }
+    let store = state.shared.store.clone();
+    let name = name.to_owned();
+    let rows = tokio::task::spawn_blocking(move || store.recent_exchanges(&name, ACTIVITY_WINDOW))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let points: Vec<(i64, u64)> = rows
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Line>(&r.line).ok())
+        .map(|l| {
+            let tokens = l
+                .response
+                .and_then(|a| a.usage)
+                .map_or(0, |u| u.prompt_tokens + u.completion_tokens);
+            (l.ts.millis(), tokens)
+        })
+        .collect();
+    let Some(first) = points.iter().map(|p| p.0).min() else {
+        return (Vec::new(), 1);
+    };
+    let last = points.iter().map(|p| p.0).max().unwrap_or(first);
+    const HOUR: i64 = 3_600_000;
+    let hours = ((last / HOUR - first / HOUR) + 1).max(1);
+    let width = (hours + 119) / 120;
+    let start = first / HOUR * HOUR;
+    let mut buckets = vec![(0u64, 0u64); (hours / width + 1) as usize];
+    for (ts, tokens) in points {
+        let b = &mut buckets[((ts - start) / HOUR / width) as usize];
+        b.0 += 1;
+        b.1 += tokens;
+    }
+    let out = buckets
+        .into_iter()
+        .enumerate()
+        .map(|(i, (calls, tokens))| (start + i as i64 * width * HOUR, calls, tokens))
+        .collect();
+    (out, width)
+}
+
+/// One bar chart of the activity: `value` of each bucket, its largest labelled.
+fn bars(
+    id: &str,
+    what: &str,
+    points: &[(i64, u64, u64)],
+    value: fn(&(i64, u64, u64)) -> u64,
+) -> Markup {
+    let (w, h, pad) = (640.0, 110.0, 20.0);
+    let max = points.iter().map(value).max().unwrap_or(0).max(1) as f64;
+    let step = (w - 2.0 * pad) / points.len().max(1) as f64;
+    let total: u64 = points.iter().map(value).sum();
+    html! {
+        svg role="img" aria-labelledby=(id) width=(w) height=(h) viewBox={ "0 0 " (w) " " (h) } xmlns="http://www.w3.org/2000/svg" {
+            title id=(id) { (what) ": " (total) " in all, at most " (max as u64) " in one bar" }
+            rect x="0" y="0" width=(w) height=(h) fill="#ffffff" stroke="#d1d5db" {}
+            text x=(pad) y="14" font-size="11" fill="#374151" { (what) " (most in one bar: " (max as u64) ")" }
+            @for (i, p) in points.iter().enumerate() {
+                @let bh = value(p) as f64 / max * (h - 2.0 * pad - 6.0);
+                rect x=(format!("{:.1}", pad + i as f64 * step)) y=(format!("{:.1}", h - pad - bh)) width=(format!("{:.1}", (step - 1.0).max(1.0))) height=(format!("{:.1}", bh)) fill="#1f2937" {}
+            }
+        }
+    }
+}
+
 /// The last user message of a logged exchange (or its prompt), cut to 200 characters.
 fn last_user_message(e: &Value) -> String {
     let text = e["request"]["messages"]
@@ -739,6 +820,7 @@ pub async fn account_page(
         Err(_) => Vec::new(),
     };
     let actions = audit_rows(&state, Some(name.clone()), 50).await;
+    let (active, width) = activity(&state, &name).await;
     let recent = match admin::account_exchanges(
         State(state.clone()),
         Path(name.clone()),
@@ -768,6 +850,13 @@ pub async fn account_page(
             }
             h2 { "Score over time" }
             @if history.is_empty() { p { "No history yet." } } @else { (timeline(&history)) }
+            h2 { "Calls and tokens over time" }
+            @if active.is_empty() { p { "No exchange in the log." } } @else {
+                p { "Its latest " (ACTIVITY_WINDOW) " exchanges at most, one bar per " (width) " hour(s), from "
+                    (exchange::Timestamp::from_millis(active[0].0).as_str()) "." }
+                (bars("calls-title", "Calls", &active, |p| p.1))
+                (bars("tokens-title", "Tokens (prompt and answer)", &active, |p| p.2))
+            }
             h2 { "Why" }
             table {
                 thead { tr { th scope="col" { "Signal" } th scope="col" { "Weight" } th scope="col" { "In words" } } }

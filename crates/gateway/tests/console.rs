@@ -149,6 +149,13 @@ async fn an_analyst_signs_in_reads_a_flagged_account_and_decides_with_a_record()
         "the timeline"
     );
     assert!(
+        account.contains("Calls and tokens over time")
+            && account.contains("Calls: ")
+            && !account.contains("Calls: 0 in all")
+            && account.contains("Tokens (prompt and answer): "),
+        "calls and tokens over time"
+    );
+    assert!(
         account.contains("detector"),
         "the detector's action in the history"
     );
