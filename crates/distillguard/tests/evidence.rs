@@ -52,6 +52,67 @@ fn evidence(model: &PathBuf, args: &[&str], text: &PathBuf) -> serde_json::Value
     serde_json::from_str(&out).unwrap()
 }
 
+/// The engine marking answers per account, behind a gateway that names the account: keys for
+/// `acme` and `globex` in the store at `data`.
+struct MarkingGateway {
+    _engine: Killed,
+    _gateway: Killed,
+    port: u16,
+    acme_key: String,
+}
+
+impl MarkingGateway {
+    async fn start(model: &PathBuf, data: &std::path::Path) -> Self {
+        let key = new_key(
+            Command::new(BIN)
+                .args(["keys", "create", "--account", "acme", "--data"])
+                .arg(data),
+        );
+        new_key(
+            Command::new(BIN)
+                .args(["keys", "create", "--account", "globex", "--data"])
+                .arg(data),
+        );
+        let (engine_port, gateway_port) = (testkit::free_port(), testkit::free_port());
+        let engine = Killed(
+            Command::new(BIN)
+                .args(["engine", "--listen", &format!("127.0.0.1:{engine_port}")])
+                .env("DISTILLGUARD_MODEL", model)
+                .env("DISTILLGUARD_WATERMARK_SECRET", SECRET)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let gateway = Killed(
+            Command::new(BIN)
+                .args([
+                    "serve",
+                    "--listen",
+                    &format!("127.0.0.1:{gateway_port}"),
+                    "--engine",
+                    &format!("http://127.0.0.1:{engine_port}/v1"),
+                    "--data",
+                ])
+                .arg(data)
+                .env("DISTILLGUARD_ADMIN_TOKEN", "t")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let client = reqwest::Client::new();
+        wait_healthy(&client, engine_port).await;
+        wait_healthy(&client, gateway_port).await;
+        Self {
+            _engine: engine,
+            _gateway: gateway,
+            port: gateway_port,
+            acme_key: key,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_marked_answer_through_the_gateway_is_found_with_its_accounts_key_only() {
     let Some(model) = testkit::model_file() else {
@@ -59,47 +120,9 @@ async fn a_marked_answer_through_the_gateway_is_found_with_its_accounts_key_only
     };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
-    let key = new_key(
-        Command::new(BIN)
-            .args(["keys", "create", "--account", "acme", "--data"])
-            .arg(&data),
-    );
-    new_key(
-        Command::new(BIN)
-            .args(["keys", "create", "--account", "globex", "--data"])
-            .arg(&data),
-    );
-    let (engine_port, gateway_port) = (testkit::free_port(), testkit::free_port());
-    let _engine = Killed(
-        Command::new(BIN)
-            .args(["engine", "--listen", &format!("127.0.0.1:{engine_port}")])
-            .env("DISTILLGUARD_MODEL", &model)
-            .env("DISTILLGUARD_WATERMARK_SECRET", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let _gateway = Killed(
-        Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{gateway_port}"),
-                "--engine",
-                &format!("http://127.0.0.1:{engine_port}/v1"),
-                "--data",
-            ])
-            .arg(&data)
-            .env("DISTILLGUARD_ADMIN_TOKEN", "t")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let served = MarkingGateway::start(&model, &data).await;
+    let (key, gateway_port) = (served.acme_key.clone(), served.port);
     let client = reqwest::Client::new();
-    wait_healthy(&client, engine_port).await;
-    wait_healthy(&client, gateway_port).await;
 
     let body = serde_json::json!({
         "model": "smollm2", "max_tokens": 200, "temperature": 1.0, "seed": 11,
@@ -184,4 +207,65 @@ fn the_demo_ends_with_marked_answers_found_with_their_accounts_key() {
         .filter(|l| p_after(l, "another account's key ").is_some_and(|p| p < 1e-3))
         .count();
     assert_eq!(wrongly, 0, "{out}");
+}
+
+/// `evidence probe` against a suspect that serves our marked text (a reseller of acme's
+/// answers, the strongest case of a model that learned from them): acme's key is found, globex's
+/// and the control keys are not; against a suspect that never saw our engine (the stand-in
+/// upstream), no key is found. The report is written as JSON and HTML.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_finds_the_key_of_the_account_a_suspect_learned_from_and_no_other() {
+    let Some(model) = testkit::model_file() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let served = MarkingGateway::start(&model, dir.path()).await;
+    let probe = |suspect: String, key: Option<&str>, out: &str| {
+        let mut c = Command::new(BIN);
+        c.args(["evidence", "probe", "--suspect", &suspect])
+            .args([
+                "--account",
+                "acme,globex",
+                "--prompts",
+                "3",
+                "--max-tokens",
+                "120",
+            ])
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .env("DISTILLGUARD_WATERMARK_SECRET", SECRET)
+            .env("DISTILLGUARD_MODEL", &model);
+        if let Some(k) = key {
+            c.env("DISTILLGUARD_SUSPECT_KEY", k);
+        }
+        run_ok(&mut c);
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(format!("{out}.json"))).unwrap(),
+        )
+        .unwrap();
+        let html = std::fs::read_to_string(dir.path().join(format!("{out}.html"))).unwrap();
+        assert!(html.contains("Evidence report") && html.contains("control 1"));
+        report
+    };
+    let suspect = format!("http://127.0.0.1:{}/v1", served.port);
+    // The probe runs as a child process and waits for it: the suspects live in other
+    // processes, or on this runtime's other worker.
+    let report = probe(suspect, Some(&served.acme_key), "reseller");
+    let keys = report["keys"].as_array().unwrap();
+    assert_eq!(keys[0]["account"], "acme");
+    assert_eq!(keys[0]["marked"], true, "{report}");
+    assert_eq!(keys[1]["marked"], false, "{report}");
+    let level = report["level_per_key"].as_f64().unwrap();
+    for c in report["controls"].as_array().unwrap() {
+        assert!(c["p_value"].as_f64().unwrap() > level, "{c}");
+    }
+
+    // A model that never saw our engine: nothing found.
+    let rt_upstream = standin::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let report = probe(format!("http://{rt_upstream}/v1"), None, "stranger");
+    for k in report["keys"].as_array().unwrap() {
+        assert_eq!(k["marked"], false, "{report}");
+    }
 }

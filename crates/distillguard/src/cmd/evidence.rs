@@ -19,6 +19,9 @@ pub struct Args {
 pub enum What {
     /// Score a text against one account's key: an exact p-value, or "too short to judge".
     Detect(DetectArgs),
+    /// Ask a suspect model (any OpenAI-compatible endpoint) fixed questions and test its
+    /// answers for accounts' marks, beside control keys: a JSON and an HTML report.
+    Probe(crate::cmd::evidence_probe::ProbeArgs),
 }
 
 #[derive(clap::Args)]
@@ -55,6 +58,7 @@ pub struct DetectArgs {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
         What::Detect(a) => detect(a),
+        What::Probe(a) => crate::cmd::evidence_probe::probe(a),
     }
 }
 
@@ -96,7 +100,7 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
         text = std::fs::read_to_string(&a.input)
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", a.input.display()))?;
     }
-    let tokens = tokenize(&a.model.path, &text)?;
+    let tokens = tokenizer(&a.model.path)?(&text);
     let d = watermark::detect(&wm, &tokens, a.min_tokens);
     let mut out = serde_json::to_value(&d)?;
     out["account"] = account.clone().into();
@@ -122,14 +126,16 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The engine's tokenizer, read from the model file: text as the tokens the engine marked.
+pub type Tokenize = Box<dyn Fn(&str) -> Vec<u32>>;
+
 #[cfg(feature = "engine")]
-fn tokenize(model: &std::path::Path, text: &str) -> anyhow::Result<Vec<u32>> {
-    Ok(engine::load_tokenizer(model)
-        .map_err(anyhow::Error::msg)?
-        .encode(text))
+pub fn tokenizer(model: &std::path::Path) -> anyhow::Result<Tokenize> {
+    let t = engine::load_tokenizer(model).map_err(anyhow::Error::msg)?;
+    Ok(Box::new(move |text| t.encode(text)))
 }
 
 #[cfg(not(feature = "engine"))]
-fn tokenize(_: &std::path::Path, _: &str) -> anyhow::Result<Vec<u32>> {
+pub fn tokenizer(_: &std::path::Path) -> anyhow::Result<Tokenize> {
     anyhow::bail!(crate::cmd::engine::not_built())
 }

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod engine;
 pub mod evaluate;
 pub mod evidence;
+pub mod evidence_probe;
 pub mod export;
 pub mod groups;
 pub mod keys;
