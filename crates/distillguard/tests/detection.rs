@@ -804,6 +804,25 @@ fn replay_calls(dir: &std::path::Path, sim: &Simulation, chat_only: bool) -> Pat
     path
 }
 
+/// The replay's world, a folder, the stand-in upstream (on the runtime returned) and a gateway
+/// in front of it with a key for each of the world's accounts.
+fn replay_setup() -> (
+    Simulation,
+    tempfile::TempDir,
+    tokio::runtime::Runtime,
+    ServedGateway,
+) {
+    let sim = replay_world();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream = rt
+        .block_on(standin::spawn("127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let accounts: Vec<&str> = sim.labels.iter().map(|l| l.account.as_str()).collect();
+    let gw = ServedGateway::start(dir.path(), Some(upstream), &accounts);
+    (sim, dir, rt, gw)
+}
+
 fn replay_world() -> Simulation {
     simulate(
         &SimConfig {
@@ -871,14 +890,7 @@ fn traffic_driven_through_the_real_litellm_gets_the_verdicts_of_the_gateway_log(
     ) {
         return;
     }
-    let sim = replay_world();
-    let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let upstream = rt
-        .block_on(standin::spawn("127.0.0.1:0".parse().unwrap()))
-        .unwrap();
-    let accounts: Vec<&str> = sim.labels.iter().map(|l| l.account.as_str()).collect();
-    let gw = ServedGateway::start(dir.path(), Some(upstream), &accounts);
+    let (sim, dir, _upstream, gw) = replay_setup();
     let calls = replay_calls(dir.path(), &sim, false);
     let litellm_log = dir.path().join("litellm.jsonl");
     replay("litellm", &calls, litellm_log.to_str().unwrap(), &gw);
@@ -943,14 +955,7 @@ fn traffic_traced_by_the_real_openai_instrumentation_gets_the_verdicts_of_the_ga
     ) {
         return;
     }
-    let sim = replay_world();
-    let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let upstream = rt
-        .block_on(standin::spawn("127.0.0.1:0".parse().unwrap()))
-        .unwrap();
-    let accounts: Vec<&str> = sim.labels.iter().map(|l| l.account.as_str()).collect();
-    let gw = ServedGateway::start(dir.path(), Some(upstream), &accounts);
+    let (sim, dir, _upstream, gw) = replay_setup();
     let receiver = ServedGateway::start(dir.path(), None, &[]);
     // The instrumentation traces chat completions (not the legacy completions endpoint).
     let calls = replay_calls(dir.path(), &sim, true);

@@ -132,23 +132,36 @@ fn decode_body(
     }
 }
 
+/// An export request `M` (traces or logs) in its OTLP/JSON form, whichever encoding it came
+/// in (`to_json` turns the protobuf form into it): `(protobuf?, request)`, or the refusal.
+fn decode_request<M: Message + Default>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Bytes,
+    to_json: fn(&M) -> Value,
+) -> Result<(bool, Value), Box<Response>> {
+    let (protobuf, body) = decode_body(state, headers, body)?;
+    let request = if protobuf {
+        let name = std::any::type_name::<M>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("request");
+        M::decode(body)
+            .map(|r| to_json(&r))
+            .map_err(|e| Box::new(bad_request(format!("not an OTLP {name}: {e}"))))?
+    } else {
+        serde_json::from_slice::<Value>(&body)
+            .map_err(|e| Box::new(bad_request(format!("not JSON: {e}"))))?
+    };
+    Ok((protobuf, request))
+}
+
 /// `POST /v1/logs`: keeps the GenAI content events for their spans; other log records are
 /// not ours to read and are accepted without a word.
 pub async fn logs(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (protobuf, body) = match decode_body(&state, &headers, body) {
-        Ok(b) => b,
+    let (protobuf, request) = match decode_request(&state, &headers, body, logs_json) {
+        Ok(r) => r,
         Err(reply) => return *reply,
-    };
-    let request = if protobuf {
-        match ExportLogsServiceRequest::decode(body) {
-            Ok(r) => logs_json(&r),
-            Err(e) => return bad_request(format!("not an OTLP ExportLogsServiceRequest: {e}")),
-        }
-    } else {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(v) => v,
-            Err(e) => return bad_request(format!("not JSON: {e}")),
-        }
     };
     let taken = state
         .log_content
@@ -192,20 +205,9 @@ pub async fn traces(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (protobuf, body) = match decode_body(&state, &headers, body) {
-        Ok(b) => b,
+    let (protobuf, request) = match decode_request(&state, &headers, body, request_json) {
+        Ok(r) => r,
         Err(reply) => return *reply,
-    };
-    let request = if protobuf {
-        match ExportTraceServiceRequest::decode(body) {
-            Ok(r) => request_json(&r),
-            Err(e) => return bad_request(format!("not an OTLP ExportTraceServiceRequest: {e}")),
-        }
-    } else {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(v) => v,
-            Err(e) => return bad_request(format!("not JSON: {e}")),
-        }
     };
 
     // Spans whose text comes as log events that have not arrived yet wait a moment for them.

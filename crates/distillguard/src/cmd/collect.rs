@@ -27,16 +27,9 @@ pub struct Args {
     /// appended, each line in `--format`; a restart reads it again and counts nothing twice.
     #[arg(long, value_name = "FILE")]
     pub tail: Vec<std::path::PathBuf>,
-    /// The followed files' format: `auto` (decided line by line), `exchange`, `litellm`, `otel`.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "exchange", "litellm", "otel"])]
-    pub format: String,
-    /// For LiteLLM lines, the fields that name the account, tried in order.
-    #[arg(
-        long,
-        default_value = "team_id,user_id,key_alias,key_hash",
-        value_name = "FIELDS"
-    )]
-    pub litellm_account: String,
+    /// How the followed files' lines read.
+    #[command(flatten)]
+    pub read: super::FormatArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -45,11 +38,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(attrs) = &args.otel_account {
         config.otel_account = super::list(attrs);
     }
-    let format = super::format_named(
-        &args.format,
-        exchange::litellm::AccountFields(super::list(&args.litellm_account)),
-        exchange::otel::AccountAttributes(config.otel_account.clone()).into(),
-    );
+    let format = args
+        .read
+        .format(exchange::otel::AccountAttributes(config.otel_account.clone()).into());
     config.tail = args
         .tail
         .iter()

@@ -44,20 +44,8 @@ pub struct LogArgs {
     /// log ended early (a read error, or `--strict` stopping).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
-    /// The log's format: `exchange` (distillguard's), `litellm` (LiteLLM's
-    /// StandardLoggingPayload or spend-log rows as JSON lines), `otel` (OpenTelemetry GenAI
-    /// spans as OTLP/JSON, one export request per line, as a collector's file exporter writes
-    /// them), or `auto`, decided line by line (docs/importers.md).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "exchange", "litellm", "otel"])]
-    pub format: String,
-    /// For LiteLLM logs, the fields that name the account, tried in order (comma separated:
-    /// team_id, user_id, key_alias, key_hash, or any metadata field).
-    #[arg(
-        long,
-        default_value = "team_id,user_id,key_alias,key_hash",
-        value_name = "FIELDS"
-    )]
-    pub litellm_account: String,
+    #[command(flatten)]
+    pub read: FormatArgs,
     /// For OpenTelemetry spans, the attributes that name the account, tried in order on the
     /// span and then on its resource (comma separated).
     #[arg(
@@ -74,23 +62,42 @@ pub struct LogArgs {
     pub otel_logs: Option<PathBuf>,
 }
 
+/// How a log's lines read: shared by the commands that read logs (`scan`, `groups`) and the
+/// one that follows them (`collect --tail`).
+#[derive(clap::Args)]
+pub struct FormatArgs {
+    /// The log's format: `exchange` (distillguard's), `litellm` (LiteLLM's
+    /// StandardLoggingPayload or spend-log rows as JSON lines), `otel` (OpenTelemetry GenAI
+    /// spans as OTLP/JSON, one export request per line, as a collector's file exporter writes
+    /// them), or `auto`, decided line by line (docs/importers.md).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "exchange", "litellm", "otel"])]
+    pub format: String,
+    /// For LiteLLM logs, the fields that name the account, tried in order (comma separated:
+    /// team_id, user_id, key_alias, key_hash, or any metadata field).
+    #[arg(
+        long,
+        default_value = "team_id,user_id,key_alias,key_hash",
+        value_name = "FIELDS"
+    )]
+    pub litellm_account: String,
+}
+
+impl FormatArgs {
+    /// The format, reading spans with `otel`.
+    pub fn format(&self, otel: exchange::otel::Options) -> exchange::Format {
+        let litellm = exchange::litellm::AccountFields(list(&self.litellm_account));
+        match self.format.as_str() {
+            "exchange" => exchange::Format::Exchange,
+            "litellm" => exchange::Format::LiteLlm(litellm),
+            "otel" => exchange::Format::Otel(otel),
+            _ => exchange::Format::Auto { litellm, otel },
+        }
+    }
+}
+
 /// The most calls whose content an `--otel-logs` file may hold; the oldest beyond it are
 /// dropped and counted.
 const MAX_LOG_CONTENT: usize = 1_000_000;
-
-/// The format `name` (`auto`, `exchange`, `litellm`, `otel`) reading accounts as told.
-pub fn format_named(
-    name: &str,
-    litellm: exchange::litellm::AccountFields,
-    otel: exchange::otel::Options,
-) -> exchange::Format {
-    match name {
-        "exchange" => exchange::Format::Exchange,
-        "litellm" => exchange::Format::LiteLlm(litellm),
-        "otel" => exchange::Format::Otel(otel),
-        _ => exchange::Format::Auto { litellm, otel },
-    }
-}
 
 /// A comma-separated list, trimmed, empty items dropped.
 pub fn list(s: &str) -> Vec<String> {
@@ -103,7 +110,6 @@ pub fn list(s: &str) -> Vec<String> {
 impl LogArgs {
     /// How each line is read (reading `--otel-logs` first, when given).
     pub fn format(&self) -> anyhow::Result<exchange::Format> {
-        let litellm = exchange::litellm::AccountFields(list(&self.litellm_account));
         let otel = exchange::otel::Options {
             accounts: exchange::otel::AccountAttributes(list(&self.otel_account)),
             contents: match &self.otel_logs {
@@ -111,7 +117,7 @@ impl LogArgs {
                 None => None,
             },
         };
-        Ok(format_named(&self.format, litellm, otel))
+        Ok(self.read.format(otel))
     }
 
     /// The content events of an OTLP/JSON logs file, kept for their spans. Lines that are
