@@ -94,6 +94,9 @@ pub struct GatewayConfig {
     /// log events (`/v1/logs`): how long the span waits for them before it is recorded
     /// without (default 2000).
     pub otel_content_wait_ms: u64,
+    /// Where `distillguard evidence probe` reports are kept (`--out DIR/NAME`): the console's
+    /// evidence page lists and shows them (default: none, and the page says how to make one).
+    pub evidence_dir: Option<std::path::PathBuf>,
     /// Log files followed as they grow (`collect --tail`), each read in its format and
     /// recorded like a proxied call. Set from the command line, not the file.
     #[serde(skip)]
@@ -135,6 +138,7 @@ impl Default for GatewayConfig {
             otel_account: exchange::otel::AccountAttributes::default().0,
             otel_content_wait_ms: 2000,
             tail: Vec::new(),
+            evidence_dir: None,
             otlp: None,
             decision_expiry_check_secs: 30.0,
         }

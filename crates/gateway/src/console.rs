@@ -113,6 +113,7 @@ fn page(title: &str, csrf: Option<&str>, body: Markup) -> Html<String> {
                             a href="/admin/ui/accounts" { "Accounts" }
                             a href="/admin/ui/groups" { "Groups" }
                             a href="/admin/ui/audit" { "Audit log" }
+                            a href="/admin/ui/evidence" { "Evidence" }
                             form method="post" action="/admin/ui/logout" {
                                 input type="hidden" name="csrf" value=(csrf);
                                 button type="submit" { "Sign out" }
@@ -313,6 +314,19 @@ pub async fn overview(State(state): State<Arc<AppState>>, Signed(csrf): Signed) 
         .iter()
         .filter(|a| a.action(&state) != respond::Action::Allow)
         .count();
+    // Flagged `distilling` within a day of the newest flag's time (the log's clock, not this
+    // machine's: an offline replay's flags count as they happened).
+    let flagged: Vec<i64> = all
+        .iter()
+        .filter_map(|a| a.judged.first_flagged.as_deref())
+        .filter_map(|t| exchange::Timestamp::parse(t).ok())
+        .map(|t| t.millis())
+        .collect();
+    let newest = flagged.iter().copied().max().unwrap_or(0);
+    let last_day = flagged
+        .iter()
+        .filter(|&&t| newest - t <= 24 * 3_600_000)
+        .count();
     let recent = audit_rows(&state, None, 10).await;
     page(
         "Overview",
@@ -323,6 +337,7 @@ pub async fn overview(State(state): State<Arc<AppState>>, Signed(csrf): Signed) 
                 div.card { b.distilling { (count(detect::Verdict::Distilling)) } "distilling" }
                 div.card { b.suspicious { (count(detect::Verdict::Suspicious)) } "suspicious" }
                 div.card { b { (acted) } "with an action other than allow" }
+                div.card { b { (last_day) } "flagged in the 24 hours before the latest flag" }
             }
             h2 { "Recent actions" }
             (audit_table(&recent))
@@ -1018,4 +1033,125 @@ pub async fn logout(
         Redirect::to("/admin/ui"),
     )
         .into_response()
+}
+
+/// The probe reports in the evidence folder, newest first: `(file name, report)`. Only plain
+/// `.json` files directly in the folder that read as a report.
+fn evidence_reports(state: &AppState) -> Vec<(String, Value)> {
+    let Some(dir) = &state.config.evidence_dir else {
+        return Vec::new();
+    };
+    let mut found: Vec<(std::time::SystemTime, String, Value)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            if !safe_report_name(&name) || !e.file_type().ok()?.is_file() {
+                return None;
+            }
+            let report: Value = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            (report["keys"].is_array() && report["verdict"].is_string()).then_some(())?;
+            let when = e.metadata().ok()?.modified().ok()?;
+            Some((when, name, report))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    found.into_iter().map(|(_, n, r)| (n, r)).collect()
+}
+
+/// A report's file name as the page links it: letters, digits, `.`, `-`, `_`, ending in
+/// `.json`; never a path.
+fn safe_report_name(name: &str) -> bool {
+    name.ends_with(".json")
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+}
+
+/// `GET /admin/ui/evidence`: the evidence reports (`distillguard evidence probe`), newest first.
+pub async fn evidence_page(State(state): State<Arc<AppState>>, Signed(csrf): Signed) -> Response {
+    let reports = evidence_reports(&state);
+    page(
+        "Evidence",
+        Some(&csrf),
+        html! {
+            @if state.config.evidence_dir.is_none() {
+                p { "No evidence folder is set (" code { "evidence_dir" } " in the gateway's config). Reports are made with " code { "distillguard evidence probe --suspect URL --account A --out DIR/NAME" } " (docs/evidence.md)." }
+            } @else if reports.is_empty() {
+                p { "No report in the evidence folder yet. Make one with " code { "distillguard evidence probe --suspect URL --account A --out DIR/NAME" } "." }
+            } @else {
+                table {
+                    thead { tr { th scope="col" { "Report" } th scope="col" { "Suspect" } th scope="col" { "Accounts tested" } th scope="col" { "Verdict" } } }
+                    tbody {
+                        @for (name, r) in &reports {
+                            tr {
+                                td { a href={ "/admin/ui/evidence/" (name) } { (name) } }
+                                td { (r["suspect"].as_str().unwrap_or_default()) }
+                                td { (r["keys"].as_array().map_or(String::new(), |k| k.iter().filter_map(|k| k["account"].as_str()).collect::<Vec<_>>().join(", "))) }
+                                td { (r["verdict"].as_str().unwrap_or_default()) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+/// `GET /admin/ui/evidence/{file}`: one report: its verdict, each key's test, the controls.
+pub async fn evidence_report(
+    State(state): State<Arc<AppState>>,
+    Signed(csrf): Signed,
+    Path(file): Path<String>,
+) -> Response {
+    let Some((_, r)) = evidence_reports(&state)
+        .into_iter()
+        .find(|(name, _)| *name == file)
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            page(
+                "Not found",
+                Some(&csrf),
+                html! { p { "No report " (file) "." } },
+            ),
+        )
+            .into_response();
+    };
+    let row = |d: &Value, who: String| {
+        html! {
+            tr {
+                td { (who) }
+                td { (d["key_id"].as_str().unwrap_or_default()) }
+                td { (d["scored"].as_u64().unwrap_or(0)) }
+                td { (d["green"].as_u64().map_or(String::new(), |g| g.to_string())) }
+                td { (d["p_value"].as_f64().map_or("too short to judge".to_owned(), |p| format!("{p:.3e}"))) }
+                td { (d["marked"].as_bool().map_or("control", |m| if m { "marked" } else { "no evidence" })) }
+            }
+        }
+    };
+    page(
+        &format!("Evidence: {file}"),
+        Some(&csrf),
+        html! {
+            p { strong { (r["verdict"].as_str().unwrap_or_default()) } }
+            p { "Suspect " (r["suspect"].as_str().unwrap_or_default()) ", " (r["prompts"]) " questions, " (r["tokens"]) " tokens; each key judged at p < " (format!("{:.1e}", r["level_per_key"].as_f64().unwrap_or(0.0))) "." }
+            table {
+                thead { tr { th scope="col" { "Key of" } th scope="col" { "Key id" } th scope="col" { "Scored tokens" } th scope="col" { "Green" } th scope="col" { "p-value" } th scope="col" { "Reading" } } }
+                tbody {
+                    @for d in r["keys"].as_array().into_iter().flatten() {
+                        (row(d, d["account"].as_str().unwrap_or_default().to_owned()))
+                    }
+                    @for (i, d) in r["controls"].as_array().into_iter().flatten().enumerate() {
+                        (row(d, format!("control {}", i + 1)))
+                    }
+                }
+            }
+            p { (r["method"].as_str().unwrap_or_default()) "." }
+        },
+    )
+    .into_response()
 }

@@ -149,7 +149,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(console::decide_group),
         )
         .route("/admin/ui/groups/{cluster}/stix", get(console::group_stix))
-        .route("/admin/ui/audit", get(console::audit_page));
+        .route("/admin/ui/audit", get(console::audit_page))
+        .route("/admin/ui/evidence", get(console::evidence_page))
+        .route("/admin/ui/evidence/{file}", get(console::evidence_report));
     Router::new()
         .route("/v1/chat/completions", post(proxy::generate))
         .route("/v1/completions", post(proxy::generate))

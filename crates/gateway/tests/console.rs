@@ -361,3 +361,52 @@ async fn the_console_works_in_a_real_browser() {
     }
     h.gw.shutdown().await;
 }
+
+/// The evidence page lists the probe reports of the evidence folder and shows one; a name
+/// that is not a report of that folder is a 404, never a path read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_reports_are_listed_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = json!({
+        "suspect": "https://api.suspect.example/v1", "prompts": 5, "tokens": 748,
+        "level_per_key": 5e-4, "method": "radioactivity",
+        "verdict": "the suspect's text carries the mark of acme",
+        "keys": [
+            {"account": "acme", "key_id": "wm1-0123456789abcdef", "scored": 679, "green": 381, "p_value": 1.6e-66, "marked": true},
+            {"account": "globex", "key_id": "wm1-fedcba9876543210", "scored": 679, "green": 175, "p_value": 0.33, "marked": false},
+        ],
+        "controls": [{"key_id": "wm1-00000000000000aa", "scored": 679, "green": 170, "p_value": 0.5}],
+    });
+    std::fs::write(dir.path().join("reseller.json"), report.to_string()).unwrap();
+    std::fs::write(dir.path().join("notes.json"), "{\"not\": \"a report\"}").unwrap();
+    let evidence_dir = dir.path().to_owned();
+    let h = Harness::start(|c| c.evidence_dir = Some(evidence_dir)).await;
+    let mut b = Browser {
+        h: &h,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        cookie: None,
+    };
+    let (status, _) = b.get("/admin/ui/evidence").await;
+    assert_eq!(status, 303, "signed out: no evidence");
+    let r = b.post("/admin/ui/login", form(&[("token", ADMIN)])).await;
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    b.cookie = Some(set.split(';').next().unwrap().to_owned());
+
+    let (status, list) = b.get("/admin/ui/evidence").await;
+    assert_eq!(status, 200);
+    assert!(list.contains("/admin/ui/evidence/reseller.json") && list.contains("acme, globex"));
+    assert!(!list.contains("notes.json"));
+    let (status, one) = b.get("/admin/ui/evidence/reseller.json").await;
+    assert_eq!(status, 200);
+    assert!(one.contains("1.600e-66") && one.contains("control 1") && one.contains("marked"));
+    for bad in ["notes.json", "..%2Fsecret.json", "missing.json"] {
+        let (status, _) = b.get(&format!("/admin/ui/evidence/{bad}")).await;
+        assert_eq!(status, 404, "{bad}");
+    }
+    let (_, overview) = b.get("/admin/ui").await;
+    assert!(overview.contains("flagged in the 24 hours before the latest flag"));
+    h.gw.shutdown().await;
+}

@@ -50,6 +50,7 @@ with sync_playwright() as p:
         "account": (f"/admin/ui/accounts/{flagged}", "logit_bias_sweep"),
         "groups": ("/admin/ui/groups", "Group"),
         "audit": ("/admin/ui/audit", "detector"),
+        "evidence": ("/admin/ui/evidence", "evidence probe"),
     }
     for name, (path, expect) in pages.items():
         page.goto(base + path)
