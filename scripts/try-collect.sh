@@ -24,12 +24,12 @@ DISTILLGUARD_ADMIN_TOKEN=$token RUST_LOG=warn $bin collect --listen 127.0.0.1:19
 for _ in $(seq 100); do curl -sf http://127.0.0.1:19201/healthz >/dev/null && break; sleep 0.1; done
 echo "== the app: $calls chat calls to the model server, traced, spans exported to collect"
 DG_MODEL_URL=http://127.0.0.1:19200/v1 DG_TRACES_URL=http://127.0.0.1:19201/v1/traces \
-  DG_LOGS_URL=http://127.0.0.1:19201/v1/logs DG_TOKEN=$token DG_CALLS=$calls \
+  DG_LOGS_URL=http://127.0.0.1:19201/v1/logs DG_TOKEN=$token DG_CALLS=$calls DG_LOGS_FIRST=1 \
   OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental \
   OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=EVENT_ONLY \
   python3 crates/gateway/tests/sdk/otel_openai.py
 sleep 1
 echo "== what distillguard logged and concluded (GET /admin/accounts/traced-app)"
 curl -sf -H "authorization: Bearer $token" http://127.0.0.1:19201/admin/accounts/traced-app | python3 -m json.tool | head -40
-echo "== the first logged exchange (from the span, its text joined from the log events)"
-$bin export --data "$work" | head -1 | python3 -m json.tool | head -40
+echo "== the last logged exchange (from the span, its text joined from the log events)"
+$bin export --data "$work" | tail -1 | python3 -m json.tool | head -40
