@@ -147,13 +147,14 @@ impl LogArgs {
             }
         }
         eprintln!(
-            "{}: {} content events for {} calls ({} other records, {} with no span, {} calls' content dropped past {MAX_LOG_CONTENT}, {} bad lines)",
+            "{}: {} content events for {} calls ({} other records, {} with no span, {} calls' content dropped past {MAX_LOG_CONTENT} calls or {} MiB, {} bad lines)",
             path.display(),
             taken.events,
             contents.len(),
             taken.ignored,
             taken.unjoinable,
             taken.evicted,
+            exchange::otel::logs::DEFAULT_MAX_BYTES >> 20,
             bad.len()
         );
         for why in bad.iter().take(5) {

@@ -37,6 +37,8 @@ struct Recorded {
     output: Vec<(u64, Value)>,
     /// Attributes of an `operation.details` event, as a span would carry them.
     details: Map<String, Value>,
+    /// About how much memory the above holds.
+    bytes: usize,
 }
 
 /// What [`Contents::add_request`] took from one export request.
@@ -60,6 +62,23 @@ pub struct Contents {
     /// Services that sent content events, with the last time they did.
     senders: HashMap<String, i64>,
     max_spans: usize,
+    /// About how much memory the kept content holds, and the most it may.
+    bytes: usize,
+    max_bytes: usize,
+}
+
+/// The default memory budget of kept content: a producer that sends long histories and never
+/// their spans cannot make the receiver hold more.
+pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+
+/// About how much memory a JSON value holds: its text, plus a little per node.
+fn size_of(v: &Value) -> usize {
+    16 + match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(size_of).sum(),
+        Value::Object(o) => o.iter().map(|(k, v)| k.len() + size_of(v)).sum(),
+        _ => 0,
+    }
 }
 
 impl std::fmt::Debug for Contents {
@@ -91,6 +110,31 @@ impl Contents {
             arrival: VecDeque::new(),
             senders: HashMap::new(),
             max_spans: max_spans.max(1),
+            bytes: 0,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+
+    /// The same, holding at most about `max_bytes` of content (default [`DEFAULT_MAX_BYTES`]);
+    /// past it the oldest calls' content goes first, counted as evicted.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes.max(1);
+        self
+    }
+
+    /// About how much memory the kept content holds.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Drops one call's content, keeping the byte count right.
+    fn drop_span(&mut self, key: &str) -> bool {
+        match self.spans.remove(key) {
+            Some(r) => {
+                self.bytes = self.bytes.saturating_sub(r.bytes);
+                true
+            }
+            None => false,
         }
     }
 
@@ -119,7 +163,7 @@ impl Contents {
     /// Drops what was kept for `key`, once its span has taken it.
     pub fn forget(&mut self, key: &str) {
         // The arrival queue keeps the key; eviction skips keys already gone.
-        self.spans.remove(key);
+        self.drop_span(key);
     }
 
     /// Reads one OTLP/JSON `ExportLogsServiceRequest` (a file line, or what a receiver was
@@ -194,7 +238,7 @@ impl Contents {
         if !self.spans.contains_key(&key) {
             while self.spans.len() >= self.max_spans {
                 match self.arrival.pop_front() {
-                    Some(old) => evicted += u64::from(self.spans.remove(&old).is_some()),
+                    Some(old) => evicted += u64::from(self.drop_span(&old)),
                     None => break,
                 }
             }
@@ -205,9 +249,14 @@ impl Contents {
                 self.arrival.retain(|k| spans.contains_key(k));
             }
         }
-        let recorded = self.spans.entry(key).or_default();
+        let recorded = self.spans.entry(key.clone()).or_default();
+        let before = recorded.bytes;
         match event {
-            Event::Message(role) => recorded.input.push(message(role, body)),
+            Event::Message(role) => {
+                let m = message(role, body);
+                recorded.bytes += size_of(&m);
+                recorded.input.push(m);
+            }
             Event::Choice => {
                 let index = body.get("index").and_then(Value::as_u64).unwrap_or(0);
                 let answer = body.get("message").cloned().unwrap_or(Value::Null);
@@ -216,6 +265,7 @@ impl Contents {
                 if let Some(reason) = text(body.get("finish_reason")) {
                     m["finish_reason"] = json!(reason);
                 }
+                recorded.bytes += size_of(&m);
                 recorded.output.push((index, m));
             }
             Event::Details => {
@@ -225,9 +275,22 @@ impl Contents {
                     "gen_ai.system_instructions",
                 ] {
                     if let Some(v) = attrs.get(key) {
+                        recorded.bytes += size_of(v);
                         recorded.details.insert(key.to_owned(), v.clone());
                     }
                 }
+            }
+        }
+        self.bytes += recorded.bytes - before;
+        // Over the memory budget: the oldest calls' content goes, never this call's own.
+        while self.bytes > self.max_bytes {
+            match self.arrival.pop_front() {
+                Some(old) if old == key => {
+                    self.arrival.push_front(old);
+                    break;
+                }
+                Some(old) => evicted += u64::from(self.drop_span(&old)),
+                None => break,
             }
         }
         evicted

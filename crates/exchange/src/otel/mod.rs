@@ -902,6 +902,30 @@ mod tests {
         assert!(!contents.has("5b8efff798038103d269b633813fc60c-aaaaaaaaaaaaaaa1"));
         assert!(contents.has("5b8efff798038103d269b633813fc60c-aaaaaaaaaaaaaaa3"));
         assert!(logs::looks_like(logs(vec![]).to_string().as_bytes()));
+
+        // A memory budget as well: long histories push the oldest calls' content out.
+        let mut small = Contents::new(1000).with_max_bytes(2_500);
+        let long = "x".repeat(900);
+        let mut evicted = 0;
+        for id in ["bbbbbbbbbbbbbbb1", "bbbbbbbbbbbbbbb2", "bbbbbbbbbbbbbbb3"] {
+            evicted += small
+                .add_request(
+                    &logs(vec![event(
+                        id,
+                        "gen_ai.user.message",
+                        json!({"content": long}),
+                    )]),
+                    0,
+                )
+                .unwrap()
+                .evicted;
+        }
+        assert_eq!(evicted, 1);
+        assert!(small.bytes() <= 2_500, "{}", small.bytes());
+        assert!(!small.has("5b8efff798038103d269b633813fc60c-bbbbbbbbbbbbbbb1"));
+        let before = small.bytes();
+        small.forget("5b8efff798038103d269b633813fc60c-bbbbbbbbbbbbbbb3");
+        assert!(small.bytes() > 0 && small.bytes() * 3 < before * 2);
         assert!(contents.add_line(br#"{"resourceLogs": 1}"#, 0).is_err());
     }
 }
