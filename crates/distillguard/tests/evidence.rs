@@ -173,6 +173,11 @@ async fn a_marked_answer_through_the_gateway_is_found_with_its_accounts_key_only
     let as_logged = evidence(&model, &["--watermark", named, "--data", &data_arg], &text);
     assert_eq!(as_logged["account"], "acme");
     assert_eq!(as_logged["p_value"], found["p_value"]);
+    // Whose answer leaked? Every account of the store tested, Bonferroni: acme's, alone.
+    let all = evidence(&model, &["--all-accounts", "--data", &data_arg], &text);
+    assert_eq!(all["tests"], 2);
+    assert_eq!(all["marked"], serde_json::json!(["acme"]), "{all}");
+    assert_eq!(all["results"][0]["account"], "acme");
 }
 
 #[test]

@@ -30,8 +30,15 @@ pub struct DetectArgs {
     #[arg(default_value = "-")]
     pub input: PathBuf,
     /// The account whose key to test.
-    #[arg(long, required_unless_present_any = ["key_id", "watermark"])]
+    #[arg(long, required_unless_present_any = ["key_id", "watermark", "all_accounts"])]
     pub account: Option<String>,
+    /// Test the text against the key of every account of the store (--data): whose answer
+    /// leaked? Each is judged at --alpha / accounts (Bonferroni), the results ranked.
+    #[arg(long, conflicts_with_all = ["account", "key_id", "watermark"])]
+    pub all_accounts: bool,
+    /// With --all-accounts: the family-wise significance level.
+    #[arg(long, default_value_t = 1e-3)]
+    pub alpha: f64,
     /// The mark as the exchange log names it (its `watermark` field: `wm1-…; scheme=kgw;
     /// gamma=…; delta=…; context=…`): the key id and the scheme together, so the test is the
     /// one the engine marked with (instead of --key-id and --scheme/--gamma/--context).
@@ -79,6 +86,9 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     let (scheme, context) = named
         .as_ref()
         .map_or((a.mark.scheme(), a.mark.context), |n| (n.scheme, n.context));
+    if a.all_accounts {
+        return detect_all(&a, &master, scheme, context);
+    }
     let account = match (&a.account, &key_id) {
         (Some(account), _) => account.clone(),
         (None, Some(id)) => a
@@ -93,13 +103,7 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     };
     let wm = watermark::Watermark::new(master.key_for(&account), scheme, context)
         .map_err(anyhow::Error::msg)?;
-    let mut text = String::new();
-    if a.input.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text)?;
-    } else {
-        text = std::fs::read_to_string(&a.input)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", a.input.display()))?;
-    }
+    let text = read_text(&a.input)?;
     let tokens = tokenizer(&a.model.path)?(&text);
     let d = watermark::detect(&wm, &tokens, a.min_tokens);
     let mut out = serde_json::to_value(&d)?;
@@ -128,6 +132,70 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
 
 /// The engine's tokenizer, read from the model file: text as the tokens the engine marked.
 pub type Tokenize = Box<dyn Fn(&str) -> Vec<u32>>;
+
+/// `--all-accounts`: the text against every account's key of the store, ranked by p-value,
+/// each judged at `alpha / accounts`.
+fn detect_all(
+    a: &DetectArgs,
+    master: &watermark::Master,
+    scheme: watermark::Scheme,
+    context: usize,
+) -> anyhow::Result<ExitCode> {
+    let accounts: Vec<String> = a
+        .store
+        .open()?
+        .accounts()?
+        .into_iter()
+        .map(|acc| acc.name)
+        .collect();
+    anyhow::ensure!(!accounts.is_empty(), "the store has no account to test");
+    let text = read_text(&a.input)?;
+    let tokens = tokenizer(&a.model.path)?(&text);
+    let level = a.alpha / accounts.len() as f64;
+    let mut results = Vec::new();
+    for account in &accounts {
+        let wm = watermark::Watermark::new(master.key_for(account), scheme, context)
+            .map_err(anyhow::Error::msg)?;
+        let d = watermark::detect(&wm, &tokens, a.min_tokens);
+        let mut v = serde_json::to_value(&d)?;
+        v["account"] = account.clone().into();
+        v["marked"] = d.p_value.is_some_and(|p| p < level).into();
+        results.push(v);
+    }
+    let p = |v: &serde_json::Value| v["p_value"].as_f64().unwrap_or(1.0);
+    results.sort_by(|x, y| p(x).total_cmp(&p(y)));
+    let marked: Vec<&str> = results
+        .iter()
+        .filter(|v| v["marked"] == true)
+        .filter_map(|v| v["account"].as_str())
+        .collect();
+    eprintln!(
+        "{} accounts tested, each at p < {level:.1e}: {}",
+        accounts.len(),
+        if marked.is_empty() {
+            "no account's mark found".to_owned()
+        } else {
+            format!("marked with the key of {}", marked.join(", "))
+        }
+    );
+    let out = serde_json::json!({
+        "tests": accounts.len(), "alpha": a.alpha, "level_per_key": level,
+        "marked": marked, "results": results,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_text(input: &std::path::Path) -> anyhow::Result<String> {
+    let mut text = String::new();
+    if input.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)?;
+    } else {
+        text = std::fs::read_to_string(input)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", input.display()))?;
+    }
+    Ok(text)
+}
 
 #[cfg(feature = "engine")]
 pub fn tokenizer(model: &std::path::Path) -> anyhow::Result<Tokenize> {
