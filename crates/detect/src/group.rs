@@ -83,6 +83,12 @@ impl Group {
 
     /// The verdict members take from the group: all of it when the links say one actor, at most
     /// `suspicious` (watched, for an analyst to judge) when they say only one tool.
+    /// Whether an account scoring `score` is shown with the group's evidence: the group passes
+    /// a verdict on and scores higher than the account alone.
+    pub(crate) fn lifts(&self, score: f64) -> bool {
+        self.passed_on() > Verdict::Benign && self.peak_score > score
+    }
+
     pub(crate) fn passed_on(&self) -> Verdict {
         if self.one_actor() {
             self.verdict

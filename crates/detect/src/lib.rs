@@ -203,6 +203,18 @@ pub struct VerdictChange {
     pub exchange: String,
 }
 
+/// A score as reports and listings show it: rounded down, so a shown score never reaches a
+/// threshold the true one has not.
+fn shown(score: f64) -> f64 {
+    (score * 10_000.0).floor() / 10_000.0
+}
+
+/// The order accounts are listed in: highest score first, ties by name, so the output is the
+/// same whatever order the accounts were first seen in.
+fn by_score(a: (f64, &str), b: (f64, &str)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1))
+}
+
 /// An account as a listing shows it: its [`AccountReport`] without the reasons
 /// ([`Detector::summaries`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -771,51 +783,48 @@ impl Detector {
         }
         let root = self.root_of(i);
         let group = self.groups.get(&root);
-        if let Some(g) = group {
-            if g.passed_on() > Verdict::Benign && g.peak_score > score {
-                let odds =
-                    |p: f64| (p.clamp(1e-9, 1.0 - 1e-9) / (1.0 - p.clamp(1e-9, 1.0 - 1e-9))).ln();
-                let lift = odds(g.peak_score) - odds(score);
-                let group_reasons = score::assess(&g.features(), &self.config).reasons;
-                let top: Vec<String> = group_reasons
-                    .iter()
-                    .filter(|r| r.value > 0.0)
-                    .take(3)
-                    .map(|r| format!("{} (+{:.1})", r.signal, r.value))
-                    .collect();
-                let (how, caveat) = if g.one_actor() {
-                    ("linked as one actor", "")
-                } else {
-                    (
-                        "linked by a shared tool, infrastructure or timing only",
-                        " (not by payment or sign-ups: watched, not acted on)",
-                    )
-                };
-                reasons.insert(
-                    0,
-                    Reason {
-                        signal: "linked_group",
-                        value: (lift * 100.0).round() / 100.0,
-                        detail: format!(
-                            "one of {} accounts {how} ({}); their combined {} calls score {:.3}{caveat}: {}",
-                            g.members.len(),
-                            describe_links(&g.links),
-                            g.state.generative(),
-                            g.peak_score,
-                            top.join(", ")
-                        ),
-                    },
-                );
-                if g.one_actor() {
-                    score = g.peak_score;
-                }
+        if let Some(g) = group.filter(|g| g.lifts(score)) {
+            let odds =
+                |p: f64| (p.clamp(1e-9, 1.0 - 1e-9) / (1.0 - p.clamp(1e-9, 1.0 - 1e-9))).ln();
+            let lift = odds(g.peak_score) - odds(score);
+            let group_reasons = score::assess(&g.features(), &self.config).reasons;
+            let top: Vec<String> = group_reasons
+                .iter()
+                .filter(|r| r.value > 0.0)
+                .take(3)
+                .map(|r| format!("{} (+{:.1})", r.signal, r.value))
+                .collect();
+            let (how, caveat) = if g.one_actor() {
+                ("linked as one actor", "")
+            } else {
+                (
+                    "linked by a shared tool, infrastructure or timing only",
+                    " (not by payment or sign-ups: watched, not acted on)",
+                )
+            };
+            reasons.insert(
+                0,
+                Reason {
+                    signal: "linked_group",
+                    value: (lift * 100.0).round() / 100.0,
+                    detail: format!(
+                        "one of {} accounts {how} ({}); their combined {} calls score {:.3}{caveat}: {}",
+                        g.members.len(),
+                        describe_links(&g.links),
+                        g.state.generative(),
+                        g.peak_score,
+                        top.join(", ")
+                    ),
+                },
+            );
+            if g.one_actor() {
+                score = g.peak_score;
             }
         }
         let cluster = group.map(|_| self.cluster_name(root));
         AccountReport {
             account: a.name.clone(),
-            // Rounded down: a score shown never reaches a threshold the true one has not.
-            score: (score * 10_000.0).floor() / 10_000.0,
+            score: shown(score),
             verdict: a.verdict,
             cluster,
             first_flagged: a.first_flagged.clone(),
@@ -836,14 +845,12 @@ impl Detector {
                 let mut score = a.peak_score;
                 let root = self.root_of(i);
                 let group = self.groups.get(&root);
-                if let Some(g) = group {
-                    if g.passed_on() > Verdict::Benign && g.peak_score > score && g.one_actor() {
-                        score = g.peak_score;
-                    }
+                if let Some(g) = group.filter(|g| g.lifts(score) && g.one_actor()) {
+                    score = g.peak_score;
                 }
                 AccountSummary {
                     account: a.name.clone(),
-                    score: (score * 10_000.0).floor() / 10_000.0,
+                    score: shown(score),
                     verdict: a.verdict,
                     cluster: group.map(|_| self.cluster_name(root)),
                     first_flagged: a.first_flagged.clone(),
@@ -851,11 +858,7 @@ impl Detector {
                 }
             })
             .collect();
-        out.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.account.cmp(&b.account))
-        });
+        out.sort_by(|a, b| by_score((a.score, &a.account), (b.score, &b.account)));
         out
     }
 
@@ -865,11 +868,7 @@ impl Detector {
         let mut out: Vec<AccountReport> = (0..self.accounts.len() as u32)
             .map(|i| self.report_of(i))
             .collect();
-        out.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.account.cmp(&b.account))
-        });
+        out.sort_by(|a, b| by_score((a.score, &a.account), (b.score, &b.account)));
         out
     }
 

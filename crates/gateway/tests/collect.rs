@@ -584,15 +584,7 @@ async fn a_followed_litellm_log_is_judged_as_it_grows_and_across_a_rotation() {
             "chatcmpl-tail-3"
         ]
     );
-    let metrics = reqwest::Client::new()
-        .get(h.url("/metrics"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     assert!(
         metrics.contains("distillguard_tail_bad_lines_total{kind="),
         "{metrics}"

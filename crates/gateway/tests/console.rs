@@ -34,7 +34,19 @@ struct Browser<'a> {
     cookie: Option<String>,
 }
 
-impl Browser<'_> {
+impl<'a> Browser<'a> {
+    /// Signed out, following no redirect (the tests read where they lead).
+    fn new(h: &'a Harness) -> Self {
+        Browser {
+            h,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookie: None,
+        }
+    }
+
     async fn get(&self, path: &str) -> (u16, String) {
         let mut r = self.client.get(self.h.url(path));
         if let Some(c) = &self.cookie {
@@ -88,14 +100,7 @@ async fn an_analyst_signs_in_reads_a_flagged_account_and_decides_with_a_record()
             .status(),
         200
     );
-    let mut b = Browser {
-        h: &h,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        cookie: None,
-    };
+    let mut b = Browser::new(&h);
 
     // Signed out: to the sign-in page, nothing else; a wrong token opens nothing.
     let (status, html) = b.get("/admin/ui/accounts/harvester").await;
@@ -381,14 +386,7 @@ async fn evidence_reports_are_listed_and_shown() {
     std::fs::write(dir.path().join("notes.json"), "{\"not\": \"a report\"}").unwrap();
     let evidence_dir = dir.path().to_owned();
     let h = Harness::start(|c| c.evidence_dir = Some(evidence_dir)).await;
-    let mut b = Browser {
-        h: &h,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        cookie: None,
-    };
+    let mut b = Browser::new(&h);
     let (status, _) = b.get("/admin/ui/evidence").await;
     assert_eq!(status, 303, "signed out: no evidence");
     let r = b.post("/admin/ui/login", form(&[("token", ADMIN)])).await;

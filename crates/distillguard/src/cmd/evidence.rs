@@ -101,11 +101,9 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
             .ok_or_else(|| anyhow::anyhow!("no account of the store has the key {id}"))?,
         (None, None) => unreachable!("clap requires one"),
     };
-    let wm = watermark::Watermark::new(master.key_for(&account), scheme, context)
-        .map_err(anyhow::Error::msg)?;
     let text = read_text(&a.input)?;
     let tokens = tokenizer(&a.model.path)?(&text);
-    let d = watermark::detect(&wm, &tokens, a.min_tokens);
+    let d = detection((&master, scheme, context), &account, &tokens, a.min_tokens)?;
     let mut out = serde_json::to_value(&d)?;
     out["account"] = account.clone().into();
     println!("{}", serde_json::to_string_pretty(&out)?);
@@ -152,18 +150,11 @@ fn detect_all(
     let text = read_text(&a.input)?;
     let tokens = tokenizer(&a.model.path)?(&text);
     let level = a.alpha / accounts.len() as f64;
-    let mut results = Vec::new();
-    for account in &accounts {
-        let wm = watermark::Watermark::new(master.key_for(account), scheme, context)
-            .map_err(anyhow::Error::msg)?;
-        let d = watermark::detect(&wm, &tokens, a.min_tokens);
-        let mut v = serde_json::to_value(&d)?;
-        v["account"] = account.clone().into();
-        v["marked"] = d.p_value.is_some_and(|p| p < level).into();
-        results.push(v);
-    }
+    let mark = (master, scheme, context);
+    let (mut results, _) = test_keys(mark, &accounts, &tokens, a.min_tokens, a.alpha)?;
     let p = |v: &serde_json::Value| v["p_value"].as_f64().unwrap_or(1.0);
     results.sort_by(|x, y| p(x).total_cmp(&p(y)));
+    // The marked accounts in the ranking's order, most significant first.
     let marked: Vec<&str> = results
         .iter()
         .filter(|v| v["marked"] == true)
@@ -184,6 +175,47 @@ fn detect_all(
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The master secret and how answers were marked: what a key test needs besides the text.
+pub type Mark<'a> = (&'a watermark::Master, watermark::Scheme, usize);
+
+/// `name`'s key tested on `tokens` (the name of no account gives a control key).
+pub fn detection(
+    (master, scheme, context): Mark,
+    name: &str,
+    tokens: &[u32],
+    min_tokens: usize,
+) -> anyhow::Result<watermark::Detection> {
+    let wm = watermark::Watermark::new(master.key_for(name), scheme, context)
+        .map_err(anyhow::Error::msg)?;
+    Ok(watermark::detect(&wm, tokens, min_tokens))
+}
+
+/// Each of `accounts`' keys tested on `tokens`, each judged at `alpha / accounts`
+/// (Bonferroni): the detections as JSON with `account` and `marked`, in the order given, and
+/// the accounts whose mark was found.
+pub fn test_keys(
+    mark: Mark,
+    accounts: &[String],
+    tokens: &[u32],
+    min_tokens: usize,
+    alpha: f64,
+) -> anyhow::Result<(Vec<serde_json::Value>, Vec<String>)> {
+    let level = alpha / accounts.len().max(1) as f64;
+    let (mut results, mut found) = (Vec::new(), Vec::new());
+    for account in accounts {
+        let d = detection(mark, account, tokens, min_tokens)?;
+        let marked = d.p_value.is_some_and(|p| p < level);
+        if marked {
+            found.push(account.clone());
+        }
+        let mut v = serde_json::to_value(&d)?;
+        v["account"] = account.clone().into();
+        v["marked"] = marked.into();
+        results.push(v);
+    }
+    Ok((results, found))
 }
 
 fn read_text(input: &std::path::Path) -> anyhow::Result<String> {

@@ -109,29 +109,15 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         per_answer.push(json!({"prompt": prompt, "answer": answer, "tokens": t.len()}));
         tokens.extend(t);
     }
-    let score = |name: &str| -> anyhow::Result<watermark::Detection> {
-        let wm = watermark::Watermark::new(master.key_for(name), a.mark.scheme(), a.mark.context)
-            .map_err(anyhow::Error::msg)?;
-        Ok(watermark::detect(&wm, &tokens, a.min_tokens))
-    };
+    let mark = (&master, a.mark.scheme(), a.mark.context);
     let level = a.alpha / a.account.len() as f64;
-    let mut keys = Vec::new();
-    let mut found = Vec::new();
-    for account in &a.account {
-        let d = score(account)?;
-        let marked = d.p_value.is_some_and(|p| p < level);
-        if marked {
-            found.push(account.clone());
-        }
-        let mut v = serde_json::to_value(&d)?;
-        v["account"] = json!(account);
-        v["marked"] = json!(marked);
-        keys.push(v);
-    }
+    let (keys, found) =
+        super::evidence::test_keys(mark, &a.account, &tokens, a.min_tokens, a.alpha)?;
     let mut controls = Vec::new();
     for i in 0..a.controls {
         // A NUL never appears in an account's name: these keys mark nobody.
-        let d = score(&format!("\u{0}control-{i}"))?;
+        let name = format!("\u{0}control-{i}");
+        let d = super::evidence::detection(mark, &name, &tokens, a.min_tokens)?;
         controls.push(serde_json::to_value(&d)?);
     }
     let verdict = if found.is_empty() {
