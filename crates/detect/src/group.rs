@@ -26,6 +26,12 @@ pub(crate) struct Group {
     /// `switched_on_hours` of each other, after the stream's warm-up.
     #[serde(default)]
     pub(crate) switched_on_together: bool,
+    /// The group has passed `distilling` on to its members as one actor. It stays one actor:
+    /// verdicts do not fall back, and a group that grows by joins that carry less (the share
+    /// of joins on a network or a tool falls) must not report its members, already acted on,
+    /// as only watched.
+    #[serde(default)]
+    pub(crate) acted: bool,
 }
 
 impl Group {
@@ -44,9 +50,10 @@ impl Group {
     /// Or, as a whole, when it was switched on together (two thirds of its members' first
     /// calls within `switched_on_hours`) and at least half of its joins carry a shared
     /// uncommon network and half a shared tool (a prompt template or system prompt, an
-    /// uncommon client): a product's customers share its tool but arrive over months from
-    /// their own networks; strangers behind one exit share a network but neither tool nor
-    /// start.
+    /// uncommon client) or a proxy pool (the same several addresses in different networks):
+    /// a product's customers share its tool but arrive over months from their own networks;
+    /// strangers behind one exit share a network but neither tool nor start, nor several
+    /// addresses on several ISPs.
     pub(crate) fn one_actor(&self) -> bool {
         let joins = self.members.len().saturating_sub(1);
         let carried = |kinds: &[LinkKind]| {
@@ -57,9 +64,10 @@ impl Group {
                 .unwrap_or(0) as usize
                 >= joins
         };
-        LinkKind::ALL
-            .iter()
-            .any(|k| k.says_one_actor() && self.links[*k as usize] > 0)
+        self.acted
+            || LinkKind::ALL
+                .iter()
+                .any(|k| k.says_one_actor() && self.links[*k as usize] > 0)
             || (self.actor_pairs > 0 && 2 * self.actor_pairs as usize >= joins)
             || (self.switched_on_together
                 && carried(&[LinkKind::Ip, LinkKind::Subnet])
@@ -68,6 +76,7 @@ impl Group {
                     LinkKind::SystemPrompt,
                     LinkKind::Tls,
                     LinkKind::UserAgent,
+                    LinkKind::Pool,
                 ]))
     }
 

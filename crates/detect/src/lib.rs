@@ -340,6 +340,7 @@ impl Detector {
                     links: [0; KINDS],
                     actor_pairs: 0,
                     switched_on_together: false,
+                    acted: false,
                 }
             })
         };
@@ -366,6 +367,7 @@ impl Detector {
             big.links[*k as usize] += 1;
         }
         big.actor_pairs += small.actor_pairs;
+        big.acted |= small.acted;
         big.switched_on_together = self.switched_on_together(&big.members);
         if small_was_group {
             self.dissolved.push(self.cluster_name(child));
@@ -470,14 +472,20 @@ impl Detector {
                 LinkKind::Pivot,
                 new_model.then(|| obs.model ^ (obs.ts as f64 / HOUR_MS).floor() as u64),
             ),
+            // Read off the addresses a pair shares (`Edge`), never noted as a value.
+            (LinkKind::Pool, None),
         ];
         let population = self.accounts.len();
         let mut touched: Vec<u32> = Vec::new();
         for (kind, value) in facts {
             let Some(v) = value else { continue };
-            let (_, others) = self
-                .linker
-                .note(&self.config.links, population, idx, kind, v);
+            let links = &self.config.links;
+            let (_, others) = if kind == LinkKind::Ip {
+                self.linker
+                    .note_address(links, population, idx, v, obs.ip_block)
+            } else {
+                self.linker.note(links, population, idx, kind, v)
+            };
             touched.extend(others);
         }
         // An account's values are all noted within its first calls, often before the group it
@@ -698,6 +706,7 @@ impl Detector {
             // (see `Group::passed_on`).
             if g.verdict > Verdict::Benign {
                 let (gscore, gverdict) = (g.peak_score, g.passed_on());
+                g.acted |= gverdict == Verdict::Distilling;
                 for &m in &g.members {
                     let member = &mut self.accounts[m as usize];
                     if member.verdict < gverdict {

@@ -35,10 +35,11 @@ pub enum LinkKind {
     FirstSeen,
     SameHours,
     Pivot,
+    Pool,
 }
 
 /// How many kinds of links there are.
-pub const KINDS: usize = 12;
+pub const KINDS: usize = 13;
 
 impl LinkKind {
     pub const ALL: [LinkKind; KINDS] = [
@@ -54,6 +55,7 @@ impl LinkKind {
         LinkKind::FirstSeen,
         LinkKind::SameHours,
         LinkKind::Pivot,
+        LinkKind::Pool,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +72,7 @@ impl LinkKind {
             LinkKind::FirstSeen => "first_seen",
             LinkKind::SameHours => "same_hours",
             LinkKind::Pivot => "pivot",
+            LinkKind::Pool => "pool",
         }
     }
 
@@ -88,6 +91,9 @@ impl LinkKind {
             LinkKind::FirstSeen => "first calls within the same few minutes",
             LinkKind::SameHours => "activity in the same clock hours from their first calls on",
             LinkKind::Pivot => "a move to a newly released model within the same hour",
+            LinkKind::Pool => {
+                "the same several uncommon addresses, in different networks (one proxy pool)"
+            }
         }
     }
 
@@ -123,6 +129,8 @@ impl LinkKind {
             LinkKind::Tls | LinkKind::UserAgent | LinkKind::Asn => 2,
             LinkKind::Signup | LinkKind::FirstSeen | LinkKind::SameHours => 1,
             LinkKind::Pivot => 2,
+            // Not noted: read off the addresses and networks a pair shares.
+            LinkKind::Pool => 0,
         }
     }
 }
@@ -172,6 +180,13 @@ pub struct LinkConfig {
     pub same_hours_weight: f64,
     /// Active hours compared (default 8).
     pub same_hours: u32,
+    /// Two accounts that share two or more uncommon addresses in two or more different
+    /// networks (default 0.35, scaled by the addresses' rarity): they move among the same
+    /// addresses, as the members of one fleet do among its proxies. People move between their
+    /// own home and office, not among the homes of other accounts on other ISPs; strangers
+    /// behind one carrier exit or office NAT share one address (or one network) at a time.
+    /// A fact beside the address itself, not another witness of it.
+    pub pool: f64,
     /// Accounts moving to the same newly released model within the same hour. Weak, and not
     /// behaviour enough to join on its own with infrastructure: every release moves many
     /// customers at once.
@@ -212,6 +227,7 @@ impl Default for LinkConfig {
             switched_on_hours: 6.0,
             same_hours_weight: 0.45,
             same_hours: 8,
+            pool: 0.35,
             pivot: 0.3,
             max_share: 48,
             max_share_payment: 512,
@@ -237,6 +253,7 @@ impl LinkConfig {
             LinkKind::FirstSeen => self.first_seen,
             LinkKind::SameHours => self.same_hours_weight,
             LinkKind::Pivot => self.pivot,
+            LinkKind::Pool => self.pool,
         }
     }
 
@@ -281,6 +298,15 @@ pub struct Edge {
     /// Counted towards its group's pairs that say one actor ([`Edge::says_one_actor`]).
     #[serde(default)]
     pub(crate) counted: bool,
+    /// Distinct uncommon addresses the pair shares (saturating; each account contributes a
+    /// bounded number), the block of the first (low bits of its hash, 0 for none) and whether
+    /// a later one lies in another block: what [`LinkKind::Pool`] is read from.
+    #[serde(default)]
+    addresses: u8,
+    #[serde(default)]
+    block: u32,
+    #[serde(default)]
+    blocks: u8,
 }
 
 impl Edge {
@@ -339,13 +365,35 @@ impl Edge {
     /// uncommon prompt tool (template or system prompt), and a start together (first calls in
     /// the same minutes, or the same hours from then on). Strangers behind one carrier exit
     /// share the first, customers of one product the second, jobs on one cron schedule the
-    /// third; accounts sharing all three are a fleet run by one hand.
+    /// third; accounts sharing all three are a fleet run by one hand. A proxy pool (the same
+    /// several addresses in different networks) with a start together is one too: the pool
+    /// is the operator's, where an exit or an office is everyone's behind it.
     pub fn says_one_actor(&self) -> bool {
         let has = |k: LinkKind| self.get(k) > 0.0;
+        let started = has(LinkKind::FirstSeen) || has(LinkKind::SameHours);
         LinkKind::ALL.iter().any(|&k| k.says_one_actor() && has(k))
             || ((has(LinkKind::Ip) || has(LinkKind::Subnet))
                 && (has(LinkKind::Template) || has(LinkKind::SystemPrompt))
-                && (has(LinkKind::FirstSeen) || has(LinkKind::SameHours)))
+                && started)
+            || (has(LinkKind::Pool) && started)
+    }
+
+    /// Counts one more uncommon address the pair shares, in address block `block`, and reads
+    /// the pool from them: two addresses in two blocks, at the weight of the rarest address's
+    /// link.
+    fn share_address(&mut self, block: u64, config: &LinkConfig) {
+        let block = (block as u32).max(1);
+        self.addresses = self.addresses.saturating_add(1);
+        if self.block == 0 {
+            self.block = block;
+            self.blocks = 1;
+        } else if self.block != block {
+            self.blocks = 2;
+        }
+        if self.addresses >= 2 && self.blocks >= 2 && config.ip > 0.0 {
+            let rarity = (self.get(LinkKind::Ip) / config.ip).min(1.0);
+            self.raise(LinkKind::Pool, (config.pool * rarity) as f32);
+        }
     }
 
     pub fn kinds(&self) -> impl Iterator<Item = (LinkKind, f64)> + '_ {
@@ -446,6 +494,28 @@ impl Linker {
         (w, others)
     }
 
+    /// [`Linker::note`] for a client address, with the block it belongs to
+    /// ([`crate::text::ip_block`]): a pair that comes to share uncommon addresses in two
+    /// blocks shares a pool ([`LinkKind::Pool`]).
+    pub fn note_address(
+        &mut self,
+        config: &LinkConfig,
+        population: usize,
+        account: u32,
+        ip: u64,
+        block: Option<u64>,
+    ) -> (f32, Vec<u32>) {
+        let (w, others) = self.note(config, population, account, LinkKind::Ip, ip);
+        if let Some(block) = block {
+            for &o in &others {
+                if let Some(e) = self.edge_mut(account, o) {
+                    e.share_address(block, config);
+                }
+            }
+        }
+        (w, others)
+    }
+
     /// The accounts `account` has evidence with, and that evidence.
     pub fn edges_of(&self, account: u32) -> impl Iterator<Item = (u32, &Edge)> + '_ {
         self.neighbours
@@ -522,6 +592,41 @@ mod tests {
         assert_eq!(l.edge(0, 1).unwrap().kinds().count(), 3);
         // Noting the same value again adds nothing.
         assert!(l.note(&c, 1000, 1, LinkKind::Template, 11).1.is_empty());
+    }
+
+    #[test]
+    fn the_same_addresses_in_different_blocks_are_a_pool_one_block_is_not() {
+        let c = LinkConfig::default();
+        let pool_of = |addresses: &[(u64, u64)]| {
+            let mut l = Linker::default();
+            for a in [0, 1] {
+                for &(ip, block) in addresses {
+                    l.note_address(&c, 1000, a, ip, Some(block));
+                }
+            }
+            l.edge(0, 1).unwrap().clone()
+        };
+        // Strangers on one carrier (or in one office) rotating among its exits: however many
+        // exits they share, one block.
+        let carrier = pool_of(&[(1, 16), (2, 16), (3, 16), (4, 16)]);
+        assert_eq!(carrier.get(LinkKind::Pool), 0.0);
+        // One shared address is one address, whatever its block.
+        assert_eq!(pool_of(&[(1, 16)]).get(LinkKind::Pool), 0.0);
+        // Two accounts moving among the same addresses on two ISPs: a pool, a fact beside the
+        // address (it is not folded into "same network").
+        let e = pool_of(&[(1, 16), (2, 17)]);
+        assert!((e.get(LinkKind::Pool) - c.pool).abs() < 1e-3, "{e:?}");
+        assert!(e.total() >= c.ip + c.pool - 1e-3);
+        assert!(!e.joins(&c, 0.0), "infrastructure alone never joins");
+        assert!(!e.says_one_actor());
+        // With a start together it joins (the address and the start alone do not) and says
+        // one actor.
+        let mut started = e.clone();
+        started.raise(LinkKind::FirstSeen, c.first_seen as f32);
+        assert!(started.joins(&c, 0.0) && started.says_one_actor());
+        let mut strangers = carrier.clone();
+        strangers.raise(LinkKind::FirstSeen, c.first_seen as f32);
+        assert!(!strangers.joins(&c, 0.0) && !strangers.says_one_actor());
     }
 
     #[test]

@@ -764,6 +764,23 @@ pub fn network(ip: std::net::IpAddr) -> (std::net::IpAddr, u8) {
 }
 
 /// Hash of an IP address and of its [`network`].
+/// The address block an address was allocated from, as a hash: its IPv4 /16 or IPv6 /32. A
+/// carrier rotates its customers among exits of its own block, and an office's NAT addresses
+/// sit in one; residential proxies are other people's home connections on many ISPs, in
+/// many blocks. `None` for what does not parse as an address.
+pub fn ip_block(ip: &str) -> Option<u64> {
+    match ip.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Some(mix((u64::from(o[0]) << 8 | u64::from(o[1])) | (2 << 60)))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(mix((u64::from(s[0]) << 16 | u64::from(s[1])) | (3 << 60)))
+        }
+    }
+}
+
 pub fn ip_hashes(ip: &str) -> (u64, u64) {
     let full = hash_bytes(ip.as_bytes());
     let net = match ip.parse::<std::net::IpAddr>().map(network) {

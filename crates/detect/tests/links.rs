@@ -811,3 +811,121 @@ fn customers_of_one_tool_behind_shared_addresses_arriving_apart_are_watched_not_
         assert!(r.verdict < Verdict::Distilling, "{m}: {:?}", r.reasons);
     }
 }
+
+/// A question with no skeleton shared with the others: its first and last words vary.
+fn untemplated(i: usize) -> String {
+    const WORDS: [&str; 40] = [
+        "why",
+        "rivers",
+        "proteins",
+        "ancient",
+        "orbits",
+        "markets",
+        "glaciers",
+        "verbs",
+        "enzymes",
+        "bridges",
+        "tides",
+        "poems",
+        "volcanoes",
+        "tariffs",
+        "neurons",
+        "sonnets",
+        "comets",
+        "deserts",
+        "alloys",
+        "vaccines",
+        "empires",
+        "fungi",
+        "lenses",
+        "monsoons",
+        "quarks",
+        "ballads",
+        "canals",
+        "fossils",
+        "algebra",
+        "reefs",
+        "dialects",
+        "turbines",
+        "parasites",
+        "treaties",
+        "magnets",
+        "lichens",
+        "operas",
+        "storms",
+        "pigments",
+        "ledgers",
+    ];
+    let w = |k: usize| WORDS[(i * (7 + 6 * k) + k * 5) % WORDS.len()];
+    format!(
+        "{} {} {} and what item {i} says of them, {} {} {}",
+        w(0),
+        w(1),
+        w(2),
+        w(2),
+        w(0),
+        w(1)
+    )
+}
+
+/// Five accounts, each on its own card with the everyday client and no template, switched on
+/// within minutes of each other hours into the stream, every one moving among the same three
+/// `addresses`; 60 harvesting calls each, in turns.
+fn pooled_fleet(addresses: [&str; 3]) -> Detector {
+    let mut d = Detector::new(Config::default());
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    // Four hours in, all five first calls inside one ten-minute bucket.
+    let mut n = 390;
+    for i in 0..60 {
+        for k in 0..5 {
+            let who = Who {
+                ip: Some(addresses[(i + k) % 3].into()),
+                ua: Some("OpenAI/Python 1.59.0".into()),
+                payment: Some(format!("pf_own_{k}")),
+                ..Who::default()
+            };
+            d.observe(&line(
+                &format!("m{k}"),
+                n,
+                &who,
+                &untemplated(i * 5 + k),
+                4096,
+            ));
+            n += if i == 0 { 3 } else { 1 };
+        }
+    }
+    d
+}
+
+#[test]
+fn a_fleet_on_one_proxy_pool_over_several_isps_switched_on_together_is_one_actor() {
+    // No card, no sign-ups, no template, no client of its own: what ties these five is that
+    // they move among the same three residential addresses on three ISPs and started
+    // together. People move between their own home and office, not among other accounts'
+    // homes on other ISPs: the pool is the operator's.
+    let d = pooled_fleet(["81.2.69.142", "93.184.5.10", "151.101.7.33"]);
+    let g = d.groups();
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(g[0].members.len(), 5);
+    for k in 0..5 {
+        let r = d.report(&format!("m{k}")).unwrap();
+        assert_eq!(r.verdict, Verdict::Distilling, "m{k}: {:?}", r.reasons);
+        assert!(
+            r.reasons[0].detail.contains("one actor") && r.reasons[0].detail.contains("pool"),
+            "{}",
+            r.reasons[0].detail
+        );
+    }
+}
+
+#[test]
+fn strangers_rotating_among_one_carriers_exits_are_not_a_pool() {
+    // The same five accounts and schedule, but the three addresses are one carrier's exits in
+    // its own block: strangers on one carrier share its exits in turn. Not linked.
+    let d = pooled_fleet(["100.64.12.7", "100.64.40.9", "100.64.77.3"]);
+    assert!(d.groups().is_empty(), "{:?}", d.groups());
+    for k in 0..5 {
+        assert!(d.report(&format!("m{k}")).unwrap().verdict < Verdict::Distilling);
+    }
+}

@@ -232,6 +232,7 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
                     let v = verdicts.get(&l.account);
                     let line = serde_json::json!({
                         "seed": seed, "size": size, "account": l.account, "class": l.class, "archetype": l.archetype,
+                        "campaign": l.campaign, "cluster": v.and_then(|v| v.cluster.clone()),
                         "score": v.map_or(0.0, |v| v.score), "distilling": v.is_some_and(|v| v.distilling),
                         "features": detector.features(&l.account),
                         "reasons": detector.report(&l.account).map(|r| r.reasons),
