@@ -115,6 +115,15 @@ impl LinkKind {
         )
     }
 
+    /// Coincidences in time (sign-ups, first calls, active hours, a move to a new model in the
+    /// same hour) rather than values the accounts hold.
+    pub fn is_timing(self) -> bool {
+        matches!(
+            self,
+            LinkKind::Signup | LinkKind::FirstSeen | LinkKind::SameHours | LinkKind::Pivot
+        )
+    }
+
     /// Facts of the accounts themselves (who pays, when they were made) that say one actor,
     /// where the other kinds may only say one tool, one network or one schedule.
     pub fn says_one_actor(self) -> bool {

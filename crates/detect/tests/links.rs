@@ -929,3 +929,65 @@ fn strangers_rotating_among_one_carriers_exits_are_not_a_pool() {
         assert!(d.report(&format!("m{k}")).unwrap().verdict < Verdict::Distilling);
     }
 }
+
+/// Two fleets of five, each paying with its own card, whose sign-ups fell in the same hour, on
+/// one public step-by-step wrapper, from addresses of one /24; the second fleet's first call
+/// comes `lag` rounds (five calls each) after the first fleet's.
+fn two_fleets(lag: usize) -> Detector {
+    let mut d = Detector::new(Config::default());
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    let who = |fleet: usize, k: usize| Who {
+        ip: Some(format!("203.0.113.{}", 10 + fleet * 20 + k)),
+        payment: Some(format!("pf_fleet_{fleet}")),
+        signup: Some(format!("2025-12-30T09:{:02}:00Z", k * 6)),
+        ..Who::default()
+    };
+    let mut n = 400;
+    for i in 0..60 + lag {
+        for fleet in 0..2 {
+            let round = if fleet == 0 {
+                Some(i)
+            } else {
+                i.checked_sub(lag)
+            };
+            let Some(round) = round.filter(|&r| r < 60) else {
+                continue;
+            };
+            for k in 0..5 {
+                let name = format!("fleet{fleet}_{k}");
+                let prompt = cot(round * 10 + fleet * 5 + k);
+                d.observe(&line(&name, n, &who(fleet, k), &prompt, 4096));
+                n += 1;
+            }
+        }
+    }
+    d
+}
+
+#[test]
+fn two_fleets_at_work_in_the_same_days_stay_two_groups() {
+    // The second fleet starts two hours after the first. Between two groups, sign-ups in the
+    // same minutes are a coincidence of two busy mornings (its chance grows with both
+    // sizes), and a wrapper and a network are what strangers share: they stay apart.
+    let d = two_fleets(30);
+    let g = d.groups();
+    assert_eq!(g.len(), 2, "{g:?}");
+    for group in &g {
+        assert_eq!(group.members.len(), 5, "{group:?}");
+        let fleet = &group.members[0][..6];
+        assert!(
+            group.members.iter().all(|m| m.starts_with(fleet)),
+            "{group:?}"
+        );
+    }
+}
+
+#[test]
+fn parts_of_one_fleet_paid_with_two_cards_switched_on_in_one_wave_are_one_group() {
+    // The same two card groups taking turns from one first call: one wave, one fleet.
+    let d = two_fleets(0);
+    let g = d.groups();
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(g[0].members.len(), 10);
+}
