@@ -307,15 +307,14 @@ pub struct Edge {
     /// Counted towards its group's pairs that say one actor ([`Edge::says_one_actor`]).
     #[serde(default)]
     pub(crate) counted: bool,
-    /// Distinct uncommon addresses the pair shares (saturating; each account contributes a
-    /// bounded number), the block of the first (low bits of its hash, 0 for none) and whether
-    /// a later one lies in another block: what [`LinkKind::Pool`] is read from.
+    /// What [`LinkKind::Pool`] is read from, packed (there is an edge per linked pair): the
+    /// low bits of the first shared uncommon address's block (0 for none), and in `shared`
+    /// how many such addresses the pair shares (bits 0-1, saturating at 3) and whether a later
+    /// one lies in another block (bit 2).
     #[serde(default)]
-    addresses: u8,
+    block: u16,
     #[serde(default)]
-    block: u32,
-    #[serde(default)]
-    blocks: u8,
+    shared: u8,
 }
 
 impl Edge {
@@ -391,15 +390,16 @@ impl Edge {
     /// the pool from them: two addresses in two blocks, at the weight of the rarest address's
     /// link.
     fn share_address(&mut self, block: u64, config: &LinkConfig) {
-        let block = (block as u32).max(1);
-        self.addresses = self.addresses.saturating_add(1);
+        let block = (block as u16).max(1);
+        let addresses = (self.shared & 0b11).saturating_add(1).min(3);
+        let mut other_block = self.shared & 0b100;
         if self.block == 0 {
             self.block = block;
-            self.blocks = 1;
         } else if self.block != block {
-            self.blocks = 2;
+            other_block = 0b100;
         }
-        if self.addresses >= 2 && self.blocks >= 2 && config.ip > 0.0 {
+        self.shared = addresses | other_block;
+        if addresses >= 2 && other_block != 0 && config.ip > 0.0 {
             let rarity = (self.get(LinkKind::Ip) / config.ip).min(1.0);
             self.raise(LinkKind::Pool, (config.pool * rarity) as f32);
         }
