@@ -1,7 +1,7 @@
 //! `distillguard bench detect`: simulate → detect → evaluate over several seeds and sizes,
 //! in process, and print the pooled figures recorded in `bench/README.md`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -286,6 +286,26 @@ fn print_misses(e: &Evaluation, labels: &[Label], verdicts: &HashMap<String, Ver
     }
     for fp in &e.false_positives {
         println!("  false positive: {fp}");
+    }
+    // Groups that hold more than one campaign, or attack and benign accounts together: what
+    // the purity figure counts against, named so a wrong join can be looked into (`groups`
+    // on the same world shows the links).
+    let mut groups: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
+    for l in labels {
+        if let Some(c) = verdicts.get(&l.account).and_then(|v| v.cluster.as_deref()) {
+            let who = match &l.campaign {
+                Some(campaign) => format!("{campaign} ({})", l.archetype),
+                None => format!("benign {}", l.archetype),
+            };
+            *groups.entry(c).or_default().entry(who).or_default() += 1;
+        }
+    }
+    for (cluster, members) in groups {
+        let campaigns = members.keys().filter(|k| !k.starts_with("benign ")).count();
+        if campaigns > 1 || (campaigns == 1 && members.len() > 1) {
+            let list: Vec<String> = members.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+            println!("  mixed group {cluster}: {}", list.join(", "));
+        }
     }
     for l in labels.iter().filter(|l| l.is_attack()) {
         if !verdicts.get(&l.account).is_some_and(|v| v.distilling) {
