@@ -50,7 +50,7 @@ impl Group {
     /// Or, as a whole, when it was switched on together (two thirds of its members' first
     /// calls within `switched_on_hours`) and at least half of its joins carry a shared
     /// uncommon network and half a shared tool (a prompt template or system prompt, an
-    /// uncommon client) or a proxy pool (the same several addresses in different networks):
+    /// uncommon client) or a proxy pool (the same several addresses in different address blocks):
     /// a product's customers share its tool but arrive over months from their own networks;
     /// strangers behind one exit share a network but neither tool nor start, nor several
     /// addresses on several ISPs.

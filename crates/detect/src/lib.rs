@@ -413,6 +413,21 @@ impl Detector {
         firsts.windows(need).any(|w| w[need - 1] - w[0] <= window)
     }
 
+    /// Whether a coincidence in time (sign-ups, first calls, hours, a model move; see
+    /// [`LinkKind::is_timing`]) may count between the groups rooted at `a` and `b`. Two groups
+    /// that each hold together already started over their own hours: members of the one
+    /// signing up or making first calls in the same minutes as members of the other is a
+    /// coincidence whose chance grows with both sizes (two fleets at work in the same days),
+    /// not a fact they share. So between such groups timing counts only when the two were
+    /// switched on in one wave, as the parts of one fleet paid with different cards are:
+    /// their first calls interleave, so the middle of one part's first calls falls within the
+    /// hour of the other's. Otherwise only facts join them: a card, a client, an address or a
+    /// pool, a template.
+    fn timing_counts_between(&self, a: u32, b: u32) -> bool {
+        let smaller = self.members_of(a).len().min(self.members_of(b).len());
+        smaller < GROUP_HOLDS_TOGETHER || self.one_wave(a, b)
+    }
+
     /// Whether two groups (given by their roots) were switched on in one wave: the medians of
     /// their members' first calls (at most [`GROUP_SCAN`] members each) within an hour.
     fn one_wave(&self, a: u32, b: u32) -> bool {
@@ -538,16 +553,18 @@ impl Detector {
             if let Some(e) = self.linker.edge(idx, other).filter(|e| e.joins(links, 0.0)) {
                 let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
                 let (mine, theirs) = (self.find(idx), self.find(other));
-                let sizes = (self.members_of(mine).len(), self.members_of(theirs).len());
-                let in_a_group = sizes.0.max(sizes.1) >= GROUP_HOLDS_TOGETHER;
-                // Between two groups a coincidence of sign-ups is not a fact unless they were
-                // switched on in one wave (see `evidence_between`): otherwise only a shared
-                // payment instrument joins them at once.
-                let both_groups =
-                    sizes.0.min(sizes.1) >= GROUP_HOLDS_TOGETHER && !self.one_wave(mine, theirs);
-                let one_actor = kinds
-                    .iter()
-                    .any(|k| k.says_one_actor() && !(both_groups && k.is_timing()));
+                let in_a_group = self
+                    .members_of(mine)
+                    .len()
+                    .max(self.members_of(theirs).len())
+                    >= GROUP_HOLDS_TOGETHER;
+                // Sign-ups together say one actor, between two groups only when timing
+                // counts between them at all (otherwise only a shared payment instrument
+                // joins them at once).
+                let one_actor = kinds.iter().any(|k| {
+                    k.says_one_actor()
+                        && (!k.is_timing() || self.timing_counts_between(mine, theirs))
+                });
                 if one_actor || !in_a_group {
                     self.union(idx, other, &kinds);
                 }
@@ -624,20 +641,11 @@ impl Detector {
                 .ceil()
                 .max(2.0)
         };
-        // Two groups that each hold together already started over their own hours: members
-        // of the one signing up or making first calls in the same minutes as members of the
-        // other is a coincidence whose chance grows with both sizes (two fleets at work in
-        // the same days), not a fact they share. Between groups timing counts only when the
-        // two were switched on in one wave, as the parts of one fleet paid with different
-        // cards are: their first calls interleave, so the middle of one part's first calls
-        // falls within the hour of the other's. Otherwise only facts count: a card, a client,
-        // an address or a pool, a template.
-        let both_groups = self.members_of(small).len() >= GROUP_HOLDS_TOGETHER
-            && strongest.kinds().any(|(k, _)| k.is_timing())
-            && !self.one_wave(small, big);
+        let timing_counts = !strongest.kinds().any(|(k, _)| k.is_timing())
+            || self.timing_counts_between(small, big);
         let mut out = Edge::default();
         for (kind, w) in strongest.kinds() {
-            if both_groups && kind.is_timing() {
+            if kind.is_timing() && !timing_counts {
                 continue;
             }
             let carried = carriers.iter().filter(|(k, _)| *k == kind).count() as f64;

@@ -92,7 +92,7 @@ impl LinkKind {
             LinkKind::SameHours => "activity in the same clock hours from their first calls on",
             LinkKind::Pivot => "a move to a newly released model within the same hour",
             LinkKind::Pool => {
-                "the same several uncommon addresses, in different networks (one proxy pool)"
+                "the same several uncommon addresses, in different address blocks (one proxy pool)"
             }
         }
     }
@@ -138,7 +138,7 @@ impl LinkKind {
             LinkKind::Tls | LinkKind::UserAgent | LinkKind::Asn => 2,
             LinkKind::Signup | LinkKind::FirstSeen | LinkKind::SameHours => 1,
             LinkKind::Pivot => 2,
-            // Not noted: read off the addresses and networks a pair shares.
+            // Not noted: read off the addresses a pair shares and their blocks.
             LinkKind::Pool => 0,
         }
     }
@@ -189,8 +189,8 @@ pub struct LinkConfig {
     pub same_hours_weight: f64,
     /// Active hours compared (default 8).
     pub same_hours: u32,
-    /// Two accounts that share two or more uncommon addresses in two or more different
-    /// networks (default 0.35, scaled by the addresses' rarity): they move among the same
+    /// Two accounts that share two or more uncommon addresses in two or more address blocks
+    /// (IPv4 /16, IPv6 /32; default 0.35, scaled by the addresses' rarity): they move among the same
     /// addresses, as the members of one fleet do among its proxies. People move between their
     /// own home and office, not among the homes of other accounts on other ISPs; strangers
     /// behind one carrier exit or office NAT share one address (or one network) at a time.
@@ -374,7 +374,7 @@ impl Edge {
     /// the same minutes, or the same hours from then on). Strangers behind one carrier exit
     /// share the first, customers of one product the second, jobs on one cron schedule the
     /// third; accounts sharing all three are a fleet run by one hand. A proxy pool (the same
-    /// several addresses in different networks) with a start together is one too: the pool
+    /// several addresses in different address blocks) with a start together is one too: the pool
     /// is the operator's, where an exit or an office is everyone's behind it.
     pub fn says_one_actor(&self) -> bool {
         let has = |k: LinkKind| self.get(k) > 0.0;
@@ -504,7 +504,7 @@ impl Linker {
     }
 
     /// [`Linker::note`] for a client address, with the block it belongs to
-    /// ([`crate::text::ip_block`]): a pair that comes to share uncommon addresses in two
+    /// ([`crate::text::ip_hashes`]): a pair that comes to share uncommon addresses in two
     /// blocks shares a pool ([`LinkKind::Pool`]).
     pub fn note_address(
         &mut self,

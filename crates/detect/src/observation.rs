@@ -6,7 +6,7 @@ use exchange::Exchange;
 use serde::{Deserialize, Serialize};
 
 use crate::sketch::{hash_bytes, mix};
-use crate::text::{ip_block, ip_hashes, normalised_hash, PhraseHits, PhraseMatcher, TextFacts};
+use crate::text::{ip_hashes, normalised_hash, PhraseHits, PhraseMatcher, TextFacts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -87,7 +87,7 @@ pub struct Observation {
     pub reasoning_returned: bool,
     pub model: u64,
     pub ip: Option<(u64, u64)>,
-    /// The block the address belongs to (`text::ip_block`): what tells a proxy pool on many
+    /// The block the address belongs to (`text::ip_hashes`): what tells a proxy pool on many
     /// ISPs from a carrier's or an office's exits. Absent from facts kept by earlier builds.
     #[serde(default)]
     pub ip_block: Option<u64>,
@@ -130,6 +130,7 @@ impl Observation {
             Endpoint::Other
         };
         let req = &ex.request;
+        let address = ex.ip.as_deref().map(ip_hashes);
         let mut obs = Observation {
             account: ex.account.clone(),
             ts_text: ex.ts.as_str().to_owned(),
@@ -150,8 +151,8 @@ impl Observation {
                 Some("high") | Some("medium")
             ),
             model: hash_bytes(req.model.as_deref().unwrap_or("").as_bytes()),
-            ip: ex.ip.as_deref().map(ip_hashes),
-            ip_block: ex.ip.as_deref().and_then(ip_block),
+            ip: address.map(|(full, net, _)| (full, net)),
+            ip_block: address.and_then(|(_, _, block)| block),
             signup: ex.meta.as_ref().and_then(|m| m.signup_millis()),
             payment: ex
                 .meta

@@ -763,35 +763,34 @@ pub fn network(ip: std::net::IpAddr) -> (std::net::IpAddr, u8) {
     }
 }
 
-/// Hash of an IP address and of its [`network`].
-/// The address block an address was allocated from, as a hash: its IPv4 /16 or IPv6 /32. A
-/// carrier rotates its customers among exits of its own block, and an office's NAT addresses
-/// sit in one; residential proxies are other people's home connections on many ISPs, in
-/// many blocks. `None` for what does not parse as an address.
-pub fn ip_block(ip: &str) -> Option<u64> {
-    match ip.parse::<std::net::IpAddr>().ok()? {
-        std::net::IpAddr::V4(v4) => {
-            let o = v4.octets();
-            Some(mix((u64::from(o[0]) << 8 | u64::from(o[1])) | (2 << 60)))
-        }
-        std::net::IpAddr::V6(v6) => {
-            let s = v6.segments();
-            Some(mix((u64::from(s[0]) << 16 | u64::from(s[1])) | (3 << 60)))
-        }
-    }
-}
-
-pub fn ip_hashes(ip: &str) -> (u64, u64) {
+/// Hashes of a client address, from one parse: the address itself, its [`network`] (/24 or
+/// /48) and the block it was allocated from (IPv4 /16, IPv6 /32). A carrier rotates its
+/// customers among exits of its own block, and an office's NAT addresses sit in one;
+/// residential proxies are other people's home connections on many ISPs, in many blocks.
+/// What does not parse as an address is its own network and has no block.
+pub fn ip_hashes(ip: &str) -> (u64, u64, Option<u64>) {
     let full = hash_bytes(ip.as_bytes());
-    let net = match ip.parse::<std::net::IpAddr>().map(network) {
-        Ok((std::net::IpAddr::V4(net), _)) => mix(u64::from(u32::from_be_bytes(net.octets()))),
-        Ok((std::net::IpAddr::V6(net), _)) => {
+    let Ok(addr) = ip.parse::<std::net::IpAddr>() else {
+        return (full, full, None);
+    };
+    let net = match network(addr).0 {
+        std::net::IpAddr::V4(net) => mix(u64::from(u32::from_be_bytes(net.octets()))),
+        std::net::IpAddr::V6(net) => {
             let s = net.segments();
             mix((u64::from(s[0]) << 32) | (u64::from(s[1]) << 16) | u64::from(s[2]) | (1 << 60))
         }
-        Err(_) => full,
     };
-    (full, net)
+    let block = match addr {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            mix((u64::from(o[0]) << 8 | u64::from(o[1])) | (2 << 60))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            mix((u64::from(s[0]) << 16 | u64::from(s[1])) | (3 << 60))
+        }
+    };
+    (full, net, Some(block))
 }
 
 #[cfg(test)]
@@ -801,10 +800,10 @@ mod tests {
     #[test]
     fn an_address_and_its_network_hash_as_before() {
         // Fixed values: snapshots and facts stored by earlier versions hold these hashes.
-        let (_, net) = ip_hashes("203.0.113.77");
+        let (_, net, _) = ip_hashes("203.0.113.77");
         assert_eq!(net, mix(u64::from(u32::from_be_bytes([203, 0, 113, 0]))));
         assert_eq!(ip_hashes("203.0.113.9").1, net);
-        let (_, v6) = ip_hashes("2001:db8:7:1::5");
+        let (_, v6, _) = ip_hashes("2001:db8:7:1::5");
         assert_eq!(v6, mix((0x2001u64 << 32) | (0xdb8 << 16) | 7 | (1 << 60)));
         assert_eq!(
             network("2001:db8:7:1::5".parse().unwrap()),
@@ -1010,5 +1009,19 @@ mod tests {
             ip_hashes("2001:db8:1::1").1,
             ip_hashes("2001:db8:1:ffff::2").1
         );
+    }
+
+    #[test]
+    fn ip_blocks_are_the_allocation_around_the_network_and_junk_has_none() {
+        let block = |ip: &str| ip_hashes(ip).2;
+        // Two /24s of one /16: one carrier's or one office's block.
+        assert_eq!(block("100.64.12.7"), block("100.64.77.3"));
+        assert!(block("100.64.12.7").is_some());
+        assert_ne!(block("100.64.12.7"), block("100.65.12.7"));
+        assert_eq!(block("2001:db8:1::1"), block("2001:db8:ffff::2"));
+        assert_ne!(block("2001:db8:1::1"), block("2001:db9:1::1"));
+        // What is not an address is its own network and lies in no block.
+        let (full, net, none) = ip_hashes("not-an-address");
+        assert_eq!((net, none), (full, None));
     }
 }
