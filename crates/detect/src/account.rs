@@ -37,6 +37,37 @@ pub struct AccountState {
     systems: HeavyHitters<2>,
     gaps: Moments,
     hour_of_day: Histogram<24>,
+    /// The last answer of each of the account's most recent conversations, to time the
+    /// follow-ups that quote them back.
+    answered: [Answered; RECENT_ANSWERS],
+    /// Follow-ups whose predecessor was found and long enough to need reading, and those of
+    /// them that came sooner than anyone reads.
+    timed_followups: u32,
+    quick_followups: u32,
+}
+
+/// Recent answers kept per account: a script runs its conversations one or a few at a time;
+/// a product's many users interleave theirs, and only some of their follow-ups are timed.
+const RECENT_ANSWERS: usize = 8;
+/// Answers shorter than this are read at a glance ("Sure!", "4"): a quick reply says nothing.
+const MIN_READ_TOKENS: u16 = 40;
+/// Tokens a second that a person reads at while skimming: four times a careful reading pace
+/// (about 250 words a minute, some 5 tokens a second). A follow-up sooner than one second
+/// plus the answer at this pace was written before the answer could be read.
+const SKIM_TOKENS_PER_SEC: i64 = 25;
+/// Where the log has no `latency_ms`, the answer is taken to end this long a token after the
+/// request (50 tokens a second, a fast model's pace): errs towards later ends, so fewer
+/// follow-ups read as quick.
+const ESTIMATED_MS_PER_TOKEN: i64 = 20;
+
+/// An answer an account received, for timing the follow-up that quotes it.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Answered {
+    /// Low bits of the answer's [`Observation::answer_head`]; 0 for an empty slot.
+    head: u32,
+    tokens: u16,
+    /// When its last byte arrived (ms).
+    end: i64,
 }
 
 /// Everything the signals are computed from, in interpretable units. Printed by
@@ -86,6 +117,11 @@ pub struct Features {
     /// Activity in the quietest six hours of the day relative to an even spread: near 0 for
     /// people (they sleep), near 1 for round-the-clock machines. 0 until a day is covered.
     pub quiet_hours_activity: f64,
+    /// Follow-ups timed against the answer they reply to (long enough answers only).
+    pub timed_followups: u32,
+    /// Share of timed follow-ups sent sooner than a person could read the answer and type:
+    /// one second plus the answer at skimming pace (25 tokens a second).
+    pub quick_followups: f64,
     pub ip_churn: f64,
     pub account_age_days: Option<f64>,
     pub new_model: f64,
@@ -153,6 +189,48 @@ impl AccountState {
         if let Some(s) = obs.system {
             self.systems.insert(s);
         }
+        self.time_followup(obs);
+    }
+
+    /// Times a follow-up against the answer it quotes, when that answer is among the recent
+    /// ones, and keeps this call's answer for its own follow-up.
+    fn time_followup(&mut self, obs: &Observation) {
+        let low = |h: u64| (h as u32).max(1);
+        if obs.replies_to != 0 && obs.tool_turns == 0 && !obs.has_tools {
+            let head = low(obs.replies_to);
+            if let Some(prev) = self.answered.iter().find(|a| a.head == head) {
+                if prev.tokens >= MIN_READ_TOKENS {
+                    let reading_ms = 1000 + i64::from(prev.tokens) * 1000 / SKIM_TOKENS_PER_SEC;
+                    let quick = obs.ts - prev.end < reading_ms;
+                    self.timed_followups = self.timed_followups.saturating_add(1);
+                    self.quick_followups = self.quick_followups.saturating_add(u32::from(quick));
+                }
+            }
+        }
+        if obs.answer_head == 0 || obs.tool_call_answer {
+            return;
+        }
+        let tokens = obs.completion_tokens.min(u64::from(u16::MAX)) as u16;
+        let took = obs
+            .latency_ms
+            .map_or_else(|| i64::from(tokens) * ESTIMATED_MS_PER_TOKEN, i64::from);
+        // The slot of the answer this call replied to (its conversation moves on), else the
+        // one that ended longest ago.
+        let replaced = low(obs.replies_to);
+        let slot = self
+            .answered
+            .iter()
+            .position(|a| obs.replies_to != 0 && a.head == replaced)
+            .unwrap_or_else(|| {
+                (0..RECENT_ANSWERS)
+                    .min_by_key(|&i| (self.answered[i].head != 0, self.answered[i].end))
+                    .unwrap_or(0)
+            });
+        self.answered[slot] = Answered {
+            head: low(obs.answer_head),
+            tokens,
+            end: obs.ts.saturating_add(took),
+        };
     }
 
     /// Folds another account's state in: the state of their combined traffic, as if one
@@ -180,6 +258,8 @@ impl AccountState {
         self.logit_bias = self.logit_bias.saturating_add(o.logit_bias);
         self.max_one = self.max_one.saturating_add(o.max_one);
         self.new_model = self.new_model.saturating_add(o.new_model);
+        self.timed_followups = self.timed_followups.saturating_add(o.timed_followups);
+        self.quick_followups = self.quick_followups.saturating_add(o.quick_followups);
         self.content.merge(&o.content);
         macro_rules! merge {
             ($($f:ident),*) => { $( self.$f.merge(&o.$f); )* };
@@ -240,6 +320,8 @@ impl AccountState {
             } else {
                 0.0
             },
+            timed_followups: self.timed_followups,
+            quick_followups: share(self.quick_followups, self.timed_followups),
             ip_churn: (self.ips.estimate() / f64::from(self.exchanges.max(1))).min(1.0),
             account_age_days: self
                 .signup
@@ -279,6 +361,67 @@ mod tests {
         }
         assert_eq!(quiet_ratio(&human), 0.0);
         assert!((quiet_ratio(&[5u32; 24]) - 1.0).abs() < 1e-9);
+    }
+
+    /// A call of a conversation: its answer (`tokens` long, ending `took` ms after `ts`), and
+    /// the answer it replies to, if any.
+    fn call(ts: i64, took: Option<u32>, answer: u64, replies_to: u64, tokens: u64) -> Observation {
+        Observation {
+            ts,
+            generative: true,
+            user_turns: 1 + u32::from(replies_to != 0),
+            assistant_turns: u32::from(replies_to != 0),
+            latency_ms: took,
+            answer_head: answer,
+            replies_to,
+            completion_tokens: tokens,
+            ..Observation::default()
+        }
+    }
+
+    #[test]
+    fn follow_ups_are_timed_against_the_answer_they_quote() {
+        let shape = Shape::default();
+        let mut s = AccountState::default();
+        // Ten conversations interleaved (more than are kept, so the two oldest answers are let
+        // go): each opening's 400-token answer takes 10 s; the follow-ups, the newest
+        // conversation's first, come 2 s after their own answer in the even conversations and
+        // 60 s after in the odd ones.
+        for c in 0..10u64 {
+            s.update(
+                &call(c as i64 * 1_000, Some(10_000), 100 + c, 0, 400),
+                &shape,
+                false,
+            );
+        }
+        for c in (0..10u64).rev() {
+            let pause = if c % 2 == 0 { 2_000 } else { 60_000 };
+            let ts = c * 1_000 + 10_000 + pause;
+            s.update(
+                &call(ts as i64, Some(10_000), 200 + c, 100 + c, 400),
+                &shape,
+                false,
+            );
+        }
+        let f = s.features();
+        assert_eq!(f.timed_followups, 8, "the two oldest answers were let go");
+        assert_eq!(f.quick_followups, 0.5);
+
+        // Short answers are read at a glance: a quick reply to them is no evidence.
+        let mut s = AccountState::default();
+        s.update(&call(0, Some(500), 7, 0, 5), &shape, false);
+        s.update(&call(900, None, 8, 7, 5), &shape, false);
+        assert_eq!(s.features().timed_followups, 0);
+
+        // Without `latency_ms` the answer is taken to end 20 ms a token after the request:
+        // 400 tokens end 8 s after it. Reading them takes 17 s: a follow-up 12 s after the
+        // end is quick, one 32 s after is not.
+        let mut s = AccountState::default();
+        s.update(&call(0, None, 7, 0, 400), &shape, false);
+        s.update(&call(20_000, None, 8, 7, 400), &shape, false);
+        s.update(&call(60_000, None, 9, 8, 400), &shape, false);
+        let f = s.features();
+        assert_eq!((f.timed_followups, f.quick_followups), (2, 0.5));
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub struct Weights {
     pub templated_coverage: f64,
     pub task_generation: f64,
     pub synthetic_followups: f64,
+    /// Follow-ups sent sooner than the answer they reply to could be read.
+    pub scripted_followups: f64,
     pub machine_timing: f64,
     pub ip_rotation: f64,
     pub new_account: f64,
@@ -144,6 +146,7 @@ impl Default for Weights {
             templated_coverage: 2.0,
             task_generation: 4.0,
             synthetic_followups: 4.5,
+            scripted_followups: 3.0,
             machine_timing: 2.0,
             ip_rotation: 1.5,
             new_account: 0.75,

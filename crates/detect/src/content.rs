@@ -169,10 +169,13 @@ impl<const P: usize, const F: usize, const T: usize> Content<P, F, T> {
         );
         f.followups = self.followups;
         f.followup_share = share(self.followups, g);
+        // A suite run again repeats its follow-ups with the rest of each request: only the
+        // repeats beyond the requests' own (distinct requests over calls) come from a pool.
+        let rerun = f.unique_prompts.max(0.05);
         f.followup_repeat = if self.followups == 0 {
             0.0
         } else {
-            1.0 - distinct_followups / f64::from(self.followups)
+            (1.0 - distinct_followups / (f64::from(self.followups) * rerun)).max(0.0)
         };
         f.mean_output_tokens = self.completion_tokens as f64 / f64::from(self.answers.max(1));
         f.output_ratio = self.completion_tokens as f64 / (self.prompt_tokens.max(1)) as f64;

@@ -103,6 +103,33 @@ pub struct Observation {
     /// one product's client, and what tells one stream of an account's traffic from another
     /// (the detector's streams). 0 when unknown (facts kept by an earlier version).
     pub stream: u64,
+    /// Time from request to the answer's last byte (`latency_ms`), when the log has it: where
+    /// the answer ended, and so how soon a follow-up came after it was read.
+    #[serde(default)]
+    pub latency_ms: Option<u32>,
+    /// [`head_hash`] of the answer's text (0 without one): what a follow-up quotes back.
+    #[serde(default)]
+    pub answer_head: u64,
+    /// [`head_hash`] of the assistant message a follow-up answers (the request ends with a
+    /// user turn after it); 0 for any other call. Equal to the `answer_head` of the call that
+    /// produced that answer, which ties a follow-up to its predecessor exactly, where a
+    /// conversation's opening alone is shared by every conversation that begins "Hi".
+    #[serde(default)]
+    pub replies_to: u64,
+}
+
+/// Bytes of a text that identify it as an earlier answer: enough to tell answers apart, few
+/// enough that hashing them costs nothing beside parsing the line.
+const HEAD_BYTES: usize = 64;
+
+/// A hash of a text's first [`HEAD_BYTES`] bytes (leading whitespace skipped); 0 for empty text.
+pub fn head_hash(text: &str) -> u64 {
+    let t = text.trim_start().as_bytes();
+    if t.is_empty() {
+        0
+    } else {
+        hash_bytes(&t[..t.len().min(HEAD_BYTES)]).max(1)
+    }
 }
 
 /// Rough token count for text when the log has no `usage` (about four bytes a token in English).
@@ -118,6 +145,7 @@ impl Observation {
             obs.account = ex.account.clone();
             obs.ts_text = ex.ts.as_str().to_owned();
             obs.ts = ex.ts.millis();
+            obs.latency_ms = latency(ex);
             return obs;
         }
         let endpoint = if ex.endpoint.ends_with("/chat/completions") {
@@ -172,6 +200,7 @@ impl Observation {
                 .filter(|t| !t.is_empty())
                 .map(|t| hash_bytes(t.as_bytes())),
             asn: ex.meta.as_ref().and_then(|m| m.asn),
+            latency_ms: latency(ex),
             ..Default::default()
         };
 
@@ -180,6 +209,9 @@ impl Observation {
             let mut last_user: &str = "";
             let mut first_user: Option<&str> = None;
             let mut system_text: Option<&str> = None;
+            // The assistant message the last user turn answers, while it is the last one.
+            let mut replied: Option<&str> = None;
+            let mut last_answer: Option<&str> = None;
             for m in messages {
                 prompt_bytes += m.content.as_str().len();
                 match m.role.as_str() {
@@ -187,9 +219,17 @@ impl Observation {
                         obs.user_turns += 1;
                         last_user = m.content.as_str();
                         first_user.get_or_insert(m.content.as_str());
+                        replied = last_answer.take();
                     }
-                    "assistant" => obs.assistant_turns += 1,
-                    "tool" | "function" => obs.tool_turns += 1,
+                    "assistant" => {
+                        obs.assistant_turns += 1;
+                        last_answer = Some(m.content.as_str());
+                        replied = None;
+                    }
+                    "tool" | "function" => {
+                        obs.tool_turns += 1;
+                        replied = None;
+                    }
                     "system" | "developer" => {
                         system_text.get_or_insert(m.content.as_str());
                     }
@@ -197,6 +237,7 @@ impl Observation {
                 }
             }
             (obs.prompt, obs.phrases) = phrases.read(last_user);
+            obs.replies_to = replied.map_or(0, head_hash);
             if let Some(sys) = system_text {
                 let (facts, hits) = phrases.read(sys);
                 obs.system = Some(facts.identity);
@@ -246,6 +287,15 @@ impl Observation {
                             .as_ref()
                             .is_some_and(|m| m.tool_calls.as_ref().is_some_and(|t| !t.is_empty()))
                 });
+                obs.answer_head = resp.choices.first().map_or(0, |c| {
+                    head_hash(
+                        c.message
+                            .as_ref()
+                            .map(|m| m.content.as_str())
+                            .or(c.text.as_deref())
+                            .unwrap_or(""),
+                    )
+                });
                 obs.reasoning_returned = resp.choices.iter().any(|c| {
                     c.message
                         .as_ref()
@@ -291,6 +341,13 @@ impl Observation {
     pub fn single_turn(&self) -> bool {
         self.user_turns <= 1 && self.assistant_turns == 0 && self.tool_turns == 0
     }
+}
+
+/// The line's `latency_ms`, when it is a plausible duration (under 49 days).
+fn latency(ex: &Exchange) -> Option<u32> {
+    ex.latency_ms
+        .filter(|l| l.is_finite() && *l >= 0.0 && *l < f64::from(u32::MAX))
+        .map(|l| l as u32)
 }
 
 /// The stream key of [`Observation::stream`]: never 0.

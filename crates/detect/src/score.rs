@@ -113,7 +113,7 @@ macro_rules! detail {
 }
 
 /// The signals of one account: (name, strength in [0,1], weight, detail when `explain`).
-fn signals(f: &Features, c: &Config, explain: bool) -> [(Signal, f64, f64, String); 19] {
+fn signals(f: &Features, c: &Config, explain: bool) -> [(Signal, f64, f64, String); 20] {
     let w = &c.weights;
     let s = &c.shape;
     let long = clamp01(f.mean_output_tokens / s.long_output_tokens);
@@ -174,6 +174,15 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(Signal, f64, f64, Strin
     } else {
         0.0
     };
+    // A follow-up that quotes an answer back sooner than anyone could have read it was written
+    // by a program: a synthetic conversation generator, whatever its follow-ups say. People
+    // reply at once now and then (a quick-reply button, "thanks"), so the share counts from
+    // 30 % of a few dozen timed follow-ups.
+    let scripted = if f.timed_followups >= 8 {
+        clamp01((f.quick_followups - 0.3) / 0.4)
+    } else {
+        0.0
+    };
     let timing = if f.exchanges >= 48 {
         clamp01((f.quiet_hours_activity - 0.3) / 0.5)
     } else {
@@ -203,7 +212,8 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(Signal, f64, f64, Strin
     let pivot = f.new_model;
     // Three accounts of one actor begin to be a fleet; ten are one in full.
     let fleet = clamp01((f64::from(f.accounts) - 2.0) / 8.0);
-    let conversational = clamp01(f.followup_share * (1.0 - f.followup_repeat));
+    // Follow-ups written before the answer was read are no conversation with a person.
+    let conversational = clamp01(f.followup_share * (1.0 - f.followup_repeat) * (1.0 - scripted));
     let repetition = clamp01((1.0 - f.unique_prompts - 0.1) / 0.6);
     let ratio = clamp01(f.output_ratio / 1.5);
     let narrow = clamp01(f.template * (1.0 - ratio));
@@ -234,6 +244,9 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(Signal, f64, f64, Strin
             "{} of prompts ask the model to invent new tasks or instructions", pct(f.task_generation))),
         (Signal::SyntheticFollowups, synthetic, w.synthetic_followups, detail!(explain,
             "{} of {} follow-up turns repeat earlier follow-ups word for word", pct(f.followup_repeat), f.followups)),
+        (Signal::ScriptedFollowups, scripted, w.scripted_followups, detail!(explain,
+            "{} of {} follow-ups timed against the answer they reply to came sooner than one second plus the answer read at 25 tokens a second",
+            pct(f.quick_followups), f.timed_followups)),
         (Signal::MachineTiming, timing, w.machine_timing, detail!(explain,
             "machine rhythm: the quietest six hours of the day carry {} of an even share of calls (people sleep; machines do not); gaps between calls vary by {:.2}x their mean (sessions of people vary more); active in {} of the hours over {:.0} h",
             pct(f.quiet_hours_activity), f.gap_cv, pct(f.duty_cycle), f.span_hours)),
@@ -273,6 +286,7 @@ pub enum Signal {
     TemplatedCoverage,
     TaskGeneration,
     SyntheticFollowups,
+    ScriptedFollowups,
     MachineTiming,
     IpRotation,
     NewAccount,
@@ -287,7 +301,7 @@ pub enum Signal {
 
 impl Signal {
     /// Every signal, in the order reasons list them.
-    pub const ALL: [Signal; 19] = [
+    pub const ALL: [Signal; 20] = [
         Signal::OutputHarvest,
         Signal::ReasoningElicitation,
         Signal::HiddenReasoning,
@@ -297,6 +311,7 @@ impl Signal {
         Signal::TemplatedCoverage,
         Signal::TaskGeneration,
         Signal::SyntheticFollowups,
+        Signal::ScriptedFollowups,
         Signal::MachineTiming,
         Signal::IpRotation,
         Signal::NewAccount,
@@ -320,6 +335,7 @@ impl Signal {
             Signal::TemplatedCoverage => "templated_coverage",
             Signal::TaskGeneration => "task_generation",
             Signal::SyntheticFollowups => "synthetic_followups",
+            Signal::ScriptedFollowups => "scripted_followups",
             Signal::MachineTiming => "machine_timing",
             Signal::IpRotation => "ip_rotation",
             Signal::NewAccount => "new_account",
@@ -363,9 +379,10 @@ impl Signal {
             | Signal::ReasoningElicitation
             | Signal::HiddenReasoning
             | Signal::LogprobHarvest => 1 << EXTRACTION,
-            Signal::TemplatedCoverage | Signal::TaskGeneration | Signal::SyntheticFollowups => {
-                1 << MANUFACTURED
-            }
+            Signal::TemplatedCoverage
+            | Signal::TaskGeneration
+            | Signal::SyntheticFollowups
+            | Signal::ScriptedFollowups => 1 << MANUFACTURED,
             Signal::AccountFleet => 1 << FLEET,
             Signal::LogitBiasSweep => (1 << EXTRACTION) | (1 << SWEEP),
             Signal::MachineTiming | Signal::IpRotation | Signal::ModelPivot => 1 << EVASION,

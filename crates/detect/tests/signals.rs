@@ -434,13 +434,16 @@ fn coverage_is_weighed_by_the_size_of_the_collection() {
 
 /// Conversations opened on varied topics in office hours, each followed up `turns - 1` times
 /// with what `follow_up(conversation, turn)` says; long answers, as a harvest asks for.
+/// Follow-ups come a minute or more after the call before, or, with `reply_ms`, that long
+/// after its answer ended (each answer takes eight seconds).
 fn office_conversations(
     account: &str,
     conversations: usize,
     turns: usize,
+    reply_ms: Option<i64>,
     follow_up: impl Fn(usize, usize) -> String,
 ) -> Vec<Exchange> {
-    let answer = "Here is a thorough, detailed answer with every step explained. ".repeat(40);
+    let text = "Here is a thorough, detailed answer with every step explained. ".repeat(40);
     let mut log = Vec::new();
     let mut i = 0;
     for conv in 0..conversations {
@@ -452,9 +455,14 @@ fn office_conversations(
             + (conv as i64 % 12) * 2_400_000
             + (conv as i64 * 7_919 % 600) * 1_000;
         for turn in 0..turns {
-            let ts = opened + turn as i64 * (60_000 + (conv * turn) as i64 % 7 * 20_000);
+            let ts = match reply_ms {
+                None => opened + turn as i64 * (60_000 + (conv * turn) as i64 % 7 * 20_000),
+                Some(ms) => opened + turn as i64 * (8_000 + ms),
+            };
+            let answer = format!("Answer {i}. {text}");
             let mut e = exchange(account, i, ts, history.clone(), &answer);
             e.request.max_tokens = Some(4096);
+            e.latency_ms = reply_ms.map(|_| 8_000.0);
             log.push(e);
             history.push(msg("assistant", &answer));
             history.push(msg("user", &follow_up(conv, turn)));
@@ -462,6 +470,40 @@ fn office_conversations(
         }
     }
     log
+}
+
+#[test]
+fn follow_ups_sent_before_the_answer_could_be_read_mark_a_generator_however_varied() {
+    // Every follow-up is new (another model writes them), and each goes out a second and a
+    // half after the answer it quotes ended: nobody reads some 600 tokens in that time. Sixty
+    // such conversations in office hours are also what one run of a multi-turn benchmark
+    // shows: watched, with the reason first; acting on it takes another line of evidence.
+    let ask = |c: usize, t: usize| {
+        format!(
+            "{} And how does that bear on {}?",
+            varied(c * 7 + t),
+            topic(c + t)
+        )
+    };
+    let log = office_conversations("generator", 60, 4, Some(1_500), ask);
+    let r = run(&log).report("generator").unwrap();
+    assert_eq!(r.verdict, Verdict::Suspicious, "{:?}", r.reasons);
+    assert_eq!(r.reasons[0].signal, "scripted_followups", "{:?}", r.reasons);
+    assert!(
+        !r.reasons.iter().any(|x| x.signal == "synthetic_followups"),
+        "{:?}",
+        r.reasons
+    );
+
+    // The same conversations with a person's pause to read and reply: a conversation.
+    let log = office_conversations("person", 60, 4, Some(90_000), ask);
+    let r = run(&log).report("person").unwrap();
+    assert_eq!(r.verdict, Verdict::Benign, "{:?}", r.reasons);
+    assert!(
+        !r.reasons.iter().any(|x| x.signal == "scripted_followups"),
+        "{:?}",
+        r.reasons
+    );
 }
 
 #[test]
@@ -476,7 +518,7 @@ fn follow_ups_from_a_small_pool_flag_a_harvest_without_help_from_its_timing() {
         "Are there any edge cases?",
         "Compare this with the main alternative.",
     ];
-    let log = office_conversations("synthetic", 60, 4, |c, t| {
+    let log = office_conversations("synthetic", 60, 4, None, |c, t| {
         POOL[(c * 3 + t * 5) % POOL.len()].to_owned()
     });
     let d = run(&log);
@@ -495,7 +537,7 @@ fn follow_ups_from_a_small_pool_flag_a_harvest_without_help_from_its_timing() {
 
     // People who say "thanks, go on" a third of the time and ask their own questions
     // otherwise are a conversation, not a generator.
-    let log = office_conversations("people", 60, 4, |c, t| {
+    let log = office_conversations("people", 60, 4, None, |c, t| {
         if (c + t) % 3 == 0 {
             "Thanks, go on.".to_owned()
         } else {

@@ -128,6 +128,7 @@ fn cover_chat(
         &Params::default(),
         None,
         old,
+        0.0,
     );
 }
 
@@ -403,6 +404,7 @@ fn quiet_harvest(w: &mut World) -> (Identity, Vec<Exchange>) {
                 &chat_params,
                 None,
                 old,
+                0.0,
             );
         }
     }
@@ -493,6 +495,20 @@ pub fn synthetic_multiturn(w: &mut World) -> (Identity, Vec<Exchange>) {
         temperature: Some(0.8),
         ..Params::default()
     };
+    // How soon each follow-up goes out once the answer is in: at once from a loop, after
+    // another model has written it, or (hard worlds) after a pause that passes for reading.
+    let (think_from, think_to) = if !w.hard {
+        (100, 3_000)
+    } else {
+        match w.rng.gen_range(0..4) {
+            0 | 1 => (100, 2_000),
+            2 => (2_000, 10_000),
+            _ => (15_000, 120_000),
+        }
+    };
+    // Hard worlds: half the generators have another model write every follow-up anew, so
+    // that none repeats.
+    let varied = w.hard && w.chance(0.5);
     let mut out = Vec::new();
     for start in times {
         let q = w.broad_prompt();
@@ -501,20 +517,26 @@ pub fn synthetic_multiturn(w: &mut World) -> (Identity, Vec<Exchange>) {
         let mut ts = start;
         for turn in 0..w.rng.gen_range(2..6) {
             let model = w.old_models[old].to_owned();
-            out.push(w.exchange(
+            let ex = w.exchange(
                 &who,
                 Call::text(ts, model, history.clone(), answer.clone(), params.clone()),
-            ));
+            );
+            ts += ex.latency_ms.map_or(0, |l| l as i64);
+            out.push(ex);
             history.push(msg("assistant", &answer));
-            let follow = *w.pick(&pool);
+            let follow = if varied {
+                w.chat_opening().prompt
+            } else {
+                (*w.pick(&pool)).to_owned()
+            };
             let follow = if ev.paraphrase && turn % 2 == 1 {
                 format!("{follow} Please be detailed.")
             } else {
-                follow.to_owned()
+                follow
             };
             history.push(msg("user", &follow));
             answer = w.some_answer();
-            ts += w.rng.gen_range(2_000..30_000);
+            ts += w.rng.gen_range(think_from..think_to);
         }
     }
     (who, out)

@@ -11,7 +11,9 @@ use crate::world::{
 };
 
 /// Emits one call per user turn of a real conversation, each carrying the history so far.
-/// Returns the time after the last call.
+/// Each next message comes after the answer has arrived: read and typed, or, for
+/// `quick_replies` of them, at once (a product's quick-reply button, a benchmark's scripted
+/// second turn). Returns the time after the last call.
 #[allow(clippy::too_many_arguments)]
 pub fn converse(
     w: &mut World,
@@ -24,6 +26,7 @@ pub fn converse(
     params: &Params,
     adopts: Option<i64>,
     old: usize,
+    quick_replies: f64,
 ) -> i64 {
     let mut history: Vec<Message> = system.map(|s| vec![msg("system", s)]).unwrap_or_default();
     let mut turns = 0;
@@ -48,14 +51,20 @@ pub fn converse(
             answer
         };
         let model = w.model_at(ts, adopts, old);
-        out.push(w.exchange(
+        let ex = w.exchange(
             who,
             Call::text(ts, model, history.clone(), answer, params.clone()),
-        ));
+        );
+        ts += ex.latency_ms.map_or(0, |l| l as i64);
+        out.push(ex);
         turns += 1;
         i += 1;
-        // Reading the answer and typing the next message.
-        ts += w.rng.gen_range(20_000..300_000);
+        ts += if quick_replies > 0.0 && w.chance(quick_replies) {
+            w.rng.gen_range(200..4_000)
+        } else {
+            // Reading the answer and typing the next message.
+            w.rng.gen_range(3_000..280_000)
+        };
     }
     ts
 }
@@ -103,7 +112,9 @@ pub fn developer(w: &mut World) -> (Identity, Vec<Exchange>) {
             params.completions = w.chance(0.1);
             if w.chance(0.3) {
                 let conv = w.corpora.chats.choose(&mut w.rng).expect("chats").clone();
-                ts = converse(w, &who, &mut out, &conv, None, ts, 4, &params, adopts, old);
+                ts = converse(
+                    w, &who, &mut out, &conv, None, ts, 4, &params, adopts, old, 0.0,
+                );
             } else {
                 let pair = match w.rng.gen_range(0..4) {
                     0 => Pair {
@@ -192,6 +203,12 @@ pub fn chat_product(w: &mut World) -> (Identity, Vec<Exchange>) {
     let adopts = adoption(w, 0.1);
     let old = w.rng.gen_range(0..2);
     let use_dialogues = w.chance(0.25);
+    // Some products offer quick-reply buttons ("Tell me more"), which users press at once.
+    let quick_replies = if w.hard && w.chance(0.3) {
+        w.rng.gen_range(0.05..0.35)
+    } else {
+        0.0
+    };
     let mut out = Vec::new();
     for start in w.diurnal(w.start, w.end, conversations, tz) {
         let pool = if use_dialogues && w.chance(0.5) {
@@ -211,6 +228,7 @@ pub fn chat_product(w: &mut World) -> (Identity, Vec<Exchange>) {
             &params,
             adopts,
             old,
+            quick_replies,
         );
     }
     (who, out)
@@ -309,7 +327,7 @@ pub fn power_user(w: &mut World) -> (Identity, Vec<Exchange>) {
             params.max_tokens
         };
         converse(
-            w, &who, &mut out, &conv, None, start, 20, &params, adopts, old,
+            w, &who, &mut out, &conv, None, start, 20, &params, adopts, old, 0.0,
         );
     }
     (who, out)
@@ -463,9 +481,47 @@ pub fn content_pipeline(w: &mut World) -> (Identity, Vec<Exchange>) {
 
 /// An evaluation harness: a fixed benchmark set with "think step by step", rerun in bursts,
 /// sometimes across models.
+/// A multi-turn benchmark (as MT-Bench): a fixed set of conversations whose later turns are
+/// written in advance and sent the moment the answer arrives, at temperature 0, run again on
+/// other days. Every follow-up is scripted, and none of it is a harvest.
+fn multi_turn_benchmark(w: &mut World) -> (Identity, Vec<Exchange>) {
+    let (ips, asn) = w.cloud_ips(1);
+    let age = w.customer_age();
+    let who = w.identity(Addresses::Fixed(ips), Some(asn), age);
+    let size = w.rng.gen_range(40..160);
+    let items: Vec<Conversation> = w
+        .corpora
+        .chats
+        .choose_multiple(&mut w.rng, size)
+        .cloned()
+        .collect();
+    let turns = w.rng.gen_range(2..4);
+    let runs = w.rng.gen_range(1..5);
+    let params = Params {
+        max_tokens: Some(*w.pick(&[1024, 2048, 4096])),
+        temperature: Some(0.0),
+        ..Params::default()
+    };
+    let old = w.rng.gen_range(0..2);
+    let mut out = Vec::new();
+    for r in 0..runs {
+        let mut ts =
+            w.start + (r as i64 * (w.end - w.start) / runs as i64) + w.rng.gen_range(0..6) * HOUR;
+        for conv in &items {
+            ts = converse(
+                w, &who, &mut out, conv, None, ts, turns, &params, None, old, 1.0,
+            );
+        }
+    }
+    (who, out)
+}
+
 pub fn eval_harness(w: &mut World) -> (Identity, Vec<Exchange>) {
     if w.hard && w.chance(0.4) {
         return broad_benchmark(w);
+    }
+    if w.hard && w.chance(0.25) {
+        return multi_turn_benchmark(w);
     }
     let (ips, asn) = if w.chance(0.5) {
         w.cloud_ips(1)
