@@ -27,6 +27,9 @@ pub struct AccountState {
     logit_bias: u32,
     max_one: u32,
     new_model: u32,
+    /// Calls that carry the account's payment instrument (`meta.payment_fingerprint`): whether
+    /// the log says how an account pays at all.
+    paid: u32,
     signup: Option<i64>,
     /// What the generation calls ask for and get back.
     content: AccountContent,
@@ -133,6 +136,9 @@ pub struct Features {
     /// Accounts acting as one actor behind these features: 1 for an account; for a group
     /// linked by payment or sign-ups, its members.
     pub accounts: u32,
+    /// The accounts are one actor, yet the log shows them paying and no two paying with one
+    /// instrument: a fleet that hides that it is one (a company's teams share its card).
+    pub concealed_fleet: bool,
 }
 
 impl AccountState {
@@ -175,6 +181,7 @@ impl AccountState {
         if let Some((ip, _)) = obs.ip {
             self.ips.insert(ip);
         }
+        self.paid = self.paid.saturating_add(u32::from(obs.payment.is_some()));
         if !obs.generative {
             return;
         }
@@ -258,6 +265,7 @@ impl AccountState {
         self.logit_bias = self.logit_bias.saturating_add(o.logit_bias);
         self.max_one = self.max_one.saturating_add(o.max_one);
         self.new_model = self.new_model.saturating_add(o.new_model);
+        self.paid = self.paid.saturating_add(o.paid);
         self.timed_followups = self.timed_followups.saturating_add(o.timed_followups);
         self.quick_followups = self.quick_followups.saturating_add(o.quick_followups);
         self.content.merge(&o.content);
@@ -277,6 +285,11 @@ impl AccountState {
     /// Folds one `logit_bias` token id into the sweep sketch.
     pub fn note_logit_id(&mut self, id_hash: u64) {
         self.logit_ids.insert(id_hash);
+    }
+
+    /// Whether any of these calls carried a payment instrument.
+    pub fn paid(&self) -> bool {
+        self.paid > 0
     }
 
     pub fn first_ts(&self) -> i64 {

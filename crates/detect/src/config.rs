@@ -120,6 +120,9 @@ pub struct Weights {
     pub model_pivot: f64,
     /// Many accounts of one actor (a group linked by payment or sign-ups) sharing the traffic.
     pub account_fleet: f64,
+    /// Added to `account_fleet` when the fleet pays with a card per account: it hides that it
+    /// is one, where a company's teams share the company's card.
+    pub concealed_fleet: f64,
     /// Negative evidence: real multi-turn conversations.
     pub conversational: f64,
     /// Negative evidence: the same prompts asked again (evaluation reruns, retries, caches).
@@ -152,6 +155,7 @@ impl Default for Weights {
             new_account: 0.75,
             model_pivot: 1.5,
             account_fleet: 1.5,
+            concealed_fleet: 0.75,
             conversational: 3.0,
             repetition: 3.0,
             narrow_task: 2.0,

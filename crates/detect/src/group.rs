@@ -86,6 +86,7 @@ impl Group {
         let mut f = self.state.features();
         if self.one_actor() {
             f.accounts = u32::try_from(self.members.len()).unwrap_or(u32::MAX);
+            f.concealed_fleet = self.state.paid() && self.links[LinkKind::Payment as usize] == 0;
         }
         f
     }

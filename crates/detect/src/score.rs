@@ -256,8 +256,9 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(Signal, f64, f64, Strin
             "account was {:.1} days old at its first call", f.account_age_days.unwrap_or(0.0))),
         (Signal::ModelPivot, pivot, w.model_pivot, detail!(explain,
             "{} of calls went to a model within {:.0} h of its release", pct(pivot), s.new_model_hours)),
-        (Signal::AccountFleet, fleet, w.account_fleet, detail!(explain,
-            "{} accounts paying with one instrument or signed up together take turns on this traffic", f.accounts)),
+        (Signal::AccountFleet, fleet, w.account_fleet + if f.concealed_fleet { w.concealed_fleet } else { 0.0 }, detail!(explain,
+            "{} accounts of one actor take turns on this traffic{}", f.accounts,
+            if f.concealed_fleet { ", each paying with an instrument of its own (a fleet that hides that it is one)" } else { "" })),
         (Signal::Conversational, conversational, -w.conversational, detail!(explain,
             "{} of calls are follow-up turns of conversations, {} of them distinct", pct(f.followup_share), pct(1.0 - f.followup_repeat))),
         (Signal::Repetition, repetition, -w.repetition, detail!(explain,
@@ -708,6 +709,54 @@ mod tests {
         assert!(
             without_tools > with_tools + 0.5,
             "{without_tools} vs {with_tools}"
+        );
+    }
+
+    #[test]
+    fn a_fleet_paying_card_by_card_weighs_more_than_one_sharing_a_card() {
+        // Thirteen accounts of one actor, a couple of dozen broad questions each, answers of
+        // ordinary length, in office hours: a careful hydra's combined traffic, or a company's
+        // teams on one card whose links happened to say one actor.
+        let group = |concealed_fleet| Features {
+            exchanges: 364,
+            generative: 364,
+            fresh: 364,
+            single_turn: 1.0,
+            unique_prompts: 0.98,
+            breadth: 0.84,
+            output_ratio: 2.1,
+            mean_output_tokens: 185.0,
+            span_hours: 160.0,
+            active_hours: 90.0,
+            gap_cv: 1.6,
+            accounts: 13,
+            concealed_fleet,
+            ..Features::default()
+        };
+        let c = Config::default();
+        let declared = assess(&group(false), &c);
+        let concealed = assess(&group(true), &c);
+        assert_eq!(
+            declared.verdict,
+            Verdict::Suspicious,
+            "{:?}",
+            declared.reasons
+        );
+        assert_eq!(
+            concealed.verdict,
+            Verdict::Distilling,
+            "{:?}",
+            concealed.reasons
+        );
+        let fleet = concealed
+            .reasons
+            .iter()
+            .find(|r| r.signal == "account_fleet")
+            .expect("the fleet is a reason");
+        assert!(
+            fleet.detail.contains("instrument of its own"),
+            "{}",
+            fleet.detail
         );
     }
 
