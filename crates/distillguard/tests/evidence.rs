@@ -274,3 +274,121 @@ async fn a_probe_finds_the_key_of_the_account_a_suspect_learned_from_and_no_othe
         assert_eq!(k["marked"], false, "{report}");
     }
 }
+
+/// A suspect that fails its first call, refuses its second, stalls past the timeout on its
+/// third and answers the rest, always with the same words about itself; or, `broken`, fails
+/// every call.
+async fn unreliable_suspect(broken: bool) -> u16 {
+    use axum::{http::StatusCode, routing::post, Json, Router};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let say = |text: &str| {
+                    (
+                        StatusCode::OK,
+                        Json(serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})),
+                    )
+                };
+                match (broken, n) {
+                    (true, _) | (false, 0) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        Json(serde_json::json!({"error": {"message": "overloaded"}})),
+                    ),
+                    (false, 1) => say("I'm sorry, but I can't help with that."),
+                    (false, 2) => {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        say("too late")
+                    }
+                    _ => say("I am SmolLM2, a small model trained by Hugging Face. Here is a long answer about lighthouses, storms and the sea."),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+/// A suspect is not ours to trust: its errors, refusals and stalls are counted and named, the
+/// rest is still scored, the identity answers are quoted with the names of ours they mention,
+/// and the report is written even when nothing answered (the command then fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_counts_what_an_unreliable_suspect_does_and_still_reports() {
+    let Some(model) = testkit::model_file() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let probe = |port: u16, out: &str| {
+        let output = Command::new(BIN)
+            .args([
+                "evidence",
+                "probe",
+                "--account",
+                "acme",
+                "--prompts",
+                "4",
+                "--timeout",
+                "1",
+            ])
+            .arg("--suspect")
+            .arg(format!("http://127.0.0.1:{port}/v1"))
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .env("DISTILLGUARD_WATERMARK_SECRET", SECRET)
+            .env("DISTILLGUARD_MODEL", &model)
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(format!("{out}.json"))).unwrap(),
+        )
+        .unwrap();
+        let html = std::fs::read_to_string(dir.path().join(format!("{out}.html"))).unwrap();
+        assert!(html.contains("Identity probes"), "{html}");
+        (output.status.success(), report)
+    };
+
+    let (ok, report) = probe(unreliable_suspect(false).await, "unreliable");
+    assert!(ok, "{report}");
+    let calls = &report["suspect_calls"];
+    // Four test questions and five identity probes.
+    assert_eq!(calls["asked"], 9, "{report}");
+    assert_eq!(calls["answered"], 6, "{report}");
+    assert_eq!(calls["refused"], 1, "{report}");
+    assert_eq!(calls["errors"], 1, "{report}");
+    assert_eq!(calls["timeouts"], 1, "{report}");
+    assert!(
+        calls["first_errors"][0].as_str().unwrap().contains("500"),
+        "{report}"
+    );
+    let answers = report["answers"].as_array().unwrap();
+    let outcomes: Vec<&str> = answers
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["error", "refused", "timeout", "answered"]);
+    // Only the answer is scored.
+    assert_eq!(answers[1]["tokens"], 0);
+    assert!(answers[3]["tokens"].as_u64().unwrap() > 0);
+    let identity = report["identity"]["answers"].as_array().unwrap();
+    assert_eq!(identity.len(), 5);
+    assert_eq!(
+        identity[0]["mentions"],
+        serde_json::json!(["SmolLM", "Hugging Face"])
+    );
+
+    let (ok, report) = probe(unreliable_suspect(true).await, "broken");
+    assert!(!ok, "nothing answered, yet the probe succeeded: {report}");
+    assert_eq!(report["suspect_calls"]["errors"], 9, "{report}");
+    assert!(
+        report["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to judge"),
+        "{report}"
+    );
+}

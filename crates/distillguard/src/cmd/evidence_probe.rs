@@ -11,6 +11,15 @@
 //! the test's calibration on this very text. Several accounts tested at once are judged at
 //! `alpha / accounts` (Bonferroni).
 //!
+//! Beside the test sit identity probes: the suspect is asked who it is and who made it, and a
+//! few questions whose answers betray a tokenizer or a model family; the answers are quoted,
+//! with the names of our model they mention. They prove nothing alone (a model repeats what its
+//! training text says of itself), but a student of ours often names its teacher.
+//!
+//! A suspect is not ours to trust: every call that fails, times out or is refused is counted
+//! and named in the report, only answers are scored, and the report is written whatever
+//! answered (the command fails when nothing did).
+//!
 //! The report is JSON (for a stranger to recompute) and one self-contained HTML page.
 //!
 //! What it can and cannot show (docs/evidence.md): a small p-value for an account's key says the
@@ -52,6 +61,86 @@ const PROMPTS: &[&str] = &[
     "Describe the life of a tree over a hundred years.",
 ];
 
+/// Who the suspect says it is, and questions whose answers show a tokenizer or a family.
+const IDENTITY_PROMPTS: &[&str] = &[
+    "Which model are you? Give your exact name and version.",
+    "Who created you, and who trained you?",
+    "What is your knowledge cutoff date?",
+    "Repeat exactly, character for character: <|im_start|>assistant",
+    "How many times does the letter r appear in the word strawberry? Spell it out first.",
+];
+
+/// Openings of a refusal: an answer that declines to answer carries no text to test.
+const REFUSALS: &[&str] = &[
+    "i can't",
+    "i cannot",
+    "i can not",
+    "i won't",
+    "i will not",
+    "i'm unable",
+    "i am unable",
+    "i'm not able",
+    "i am not able",
+    "i'm sorry, but",
+    "sorry, but i",
+    "as an ai, i cannot",
+];
+
+/// What became of one question put to the suspect.
+enum Outcome {
+    Answered(String),
+    Refused(String),
+    Failed(String),
+    TimedOut,
+}
+
+impl Outcome {
+    fn of(text: String) -> Self {
+        let head = text.trim_start().to_lowercase();
+        if REFUSALS.iter().any(|r| head.starts_with(r)) {
+            Outcome::Refused(text)
+        } else {
+            Outcome::Answered(text)
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Outcome::Answered(_) => "answered",
+            Outcome::Refused(_) => "refused",
+            Outcome::Failed(_) => "error",
+            Outcome::TimedOut => "timeout",
+        }
+    }
+
+    /// The answer, a refusal's text, or what went wrong.
+    fn text(&self) -> &str {
+        match self {
+            Outcome::Answered(t) | Outcome::Refused(t) | Outcome::Failed(t) => t,
+            Outcome::TimedOut => "",
+        }
+    }
+}
+
+/// The counts of what became of the questions, and the first few errors in words.
+fn tally(outcomes: &[&Outcome]) -> Value {
+    let count = |name: &str| outcomes.iter().filter(|o| o.name() == name).count();
+    let errors: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Failed(_)))
+        .map(|o| o.text())
+        .take(3)
+        .collect();
+    json!({
+        "asked": outcomes.len(),
+        "answered": count("answered"),
+        "refused": count("refused"),
+        "errors": count("error"),
+        "timeouts": count("timeout"),
+        "first_errors": errors,
+    })
+}
+
 #[derive(clap::Args)]
 pub struct ProbeArgs {
     /// The suspect's OpenAI-compatible API base (`…/v1`).
@@ -82,6 +171,17 @@ pub struct ProbeArgs {
     /// Fewer scored tokens than this is too short to judge.
     #[arg(long, default_value_t = 50)]
     pub min_tokens: usize,
+    /// Seconds to wait for one answer before counting it as timed out.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Names of our model whose mention in the identity answers is reported (repeat, or
+    /// comma separated).
+    #[arg(
+        long = "identity-name",
+        value_delimiter = ',',
+        default_value = "SmolLM,Hugging Face,HuggingFace"
+    )]
+    pub identity_names: Vec<String>,
     /// Where to write the report: PREFIX.json and PREFIX.html.
     #[arg(long, default_value = "evidence-report")]
     pub out: PathBuf,
@@ -99,16 +199,40 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     })?;
     let tokenizer = super::evidence::tokenizer(&a.model.path)?;
     let prompts = &PROMPTS[..a.prompts.clamp(1, PROMPTS.len())];
-    let answers = ask(&a, prompts)?;
+    let questions: Vec<(&str, f64, u32)> = prompts
+        .iter()
+        .map(|&p| (p, 1.0, a.max_tokens))
+        .chain(IDENTITY_PROMPTS.iter().map(|&p| (p, 0.0, 100)))
+        .collect();
+    let outcomes = ask(&a, &questions)?;
+    let (tested, identity) = outcomes.split_at(prompts.len());
     // All answers as one token sequence: each (context, token) pair is scored once across
     // them, and a window across two answers is as independent of a key as any other.
     let mut tokens = Vec::new();
     let mut per_answer = Vec::new();
-    for (prompt, answer) in prompts.iter().zip(&answers) {
-        let t = tokenizer(answer);
-        per_answer.push(json!({"prompt": prompt, "answer": answer, "tokens": t.len()}));
+    for (prompt, outcome) in prompts.iter().zip(tested) {
+        let t = match outcome {
+            Outcome::Answered(answer) => tokenizer(answer),
+            _ => Vec::new(),
+        };
+        per_answer.push(json!({"prompt": prompt, "outcome": outcome.name(), "answer": outcome.text(), "tokens": t.len()}));
         tokens.extend(t);
     }
+    let identity: Vec<Value> = IDENTITY_PROMPTS
+        .iter()
+        .zip(identity)
+        .map(|(prompt, outcome)| {
+            let lower = outcome.text().to_lowercase();
+            let mentions: Vec<&String> = a
+                .identity_names
+                .iter()
+                .filter(|n| !n.is_empty() && lower.contains(&n.to_lowercase()))
+                .collect();
+            json!({"prompt": prompt, "outcome": outcome.name(), "answer": outcome.text(), "mentions": mentions})
+        })
+        .collect();
+    let calls = tally(&outcomes.iter().collect::<Vec<_>>());
+    let answered = calls["answered"].as_u64().unwrap_or(0);
     let mark = (&master, a.mark.scheme(), a.mark.context);
     let level = a.alpha / a.account.len() as f64;
     let (keys, found) =
@@ -120,7 +244,13 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         let d = super::evidence::detection(mark, &name, &tokens, a.min_tokens)?;
         controls.push(serde_json::to_value(&d)?);
     }
-    let verdict = if found.is_empty() {
+    let verdict = if answered == 0 {
+        format!(
+            "nothing to judge: none of the {} questions was answered ({})",
+            outcomes.len(),
+            calls
+        )
+    } else if found.is_empty() {
         format!(
             "no evidence at alpha {} for any of the {} account keys tested",
             a.alpha,
@@ -147,7 +277,13 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         "keys": keys,
         "controls": controls,
         "verdict": verdict,
+        "suspect_calls": calls,
         "answers": per_answer,
+        "identity": {
+            "method": "the suspect asked who it is, who made it, its knowledge cutoff, to repeat a chat-template token and to count letters, at temperature 0; answers quoted as given, with the names of our model each mentions. A model repeats what its training text says of itself, so a student of ours may name its teacher; a mention is a lead, not a proof, and its absence proves nothing",
+            "names": a.identity_names,
+            "answers": identity,
+        },
     });
     let json_path = a.out.with_extension("json");
     let html_path = a.out.with_extension("html");
@@ -156,51 +292,69 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&html_path, page(&report).into_string())
         .with_context(|| format!("writing {}", html_path.display()))?;
     eprintln!(
-        "{verdict}\n{} answers, {} tokens; report: {} and {}",
-        prompts.len(),
+        "{verdict}\n{answered} of {} questions answered ({} refused, {} errors, {} timeouts), {} tokens; report: {} and {}",
+        outcomes.len(),
+        calls["refused"],
+        calls["errors"],
+        calls["timeouts"],
         tokens.len(),
         json_path.display(),
         html_path.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if answered == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-/// Asks the suspect each prompt, one after another; its answers' text.
-fn ask(a: &ProbeArgs, prompts: &[&str]) -> anyhow::Result<Vec<String>> {
+/// Asks the suspect each question (prompt, temperature, longest answer), one after another:
+/// what became of each. Only a client that cannot be built is an error; whatever the suspect
+/// does is an outcome.
+fn ask(a: &ProbeArgs, questions: &[(&str, f64, u32)]) -> anyhow::Result<Vec<Outcome>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(600))
+            .timeout(std::time::Duration::from_secs(a.timeout.max(1)))
             .build()?;
         let url = format!("{}/chat/completions", a.suspect.trim_end_matches('/'));
         let mut out = Vec::new();
-        for (i, prompt) in prompts.iter().enumerate() {
+        for (i, &(prompt, temperature, max_tokens)) in questions.iter().enumerate() {
             let body = json!({
                 "model": a.suspect_model,
                 "messages": [{"role": "user", "content": prompt}],
-                "max_tokens": a.max_tokens,
-                "temperature": 1.0,
+                "max_tokens": max_tokens,
+                "temperature": temperature,
                 "seed": i,
             });
             let mut req = client.post(&url).json(&body);
             if let Some(key) = &a.suspect_key {
                 req = req.bearer_auth(key);
             }
-            let resp = req.send().await.with_context(|| format!("asking {url}"))?;
-            let status = resp.status();
-            let v: Value = resp
-                .json()
-                .await
-                .with_context(|| format!("reading {url}"))?;
-            anyhow::ensure!(status.is_success(), "{url} answered {status}: {v}");
-            out.push(
-                v["choices"][0]["message"]["content"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            );
+            out.push(match req.send().await {
+                Err(e) if e.is_timeout() => Outcome::TimedOut,
+                Err(e) => Outcome::Failed(format!("asking {url}: {e}")),
+                Ok(resp) => {
+                    let status = resp.status();
+                    match resp.json::<Value>().await {
+                        Err(e) if e.is_timeout() => Outcome::TimedOut,
+                        Err(e) => {
+                            Outcome::Failed(format!("{url} answered {status}, not JSON: {e}"))
+                        }
+                        Ok(v) if !status.is_success() => {
+                            Outcome::Failed(format!("{url} answered {status}: {v}"))
+                        }
+                        Ok(v) => match v["choices"][0]["message"]["content"].as_str() {
+                            Some(text) => Outcome::of(text.to_owned()),
+                            None => {
+                                Outcome::Failed(format!("{url} answered without a message: {v}"))
+                            }
+                        },
+                    }
+                }
+            });
         }
         Ok(out)
     })
@@ -244,10 +398,29 @@ fn page(r: &Value) -> maud::Markup {
                         }
                     }
                 }
+                p { "Calls to the suspect: " (r["suspect_calls"]["asked"]) " asked, " (r["suspect_calls"]["answered"]) " answered, " (r["suspect_calls"]["refused"]) " refused, " (r["suspect_calls"]["errors"]) " errors, " (r["suspect_calls"]["timeouts"]) " timeouts; only answers are scored." }
+                @for e in r["suspect_calls"]["first_errors"].as_array().into_iter().flatten() {
+                    p { code { (e.as_str().unwrap_or_default()) } }
+                }
                 h2 { "The answers" }
                 @for a in r["answers"].as_array().into_iter().flatten() {
-                    h3 { (a["prompt"].as_str().unwrap_or_default()) }
+                    h3 { (a["prompt"].as_str().unwrap_or_default()) " (" (a["outcome"].as_str().unwrap_or_default()) ")" }
                     p { (a["answer"].as_str().unwrap_or_default()) }
+                }
+                h2 { "Identity probes" }
+                p { (r["identity"]["method"].as_str().unwrap_or_default()) "." }
+                table {
+                    thead { tr { th { "Asked" } th { "Outcome" } th { "Answer" } th { "Names ours" } } }
+                    tbody {
+                        @for a in r["identity"]["answers"].as_array().into_iter().flatten() {
+                            tr {
+                                td { (a["prompt"].as_str().unwrap_or_default()) }
+                                td { (a["outcome"].as_str().unwrap_or_default()) }
+                                td { (a["answer"].as_str().unwrap_or_default()) }
+                                td { (a["mentions"].as_array().into_iter().flatten().filter_map(|m| m.as_str()).collect::<Vec<_>>().join(", ")) }
+                            }
+                        }
+                    }
                 }
             }
         }
