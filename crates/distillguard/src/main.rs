@@ -11,6 +11,7 @@
 mod cmd;
 mod pipeline;
 mod report;
+mod suspect;
 
 use std::process::ExitCode;
 

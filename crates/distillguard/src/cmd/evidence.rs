@@ -22,6 +22,10 @@ pub enum What {
     /// Ask a suspect model (any OpenAI-compatible endpoint) fixed questions and test its
     /// answers for accounts' marks, beside control keys: a JSON and an HTML report.
     Probe(crate::cmd::evidence_probe::ProbeArgs),
+    /// Replay a group's logged prompts to a suspect and a control: is the suspect closer to
+    /// what we served than the control? A sign-flip permutation p-value, in a JSON and an
+    /// HTML report.
+    Similarity(crate::cmd::evidence_similarity::SimilarityArgs),
 }
 
 #[derive(clap::Args)]
@@ -66,6 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
         What::Detect(a) => detect(a),
         What::Probe(a) => crate::cmd::evidence_probe::probe(a),
+        What::Similarity(a) => crate::cmd::evidence_similarity::run(a),
     }
 }
 

@@ -36,6 +36,7 @@ use maud::{html, DOCTYPE};
 use serde_json::{json, Value};
 
 use crate::cmd::engine::{MarkArgs, ModelArgs, SecretArgs};
+use crate::suspect::{tally, Outcome, Suspect};
 
 /// Open questions with long answers: the more text, the more the test can see.
 const PROMPTS: &[&str] = &[
@@ -69,77 +70,6 @@ const IDENTITY_PROMPTS: &[&str] = &[
     "Repeat exactly, character for character: <|im_start|>assistant",
     "How many times does the letter r appear in the word strawberry? Spell it out first.",
 ];
-
-/// Openings of a refusal: an answer that declines to answer carries no text to test.
-const REFUSALS: &[&str] = &[
-    "i can't",
-    "i cannot",
-    "i can not",
-    "i won't",
-    "i will not",
-    "i'm unable",
-    "i am unable",
-    "i'm not able",
-    "i am not able",
-    "i'm sorry, but",
-    "sorry, but i",
-    "as an ai, i cannot",
-];
-
-/// What became of one question put to the suspect.
-enum Outcome {
-    Answered(String),
-    Refused(String),
-    Failed(String),
-    TimedOut,
-}
-
-impl Outcome {
-    fn of(text: String) -> Self {
-        let head = text.trim_start().to_lowercase();
-        if REFUSALS.iter().any(|r| head.starts_with(r)) {
-            Outcome::Refused(text)
-        } else {
-            Outcome::Answered(text)
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Outcome::Answered(_) => "answered",
-            Outcome::Refused(_) => "refused",
-            Outcome::Failed(_) => "error",
-            Outcome::TimedOut => "timeout",
-        }
-    }
-
-    /// The answer, a refusal's text, or what went wrong.
-    fn text(&self) -> &str {
-        match self {
-            Outcome::Answered(t) | Outcome::Refused(t) | Outcome::Failed(t) => t,
-            Outcome::TimedOut => "",
-        }
-    }
-}
-
-/// The counts of what became of the questions, and the first few errors in words.
-fn tally(outcomes: &[&Outcome]) -> Value {
-    let count = |name: &str| outcomes.iter().filter(|o| o.name() == name).count();
-    let errors: Vec<&str> = outcomes
-        .iter()
-        .filter(|o| matches!(o, Outcome::Failed(_)))
-        .map(|o| o.text())
-        .take(3)
-        .collect();
-    json!({
-        "asked": outcomes.len(),
-        "answered": count("answered"),
-        "refused": count("refused"),
-        "errors": count("error"),
-        "timeouts": count("timeout"),
-        "first_errors": errors,
-    })
-}
 
 #[derive(clap::Args)]
 pub struct ProbeArgs {
@@ -204,7 +134,13 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         .map(|&p| (p, 1.0, a.max_tokens))
         .chain(IDENTITY_PROMPTS.iter().map(|&p| (p, 0.0, 100)))
         .collect();
-    let outcomes = ask(&a, &questions)?;
+    let suspect = Suspect {
+        url: a.suspect.clone(),
+        model: a.suspect_model.clone(),
+        key: a.suspect_key.clone(),
+        timeout_secs: a.timeout,
+    };
+    let outcomes = suspect.ask(&questions)?;
     let (tested, identity) = outcomes.split_at(prompts.len());
     // All answers as one token sequence: each (context, token) pair is scored once across
     // them, and a window across two answers is as independent of a key as any other.
@@ -305,58 +241,6 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
-}
-
-/// Asks the suspect each question (prompt, temperature, longest answer), one after another:
-/// what became of each. Only a client that cannot be built is an error; whatever the suspect
-/// does is an outcome.
-fn ask(a: &ProbeArgs, questions: &[(&str, f64, u32)]) -> anyhow::Result<Vec<Outcome>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(a.timeout.max(1)))
-            .build()?;
-        let url = format!("{}/chat/completions", a.suspect.trim_end_matches('/'));
-        let mut out = Vec::new();
-        for (i, &(prompt, temperature, max_tokens)) in questions.iter().enumerate() {
-            let body = json!({
-                "model": a.suspect_model,
-                "messages": [{"role": "user", "content": prompt}],
-                "max_tokens": max_tokens,
-                "temperature": temperature,
-                "seed": i,
-            });
-            let mut req = client.post(&url).json(&body);
-            if let Some(key) = &a.suspect_key {
-                req = req.bearer_auth(key);
-            }
-            out.push(match req.send().await {
-                Err(e) if e.is_timeout() => Outcome::TimedOut,
-                Err(e) => Outcome::Failed(format!("asking {url}: {e}")),
-                Ok(resp) => {
-                    let status = resp.status();
-                    match resp.json::<Value>().await {
-                        Err(e) if e.is_timeout() => Outcome::TimedOut,
-                        Err(e) => {
-                            Outcome::Failed(format!("{url} answered {status}, not JSON: {e}"))
-                        }
-                        Ok(v) if !status.is_success() => {
-                            Outcome::Failed(format!("{url} answered {status}: {v}"))
-                        }
-                        Ok(v) => match v["choices"][0]["message"]["content"].as_str() {
-                            Some(text) => Outcome::of(text.to_owned()),
-                            None => {
-                                Outcome::Failed(format!("{url} answered without a message: {v}"))
-                            }
-                        },
-                    }
-                }
-            });
-        }
-        Ok(out)
     })
 }
 

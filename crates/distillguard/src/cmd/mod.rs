@@ -9,6 +9,7 @@ pub mod engine;
 pub mod evaluate;
 pub mod evidence;
 pub mod evidence_probe;
+pub mod evidence_similarity;
 pub mod export;
 pub mod groups;
 pub mod keys;

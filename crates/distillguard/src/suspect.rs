@@ -1,0 +1,140 @@
+//! Asking a suspect model: any OpenAI-compatible endpoint, which is not ours to trust. Every
+//! question ends in an outcome (answered, refused, error, timeout), never in an error of ours:
+//! the evidence commands count what the suspect did and judge what it answered.
+
+use serde_json::{json, Value};
+
+/// Where and how to ask.
+pub struct Suspect {
+    /// The API base (`…/v1`).
+    pub url: String,
+    pub model: String,
+    pub key: Option<String>,
+    /// Seconds to wait for one answer.
+    pub timeout_secs: u64,
+}
+
+/// Openings of a refusal: an answer that declines to answer carries no text to test.
+const REFUSALS: &[&str] = &[
+    "i can't",
+    "i cannot",
+    "i can not",
+    "i won't",
+    "i will not",
+    "i'm unable",
+    "i am unable",
+    "i'm not able",
+    "i am not able",
+    "i'm sorry, but",
+    "sorry, but i",
+    "as an ai, i cannot",
+];
+
+/// What became of one question put to the suspect.
+pub enum Outcome {
+    Answered(String),
+    Refused(String),
+    Failed(String),
+    TimedOut,
+}
+
+impl Outcome {
+    pub fn of(text: String) -> Self {
+        let head = text.trim_start().to_lowercase();
+        if REFUSALS.iter().any(|r| head.starts_with(r)) {
+            Outcome::Refused(text)
+        } else {
+            Outcome::Answered(text)
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Answered(_) => "answered",
+            Outcome::Refused(_) => "refused",
+            Outcome::Failed(_) => "error",
+            Outcome::TimedOut => "timeout",
+        }
+    }
+
+    /// The answer, a refusal's text, or what went wrong.
+    pub fn text(&self) -> &str {
+        match self {
+            Outcome::Answered(t) | Outcome::Refused(t) | Outcome::Failed(t) => t,
+            Outcome::TimedOut => "",
+        }
+    }
+}
+
+/// The counts of what became of the questions, and the first few errors in words.
+pub fn tally(outcomes: &[&Outcome]) -> Value {
+    let count = |name: &str| outcomes.iter().filter(|o| o.name() == name).count();
+    let errors: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Failed(_)))
+        .map(|o| o.text())
+        .take(3)
+        .collect();
+    json!({
+        "asked": outcomes.len(),
+        "answered": count("answered"),
+        "refused": count("refused"),
+        "errors": count("error"),
+        "timeouts": count("timeout"),
+        "first_errors": errors,
+    })
+}
+
+impl Suspect {
+    /// Asks the suspect each question (prompt, temperature, longest answer), one after another:
+    /// what became of each. Only a client that cannot be built is an error; whatever the suspect
+    /// does is an outcome.
+    pub fn ask(&self, questions: &[(&str, f64, u32)]) -> anyhow::Result<Vec<Outcome>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(self.timeout_secs.max(1)))
+                .build()?;
+            let url = format!("{}/chat/completions", self.url.trim_end_matches('/'));
+            let mut out = Vec::new();
+            for (i, &(prompt, temperature, max_tokens)) in questions.iter().enumerate() {
+                let body = json!({
+                    "model": self.model,
+                    "messages": [{"role": "user", "content": prompt}],
+                    "max_tokens": max_tokens,
+                    "temperature": temperature,
+                    "seed": i,
+                });
+                let mut req = client.post(&url).json(&body);
+                if let Some(key) = &self.key {
+                    req = req.bearer_auth(key);
+                }
+                out.push(match req.send().await {
+                    Err(e) if e.is_timeout() => Outcome::TimedOut,
+                    Err(e) => Outcome::Failed(format!("asking {url}: {e}")),
+                    Ok(resp) => {
+                        let status = resp.status();
+                        match resp.json::<Value>().await {
+                            Err(e) if e.is_timeout() => Outcome::TimedOut,
+                            Err(e) => {
+                                Outcome::Failed(format!("{url} answered {status}, not JSON: {e}"))
+                            }
+                            Ok(v) if !status.is_success() => {
+                                Outcome::Failed(format!("{url} answered {status}: {v}"))
+                            }
+                            Ok(v) => match v["choices"][0]["message"]["content"].as_str() {
+                                Some(text) => Outcome::of(text.to_owned()),
+                                None => Outcome::Failed(format!(
+                                    "{url} answered without a message: {v}"
+                                )),
+                            },
+                        }
+                    }
+                });
+            }
+            Ok(out)
+        })
+    }
+}
