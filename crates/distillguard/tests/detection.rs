@@ -848,22 +848,16 @@ fn replay(mode: &str, calls: &std::path::Path, target: &str, gw: &ServedGateway)
     }
     std::fs::write(&keyed, text).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/producers/replay.py");
-    let out = Command::new("python3")
+    let mut python = Command::new("python3");
+    python
         .args([script, mode])
         .arg(&keyed)
         .arg(target)
         .env("DG_BASE_URL", format!("http://127.0.0.1:{}/v1", gw.port))
         .env("DG_TOKEN", "replay-admin")
-        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        // The instrumentation records the messages on the spans.
-        .env(
-            "OTEL_SEMCONV_STABILITY_OPT_IN",
-            "gen_ai_latest_experimental",
-        )
-        .env(
-            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
-            "SPAN_ONLY",
-        )
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True");
+    // The instrumentation records the messages on the spans.
+    let out = testkit::otel_genai_content(&mut python, "SPAN_ONLY")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -279,20 +279,14 @@ async fn the_official_openai_instrumentation_exports_straight_into_the_receiver(
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/otel_openai.py");
     let traces = h.url("/v1/traces");
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
+        let mut python = std::process::Command::new("python3");
+        python
             .arg(script)
             .env("DG_MODEL_URL", format!("http://{model}/v1"))
             .env("DG_TRACES_URL", traces)
             .env("DG_TOKEN", ADMIN)
-            .env("DG_CALLS", "5")
-            .env(
-                "OTEL_SEMCONV_STABILITY_OPT_IN",
-                "gen_ai_latest_experimental",
-            )
-            .env(
-                "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
-                "SPAN_ONLY",
-            )
+            .env("DG_CALLS", "5");
+        testkit::otel_genai_content(&mut python, "SPAN_ONLY")
             .output()
             .unwrap()
     })
@@ -358,21 +352,15 @@ async fn content_sent_as_log_events_is_joined_to_the_spans_of_its_calls() {
         let (traces, logs) = (h.url("/v1/traces"), h.url("/v1/logs"));
         async move {
             tokio::task::spawn_blocking(move || {
-                std::process::Command::new("python3")
+                let mut python = std::process::Command::new("python3");
+                python
                     .arg(script)
                     .env("DG_MODEL_URL", format!("http://{model}/v1"))
                     .env("DG_TRACES_URL", traces)
                     .env("DG_LOGS_URL", logs)
                     .env("DG_TOKEN", ADMIN)
-                    .env("DG_CALLS", calls)
-                    .env(
-                        "OTEL_SEMCONV_STABILITY_OPT_IN",
-                        "gen_ai_latest_experimental",
-                    )
-                    .env(
-                        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
-                        "EVENT_ONLY",
-                    )
+                    .env("DG_CALLS", calls);
+                testkit::otel_genai_content(&mut python, "EVENT_ONLY")
                     .output()
                     .unwrap()
             })

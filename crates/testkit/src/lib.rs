@@ -261,3 +261,21 @@ pub fn python_module_or_skip(module: &str, required_env: &str, install: &str) ->
     }
     available
 }
+
+/// Has the OpenTelemetry GenAI instrumentation in a Python child record message content:
+/// `capture` is `SPAN_ONLY` (on the spans) or `EVENT_ONLY` (as log events). Content capture
+/// sits behind the latest experimental semantic conventions, so both settings go together.
+pub fn otel_genai_content<'a>(
+    command: &'a mut std::process::Command,
+    capture: &str,
+) -> &'a mut std::process::Command {
+    command
+        .env(
+            "OTEL_SEMCONV_STABILITY_OPT_IN",
+            "gen_ai_latest_experimental",
+        )
+        .env(
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+            capture,
+        )
+}
