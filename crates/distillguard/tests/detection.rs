@@ -792,11 +792,19 @@ fn replay_calls(dir: &std::path::Path, sim: &Simulation, chat_only: bool) -> Pat
             continue;
         }
         *n += 1;
+        // LiteLLM (drop_params on) does not send `reasoning_effort` to a model it judges
+        // without reasoning, yet logs it among the model's parameters: its log would then say
+        // what the caller asked for and the gateway's what was sent (docs/importers.md). The
+        // replay compares the two on what both see.
+        let body = exchange::Request {
+            reasoning_effort: None,
+            ..e.request.clone()
+        };
         let call = serde_json::json!({
             "account": e.account,
             "ip": e.ip.as_deref().unwrap_or("198.51.100.1"),
             "endpoint": e.endpoint,
-            "body": e.request,
+            "body": body,
         });
         text.push_str(&format!("{call}\n"));
     }
