@@ -1,6 +1,12 @@
 //! Asking a suspect model: any OpenAI-compatible endpoint, which is not ours to trust. Every
 //! question ends in an outcome (answered, refused, error, timeout), never in an error of ours:
-//! the evidence commands count what the suspect did and judge what it answered.
+//! the evidence commands count what the suspect did and judge what it answered, and write
+//! what they found the same way ([`write_report`]).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use maud::{html, Markup, DOCTYPE};
 
 use serde_json::{json, Value};
 
@@ -67,7 +73,7 @@ impl Outcome {
 }
 
 /// The counts of what became of the questions, and the first few errors in words.
-pub fn tally(outcomes: &[&Outcome]) -> Value {
+pub fn tally(outcomes: &[Outcome]) -> Value {
     let count = |name: &str| outcomes.iter().filter(|o| o.name() == name).count();
     let errors: Vec<&str> = outcomes
         .iter()
@@ -137,4 +143,32 @@ impl Suspect {
             Ok(out)
         })
     }
+}
+
+/// Writes an evidence report as `out`.json (every figure and its data, for a stranger to
+/// recompute) and `out`.html (`body` in one self-contained page titled `title`); the two paths.
+pub fn write_report(
+    out: &Path,
+    report: &Value,
+    title: &str,
+    body: Markup,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) }
+                style { "body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#111827}table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #d1d5db;padding:.3rem .6rem;text-align:left;vertical-align:top}" }
+            }
+            body { (body) }
+        }
+    };
+    let json_path = out.with_extension("json");
+    let html_path = out.with_extension("html");
+    std::fs::write(&json_path, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    std::fs::write(&html_path, page.into_string())
+        .with_context(|| format!("writing {}", html_path.display()))?;
+    Ok((json_path, html_path))
 }

@@ -31,12 +31,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use maud::{html, DOCTYPE};
+use maud::html;
 use serde_json::{json, Value};
 
 use crate::cmd::engine::{MarkArgs, ModelArgs, SecretArgs};
-use crate::suspect::{tally, Outcome, Suspect};
+use crate::suspect::{tally, write_report, Outcome, Suspect};
 
 /// Open questions with long answers: the more text, the more the test can see.
 const PROMPTS: &[&str] = &[
@@ -167,7 +166,7 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
             json!({"prompt": prompt, "outcome": outcome.name(), "answer": outcome.text(), "mentions": mentions})
         })
         .collect();
-    let calls = tally(&outcomes.iter().collect::<Vec<_>>());
+    let calls = tally(&outcomes);
     let answered = calls["answered"].as_u64().unwrap_or(0);
     let mark = (&master, a.mark.scheme(), a.mark.context);
     let level = a.alpha / a.account.len() as f64;
@@ -221,12 +220,12 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
             "answers": identity,
         },
     });
-    let json_path = a.out.with_extension("json");
-    let html_path = a.out.with_extension("html");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    std::fs::write(&html_path, page(&report).into_string())
-        .with_context(|| format!("writing {}", html_path.display()))?;
+    let (json_path, html_path) = write_report(
+        &a.out,
+        &report,
+        "distillguard evidence report",
+        page(&report),
+    )?;
     eprintln!(
         "{verdict}\n{answered} of {} questions answered ({} refused, {} errors, {} timeouts), {} tokens; report: {} and {}",
         outcomes.len(),
@@ -244,7 +243,7 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The report as one page: the verdict, each key's test, the controls, the answers.
+/// The report's page (its body): the verdict, each key's test, the controls, the answers.
 fn page(r: &Value) -> maud::Markup {
     let row = |d: &Value, name: String| {
         html! {
@@ -259,51 +258,41 @@ fn page(r: &Value) -> maud::Markup {
         }
     };
     html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { "distillguard evidence report" }
-                style { "body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem;color:#111827}table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #d1d5db;padding:.3rem .6rem;text-align:left;vertical-align:top}" }
+        h1 { "Evidence report: " (r["suspect"].as_str().unwrap_or_default()) }
+        p { strong { (r["verdict"].as_str().unwrap_or_default()) } }
+        p { (r["method"].as_str().unwrap_or_default()) "." }
+        p { (r["prompts"]) " questions, " (r["tokens"]) " tokens; scheme " (r["scheme"].as_str().unwrap_or_default()) ", context " (r["context"]) "; each key judged at p < " (format!("{:.1e}", r["level_per_key"].as_f64().unwrap_or(0.0))) "." }
+        table {
+            thead { tr { th { "Key of" } th { "Key id" } th { "Scored tokens" } th { "Green" } th { "p-value" } th { "Reading" } } }
+            tbody {
+                @for d in r["keys"].as_array().into_iter().flatten() {
+                    (row(d, d["account"].as_str().unwrap_or_default().to_owned()))
+                }
+                @for (i, d) in r["controls"].as_array().into_iter().flatten().enumerate() {
+                    (row(d, format!("control {}", i + 1)))
+                }
             }
-            body {
-                h1 { "Evidence report: " (r["suspect"].as_str().unwrap_or_default()) }
-                p { strong { (r["verdict"].as_str().unwrap_or_default()) } }
-                p { (r["method"].as_str().unwrap_or_default()) "." }
-                p { (r["prompts"]) " questions, " (r["tokens"]) " tokens; scheme " (r["scheme"].as_str().unwrap_or_default()) ", context " (r["context"]) "; each key judged at p < " (format!("{:.1e}", r["level_per_key"].as_f64().unwrap_or(0.0))) "." }
-                table {
-                    thead { tr { th { "Key of" } th { "Key id" } th { "Scored tokens" } th { "Green" } th { "p-value" } th { "Reading" } } }
-                    tbody {
-                        @for d in r["keys"].as_array().into_iter().flatten() {
-                            (row(d, d["account"].as_str().unwrap_or_default().to_owned()))
-                        }
-                        @for (i, d) in r["controls"].as_array().into_iter().flatten().enumerate() {
-                            (row(d, format!("control {}", i + 1)))
-                        }
-                    }
-                }
-                p { "Calls to the suspect: " (r["suspect_calls"]["asked"]) " asked, " (r["suspect_calls"]["answered"]) " answered, " (r["suspect_calls"]["refused"]) " refused, " (r["suspect_calls"]["errors"]) " errors, " (r["suspect_calls"]["timeouts"]) " timeouts; only answers are scored." }
-                @for e in r["suspect_calls"]["first_errors"].as_array().into_iter().flatten() {
-                    p { code { (e.as_str().unwrap_or_default()) } }
-                }
-                h2 { "The answers" }
-                @for a in r["answers"].as_array().into_iter().flatten() {
-                    h3 { (a["prompt"].as_str().unwrap_or_default()) " (" (a["outcome"].as_str().unwrap_or_default()) ")" }
-                    p { (a["answer"].as_str().unwrap_or_default()) }
-                }
-                h2 { "Identity probes" }
-                p { (r["identity"]["method"].as_str().unwrap_or_default()) "." }
-                table {
-                    thead { tr { th { "Asked" } th { "Outcome" } th { "Answer" } th { "Names ours" } } }
-                    tbody {
-                        @for a in r["identity"]["answers"].as_array().into_iter().flatten() {
-                            tr {
-                                td { (a["prompt"].as_str().unwrap_or_default()) }
-                                td { (a["outcome"].as_str().unwrap_or_default()) }
-                                td { (a["answer"].as_str().unwrap_or_default()) }
-                                td { (a["mentions"].as_array().into_iter().flatten().filter_map(|m| m.as_str()).collect::<Vec<_>>().join(", ")) }
-                            }
-                        }
+        }
+        p { "Calls to the suspect: " (r["suspect_calls"]["asked"]) " asked, " (r["suspect_calls"]["answered"]) " answered, " (r["suspect_calls"]["refused"]) " refused, " (r["suspect_calls"]["errors"]) " errors, " (r["suspect_calls"]["timeouts"]) " timeouts; only answers are scored." }
+        @for e in r["suspect_calls"]["first_errors"].as_array().into_iter().flatten() {
+            p { code { (e.as_str().unwrap_or_default()) } }
+        }
+        h2 { "The answers" }
+        @for a in r["answers"].as_array().into_iter().flatten() {
+            h3 { (a["prompt"].as_str().unwrap_or_default()) " (" (a["outcome"].as_str().unwrap_or_default()) ")" }
+            p { (a["answer"].as_str().unwrap_or_default()) }
+        }
+        h2 { "Identity probes" }
+        p { (r["identity"]["method"].as_str().unwrap_or_default()) "." }
+        table {
+            thead { tr { th { "Asked" } th { "Outcome" } th { "Answer" } th { "Names ours" } } }
+            tbody {
+                @for a in r["identity"]["answers"].as_array().into_iter().flatten() {
+                    tr {
+                        td { (a["prompt"].as_str().unwrap_or_default()) }
+                        td { (a["outcome"].as_str().unwrap_or_default()) }
+                        td { (a["answer"].as_str().unwrap_or_default()) }
+                        td { (a["mentions"].as_array().into_iter().flatten().filter_map(|m| m.as_str()).collect::<Vec<_>>().join(", ")) }
                     }
                 }
             }

@@ -21,11 +21,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use maud::{html, DOCTYPE};
+use maud::html;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::suspect::{tally, Outcome, Suspect};
+use crate::suspect::{tally, write_report, Outcome, Suspect};
 
 #[derive(clap::Args)]
 pub struct SimilarityArgs {
@@ -244,16 +244,16 @@ pub fn run(a: SimilarityArgs) -> anyhow::Result<ExitCode> {
         "p_value": p,
         "alpha": a.alpha,
         "verdict": verdict,
-        "suspect_calls": tally(&suspect.iter().collect::<Vec<_>>()),
-        "control_calls": tally(&control.iter().collect::<Vec<_>>()),
+        "suspect_calls": tally(&suspect),
+        "control_calls": tally(&control),
         "prompts": rows,
     });
-    let json_path = a.out.with_extension("json");
-    let html_path = a.out.with_extension("html");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    std::fs::write(&html_path, page(&report).into_string())
-        .with_context(|| format!("writing {}", html_path.display()))?;
+    let (json_path, html_path) = write_report(
+        &a.out,
+        &report,
+        "distillguard similarity report",
+        page(&report),
+    )?;
     eprintln!(
         "{verdict}\nreport: {} and {}",
         json_path.display(),
@@ -266,33 +266,23 @@ pub fn run(a: SimilarityArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The report as one page: the verdict, the method and its assumptions, each prompt.
+/// The report's page (its body): the verdict, the method and its assumptions, each prompt.
 fn page(r: &Value) -> maud::Markup {
     let sim = |v: &Value| v.as_f64().map_or("-".to_owned(), |x| format!("{x:.3}"));
     html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { "distillguard similarity report" }
-                style { "body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#111827}table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #d1d5db;padding:.3rem .6rem;text-align:left;vertical-align:top}" }
-            }
-            body {
-                h1 { "Served-output similarity: " (r["suspect"].as_str().unwrap_or_default()) }
-                p { strong { (r["verdict"].as_str().unwrap_or_default()) } }
-                p { (r["method"].as_str().unwrap_or_default()) "." }
-                p { "Assumptions: " (r["assumptions"].as_str().unwrap_or_default()) "." }
-                p { "Mean similarity to what we served: suspect " (sim(&r["mean_similarity_suspect"])) ", control " (sim(&r["mean_similarity_control"])) "; " (r["pairs"]) " prompts scored." }
-                table {
-                    thead { tr { th { "Prompt" } th { "Suspect" } th { "Control" } } }
-                    tbody {
-                        @for row in r["prompts"].as_array().into_iter().flatten() {
-                            tr {
-                                td { (row["prompt"].as_str().unwrap_or_default()) }
-                                td { (row["suspect"]["outcome"].as_str().unwrap_or_default()) " " (sim(&row["suspect"]["similarity"])) }
-                                td { (row["control"]["outcome"].as_str().unwrap_or_default()) " " (sim(&row["control"]["similarity"])) }
-                            }
-                        }
+        h1 { "Served-output similarity: " (r["suspect"].as_str().unwrap_or_default()) }
+        p { strong { (r["verdict"].as_str().unwrap_or_default()) } }
+        p { (r["method"].as_str().unwrap_or_default()) "." }
+        p { "Assumptions: " (r["assumptions"].as_str().unwrap_or_default()) "." }
+        p { "Mean similarity to what we served: suspect " (sim(&r["mean_similarity_suspect"])) ", control " (sim(&r["mean_similarity_control"])) "; " (r["pairs"]) " prompts scored." }
+        table {
+            thead { tr { th { "Prompt" } th { "Suspect" } th { "Control" } } }
+            tbody {
+                @for row in r["prompts"].as_array().into_iter().flatten() {
+                    tr {
+                        td { (row["prompt"].as_str().unwrap_or_default()) }
+                        td { (row["suspect"]["outcome"].as_str().unwrap_or_default()) " " (sim(&row["suspect"]["similarity"])) }
+                        td { (row["control"]["outcome"].as_str().unwrap_or_default()) " " (sim(&row["control"]["similarity"])) }
                     }
                 }
             }
