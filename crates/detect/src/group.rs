@@ -54,6 +54,14 @@ impl Group {
     /// a product's customers share its tool but arrive over months from their own networks;
     /// strangers behind one exit share a network but neither tool nor start, nor several
     /// addresses on several ISPs.
+    ///
+    /// Or, with no network in common (bought accounts behind residential proxies, each on an
+    /// ISP of its own), when it was switched on together and at least half of its joins carry
+    /// each of three things: a shared prompt tool (template or system prompt), a client that
+    /// is uncommon (the operator's own TLS fingerprint or user agent) and a start together
+    /// (first calls in the same minutes, or the same hours from then on). A tool's customers
+    /// share its template and client but arrive over months; a launch morning's new customers
+    /// share a template and a start but run the clients everyone runs.
     pub(crate) fn one_actor(&self) -> bool {
         let joins = self.members.len().saturating_sub(1);
         let carried = |kinds: &[LinkKind]| {
@@ -78,6 +86,10 @@ impl Group {
                     LinkKind::UserAgent,
                     LinkKind::Pool,
                 ]))
+            || (self.switched_on_together
+                && carried(&[LinkKind::Template, LinkKind::SystemPrompt])
+                && carried(&[LinkKind::Tls, LinkKind::UserAgent])
+                && carried(&[LinkKind::FirstSeen, LinkKind::SameHours]))
     }
 
     /// The group's features: its combined traffic, and how many accounts it spread over when

@@ -812,6 +812,79 @@ fn customers_of_one_tool_behind_shared_addresses_arriving_apart_are_watched_not_
     }
 }
 
+/// Five accounts, each on its own card and its own residential address on its own ISP (no
+/// address, network or pool shared), all running one client of the operator's own (`tls`)
+/// and one template, first calls `gap` positions apart from four hours into the stream, then
+/// taking turns for some twelve hours (80 calls each, one every nine minutes).
+fn fleet_on_own_networks(tls: Option<&str>, gap: usize) -> Detector {
+    let mut d = Detector::new(Config::default());
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    let isps = [
+        "81.2.69.142",
+        "93.184.5.10",
+        "151.101.7.33",
+        "62.30.112.4",
+        "24.5.77.19",
+    ];
+    let who = |k: usize| Who {
+        ip: Some(isps[k].into()),
+        tls: tls.map(str::to_owned),
+        payment: Some(format!("pf_own_{k}")),
+        ..Who::default()
+    };
+    let mut n = 400;
+    for k in 0..5 {
+        d.observe(&line(&format!("w{k}"), n, &who(k), &cot(k), 4096));
+        n += gap;
+    }
+    for i in 1..80 {
+        for k in 0..5 {
+            d.observe(&line(&format!("w{k}"), n, &who(k), &cot(i * 5 + k), 4096));
+            n += 3;
+        }
+    }
+    d
+}
+
+#[test]
+fn a_fleet_switched_on_together_with_its_own_client_template_and_hours_is_one_actor() {
+    // Nothing of the network ties these five (each is on an address and ISP of its own, as
+    // bought accounts behind residential proxies are), and each pays with its own card. What
+    // ties them is what they do together: one client that no one else runs, one template,
+    // first calls within minutes and every hour since in common. A tool's customers share
+    // its client and template but arrive over months and keep their own hours.
+    let d = fleet_on_own_networks(Some("t13d_fleet_client"), 3);
+    let g = d.groups();
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(g[0].members.len(), 5);
+    for k in 0..5 {
+        let r = d.report(&format!("w{k}")).unwrap();
+        assert_eq!(r.verdict, Verdict::Distilling, "w{k}: {:?}", r.reasons);
+        assert!(
+            r.reasons[0].detail.contains("one actor"),
+            "{}",
+            r.reasons[0].detail
+        );
+    }
+}
+
+#[test]
+fn a_tools_customers_on_their_own_networks_are_not_one_actor_without_a_start_and_hours_together() {
+    // The same five on the same client and template, but arriving six hours apart: customers
+    // of one tool. Linked or not, none of them is acted on.
+    let apart = fleet_on_own_networks(Some("t13d_fleet_client"), 600);
+    // Switched on together, but on the client everyone runs: a launch morning's customers of
+    // one template, not one hand.
+    let common_client = fleet_on_own_networks(None, 3);
+    for d in [&apart, &common_client] {
+        for k in 0..5 {
+            let r = d.report(&format!("w{k}")).unwrap();
+            assert!(r.verdict < Verdict::Distilling, "w{k}: {:?}", r.reasons);
+        }
+    }
+}
+
 /// A question with no skeleton shared with the others: its first and last words vary.
 fn untemplated(i: usize) -> String {
     const WORDS: [&str; 40] = [
