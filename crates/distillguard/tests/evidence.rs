@@ -58,8 +58,12 @@ struct MarkingGateway {
     _engine: Killed,
     _gateway: Killed,
     port: u16,
+    /// The engine's own port: its admin endpoint (token `ENGINE_ADMIN`) tests keys.
+    engine_port: u16,
     acme_key: String,
 }
+
+const ENGINE_ADMIN: &str = "engine admin token";
 
 impl MarkingGateway {
     async fn start(model: &PathBuf, data: &std::path::Path) -> Self {
@@ -79,6 +83,7 @@ impl MarkingGateway {
                 .args(["engine", "--listen", &format!("127.0.0.1:{engine_port}")])
                 .env("DISTILLGUARD_MODEL", model)
                 .env("DISTILLGUARD_WATERMARK_SECRET", SECRET)
+                .env("DISTILLGUARD_ADMIN_TOKEN", ENGINE_ADMIN)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -108,6 +113,7 @@ impl MarkingGateway {
             _engine: engine,
             _gateway: gateway,
             port: gateway_port,
+            engine_port,
             acme_key: key,
         }
     }
@@ -178,6 +184,47 @@ async fn a_marked_answer_through_the_gateway_is_found_with_its_accounts_key_only
     assert_eq!(all["tests"], 2);
     assert_eq!(all["marked"], serde_json::json!(["acme"]), "{all}");
     assert_eq!(all["results"][0]["account"], "acme");
+
+    // The same question asked of the engine, where the secret lives: admin only.
+    let admin = format!(
+        "http://127.0.0.1:{}/admin/watermark/detect",
+        served.engine_port
+    );
+    let question = serde_json::json!({"text": answer, "accounts": ["globex", "acme"]});
+    let asked = client
+        .post(&admin)
+        .bearer_auth(ENGINE_ADMIN)
+        .json(&question)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 200);
+    let online: serde_json::Value = asked.json().await.unwrap();
+    assert_eq!(online["marked"], serde_json::json!(["acme"]), "{online}");
+    assert_eq!(online["results"][0]["account"], "acme");
+    assert_eq!(online["results"][0]["key_id"], key_id);
+    assert_eq!(
+        online["results"][0]["p_value"],
+        all["results"][0]["p_value"]
+    );
+    for (token, status) in [(None, 401), (Some("wrong"), 401)] {
+        let mut req = client.post(&admin).json(&question);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let denied = req.send().await.unwrap();
+        assert_eq!(denied.status(), status);
+        let e: serde_json::Value = denied.json().await.unwrap();
+        assert!(e["error"]["message"].is_string(), "{e}");
+    }
+    let bad = client
+        .post(&admin)
+        .bearer_auth(ENGINE_ADMIN)
+        .json(&serde_json::json!({"text": answer}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
 }
 
 #[test]

@@ -7,6 +7,11 @@
 //! and the scheme, so the gateway's log records which key marked what, never the key. A call
 //! without an account is served unmarked. One sequence runs at a time (the model holds one
 //! cache); calls queue for it.
+//!
+//! With an admin token, `POST /admin/watermark/detect` answers the question `evidence detect`
+//! answers offline (whose key marked this text?) where the master secret already lives, so
+//! an analyst's tool need not hold it: the text is read through the model's tokenizer and
+//! tested against each named account's key, Bonferroni over the keys.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -39,18 +44,31 @@ pub struct MarkConfig {
 
 pub struct Engine {
     model: Mutex<Model>,
+    /// The model's tokenizer, outside the model's lock: a key test need not queue behind an
+    /// answer being generated.
+    tokenizer: Arc<crate::tokenizer::Tokenizer>,
     mark: Option<MarkConfig>,
     name: String,
+    /// Bearer token of the admin endpoint; without one it is off.
+    admin_token: Option<String>,
 }
 
 impl Engine {
     pub fn new(model: Model, mark: Option<MarkConfig>) -> Self {
         let name = model.name.clone();
         Self {
+            tokenizer: model.tokenizer.clone(),
             model: Mutex::new(model),
             mark,
             name,
+            admin_token: None,
         }
+    }
+
+    /// Turns the admin endpoint on, behind this bearer token.
+    pub fn with_admin_token(mut self, token: Option<String>) -> Self {
+        self.admin_token = token.filter(|t| !t.is_empty());
+        self
     }
 
     /// The mark for a call from `account` under `action`, if answers are marked.
@@ -68,6 +86,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
+        .route("/admin/watermark/detect", post(detect_keys))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(engine)
 }
@@ -349,4 +368,120 @@ fn stream(
         HeaderValue::from_static("text/event-stream"),
     );
     resp
+}
+
+/// What `POST /admin/watermark/detect` is asked: a text and whose keys to test it against.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyQuestion {
+    text: String,
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    accounts: Vec<String>,
+    /// The family-wise significance level (default 1e-3).
+    #[serde(default = "default_alpha")]
+    alpha: f64,
+    /// Fewer scored tokens than this is too short to judge (default 50).
+    #[serde(default = "default_min_tokens")]
+    min_tokens: usize,
+}
+
+fn default_alpha() -> f64 {
+    1e-3
+}
+
+fn default_min_tokens() -> usize {
+    50
+}
+
+/// Most keys one question may test: each is a pass over the text.
+const MAX_KEYS: usize = 10_000;
+
+/// The refusal of a request without the admin token (compared in constant time), if any.
+fn denied(engine: &Engine, headers: &HeaderMap) -> Option<Response> {
+    use subtle::ConstantTimeEq;
+    let Some(expected) = engine.admin_token.as_deref() else {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "the admin API is off: start the engine with DISTILLGUARD_ADMIN_TOKEN set",
+        ));
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    (!bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "the admin API needs the admin token as a bearer token",
+        )
+    })
+}
+
+async fn detect_keys(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if let Some(refusal) = denied(&engine, &headers) {
+        return refusal;
+    }
+    let Some(mark) = engine.mark.as_ref() else {
+        return error(
+            StatusCode::CONFLICT,
+            "this engine marks nothing (no master secret), so it has no key to test",
+        );
+    };
+    let q: KeyQuestion = match serde_json::from_str(&body) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request: {e}")),
+    };
+    let mut accounts = q.accounts;
+    accounts.extend(q.account);
+    if accounts.is_empty() || accounts.len() > MAX_KEYS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("name 1 to {MAX_KEYS} accounts (`account` or `accounts`) whose keys to test"),
+        );
+    }
+    if !(q.alpha > 0.0 && q.alpha < 1.0) {
+        return error(StatusCode::BAD_REQUEST, "alpha must lie between 0 and 1");
+    }
+    let tokens = engine.tokenizer.encode(&q.text);
+    let tests = match watermark::test_keys(
+        &mark.master,
+        (mark.scheme, mark.context),
+        &accounts,
+        &tokens,
+        q.min_tokens,
+        q.alpha,
+    ) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    // Most significant first; the marked accounts in that order.
+    let mut ranked: Vec<&watermark::KeyTest> = tests.iter().collect();
+    ranked.sort_by(|x, y| {
+        let p = |t: &watermark::KeyTest| t.detection.p_value.unwrap_or(1.0);
+        p(x).total_cmp(&p(y))
+    });
+    let marked: Vec<&str> = ranked
+        .iter()
+        .filter(|t| t.marked)
+        .map(|t| t.account.as_str())
+        .collect();
+    tracing::info!(
+        keys = accounts.len(),
+        tokens = tokens.len(),
+        marked = marked.len(),
+        "admin: watermark keys tested"
+    );
+    Json(json!({
+        "tests": accounts.len(), "alpha": q.alpha,
+        "level_per_key": q.alpha / accounts.len() as f64,
+        "marked": marked, "results": ranked,
+    }))
+    .into_response()
 }

@@ -35,7 +35,7 @@ mod stats;
 
 pub use key::{Key, KeyError, KeyId, Master};
 pub use sample::{sample_plain, softmax, top_p};
-pub use score::{detect, Detection, Judgement};
+pub use score::{detect, test_keys, Detection, Judgement, KeyTest};
 pub use stats::{binomial_tail, gamma_tail};
 
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::stats::{ln_binomial_tail, ln_gamma_tail};
-use crate::{is_green, open_unit, Scheme, Watermark};
+use crate::{is_green, open_unit, Master, Scheme, Watermark};
 
 /// What the detector concludes of one text and one key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -90,4 +90,41 @@ pub fn detect(wm: &Watermark, tokens: &[u32], min_scored: usize) -> Detection {
             Judgement::TooShort
         },
     }
+}
+
+/// One account's key tested among several ([`test_keys`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyTest {
+    pub account: String,
+    #[serde(flatten)]
+    pub detection: Detection,
+    /// Found at the family-wise level: p below `alpha / keys tested`.
+    pub marked: bool,
+}
+
+/// Whose answer is this? Each of `accounts`' keys (derived from `master`, marking as `scheme`
+/// with `context` tokens) tested on `tokens`, each judged at `alpha / accounts.len()`
+/// (Bonferroni, so that testing many keys does not find a mark by chance), in the order given.
+/// A name that is no account's gives a control key, whose p-value is uniform.
+pub fn test_keys(
+    master: &Master,
+    (scheme, context): (Scheme, usize),
+    accounts: &[String],
+    tokens: &[u32],
+    min_scored: usize,
+    alpha: f64,
+) -> Result<Vec<KeyTest>, crate::ConfigError> {
+    let level = alpha / accounts.len().max(1) as f64;
+    accounts
+        .iter()
+        .map(|account| {
+            let wm = Watermark::new(master.key_for(account), scheme, context)?;
+            let detection = detect(&wm, tokens, min_scored);
+            Ok(KeyTest {
+                account: account.clone(),
+                marked: detection.p_value.is_some_and(|p| p < level),
+                detection,
+            })
+        })
+        .collect()
 }

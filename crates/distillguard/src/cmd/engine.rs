@@ -121,7 +121,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             None
         }
     };
-    let engine = std::sync::Arc::new(engine::Engine::new(model, mark));
+    let token = crate::cmd::serve::admin_token();
+    if token.is_none() {
+        eprintln!("note: DISTILLGUARD_ADMIN_TOKEN is not set: the admin endpoint (POST /admin/watermark/detect) is off");
+    }
+    let engine = std::sync::Arc::new(engine::Engine::new(model, mark).with_admin_token(token));
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let addr = engine::server::spawn(engine, args.listen).await?;

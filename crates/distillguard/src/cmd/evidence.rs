@@ -198,28 +198,32 @@ pub fn detection(
 }
 
 /// Each of `accounts`' keys tested on `tokens`, each judged at `alpha / accounts`
-/// (Bonferroni): the detections as JSON with `account` and `marked`, in the order given, and
-/// the accounts whose mark was found.
+/// (Bonferroni; [`watermark::test_keys`]): the detections as JSON with `account` and
+/// `marked`, in the order given, and the accounts whose mark was found.
 pub fn test_keys(
-    mark: Mark,
+    (master, scheme, context): Mark,
     accounts: &[String],
     tokens: &[u32],
     min_tokens: usize,
     alpha: f64,
 ) -> anyhow::Result<(Vec<serde_json::Value>, Vec<String>)> {
-    let level = alpha / accounts.len().max(1) as f64;
-    let (mut results, mut found) = (Vec::new(), Vec::new());
-    for account in accounts {
-        let d = detection(mark, account, tokens, min_tokens)?;
-        let marked = d.p_value.is_some_and(|p| p < level);
-        if marked {
-            found.push(account.clone());
-        }
-        let mut v = serde_json::to_value(&d)?;
-        v["account"] = account.clone().into();
-        v["marked"] = marked.into();
-        results.push(v);
-    }
+    let tests = watermark::test_keys(
+        master,
+        (scheme, context),
+        accounts,
+        tokens,
+        min_tokens,
+        alpha,
+    )?;
+    let found = tests
+        .iter()
+        .filter(|t| t.marked)
+        .map(|t| t.account.clone())
+        .collect();
+    let results = tests
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
     Ok((results, found))
 }
 
