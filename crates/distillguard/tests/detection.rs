@@ -857,13 +857,12 @@ fn replay(mode: &str, calls: &std::path::Path, target: &str, gw: &ServedGateway)
     std::fs::write(&keyed, text).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/producers/replay.py");
     let mut python = Command::new("python3");
-    python
+    testkit::litellm_writer(&mut python)
         .args([script, mode])
         .arg(&keyed)
         .arg(target)
         .env("DG_BASE_URL", format!("http://127.0.0.1:{}/v1", gw.port))
-        .env("DG_TOKEN", "replay-admin")
-        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True");
+        .env("DG_TOKEN", "replay-admin");
     // The instrumentation records the messages on the spans.
     let out = testkit::otel_genai_content(&mut python, "SPAN_ONLY")
         .output()

@@ -28,8 +28,7 @@ async fn litellm_payloads_read_as_the_exchanges_the_gateway_logged() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/litellm_log.py");
     let (base, path) = (h.url("/v1"), log.clone());
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
+        testkit::litellm_writer(Command::new("python3").arg(script))
             .env("DG_BASE_URL", base)
             .env("DG_API_KEY", key)
             .env("DG_OUT", path)

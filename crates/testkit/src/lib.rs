@@ -279,3 +279,22 @@ pub fn otel_genai_content<'a>(
             capture,
         )
 }
+
+/// Has a Python child find `litellm_writer` (the LiteLLM logging callback that writes its
+/// payloads as JSON lines, shared by the tests that drive the real `litellm`), and read the
+/// cost map bundled with LiteLLM instead of fetching it.
+pub fn litellm_writer(command: &mut std::process::Command) -> &mut std::process::Command {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
+    let path = match std::env::var_os("PYTHONPATH") {
+        Some(p) if !p.is_empty() => {
+            let mut all = std::ffi::OsString::from(dir);
+            all.push(":");
+            all.push(p);
+            all
+        }
+        _ => dir.into(),
+    };
+    command
+        .env("PYTHONPATH", path)
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+}

@@ -58,31 +58,15 @@ def consume(result, body):
 
 if mode == "litellm":
     import litellm
-    from litellm.integrations.custom_logger import CustomLogger
+    from litellm_writer import JsonlWriter
 
-    out = open(target, "w", encoding="utf-8")
-    written = 0
-
-    class Writer(CustomLogger):
-        def _write(self, kwargs):
-            global written
-            payload = kwargs.get("standard_logging_object")
-            if payload is not None:
-                out.write(json.dumps(payload, default=str) + "\n")
-                out.flush()
-                written += 1
-
-        def log_success_event(self, kwargs, response_obj, start_time, end_time):
-            self._write(kwargs)
-
-        def log_failure_event(self, kwargs, response_obj, start_time, end_time):
-            self._write(kwargs)
+    writer = JsonlWriter(target)
 
     litellm.suppress_debug_info = True
     # What a LiteLLM deployment commonly sets: parameters a model does not take (as LiteLLM
     # judges it) are dropped, not refused, so the call goes out as LiteLLM logs it.
     litellm.drop_params = True
-    litellm.callbacks = [Writer()]
+    litellm.callbacks = [writer]
     for call in calls:
         body = call["body"]
         common = dict(
@@ -114,9 +98,9 @@ if mode == "litellm":
             failure(e)
     # Success callbacks run on LiteLLM's own threads: wait for them.
     deadline = time.time() + 60
-    while written < made and time.time() < deadline:
+    while writer.written < made and time.time() < deadline:
         time.sleep(0.1)
-    out.close()
+    writer.out.close()
 else:
     import openai
     from opentelemetry import trace
