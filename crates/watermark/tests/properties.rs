@@ -7,7 +7,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use watermark::{detect, sample_plain, softmax, Judgement, Master, Scheme, Watermark};
+use watermark::{detect, sample_plain, softmax, test_keys, Judgement, Master, Scheme, Watermark};
 
 const VOCAB: usize = 500;
 
@@ -147,6 +147,42 @@ fn marked_text_is_found_with_its_key() {
             .count();
         assert!(found >= 99, "{:?}: {found} of 100 found", wm.scheme());
     }
+}
+
+#[test]
+fn among_many_keys_only_the_one_that_marked_the_text_is_found() {
+    // Whose answer leaked? 200 accounts' keys tested on one marked text: the mark's own key is
+    // found, and Bonferroni (each key at alpha / 200) keeps the other 199 from turning up by
+    // chance, here and on 50 unmarked texts (where about 0.05 false finds are expected at all).
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let scheme = (
+        Scheme::Kgw {
+            gamma: 0.25,
+            delta: 2.0,
+        },
+        1,
+    );
+    let accounts: Vec<String> = (0..200).map(|i| format!("account-{i}")).collect();
+    let marked = generate(Some(&kgw("account-17", 2.0)), 200, &mut rng);
+    let tests = test_keys(&master(), scheme, &accounts, &marked, 50, 1e-3).unwrap();
+    assert_eq!(tests.len(), 200);
+    let found: Vec<&str> = tests
+        .iter()
+        .filter(|t| t.marked)
+        .map(|t| t.account.as_str())
+        .collect();
+    assert_eq!(found, ["account-17"]);
+    let false_finds: usize = (0..50)
+        .map(|_| {
+            let plain = generate(None, 200, &mut rng);
+            test_keys(&master(), scheme, &accounts, &plain, 50, 1e-3)
+                .unwrap()
+                .iter()
+                .filter(|t| t.marked)
+                .count()
+        })
+        .sum();
+    assert_eq!(false_finds, 0);
 }
 
 #[test]
