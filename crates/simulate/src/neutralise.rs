@@ -62,6 +62,18 @@ impl Cue {
     }
 }
 
+impl std::str::FromStr for Cue {
+    type Err = String;
+
+    /// A cue by its name, or an error listing the names.
+    fn from_str(s: &str) -> Result<Self, String> {
+        Cue::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = CUES.iter().map(|c| c.name()).collect();
+            format!("unknown cue {s:?}; one of {}", names.join(", "))
+        })
+    }
+}
+
 /// The index of the donor's call that corresponds to call `i` of `n` (donor has `m`).
 fn matching(i: usize, n: usize, m: usize) -> usize {
     if n <= 1 || m <= 1 {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use detect::{Detector, Verdict as DetectVerdict};
 use simulate::evaluate::{evaluate, Evaluation, Verdict};
-use simulate::neutralise::{neutralise, Cue, CUES};
+use simulate::neutralise::{neutralise, Cue};
 use simulate::{simulate, Corpora, Label, SimConfig};
 
 #[derive(clap::Args)]
@@ -120,7 +120,7 @@ pub struct DetectArgs {
     /// Take one cue away: every account draws it from another account of its world, blind to
     /// labels (timing, addresses, age-and-payment, params, system-prompts, volume; see
     /// `simulate::neutralise`).
-    #[arg(long, value_parser = parse_cue)]
+    #[arg(long)]
     pub neutralise: Option<Cue>,
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -264,13 +264,6 @@ fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
     );
     print!("{}", super::evaluate::render(&pooled));
     Ok(ExitCode::SUCCESS)
-}
-
-fn parse_cue(s: &str) -> Result<Cue, String> {
-    Cue::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = CUES.iter().map(|c| c.name()).collect();
-        format!("unknown cue {s:?}; one of {}", names.join(", "))
-    })
 }
 
 fn print_misses(e: &Evaluation, labels: &[Label], verdicts: &HashMap<String, Verdict>) {

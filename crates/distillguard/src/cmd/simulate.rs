@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use simulate::neutralise::{neutralise, Cue};
 use simulate::{simulate, Corpora, SimConfig};
 
 #[derive(clap::Args)]
@@ -32,6 +33,12 @@ pub struct Args {
     /// harvests with their owner's client settings, agents that never sleep).
     #[arg(long)]
     pub hard: bool,
+    /// Take one cue away, as `bench detect --neutralise` does: every account draws it from
+    /// another account of the world, blind to labels (timing, addresses, age-and-payment,
+    /// params, system-prompts, volume; `simulate::neutralise`). For looking into a
+    /// neutralised world with `scan` and `groups`.
+    #[arg(long)]
+    pub neutralise: Option<Cue>,
     /// Where to write the exchange log (`-` for stdout; a name ending in .gz is compressed).
     #[arg(long, short, default_value = "-")]
     pub out: PathBuf,
@@ -59,7 +66,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         hard: args.hard,
         ..SimConfig::default()
     };
-    let sim = simulate(&config, &corpora);
+    let mut sim = simulate(&config, &corpora);
+    if let Some(cue) = args.neutralise {
+        neutralise(&mut sim, cue, args.seed);
+    }
     let sink: Box<dyn Write> = if args.out.as_os_str() == "-" {
         Box::new(io::stdout().lock())
     } else {
