@@ -10,6 +10,32 @@ use maud::{html, Markup, DOCTYPE};
 
 use serde_json::{json, Value};
 
+/// The suspect model's endpoint, as every evidence command that asks one takes it.
+#[derive(clap::Args)]
+pub struct SuspectArgs {
+    /// The suspect's OpenAI-compatible API base (`…/v1`).
+    #[arg(long)]
+    pub suspect: String,
+    /// The model name to ask for.
+    #[arg(long, default_value = "default")]
+    pub suspect_model: String,
+    /// An API key for the suspect, if it wants one (else DISTILLGUARD_SUSPECT_KEY).
+    #[arg(long, env = "DISTILLGUARD_SUSPECT_KEY", hide_env_values = true)]
+    pub suspect_key: Option<String>,
+}
+
+impl SuspectArgs {
+    /// The suspect, waiting `timeout_secs` for each answer.
+    pub fn suspect(&self, timeout_secs: u64) -> Suspect {
+        Suspect {
+            url: self.suspect.clone(),
+            model: self.suspect_model.clone(),
+            key: self.suspect_key.clone(),
+            timeout_secs,
+        }
+    }
+}
+
 /// Where and how to ask.
 pub struct Suspect {
     /// The API base (`…/v1`).

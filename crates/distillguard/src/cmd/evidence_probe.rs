@@ -35,7 +35,7 @@ use maud::html;
 use serde_json::{json, Value};
 
 use crate::cmd::engine::{MarkArgs, ModelArgs, SecretArgs};
-use crate::suspect::{tally, write_report, Outcome, Suspect};
+use crate::suspect::{tally, write_report, Outcome, SuspectArgs};
 
 /// Open questions with long answers: the more text, the more the test can see.
 const PROMPTS: &[&str] = &[
@@ -72,15 +72,8 @@ const IDENTITY_PROMPTS: &[&str] = &[
 
 #[derive(clap::Args)]
 pub struct ProbeArgs {
-    /// The suspect's OpenAI-compatible API base (`…/v1`).
-    #[arg(long)]
-    pub suspect: String,
-    /// The model name to ask for.
-    #[arg(long, default_value = "default")]
-    pub suspect_model: String,
-    /// An API key for the suspect, if it wants one (else DISTILLGUARD_SUSPECT_KEY).
-    #[arg(long, env = "DISTILLGUARD_SUSPECT_KEY", hide_env_values = true)]
-    pub suspect_key: Option<String>,
+    #[command(flatten)]
+    pub target: SuspectArgs,
     /// The accounts whose keys to test (repeat, or comma separated): those whose served answers
     /// the suspect is thought to have learned from.
     #[arg(long, required = true, value_delimiter = ',')]
@@ -133,12 +126,7 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         .map(|&p| (p, 1.0, a.max_tokens))
         .chain(IDENTITY_PROMPTS.iter().map(|&p| (p, 0.0, 100)))
         .collect();
-    let suspect = Suspect {
-        url: a.suspect.clone(),
-        model: a.suspect_model.clone(),
-        key: a.suspect_key.clone(),
-        timeout_secs: a.timeout,
-    };
+    let suspect = a.target.suspect(a.timeout);
     let outcomes = suspect.ask(&questions)?;
     let (tested, identity) = outcomes.split_at(prompts.len());
     // All answers as one token sequence: each (context, token) pair is scored once across
@@ -200,8 +188,8 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         )
     };
     let report = json!({
-        "suspect": a.suspect,
-        "suspect_model": a.suspect_model,
+        "suspect": a.target.suspect,
+        "suspect_model": a.target.suspect_model,
         "method": "radioactivity (Sander et al. 2024): the suspect's answers to fixed open questions, tokenised with the engine's tokenizer, scored against each key with every (context, token) pair once across all answers; exact binomial (KGW) or Gamma (Gumbel) tail p-values; control keys of no account beside them",
         "scheme": format!("{:?}", a.mark.scheme()),
         "context": a.mark.context,

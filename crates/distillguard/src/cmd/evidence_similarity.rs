@@ -25,7 +25,7 @@ use maud::html;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::suspect::{tally, write_report, Outcome, Suspect};
+use crate::suspect::{tally, write_report, Outcome, Suspect, SuspectArgs};
 
 #[derive(clap::Args)]
 pub struct SimilarityArgs {
@@ -35,14 +35,8 @@ pub struct SimilarityArgs {
     /// The accounts whose prompts to replay (repeat, or comma separated): a flagged group.
     #[arg(long, required = true, value_delimiter = ',')]
     pub account: Vec<String>,
-    /// The suspect's OpenAI-compatible API base (`…/v1`).
-    #[arg(long)]
-    pub suspect: String,
-    #[arg(long, default_value = "default")]
-    pub suspect_model: String,
-    /// An API key for the suspect, if it wants one.
-    #[arg(long, env = "DISTILLGUARD_SUSPECT_KEY", hide_env_values = true)]
-    pub suspect_key: Option<String>,
+    #[command(flatten)]
+    pub target: SuspectArgs,
     /// The control's OpenAI-compatible API base: a model that never saw our answers.
     #[arg(long)]
     pub control: String,
@@ -185,17 +179,14 @@ pub fn run(a: SimilarityArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|(p, _)| (p.as_str(), 0.0, a.max_tokens))
         .collect();
-    let ask = |url: &str, model: &str, key: &Option<String>| {
-        Suspect {
-            url: url.to_owned(),
-            model: model.to_owned(),
-            key: key.clone(),
-            timeout_secs: a.timeout,
-        }
-        .ask(&questions)
-    };
-    let suspect = ask(&a.suspect, &a.suspect_model, &a.suspect_key)?;
-    let control = ask(&a.control, &a.control_model, &a.control_key)?;
+    let suspect = a.target.suspect(a.timeout).ask(&questions)?;
+    let control = Suspect {
+        url: a.control.clone(),
+        model: a.control_model.clone(),
+        key: a.control_key.clone(),
+        timeout_secs: a.timeout,
+    }
+    .ask(&questions)?;
     let mut d = Vec::new();
     let mut rows = Vec::new();
     for (((prompt, ours), s), c) in items.iter().zip(&suspect).zip(&control) {
@@ -232,7 +223,7 @@ pub fn run(a: SimilarityArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     let report = json!({
-        "suspect": a.suspect, "suspect_model": a.suspect_model,
+        "suspect": a.target.suspect, "suspect_model": a.target.suspect_model,
         "control": a.control, "control_model": a.control_model,
         "accounts": a.account,
         "log": a.log.display().to_string(),
