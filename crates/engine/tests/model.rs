@@ -200,4 +200,40 @@ async fn the_server_speaks_the_openai_api_and_names_the_key_it_marked_with() {
     assert_eq!(bad.status(), 400);
     let e: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(e["error"]["type"], "invalid_request_error");
+
+    // The admin endpoint is off without an admin token, whatever is presented.
+    let question = serde_json::json!({"text": "some text", "account": "acme"});
+    let off = client
+        .post(format!("http://{addr}/admin/watermark/detect"))
+        .bearer_auth("anything")
+        .json(&question)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.status(), 403);
+    // With a token but no master secret there is no key to test.
+    let unmarked = engine::Engine::new(Model::load(&path).unwrap(), None)
+        .with_admin_token(Some("admin".into()));
+    let addr = engine::server::spawn(
+        std::sync::Arc::new(unmarked),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let keyless = client
+        .post(format!("http://{addr}/admin/watermark/detect"))
+        .bearer_auth("admin")
+        .json(&question)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyless.status(), 409);
+    let e: serde_json::Value = keyless.json().await.unwrap();
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no master secret"),
+        "{e}"
+    );
 }
