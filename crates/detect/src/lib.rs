@@ -431,17 +431,59 @@ impl Detector {
     /// Whether two groups (given by their roots) were switched on in one wave: the medians of
     /// their members' first calls (at most [`GROUP_SCAN`] members each) within an hour.
     fn one_wave(&self, a: u32, b: u32) -> bool {
-        let median = |root: u32| {
-            let mut firsts: Vec<i64> = self
-                .members_of(root)
-                .iter()
-                .take(GROUP_SCAN)
-                .map(|&m| self.accounts[m as usize].state.first_ts())
-                .collect();
-            firsts.sort_unstable();
-            firsts[firsts.len() / 2]
+        (self.median_first_call(a) - self.median_first_call(b)).abs() <= HOUR_MS as i64
+    }
+
+    /// The middle of the first calls of the group rooted at `root` (at most [`GROUP_SCAN`]
+    /// members).
+    fn median_first_call(&self, root: u32) -> i64 {
+        let mut firsts: Vec<i64> = self
+            .members_of(root)
+            .iter()
+            .take(GROUP_SCAN)
+            .map(|&m| self.accounts[m as usize].state.first_ts())
+            .collect();
+        firsts.sort_unstable();
+        firsts[firsts.len() / 2]
+    }
+
+    /// Whether an account alone (`a` or `b`) belongs with the fleet on the other side by its
+    /// proxy pool, with `e` the evidence between them: a fleet switched on together whose
+    /// members, several of them (`e`'s pool at half its weight or more, see
+    /// [`Detector::evidence_between`]), share uncommon addresses in two blocks with the account,
+    /// which was itself switched on in the fleet's wave (its first call after the warm-up,
+    /// within `switched_on_hours` of the middle of the fleet's). A fleet that buys its members
+    /// one by one behind a few residential proxies gives each a different mixture of them,
+    /// so a member whose mixture and schedule happen to share no template, minute or hours
+    /// with any one other member is still on the operator's pool, started with the rest; a
+    /// stranger behind one of those proxies shares one address, not two in two blocks with
+    /// several members, and came to the log on its own day. Without it such members stay
+    /// outside their group, each too small to judge (session 16: 28 of the held-out worlds'
+    /// hydra members).
+    fn on_the_fleets_pool(&self, a: u32, b: u32, e: &Edge) -> bool {
+        let links = &self.config.links;
+        if e.get(LinkKind::Pool) < 0.5 * links.pool {
+            return false;
+        }
+        let (lone, fleet) = match (self.members_of(a).len(), self.members_of(b).len()) {
+            (1, n) if n >= GROUP_HOLDS_TOGETHER => (a, b),
+            (n, 1) if n >= GROUP_HOLDS_TOGETHER => (b, a),
+            _ => return false,
         };
-        (median(a) - median(b)).abs() <= HOUR_MS as i64
+        if !self
+            .groups
+            .get(&fleet)
+            .is_some_and(|g| g.switched_on_together)
+        {
+            return false;
+        }
+        let Some(start) = self.stream_start else {
+            return false;
+        };
+        let first = self.accounts[lone as usize].state.first_ts();
+        let warm = start + (links.first_seen_warmup_hours * HOUR_MS) as i64;
+        let window = (links.switched_on_hours * HOUR_MS) as i64;
+        first >= warm && (first - self.median_first_call(fleet)).abs() <= window
     }
 
     /// Counts the pair `a`-`b` towards its group's pairs that say one actor, once, when both
@@ -583,7 +625,7 @@ impl Detector {
             }
             let e = self.evidence_between(mine, theirs);
             let links = &self.config.links;
-            if e.joins(links, links.min_behaviour) {
+            if e.joins(links, links.min_behaviour) || self.on_the_fleets_pool(mine, theirs, &e) {
                 let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
                 self.union(mine, theirs, &kinds);
             }

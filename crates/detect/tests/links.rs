@@ -1003,6 +1003,53 @@ fn strangers_rotating_among_one_carriers_exits_are_not_a_pool() {
     }
 }
 
+/// [`pooled_fleet`] on its three addresses on three ISPs, and one more account on a card of its
+/// own with the everyday client, moving between two of those addresses and asking untemplated
+/// questions of its own: 40 calls from stream position `from`, one every four positions (so
+/// in none of the fleet's ten minutes and, over 100 minutes, in none of its hours).
+fn pooled_fleet_and_one_more(from: usize) -> Detector {
+    let addresses = ["81.2.69.142", "93.184.5.10", "151.101.7.33"];
+    let mut d = pooled_fleet(addresses);
+    for i in 0..40 {
+        let who = Who {
+            ip: Some(addresses[i % 2].into()),
+            ua: Some("OpenAI/Python 1.59.0".into()),
+            payment: Some("pf_own_late".into()),
+            ..Who::default()
+        };
+        d.observe(&line(
+            "late",
+            from + 4 * i,
+            &who,
+            &untemplated(1000 + i),
+            4096,
+        ));
+    }
+    d
+}
+
+#[test]
+fn an_account_on_a_fleets_proxy_pool_switched_on_in_its_wave_joins_the_fleet() {
+    // A hydra buys its members one by one and gives each a mixture of its proxies: this one
+    // started three hours after the rest, shares no minute, hour, template or card with any
+    // of them, and moves between two of the fleet's addresses on two ISPs. Alone it is one
+    // small account; on the operator's pool, switched on in the operator's wave, it is one of
+    // the fleet.
+    let d = pooled_fleet_and_one_more(pos(7, 30));
+    assert!(linked(&d, "late", "m0"), "{:?}", d.groups());
+    let r = d.report("late").unwrap();
+    assert_eq!(r.verdict, Verdict::Distilling, "{:?}", r.reasons);
+}
+
+#[test]
+fn an_account_on_a_fleets_proxies_that_came_a_day_later_stays_apart() {
+    // The same account on the same two proxies, arriving a day after the fleet was switched
+    // on: residential proxies are sold to many; sharing them is no start together.
+    let d = pooled_fleet_and_one_more(pos(30, 0));
+    assert!(!linked(&d, "late", "m0"), "{:?}", d.groups());
+    assert!(d.report("late").unwrap().cluster.is_none());
+}
+
 /// Two fleets of five, each paying with its own card, whose sign-ups fell in the same hour, on
 /// one public step-by-step wrapper, from addresses of one /24; the second fleet's first call
 /// comes `lag` rounds (five calls each) after the first fleet's.
