@@ -1054,6 +1054,11 @@ fn an_account_on_a_fleets_proxies_that_came_a_day_later_stays_apart() {
 /// one public step-by-step wrapper, from addresses of one /24; the second fleet's first call
 /// comes `lag` rounds (five calls each) after the first fleet's.
 fn two_fleets(lag: usize) -> Detector {
+    two_fleets_on(lag, [None, None])
+}
+
+/// [`two_fleets`], each fleet's members sending the TLS fingerprint `builds[fleet]`.
+fn two_fleets_on(lag: usize, builds: [Option<&str>; 2]) -> Detector {
     let mut d = Detector::new(Config::default());
     d.observe(&line("clock", 0, &Who::default(), "hello", 64));
     everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
@@ -1061,6 +1066,7 @@ fn two_fleets(lag: usize) -> Detector {
         ip: Some(format!("203.0.113.{}", 10 + fleet * 20 + k)),
         payment: Some(format!("pf_fleet_{fleet}")),
         signup: Some(format!("2025-12-30T09:{:02}:00Z", k * 6)),
+        tls: builds[fleet].map(str::to_owned),
         ..Who::default()
     };
     let mut n = 400;
@@ -1107,6 +1113,33 @@ fn two_fleets_at_work_in_the_same_days_stay_two_groups() {
 fn parts_of_one_fleet_paid_with_two_cards_switched_on_in_one_wave_are_one_group() {
     // The same two card groups taking turns from one first call: one wave, one fleet.
     let d = two_fleets(0);
+    let g = d.groups();
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(g[0].members.len(), 10);
+}
+
+#[test]
+fn two_fleets_switched_on_in_one_wave_each_on_a_build_of_its_own_stay_two_groups() {
+    // The two card groups taking turns from one first call, as above, but each running a
+    // client build of its own: an operator runs its one build on every account it owns, so
+    // these are two operators whose mornings coincide, and the sign-ups in the same minutes,
+    // the wrapper and the network between them are no evidence.
+    let d = two_fleets_on(0, [Some("t13d_own_build_a"), Some("t13d_own_build_b")]);
+    let g = d.groups();
+    assert_eq!(g.len(), 2, "{g:?}");
+    for group in &g {
+        let fleet = &group.members[0][..6];
+        assert!(
+            group.members.iter().all(|m| m.starts_with(fleet)),
+            "{group:?}"
+        );
+    }
+}
+
+#[test]
+fn parts_of_one_fleet_on_one_build_paid_with_two_cards_are_one_group() {
+    // The same, both card groups on the operator's one build: one fleet.
+    let d = two_fleets_on(0, [Some("t13d_own_build_a"), Some("t13d_own_build_a")]);
     let g = d.groups();
     assert_eq!(g.len(), 1, "{g:?}");
     assert_eq!(g[0].members.len(), 10);
