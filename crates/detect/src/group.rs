@@ -32,6 +32,12 @@ pub(crate) struct Group {
     /// as only watched.
     #[serde(default)]
     pub(crate) acted: bool,
+    /// The TLS fingerprint most of the members run, when a third of them or more run it, and
+    /// whether it is the group's own (uncommon: it linked members; a fingerprint everyone's
+    /// library has links no one). Read when the group forms or grows
+    /// ([`crate::Detector::clients_differ`]).
+    #[serde(default)]
+    pub(crate) client: Option<(u64, bool)>,
 }
 
 impl Group {

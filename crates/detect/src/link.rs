@@ -555,31 +555,16 @@ impl Linker {
     /// The value of `kind` most of `accounts` hold, with how many of them hold it (values as
     /// the linker keeps them: equal for equal values, not the value itself).
     pub fn most_held(&self, accounts: &[u32], kind: LinkKind) -> Option<(u64, usize)> {
-        let mut counts: HashMap<u64, usize> = HashMap::new();
-        for &a in accounts {
-            for &v in self.contributed.get(a as usize).into_iter().flatten() {
-                if kind_of(v) == Some(kind) {
-                    *counts.entry(v).or_default() += 1;
-                }
-            }
-        }
-        counts.into_iter().max_by_key(|&(v, n)| (n, v))
-    }
-
-    /// How many of `accounts` hold `value` (as [`Linker::most_held`] gives it), and how many
-    /// hold any value of its kind.
-    pub fn holding(&self, accounts: &[u32], value: u64) -> (usize, usize) {
-        let kind = kind_of(value);
-        let mut out = (0, 0);
-        for &a in accounts {
-            let vals = self
-                .contributed
-                .get(a as usize)
-                .map_or(&[][..], Vec::as_slice);
-            out.0 += usize::from(vals.contains(&value));
-            out.1 += usize::from(vals.iter().any(|&v| kind_of(v) == kind));
-        }
-        out
+        let mut held: Vec<u64> = accounts
+            .iter()
+            .flat_map(|&a| self.contributed.get(a as usize).into_iter().flatten())
+            .copied()
+            .filter(|&v| kind_of(v) == Some(kind))
+            .collect();
+        held.sort_unstable();
+        held.chunk_by(|x, y| x == y)
+            .map(|run| (run[0], run.len()))
+            .max_by_key(|&(v, n)| (n, v))
     }
 
     pub fn size(&self) -> (usize, usize) {
