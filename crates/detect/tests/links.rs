@@ -1096,7 +1096,11 @@ fn two_fleets_at_work_in_the_same_days_stay_two_groups() {
     // The second fleet starts two hours after the first. Between two groups, sign-ups in the
     // same minutes are a coincidence of two busy mornings (its chance grows with both
     // sizes), and a wrapper and a network are what strangers share: they stay apart.
-    let d = two_fleets(30);
+    assert_the_two_fleets_apart(&two_fleets(30));
+}
+
+/// Two groups, each the five members of one fleet of [`two_fleets_on`].
+fn assert_the_two_fleets_apart(d: &Detector) {
     let g = d.groups();
     assert_eq!(g.len(), 2, "{g:?}");
     for group in &g {
@@ -1124,16 +1128,10 @@ fn two_fleets_switched_on_in_one_wave_each_on_a_build_of_its_own_stay_two_groups
     // client build of its own: an operator runs its one build on every account it owns, so
     // these are two operators whose mornings coincide, and the sign-ups in the same minutes,
     // the wrapper and the network between them are no evidence.
-    let d = two_fleets_on(0, [Some("t13d_own_build_a"), Some("t13d_own_build_b")]);
-    let g = d.groups();
-    assert_eq!(g.len(), 2, "{g:?}");
-    for group in &g {
-        let fleet = &group.members[0][..6];
-        assert!(
-            group.members.iter().all(|m| m.starts_with(fleet)),
-            "{group:?}"
-        );
-    }
+    assert_the_two_fleets_apart(&two_fleets_on(
+        0,
+        [Some("t13d_own_build_a"), Some("t13d_own_build_b")],
+    ));
 }
 
 #[test]
