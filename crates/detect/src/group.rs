@@ -95,7 +95,7 @@ impl Group {
             || (self.switched_on_together
                 && carried(&[LinkKind::Template, LinkKind::SystemPrompt])
                 && carried(&[LinkKind::Tls, LinkKind::UserAgent])
-                && carried(&[LinkKind::FirstSeen, LinkKind::SameHours]))
+                && carried(&[LinkKind::FirstSeen]))
     }
 
     /// The group's features: its combined traffic, and how many accounts it spread over when

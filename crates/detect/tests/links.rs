@@ -817,6 +817,12 @@ fn customers_of_one_tool_behind_shared_addresses_arriving_apart_are_watched_not_
 /// and one template, first calls `gap` positions apart from four hours into the stream, then
 /// taking turns for some twelve hours (80 calls each, one every nine minutes).
 fn fleet_on_own_networks(tls: Option<&str>, gap: usize) -> Detector {
+    fleet_on_own_networks_from(tls, gap, 0)
+}
+
+/// [`fleet_on_own_networks`], each account asking untemplated questions for its first
+/// `plain` rounds and the step-by-step ones only after.
+fn fleet_on_own_networks_from(tls: Option<&str>, gap: usize, plain: usize) -> Detector {
     let mut d = Detector::new(Config::default());
     d.observe(&line("clock", 0, &Who::default(), "hello", 64));
     everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
@@ -838,9 +844,14 @@ fn fleet_on_own_networks(tls: Option<&str>, gap: usize) -> Detector {
         d.observe(&line(&format!("w{k}"), n, &who(k), &cot(k), 4096));
         n += gap;
     }
-    for i in 1..80 {
+    for i in 1..80 + plain {
         for k in 0..5 {
-            d.observe(&line(&format!("w{k}"), n, &who(k), &cot(i * 5 + k), 4096));
+            let prompt = if i < plain {
+                untemplated(i * 5 + k)
+            } else {
+                cot(i * 5 + k)
+            };
+            d.observe(&line(&format!("w{k}"), n, &who(k), &prompt, 4096));
             n += 3;
         }
     }
@@ -882,6 +893,26 @@ fn a_tools_customers_on_their_own_networks_are_not_one_actor_without_a_start_and
             let r = d.report(&format!("w{k}")).unwrap();
             assert!(r.verdict < Verdict::Distilling, "w{k}: {:?}", r.reasons);
         }
+    }
+}
+
+#[test]
+fn accounts_keeping_the_same_hours_on_one_client_and_habit_are_not_one_actor() {
+    // On the same uncommon client, arriving twelve minutes apart within one hour and keeping
+    // the same hours from then on, taking up one habit (asking step by step) only hours
+    // later, when they link: people of one time zone and one habit keep the same hours
+    // without being one hand; a fleet switched on together makes its first calls in the same
+    // minutes. Linked, they are watched as users of one tool, not one actor (session 16: five
+    // power users and a harvester so grouped in a neutralised world, and acted on).
+    let d = fleet_on_own_networks_from(Some("t13d_fleet_client"), 20, 200);
+    assert_eq!(d.groups().len(), 1, "{:?}", d.groups());
+    for k in 0..5 {
+        let r = d.report(&format!("w{k}")).unwrap();
+        assert!(
+            r.reasons.iter().all(|x| !x.detail.contains("one actor")),
+            "w{k}: {:?}",
+            r.reasons
+        );
     }
 }
 
