@@ -424,8 +424,8 @@ impl Detector {
     /// switched on in one wave, as the parts of one fleet paid with different cards are:
     /// their first calls interleave, so the middle of one part's first calls falls within the
     /// hour of the other's, unless their clients tell two operators apart
-    /// ([`Detector::clients_differ`]). Otherwise
-    /// only facts join them: a card, a client, an address or a pool, a template.
+    /// ([`Detector::clients_differ`]). Otherwise only facts join them: a card, a client, an
+    /// address or a pool, a template.
     fn timing_counts_between(&self, a: u32, b: u32) -> bool {
         let smaller = self.members_of(a).len().min(self.members_of(b).len());
         smaller < GROUP_HOLDS_TOGETHER || (self.one_wave(a, b) && !self.clients_differ(a, b))
@@ -624,12 +624,7 @@ impl Detector {
         // sign-ups together), which a member does not share with strangers.
         for &other in &touched {
             let links = &self.config.links;
-            if let Some(e) = self
-                .linker
-                .edge(idx, other)
-                .filter(|e| e.joins(links, 0.0))
-                .cloned()
-            {
+            if let Some(e) = self.linker.edge(idx, other).filter(|e| e.joins(links, 0.0)) {
                 let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
                 let (mine, theirs) = (self.find(idx), self.find(other));
                 let in_a_group = self
