@@ -397,10 +397,9 @@ impl Detector {
         if members.len() < GROUP_HOLDS_TOGETHER || members.len() > MAX_TIMED_GROUP {
             return false;
         }
-        let Some(start) = self.stream_start else {
+        let Some(warm) = self.warmed_up_at() else {
             return false;
         };
-        let warm = start + (links.first_seen_warmup_hours * HOUR_MS) as i64;
         let mut firsts: Vec<i64> = members
             .iter()
             .map(|&m| self.accounts[m as usize].state.first_ts())
@@ -413,6 +412,15 @@ impl Detector {
         firsts.sort_unstable();
         let window = (links.switched_on_hours * HOUR_MS) as i64;
         firsts.windows(need).any(|w| w[need - 1] - w[0] <= window)
+    }
+
+    /// When the stream's warm-up ends (`first_seen_warmup_hours` after its first exchange):
+    /// before it, every account that existed makes its first call, so a first call says
+    /// when an account was switched on only after it.
+    fn warmed_up_at(&self) -> Option<i64> {
+        let hours = self.config.links.first_seen_warmup_hours;
+        self.stream_start
+            .map(|start| start + (hours * HOUR_MS) as i64)
     }
 
     /// Whether a coincidence in time (sign-ups, first calls, hours, a model move; see
@@ -509,11 +517,10 @@ impl Detector {
         {
             return false;
         }
-        let Some(start) = self.stream_start else {
+        let Some(warm) = self.warmed_up_at() else {
             return false;
         };
         let first = self.accounts[lone as usize].state.first_ts();
-        let warm = start + (links.first_seen_warmup_hours * HOUR_MS) as i64;
         let window = (links.switched_on_hours * HOUR_MS) as i64;
         first >= warm && (first - self.median_first_call(fleet)).abs() <= window
     }
