@@ -976,7 +976,12 @@ fn untemplated(i: usize) -> String {
 /// within minutes of each other hours into the stream, every one moving among the same three
 /// `addresses`; 60 harvesting calls each, in turns.
 fn pooled_fleet(addresses: [&str; 3]) -> Detector {
-    let mut d = Detector::new(Config::default());
+    pooled_fleet_with(Config::default(), addresses, None)
+}
+
+/// [`pooled_fleet`] under `config`, every member paying with `card` where one is given.
+fn pooled_fleet_with(config: Config, addresses: [&str; 3], card: Option<&str>) -> Detector {
+    let mut d = Detector::new(config);
     d.observe(&line("clock", 0, &Who::default(), "hello", 64));
     everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
     // Four hours in, all five first calls inside one ten-minute bucket.
@@ -986,7 +991,7 @@ fn pooled_fleet(addresses: [&str; 3]) -> Detector {
             let who = Who {
                 ip: Some(addresses[(i + k) % 3].into()),
                 ua: Some("OpenAI/Python 1.59.0".into()),
-                payment: Some(format!("pf_own_{k}")),
+                payment: Some(card.map_or_else(|| format!("pf_own_{k}"), str::to_owned)),
                 ..Who::default()
             };
             d.observe(&line(
@@ -1039,8 +1044,14 @@ fn strangers_rotating_among_one_carriers_exits_are_not_a_pool() {
 /// questions of its own: 40 calls from stream position `from`, one every four positions (so
 /// in none of the fleet's ten minutes and, over 100 minutes, in none of its hours).
 fn pooled_fleet_and_one_more(from: usize) -> Detector {
+    pooled_fleet_and_one_more_with(Config::default(), from, None)
+}
+
+/// [`pooled_fleet_and_one_more`] under `config`, the fleet paying with `card` where one is
+/// given.
+fn pooled_fleet_and_one_more_with(config: Config, from: usize, card: Option<&str>) -> Detector {
     let addresses = ["81.2.69.142", "93.184.5.10", "151.101.7.33"];
-    let mut d = pooled_fleet(addresses);
+    let mut d = pooled_fleet_with(config, addresses, card);
     for i in 0..40 {
         let who = Who {
             ip: Some(addresses[i % 2].into()),
@@ -1079,6 +1090,21 @@ fn an_account_on_a_fleets_proxies_that_came_a_day_later_stays_apart() {
     let d = pooled_fleet_and_one_more(pos(30, 0));
     assert!(!linked(&d, "late", "m0"), "{:?}", d.groups());
     assert!(d.report("late").unwrap().cluster.is_none());
+}
+
+#[test]
+fn a_pool_weighed_at_nothing_joins_no_one_to_a_fleet() {
+    // An operator who turns the pool off (`[links] pool = 0`: its customers share proxies
+    // for reasons of their own) turns off what it brings, joins of stragglers included. The
+    // fleet still holds together by its one card; the straggler, on two of its proxies in its
+    // wave, stays apart.
+    let mut config = Config::default();
+    config.links.pool = 0.0;
+    let d = pooled_fleet_and_one_more_with(config, pos(7, 30), Some("pf_team"));
+    let g = d.groups();
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(g[0].members.len(), 5, "{g:?}");
+    assert!(!linked(&d, "late", "m0"), "{g:?}");
 }
 
 /// Two fleets of five, each paying with its own card, whose sign-ups fell in the same hour, on
