@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::Shape;
 use crate::content::{share, Content};
 use crate::observation::Observation;
-use crate::sketch::{mix, HeavyHitters, Histogram, Hll, Moments};
+use crate::sketch::{mix, HeavyHitters, Histogram, Hll, Moments, Recurring};
+use crate::text::FRAGMENTS;
 
 const TOPIC_BINS: usize = 64;
 const HOUR_MS: i64 = 3_600_000;
@@ -33,6 +34,10 @@ pub struct AccountState {
     signup: Option<i64>,
     /// What the generation calls ask for and get back.
     content: AccountContent,
+    /// Wrapper fragments recurring across fresh prompts: a template behind a few varying
+    /// words, or several wrappers taken in turn, which the content's skeletons miss. The
+    /// account's alone (its streams are keyed by its template already).
+    wrappers: Recurring<FRAGMENTS>,
     distinct_openings: Hll<64>,
     logit_ids: Hll<32>,
     ips: Hll<32>,
@@ -187,6 +192,9 @@ impl AccountState {
         }
         let inc = |c: &mut u32, yes: bool| *c = c.saturating_add(u32::from(yes));
         self.content.update(obs, shape);
+        if obs.single_turn() {
+            self.wrappers.observe(&obs.prompt.fragments);
+        }
         inc(&mut self.with_system, obs.system.is_some());
         inc(&mut self.tools, obs.has_tools);
         inc(&mut self.logit_bias, obs.logit_bias_entries > 0);
@@ -269,6 +277,7 @@ impl AccountState {
         self.timed_followups = self.timed_followups.saturating_add(o.timed_followups);
         self.quick_followups = self.quick_followups.saturating_add(o.quick_followups);
         self.content.merge(&o.content);
+        self.wrappers.merge(&o.wrappers);
         macro_rules! merge {
             ($($f:ident),*) => { $( self.$f.merge(&o.$f); )* };
         }
@@ -344,6 +353,7 @@ impl AccountState {
             ..Features::default()
         };
         self.content.fill(&mut f);
+        f.template = f.template.max(self.wrappers.share());
         f
     }
 }
@@ -440,7 +450,7 @@ mod tests {
     #[test]
     fn state_is_small_and_fixed_size() {
         assert!(
-            std::mem::size_of::<AccountState>() <= 1536,
+            std::mem::size_of::<AccountState>() <= 1560,
             "{}",
             std::mem::size_of::<AccountState>()
         );

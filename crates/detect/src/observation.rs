@@ -19,7 +19,7 @@ pub enum Endpoint {
 /// Version of what [`Observation`]'s hashes mean. Facts kept with a redacted log line are only
 /// replayed under the same version; bump it whenever a change to text or hashing would give
 /// the same exchange different facts.
-pub const FACTS_VERSION: u32 = 4;
+pub const FACTS_VERSION: u32 = 5;
 
 /// Reduces exchanges to [`Observation`]s, the detector's one way in: it owns what that takes
 /// (the phrase matcher, built once), so callers never touch the text machinery. Reducing is

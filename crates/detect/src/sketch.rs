@@ -280,6 +280,157 @@ impl<const K: usize> HeavyHitters<K> {
     }
 }
 
+/// Slots of [`Recurring`].
+const RECURRING_SLOTS: usize = 4;
+/// Items a recurring value is followed over before its share is read.
+const RECURRING_TRIAL: u16 = 16;
+/// A followed value carried by less than this share of the items since it was taken up may
+/// give its slot to a new one.
+const RECURRING_KEEP_SHARE: f64 = 0.2;
+/// Items a reference item is held for at most (see [`Recurring`]).
+const RECURRING_REFERENCE_ITEMS: u8 = 8;
+
+/// The share of items (prompts) that carry one of a few recurring values (a wrapper's
+/// fragments) among `V` values each, where most values of most items never recur.
+///
+/// A Misra–Gries summary fails here: each item brings several values, nearly all seen once,
+/// and every new one wears down the counters of the few that recur. Instead a value is taken
+/// up when an item carries a value of a *reference* item held for comparison, and from then
+/// on counted exactly: in how many of the items since it was taken up it appears. An item
+/// already carrying a followed value takes nothing up (one wrapper fills one slot, not one
+/// per window of it) and never becomes the reference; the reference is the latest item that
+/// carried none, kept for up to [`RECURRING_REFERENCE_ITEMS`] items, so wrappers taken in
+/// turn, one after another, are each found (a lookback of one item would never find one of
+/// several wrappers used round-robin). Deterministic and bounded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Recurring<const V: usize> {
+    /// (value, items carrying it, items since it was taken up); value 0 is an empty slot.
+    /// Both counts are halved together when the second would overflow, keeping the share.
+    slots: [(u16, u16, u16); RECURRING_SLOTS],
+    /// Items seen.
+    items: u32,
+    /// The reference item's values, and how many items it has been held for.
+    #[serde(with = "fixed")]
+    reference: [u16; V],
+    held: u8,
+}
+
+impl<const V: usize> Default for Recurring<V> {
+    fn default() -> Self {
+        Self {
+            slots: [(0, 0, 0); RECURRING_SLOTS],
+            items: 0,
+            reference: [0; V],
+            held: 0,
+        }
+    }
+}
+
+impl<const V: usize> Recurring<V> {
+    /// Takes one item and its values (0s are no value).
+    pub fn observe(&mut self, values: &[u16; V]) {
+        self.items = self.items.saturating_add(1);
+        let mut carried = false;
+        for slot in self.slots.iter_mut().filter(|s| s.0 != 0) {
+            if slot.2 == u16::MAX {
+                slot.1 /= 2;
+                slot.2 /= 2;
+            }
+            slot.2 += 1;
+            if values.contains(&slot.0) {
+                slot.1 += 1;
+                carried = true;
+            }
+        }
+        if carried {
+            return;
+        }
+        let found = values
+            .iter()
+            .copied()
+            .find(|&v| v != 0 && self.reference.contains(&v));
+        if let Some(v) = found {
+            if let Some(i) = self.free_slot() {
+                // Counted from the next item on: this one and the reference were chosen for
+                // carrying it, and would bias the share up.
+                self.slots[i] = (v, 0, 0);
+                self.reference = [0; V];
+                self.held = 0;
+                return;
+            }
+        }
+        if self.held == 0 || self.held >= RECURRING_REFERENCE_ITEMS {
+            self.reference = *values;
+            self.held = 1;
+        } else {
+            self.held += 1;
+        }
+    }
+
+    /// An empty slot, or the one whose value recurs least once it has had its trial and
+    /// recurs in less than [`RECURRING_KEEP_SHARE`] of its items.
+    fn free_slot(&self) -> Option<usize> {
+        let share = |i: usize| {
+            let (_, n, of) = self.slots[i];
+            f64::from(n) / f64::from(of.max(1))
+        };
+        self.slots.iter().position(|s| s.0 == 0).or_else(|| {
+            (0..RECURRING_SLOTS)
+                .filter(|&i| self.slots[i].2 >= RECURRING_TRIAL && share(i) < RECURRING_KEEP_SHARE)
+                .min_by(|&a, &b| share(a).total_cmp(&share(b)))
+        })
+    }
+
+    /// The share of items carrying a followed value that recurs in at least
+    /// [`RECURRING_KEEP_SHARE`] of the items since it was taken up (each followed for at least
+    /// [`RECURRING_TRIAL`] items), summed over such values (a few wrappers taken in turn are
+    /// one manufactured prompt set; an item carries one wrapper, so they rarely overlap), at
+    /// most 1. 0 when none is.
+    pub fn share(&self) -> f64 {
+        self.slots
+            .iter()
+            .filter(|s| s.0 != 0 && s.2 >= RECURRING_TRIAL)
+            .map(|s| f64::from(s.1) / f64::from(s.2))
+            .filter(|&share| share >= RECURRING_KEEP_SHARE)
+            .sum::<f64>()
+            .min(1.0)
+    }
+
+    /// Folds another stream's summary in. A value followed on one side only is counted as
+    /// absent from every item of the other (it may have been there unseen: the share can only
+    /// be under-estimated); the most carried values keep the slots.
+    pub fn merge(&mut self, o: &Self) {
+        let widen = |s: &(u16, u16, u16)| (s.0, u32::from(s.1), u32::from(s.2));
+        let mut all: Vec<(u16, u32, u32)> = Vec::with_capacity(2 * RECURRING_SLOTS);
+        for s in self.slots.iter().filter(|s| s.0 != 0).map(widen) {
+            all.push((s.0, s.1, s.2.saturating_add(o.items)));
+        }
+        for s in o.slots.iter().filter(|s| s.0 != 0).map(widen) {
+            match all.iter_mut().find(|e| e.0 == s.0) {
+                Some(e) => {
+                    e.1 = e.1.saturating_add(s.1);
+                    e.2 = e.2.saturating_sub(o.items).saturating_add(s.2);
+                }
+                None => all.push((s.0, s.1, s.2.saturating_add(self.items))),
+            }
+        }
+        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.slots = [(0, 0, 0); RECURRING_SLOTS];
+        for (slot, (v, mut n, mut of)) in self.slots.iter_mut().zip(all) {
+            while of > u32::from(u16::MAX) {
+                n /= 2;
+                of /= 2;
+            }
+            *slot = (v, n as u16, of as u16);
+        }
+        self.items = self.items.saturating_add(o.items);
+        if self.held == 0 {
+            self.reference = o.reference;
+            self.held = o.held;
+        }
+    }
+}
+
 /// Counts over `N` fixed bins.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Histogram<const N: usize>(#[serde(with = "fixed")] pub [u32; N]);
@@ -475,6 +626,66 @@ impl CoMoments {
 
 #[cfg(test)]
 mod tests {
+    /// Item `i`'s values: `wrapped` items carry `wrapper`, every item some values of its own.
+    fn item(i: u32, wrapper: Option<u16>) -> [u16; 4] {
+        let own = |k: u32| (mix(u64::from(i) * 8 + u64::from(k)) >> 49) as u16 | 1;
+        [wrapper.unwrap_or(own(0)), own(1), own(2), own(3)]
+    }
+
+    #[test]
+    fn recurring_values_are_counted_as_shares_of_the_items_and_summed_over_wrappers() {
+        // Two wrappers taken in turn around prompts of their own, each on half the items.
+        let mut r = Recurring::<4>::default();
+        for i in 0..400 {
+            r.observe(&item(i, Some(if i % 3 == 0 { 7 } else { 9 })));
+        }
+        assert!(r.share() > 0.95, "{r:?}");
+        // A wrapper on a tenth of the items is not a template of the whole.
+        let mut r = Recurring::<4>::default();
+        for i in 0..400 {
+            r.observe(&item(i, (i % 10 == 0).then_some(7)));
+        }
+        assert_eq!(r.share(), 0.0, "{r:?}");
+        // Values that never recur take up nothing.
+        let mut r = Recurring::<4>::default();
+        for i in 0..400 {
+            r.observe(&item(i, None));
+        }
+        assert_eq!(r.share(), 0.0, "{r:?}");
+    }
+
+    #[test]
+    fn a_wrapper_taken_up_late_replaces_a_value_that_stopped_recurring() {
+        // Four chance repeats fill the slots early; a wrapper that starts later still finds
+        // one, and its share is of the items since.
+        let mut r = Recurring::<4>::default();
+        for i in 0..40 {
+            r.observe(&item(i, Some(100 + i as u16 / 2)));
+        }
+        for i in 40..400 {
+            r.observe(&item(i, (i % 2 == 0).then_some(7)));
+        }
+        assert!((r.share() - 0.5).abs() < 0.05, "{r:?}");
+    }
+
+    #[test]
+    fn merging_counts_a_value_one_side_never_followed_as_absent_there() {
+        let mut a = Recurring::<4>::default();
+        let mut b = Recurring::<4>::default();
+        for i in 0..100 {
+            a.observe(&item(i, Some(7)));
+            b.observe(&item(1000 + i, None));
+        }
+        a.merge(&b);
+        assert!((a.share() - 0.5).abs() < 0.05, "{a:?}");
+        let mut c = Recurring::<4>::default();
+        for i in 0..100 {
+            c.observe(&item(2000 + i, Some(7)));
+        }
+        a.merge(&c);
+        assert!((a.share() - 2.0 / 3.0).abs() < 0.05, "{a:?}");
+    }
+
     use super::*;
 
     #[test]

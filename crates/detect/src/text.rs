@@ -14,6 +14,20 @@ const TAIL_BYTES: usize = 768;
 const IDENTITY_BYTES: usize = 384;
 /// Words at each end of a prompt that form its skeleton.
 const SKELETON_WORDS: usize = 6;
+/// Words in one fragment of a wrapper (see [`TextFacts::fragments`]).
+const FRAGMENT_WORDS: usize = 4;
+/// How far from either end a fragment may start: a wrapper may sit behind a few words that
+/// vary ("Hi!", "Task:", a name).
+const FRAGMENT_OFFSETS: usize = 4;
+/// Words kept from each end: enough for the skeleton and for every fragment.
+const END_WORDS: usize = FRAGMENT_WORDS + FRAGMENT_OFFSETS - 1;
+/// Fragments of one prompt: a window at each offset from the start and from the end, and a
+/// word at each offset from the start with the last word (a wrapper's two ends around its
+/// slot, "### Instruction: ... ### Response:").
+pub const FRAGMENTS: usize = 3 * FRAGMENT_OFFSETS;
+/// A prompt shorter than this has no fragments: a window would be most of it, and a short
+/// prompt sent again is a repeat, not a wrapper.
+const MIN_FRAGMENT_PROMPT_WORDS: usize = 2 * FRAGMENT_WORDS;
 
 /// The text facts of one prompt.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -28,6 +42,11 @@ pub struct TextFacts {
     /// First and last words with numbers masked: what a template keeps while its slots vary.
     pub head_skeleton: u64,
     pub tail_skeleton: u64,
+    /// Short windows of words (numbers masked) near the prompt's ends, as 16-bit
+    /// fingerprints (0: none; a chance match costs nothing but a slot for a while): a wrapper's fixed words, found in every prompt it wraps even
+    /// where a few varying words come before it or the wrapper changes from call to call. The
+    /// skeletons above need the first (or last) six words to be the same; these do not.
+    pub fragments: [u16; FRAGMENTS],
 }
 
 /// Whether a byte belongs inside a word: an ASCII letter or digit, or any non-ASCII byte
@@ -325,8 +344,9 @@ struct FactsBuilder {
     count: usize,
     exact: u64,
     identity: Identity,
-    first: [u64; SKELETON_WORDS],
-    last: [u64; SKELETON_WORDS],
+    first: [u64; END_WORDS],
+    /// The latest `END_WORDS` words, a ring indexed by word count.
+    last: [u64; END_WORDS],
     /// Non-numeric words seen, and the MinHash over all of them.
     content_words: usize,
     min_all: u64,
@@ -343,8 +363,8 @@ impl FactsBuilder {
             count: 0,
             exact: 0,
             identity: Identity::new(text_len),
-            first: [0; SKELETON_WORDS],
-            last: [0; SKELETON_WORDS],
+            first: [0; END_WORDS],
+            last: [0; END_WORDS],
             content_words: 0,
             min_all: u64::MAX,
             min_inner: u64::MAX,
@@ -354,10 +374,10 @@ impl FactsBuilder {
 
     fn add(&mut self, w: Word, in_head: bool) {
         let masked = if w.numeric { NUMBER } else { w.hash };
-        if self.count < SKELETON_WORDS {
+        if self.count < END_WORDS {
             self.first[self.count] = masked;
         }
-        self.last[self.count % SKELETON_WORDS] = masked;
+        self.last[self.count % END_WORDS] = masked;
         self.count += 1;
         self.exact = chain(self.exact, w.hash);
         if in_head {
@@ -376,6 +396,7 @@ impl FactsBuilder {
     }
 
     fn finish(self) -> TextFacts {
+        let fragments = self.fragments();
         let n = self.count.min(SKELETON_WORDS);
         let mut head_skeleton: u64 = 1;
         for w in &self.first[..n] {
@@ -383,7 +404,7 @@ impl FactsBuilder {
         }
         let mut tail_skeleton: u64 = 2;
         for i in 0..n {
-            tail_skeleton = mix(tail_skeleton ^ self.last[(self.count - n + i) % SKELETON_WORDS]);
+            tail_skeleton = mix(tail_skeleton ^ self.last_word(n - i));
         }
         TextFacts {
             words: self.count as u32,
@@ -396,7 +417,34 @@ impl FactsBuilder {
             },
             head_skeleton,
             tail_skeleton,
+            fragments,
         }
+    }
+
+    /// The `k`-th word from the end (1: the last); only for `k <= END_WORDS.min(count)`.
+    fn last_word(&self, k: usize) -> u64 {
+        self.last[(self.count - k) % END_WORDS]
+    }
+
+    fn fragments(&self) -> [u16; FRAGMENTS] {
+        let mut out = [0; FRAGMENTS];
+        if self.count < MIN_FRAGMENT_PROMPT_WORDS {
+            return out;
+        }
+        let fingerprint = |seed: u64, words: &mut dyn Iterator<Item = u64>| -> u16 {
+            let h = words.fold(seed, |h, w| mix(h ^ w));
+            ((h >> 48) as u16).max(1)
+        };
+        for k in 0..FRAGMENT_OFFSETS {
+            out[k] = fingerprint(3, &mut self.first[k..k + FRAGMENT_WORDS].iter().copied());
+            out[FRAGMENT_OFFSETS + k] = fingerprint(
+                4,
+                &mut (0..FRAGMENT_WORDS).map(|i| self.last_word(k + FRAGMENT_WORDS - i)),
+            );
+            out[2 * FRAGMENT_OFFSETS + k] =
+                fingerprint(5, &mut [self.first[k], self.last_word(1)].into_iter());
+        }
+        out
     }
 }
 
@@ -821,6 +869,36 @@ mod tests {
         let c = text_facts("Item 12 of 40: sort these");
         let d = text_facts("Item 13 of 41: sort these");
         assert_eq!(c.head_skeleton, d.head_skeleton);
+    }
+
+    #[test]
+    fn a_wrapper_shares_a_fragment_behind_varying_words_where_skeletons_differ() {
+        let shared = |a: &TextFacts, b: &TextFacts| {
+            a.fragments
+                .iter()
+                .any(|f| *f != 0 && b.fragments.contains(f))
+        };
+        // The same wrapper, once behind a greeting: the first six words differ, a window of
+        // the wrapper's words does not.
+        let a = text_facts("Respond to the request below with a detailed answer. Request: how do tides work on Earth and why");
+        let b = text_facts("Hi there! Respond to the request below with a detailed answer. Request: what makes a star collapse into a black hole");
+        assert_ne!(a.head_skeleton, b.head_skeleton);
+        assert!(shared(&a, &b), "{a:?} {b:?}");
+        // A wrapper around both ends with one word at each (the Alpaca format).
+        let c = text_facts("### Instruction:\nExplain how vaccines train the immune system to respond\n\n### Response:");
+        let d = text_facts("### Instruction:\nWrite a short history of the printing press in Europe\n\n### Response:");
+        assert_ne!(c.head_skeleton, d.head_skeleton);
+        assert_ne!(c.tail_skeleton, d.tail_skeleton);
+        assert!(shared(&c, &d));
+        // Two people's own questions share no fragment.
+        let e = text_facts("how do tides work on Earth and why do they change over the month");
+        let f = text_facts("what makes a star collapse into a black hole at the end of its life");
+        assert!(!shared(&e, &f));
+        // A prompt of a few words has none: sent again, it is a repeat, not a wrapper.
+        assert!(text_facts("summarise this text please")
+            .fragments
+            .iter()
+            .all(|f| *f == 0));
     }
 
     #[test]

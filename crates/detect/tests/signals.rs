@@ -947,3 +947,37 @@ fn an_agent_s_coverage_is_read_over_its_tasks() {
     // Coverage alone, with nothing around it, is what a general agent product shows too.
     assert_ne!(r.verdict, Verdict::Distilling, "{:?}", r.reasons);
 }
+
+#[test]
+fn wrappers_taken_in_turn_behind_varying_greetings_are_one_template() {
+    // A script that rotates three wrappers around its questions and puts a varying greeting
+    // before some: no prompt shares its first or last six words with the one before it, and
+    // no skeleton is on more than a third of them. The prompts are still manufactured, each
+    // wrapper on a third of them; a person's own questions, greetings and all, carry none.
+    const WRAPPERS: [&str; 3] = [
+        "Please write an expert-level, thorough explanation of the following topic: {}",
+        "Question: {}\nAnswer:",
+        "{}\n\nBe exhaustive and give examples for every single point you make.",
+    ];
+    const GREETINGS: [&str; 5] = ["", "Hello. ", "Quick question: ", "", "Thanks in advance! "];
+    let answer = "A long, detailed, generated explanation. ".repeat(30);
+    let mut log = fresh_calls("rotating", 300, 20_000, 4096, |i| {
+        let prompt = WRAPPERS[i % 3].replace("{}", &varied(i));
+        (format!("{}{prompt}", GREETINGS[i % 5]), answer.clone())
+    });
+    log.extend(fresh_calls("people", 300, 20_000, 4096, |i| {
+        (format!("{}{}", GREETINGS[i % 5], varied(i)), answer.clone())
+    }));
+    log.sort_by_key(|e| e.ts.millis());
+    let d = run(&log);
+    let rotating = d.features("rotating").unwrap().template;
+    assert!(rotating >= 0.9, "{rotating}");
+    let r = d.report("rotating").unwrap();
+    assert!(
+        r.reasons.iter().any(|r| r.signal == "templated_coverage"),
+        "{:?}",
+        r.reasons
+    );
+    let people = d.features("people").unwrap().template;
+    assert!(people <= 0.2, "{people}");
+}
