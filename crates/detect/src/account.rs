@@ -36,7 +36,8 @@ pub struct AccountState {
     content: AccountContent,
     /// Wrapper fragments recurring across fresh prompts: a template behind a few varying
     /// words, or several wrappers taken in turn, which the content's skeletons miss. The
-    /// account's alone (its streams are keyed by its template already).
+    /// account's alone: its streams read templates by the skeletons only (docs/signals.md,
+    /// known gaps).
     wrappers: Recurring<FRAGMENTS>,
     distinct_openings: Hll<64>,
     logit_ids: Hll<32>,

@@ -551,7 +551,6 @@ impl Linker {
             .map(|(&(a, b), e)| (a, b, e))
     }
 
-    /// Values and edges held (for memory figures).
     /// The value of `kind` most of `accounts` hold, with how many of them hold it (values as
     /// the linker keeps them: equal for equal values, not the value itself).
     pub fn most_held(&self, accounts: &[u32], kind: LinkKind) -> Option<(u64, usize)> {
@@ -567,6 +566,7 @@ impl Linker {
             .max_by_key(|&(v, n)| (n, v))
     }
 
+    /// Values and edges held (for memory figures).
     pub fn size(&self) -> (usize, usize) {
         (self.values.len(), self.edges.len())
     }

@@ -367,17 +367,21 @@ impl<const V: usize> Recurring<V> {
         }
     }
 
+    /// The share of the items since a slot's value was taken up that carried it, once it has
+    /// had its trial of [`RECURRING_TRIAL`] items (None before).
+    fn tried_share(&(value, n, of): &(u16, u16, u16)) -> Option<f64> {
+        (value != 0 && of >= RECURRING_TRIAL).then(|| f64::from(n) / f64::from(of))
+    }
+
     /// An empty slot, or the one whose value recurs least once it has had its trial and
     /// recurs in less than [`RECURRING_KEEP_SHARE`] of its items.
     fn free_slot(&self) -> Option<usize> {
-        let share = |i: usize| {
-            let (_, n, of) = self.slots[i];
-            f64::from(n) / f64::from(of.max(1))
-        };
         self.slots.iter().position(|s| s.0 == 0).or_else(|| {
             (0..RECURRING_SLOTS)
-                .filter(|&i| self.slots[i].2 >= RECURRING_TRIAL && share(i) < RECURRING_KEEP_SHARE)
-                .min_by(|&a, &b| share(a).total_cmp(&share(b)))
+                .filter_map(|i| Some((i, Self::tried_share(&self.slots[i])?)))
+                .filter(|&(_, share)| share < RECURRING_KEEP_SHARE)
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(i, _)| i)
         })
     }
 
@@ -389,8 +393,7 @@ impl<const V: usize> Recurring<V> {
     pub fn share(&self) -> f64 {
         self.slots
             .iter()
-            .filter(|s| s.0 != 0 && s.2 >= RECURRING_TRIAL)
-            .map(|s| f64::from(s.1) / f64::from(s.2))
+            .filter_map(Self::tried_share)
             .filter(|&share| share >= RECURRING_KEEP_SHARE)
             .sum::<f64>()
             .min(1.0)
@@ -626,6 +629,8 @@ impl CoMoments {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// Item `i`'s values: `wrapped` items carry `wrapper`, every item some values of its own.
     fn item(i: u32, wrapper: Option<u16>) -> [u16; 4] {
         let own = |k: u32| (mix(u64::from(i) * 8 + u64::from(k)) >> 49) as u16 | 1;
@@ -685,8 +690,6 @@ mod tests {
         a.merge(&c);
         assert!((a.share() - 2.0 / 3.0).abs() < 0.05, "{a:?}");
     }
-
-    use super::*;
 
     #[test]
     fn streams_taking_turns_merge_into_one_stream_as_regular_as_each() {

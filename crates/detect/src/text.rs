@@ -42,10 +42,11 @@ pub struct TextFacts {
     /// First and last words with numbers masked: what a template keeps while its slots vary.
     pub head_skeleton: u64,
     pub tail_skeleton: u64,
-    /// Short windows of words (numbers masked) near the prompt's ends, as 16-bit
-    /// fingerprints (0: none; a chance match costs nothing but a slot for a while): a wrapper's fixed words, found in every prompt it wraps even
-    /// where a few varying words come before it or the wrapper changes from call to call. The
-    /// skeletons above need the first (or last) six words to be the same; these do not.
+    /// Short windows of words (numbers masked) near the prompt's ends, as 16-bit fingerprints
+    /// (0: none; a chance match costs nothing but a slot for a while): a wrapper's fixed
+    /// words, found in every prompt it wraps even where a few varying words come before it or
+    /// the wrapper changes from call to call. The skeletons above need the first (or last)
+    /// six words to be the same; these do not.
     pub fragments: [u16; FRAGMENTS],
 }
 
@@ -431,21 +432,23 @@ impl FactsBuilder {
         if self.count < MIN_FRAGMENT_PROMPT_WORDS {
             return out;
         }
-        let fingerprint = |seed: u64, words: &mut dyn Iterator<Item = u64>| -> u16 {
-            let h = words.fold(seed, |h, w| mix(h ^ w));
-            ((h >> 48) as u16).max(1)
-        };
         for k in 0..FRAGMENT_OFFSETS {
-            out[k] = fingerprint(3, &mut self.first[k..k + FRAGMENT_WORDS].iter().copied());
+            out[k] = fingerprint(3, self.first[k..k + FRAGMENT_WORDS].iter().copied());
             out[FRAGMENT_OFFSETS + k] = fingerprint(
                 4,
-                &mut (0..FRAGMENT_WORDS).map(|i| self.last_word(k + FRAGMENT_WORDS - i)),
+                (0..FRAGMENT_WORDS).map(|i| self.last_word(k + FRAGMENT_WORDS - i)),
             );
-            out[2 * FRAGMENT_OFFSETS + k] =
-                fingerprint(5, &mut [self.first[k], self.last_word(1)].into_iter());
+            out[2 * FRAGMENT_OFFSETS + k] = fingerprint(5, [self.first[k], self.last_word(1)]);
         }
         out
     }
+}
+
+/// A 16-bit fingerprint of a short run of words, never 0 (0 is "no fragment"); `seed` keeps
+/// the kinds of fragment apart.
+fn fingerprint(seed: u64, words: impl IntoIterator<Item = u64>) -> u16 {
+    let h = words.into_iter().fold(seed, |h, w| mix(h ^ w));
+    ((h >> 48) as u16).max(1)
 }
 
 /// Folds a word into a running hash of a word sequence. One multiply, not a full [`mix`]:
