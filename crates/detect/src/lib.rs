@@ -499,10 +499,14 @@ impl Detector {
     /// several members, and came to the log on its own day. Without it such members stay
     /// outside their group, each too small to judge (session 16: 28 of the held-out worlds'
     /// hydra members).
+    ///
+    /// The pool may also be read over the group rather than over one pair
+    /// ([`Detector::shares_the_pool`]): a member given two proxies of the pool shares each
+    /// with other members, and often both with none of them.
     fn on_the_fleets_pool(&self, a: u32, b: u32, e: &Edge) -> bool {
         let links = &self.config.links;
         // A pool weighed at nothing (`[links] pool = 0`) is no pool.
-        if links.pool <= 0.0 || e.get(LinkKind::Pool) < 0.5 * links.pool {
+        if links.pool <= 0.0 {
             return false;
         }
         let (lone, fleet) = match (self.members_of(a).len(), self.members_of(b).len()) {
@@ -522,7 +526,27 @@ impl Detector {
         };
         let first = self.accounts[lone as usize].state.first_ts();
         let window = (links.switched_on_hours * HOUR_MS) as i64;
-        first >= warm && (first - self.median_first_call(fleet)).abs() <= window
+        first >= warm
+            && (first - self.median_first_call(fleet)).abs() <= window
+            && (e.get(LinkKind::Pool) >= 0.5 * links.pool || self.shares_the_pool(lone, fleet))
+    }
+
+    /// Whether `lone` shares uncommon addresses in two or more address blocks with the members
+    /// of the group rooted at `fleet`, counted over the group: one address with one member,
+    /// another, in another block, with another member. A fleet's proxies are several homes on
+    /// several ISPs, and its members are dealt a few each; a stranger behind one of them (its
+    /// owner, a neighbour on the same carrier exit) shares that one address, not a second
+    /// one elsewhere that the same fleet also uses.
+    fn shares_the_pool(&self, lone: u32, fleet: u32) -> bool {
+        let mut blocks: Vec<u16> = self
+            .linker
+            .edges_of(lone)
+            .filter(|&(n, _)| self.root_of(n) == fleet)
+            .filter_map(|(_, e)| e.shared_block())
+            .collect();
+        blocks.sort_unstable();
+        blocks.dedup();
+        blocks.len() >= 2
     }
 
     /// Counts the pair `a`-`b` towards its group's pairs that say one actor, once, when both

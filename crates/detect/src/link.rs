@@ -405,6 +405,13 @@ impl Edge {
         }
     }
 
+    /// The block of the first uncommon address the pair shares (its low bits), if they share
+    /// one: what lets the addresses an account shares with the members of a group be counted
+    /// in blocks over the group, where [`LinkKind::Pool`] reads them over one pair.
+    pub fn shared_block(&self) -> Option<u16> {
+        (self.block != 0).then_some(self.block)
+    }
+
     pub fn kinds(&self) -> impl Iterator<Item = (LinkKind, f64)> + '_ {
         LinkKind::ALL
             .into_iter()

@@ -1107,6 +1107,86 @@ fn a_pool_weighed_at_nothing_joins_no_one_to_a_fleet() {
     assert!(!linked(&d, "late", "m0"), "{g:?}");
 }
 
+/// Six residential proxies, each on an ISP (an address block) of its own.
+const PROXIES: [&str; 6] = [
+    "81.2.69.142",
+    "93.184.5.10",
+    "151.101.7.33",
+    "62.30.8.21",
+    "185.60.3.77",
+    "201.17.9.4",
+];
+
+/// Six accounts on one card, switched on within minutes of each other hours into the stream,
+/// member `k` dealt two of [`PROXIES`] (`k` and `k + 1`, round the ring, so no two members
+/// share more than one address), 60 harvesting calls each in turns; then one more account on
+/// a card of its own, asking untemplated questions of its own from `addresses`, 40 calls from
+/// stream position `from`, one every four positions.
+fn fleet_dealt_proxies_and_one_more(addresses: [&str; 2], from: usize) -> Detector {
+    let mut d = Detector::new(Config::default());
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    let mut n = 390;
+    for i in 0..60 {
+        for k in 0..6 {
+            let who = Who {
+                ip: Some(PROXIES[(k + i % 2) % 6].into()),
+                ua: Some("OpenAI/Python 1.59.0".into()),
+                payment: Some("pf_team".into()),
+                ..Who::default()
+            };
+            d.observe(&line(
+                &format!("m{k}"),
+                n,
+                &who,
+                &untemplated(i * 6 + k),
+                4096,
+            ));
+            n += if i == 0 { 3 } else { 1 };
+        }
+    }
+    for i in 0..40 {
+        let who = Who {
+            ip: Some(addresses[i % 2].into()),
+            ua: Some("OpenAI/Python 1.59.0".into()),
+            payment: Some("pf_own_late".into()),
+            ..Who::default()
+        };
+        d.observe(&line(
+            "late",
+            from + 4 * i,
+            &who,
+            &untemplated(1000 + i),
+            4096,
+        ));
+    }
+    d
+}
+
+#[test]
+fn an_account_on_two_of_a_fleets_proxies_each_shared_with_other_members_joins_the_fleet() {
+    // The fleet deals each member two of its six proxies; this member, switched on in the
+    // fleet's wave, got proxies 0 and 3: it shares the one with members 5 and 0, the other
+    // with members 2 and 3, and two addresses with none of them. Read over one pair there is
+    // no pool; read over the fleet, it moves between two of the fleet's homes on two ISPs.
+    let d = fleet_dealt_proxies_and_one_more([PROXIES[0], PROXIES[3]], pos(7, 30));
+    assert!(linked(&d, "m0", "m3"), "{:?}", d.groups());
+    assert!(linked(&d, "late", "m0"), "{:?}", d.groups());
+    let r = d.report("late").unwrap();
+    assert_eq!(r.verdict, Verdict::Distilling, "{:?}", r.reasons);
+}
+
+#[test]
+fn an_account_behind_one_of_a_fleets_proxies_and_its_own_home_stays_apart() {
+    // The same account and wave, but only one of its two addresses is the fleet's (a home
+    // connection sold as a proxy is still its owner's, and the owner calls from it and from
+    // the office): one address in common is no pool.
+    let d = fleet_dealt_proxies_and_one_more([PROXIES[0], "145.4.71.9"], pos(7, 30));
+    assert!(linked(&d, "m0", "m3"), "{:?}", d.groups());
+    assert!(!linked(&d, "late", "m0"), "{:?}", d.groups());
+    assert!(d.report("late").unwrap().cluster.is_none());
+}
+
 /// Two fleets of five, each paying with its own card, whose sign-ups fell in the same hour, on
 /// one public step-by-step wrapper, from addresses of one /24; the second fleet's first call
 /// comes `lag` rounds (five calls each) after the first fleet's.
