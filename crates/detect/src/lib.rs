@@ -510,22 +510,32 @@ impl Detector {
             return false;
         }
         let (lone, fleet) = match (self.members_of(a).len(), self.members_of(b).len()) {
-            (1, n) if n >= GROUP_HOLDS_TOGETHER => (a, b),
-            (n, 1) if n >= GROUP_HOLDS_TOGETHER => (b, a),
+            (1, n) if n >= 2 => (a, b),
+            (n, 1) if n >= 2 => (b, a),
             _ => return false,
         };
-        if !self
-            .groups
-            .get(&fleet)
-            .is_some_and(|g| g.switched_on_together)
-        {
-            return false;
-        }
         let Some(warm) = self.warmed_up_at() else {
             return false;
         };
-        let first = self.accounts[lone as usize].state.first_ts();
         let window = (links.switched_on_hours * HOUR_MS) as i64;
+        // A fleet's first pair is one too, when what joined it says one actor (a pool or a
+        // card with a start together) and both were switched on, after the warm-up, within
+        // the window: the core a fleet grows from, one member at a time.
+        let switched_on = |g: &Group| {
+            if g.members.len() >= GROUP_HOLDS_TOGETHER {
+                return g.switched_on_together;
+            }
+            let firsts = g
+                .members
+                .iter()
+                .map(|&m| self.accounts[m as usize].state.first_ts());
+            let (lo, hi) = firsts.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+            g.actor_pairs > 0 && lo >= warm && hi - lo <= window
+        };
+        if !self.groups.get(&fleet).is_some_and(switched_on) {
+            return false;
+        }
+        let first = self.accounts[lone as usize].state.first_ts();
         first >= warm
             && (first - self.median_first_call(fleet)).abs() <= window
             && (e.get(LinkKind::Pool) >= 0.5 * links.pool || self.shares_the_pool(lone, fleet))
@@ -647,6 +657,7 @@ impl Detector {
         }
         touched.sort_unstable();
         touched.dedup();
+        let size_before = self.members_of(self.root_of(idx)).len();
         // A pair whose own evidence suffices joins at once, unless one side is already a
         // group of three or more: a group must hold together as a group, and one member's
         // tie to an outsider (a shared address and a coincidence of timing) would chain
@@ -697,6 +708,37 @@ impl Detector {
         // after their first calls joined them).
         for other in touched {
             self.note_actor_pair(idx, other);
+        }
+        if self.members_of(self.root_of(idx)).len() > size_before {
+            self.gather_the_pool(idx);
+        }
+    }
+
+    /// Once the group of `idx` has grown, the accounts alone beside its members are weighed
+    /// again for the fleet's pool ([`Detector::on_the_fleets_pool`]), and so are the ones
+    /// beside each account that joins. Without it a lone member is weighed again only at its
+    /// own next new value or its 8th, 16th, 32nd call, and a fleet of small members, each
+    /// calling a few times a day, gathered over days what its pool said in hours (session
+    /// 18: two held-out fleets grouped on their fourth and sixth days). Bounded: it runs only
+    /// when a group grows, walks at most [`GROUP_SCAN`] members and the linker's bounded
+    /// neighbours, and every further round is a join.
+    fn gather_the_pool(&mut self, idx: u32) {
+        let root = self.find(idx);
+        let mut queue: Vec<u32> = Vec::new();
+        for &m in self.members_of(root).iter().take(GROUP_SCAN) {
+            queue.extend(self.linker.edges_of(m).map(|(n, _)| n));
+        }
+        while let Some(lone) = queue.pop() {
+            let (mine, fleet) = (self.find(lone), self.find(idx));
+            if mine == fleet || self.groups.contains_key(&mine) {
+                continue;
+            }
+            let e = self.evidence_between(lone, fleet);
+            if self.on_the_fleets_pool(lone, fleet, &e) {
+                let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
+                self.union(lone, fleet, &kinds);
+                queue.extend(self.linker.edges_of(lone).map(|(n, _)| n));
+            }
         }
     }
 

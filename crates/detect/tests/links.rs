@@ -1117,35 +1117,30 @@ const PROXIES: [&str; 6] = [
     "201.17.9.4",
 ];
 
-/// Six accounts on one card, switched on within minutes of each other hours into the stream,
-/// member `k` dealt two of [`PROXIES`] (`k` and `k + 1`, round the ring, so no two members
-/// share more than one address), 60 harvesting calls each in turns; then one more account on
-/// a card of its own, asking untemplated questions of its own from `addresses`, 40 calls from
-/// stream position `from`, one every four positions.
-fn fleet_dealt_proxies_and_one_more(addresses: [&str; 2], from: usize) -> Detector {
-    let mut d = Detector::new(Config::default());
-    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
-    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+/// Six accounts switched on within minutes of each other four hours into the stream, member
+/// `k` dealt two of [`PROXIES`] (`k` and `k + 1`, round the ring, so no two members share more
+/// than one address), paying with `card` (each its own where none is given) and asking
+/// `prompt`s, 60 harvesting calls each in turns.
+fn fleet_dealt_proxies(d: &mut Detector, card: Option<&str>, prompt: fn(usize) -> String) {
     let mut n = 390;
     for i in 0..60 {
         for k in 0..6 {
             let who = Who {
                 ip: Some(PROXIES[(k + i % 2) % 6].into()),
                 ua: Some("OpenAI/Python 1.59.0".into()),
-                payment: Some("pf_team".into()),
+                payment: Some(card.map_or_else(|| format!("pf_own_{k}"), str::to_owned)),
                 ..Who::default()
             };
-            d.observe(&line(
-                &format!("m{k}"),
-                n,
-                &who,
-                &untemplated(i * 6 + k),
-                4096,
-            ));
+            d.observe(&line(&format!("m{k}"), n, &who, &prompt(i * 6 + k), 4096));
             n += if i == 0 { 3 } else { 1 };
         }
     }
-    for i in 0..40 {
+}
+
+/// One more account on a card of its own, asking untemplated questions of its own from
+/// `addresses`: `calls` calls from stream position `from`, one every four positions.
+fn one_more(d: &mut Detector, addresses: [&str; 2], from: usize, calls: usize) {
+    for i in 0..calls {
         let who = Who {
             ip: Some(addresses[i % 2].into()),
             ua: Some("OpenAI/Python 1.59.0".into()),
@@ -1160,6 +1155,15 @@ fn fleet_dealt_proxies_and_one_more(addresses: [&str; 2], from: usize) -> Detect
             4096,
         ));
     }
+}
+
+/// [`fleet_dealt_proxies`] on one card, then [`one_more`] with 40 calls.
+fn fleet_dealt_proxies_and_one_more(addresses: [&str; 2], from: usize) -> Detector {
+    let mut d = Detector::new(Config::default());
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    fleet_dealt_proxies(&mut d, Some("pf_team"), untemplated);
+    one_more(&mut d, addresses, from, 40);
     d
 }
 
@@ -1185,6 +1189,49 @@ fn an_account_behind_one_of_a_fleets_proxies_and_its_own_home_stays_apart() {
     assert!(linked(&d, "m0", "m3"), "{:?}", d.groups());
     assert!(!linked(&d, "late", "m0"), "{:?}", d.groups());
     assert!(d.report("late").unwrap().cluster.is_none());
+}
+
+#[test]
+fn a_fleet_that_forms_late_gathers_a_member_on_its_pool_that_has_gone_quiet() {
+    // A member dealt proxies 0 and 3 made its seven calls an hour before the rest started,
+    // and none since. The others, each on a card of its own, become one group only at their
+    // third call, when their shared template is established; by then nothing new comes from
+    // the quiet member to weigh it again. The fleet, as it forms, looks again at the accounts
+    // alone on its pool.
+    let mut d = Detector::new(Config::default());
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    one_more(&mut d, [PROXIES[0], PROXIES[3]], pos(3, 0), 7);
+    fleet_dealt_proxies(&mut d, None, templated);
+    assert!(linked(&d, "m0", "m3"), "{:?}", d.groups());
+    assert!(linked(&d, "late", "m0"), "{:?}", d.groups());
+}
+
+#[test]
+fn a_fleets_first_pair_takes_a_third_on_its_pool() {
+    // Two accounts, each on a card of its own, switched on in the same minutes on proxies
+    // {0, 1, 2} and {1, 2, 3}: a pool and a start together, one actor. A third, switched on
+    // two hours later on proxies 0 and 3, shares one address with each and two with neither:
+    // over the pair it is on the pool, and a fleet grows from its first pair.
+    let mut d = Detector::new(Config::default());
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    let mut n = 390;
+    for i in 0..40 {
+        for (k, name) in ["a", "b"].into_iter().enumerate() {
+            let who = Who {
+                ip: Some(PROXIES[k + i % 3].into()),
+                ua: Some("OpenAI/Python 1.59.0".into()),
+                payment: Some(format!("pf_own_{name}")),
+                ..Who::default()
+            };
+            d.observe(&line(name, n, &who, &untemplated(i * 2 + k), 4096));
+            n += 2;
+        }
+    }
+    assert!(linked(&d, "a", "b"), "{:?}", d.groups());
+    one_more(&mut d, [PROXIES[0], PROXIES[3]], pos(6, 0), 40);
+    assert!(linked(&d, "late", "a"), "{:?}", d.groups());
 }
 
 /// Two fleets of five, each paying with its own card, whose sign-ups fell in the same hour, on
