@@ -205,6 +205,17 @@ pub struct VerdictChange {
 
 /// A score as reports and listings show it: rounded down, so a shown score never reaches a
 /// threshold the true one has not.
+/// The kinds a join on the fleet's pool ([`Detector::on_the_fleets_pool`]) counts: the
+/// evidence between the two sides, and the pool, read over the group where no one pair
+/// carries it, which is what joined them (`Group::one_actor` counts a group's joins by kind).
+fn on_the_pool(e: &Edge) -> Vec<LinkKind> {
+    let mut kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
+    if !kinds.contains(&LinkKind::Pool) {
+        kinds.push(LinkKind::Pool);
+    }
+    kinds
+}
+
 fn shown(score: f64) -> f64 {
     (score * 10_000.0).floor() / 10_000.0
 }
@@ -699,9 +710,11 @@ impl Detector {
             }
             let e = self.evidence_between(mine, theirs);
             let links = &self.config.links;
-            if e.joins(links, links.min_behaviour) || self.on_the_fleets_pool(mine, theirs, &e) {
+            if e.joins(links, links.min_behaviour) {
                 let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
                 self.union(mine, theirs, &kinds);
+            } else if self.on_the_fleets_pool(mine, theirs, &e) {
+                self.union(mine, theirs, &on_the_pool(&e));
             }
         }
         // Evidence that grew between two members already together (a template established
@@ -735,8 +748,7 @@ impl Detector {
             }
             let e = self.evidence_between(lone, fleet);
             if self.on_the_fleets_pool(lone, fleet, &e) {
-                let kinds: Vec<LinkKind> = e.kinds().map(|(k, _)| k).collect();
-                self.union(lone, fleet, &kinds);
+                self.union(lone, fleet, &on_the_pool(&e));
                 queue.extend(self.linker.edges_of(lone).map(|(n, _)| n));
             }
         }

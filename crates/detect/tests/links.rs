@@ -1178,6 +1178,9 @@ fn an_account_on_two_of_a_fleets_proxies_each_shared_with_other_members_joins_th
     assert!(linked(&d, "late", "m0"), "{:?}", d.groups());
     let r = d.report("late").unwrap();
     assert_eq!(r.verdict, Verdict::Distilling, "{:?}", r.reasons);
+    // The join is on the pool, and the group says so (no one pair of it shares a pool).
+    let g = d.groups();
+    assert_eq!(g[0].links.get("pool"), Some(&1), "{g:?}");
 }
 
 #[test]
