@@ -554,20 +554,40 @@ impl Detector {
 
     /// Whether `lone` shares uncommon addresses in two or more address blocks with the members
     /// of the group rooted at `fleet`, counted over the group: one address with one member,
-    /// another, in another block, with another member. A fleet's proxies are several homes on
-    /// several ISPs, and its members are dealt a few each; a stranger behind one of them (its
-    /// owner, a neighbour on the same carrier exit) shares that one address, not a second
-    /// one elsewhere that the same fleet also uses.
+    /// another, in another block, with another member; and whether the accounts it shares
+    /// addresses with are the fleet's at least as often as strangers' (accounts that were not
+    /// switched on in the fleet's wave). A fleet's proxies are several homes on several ISPs,
+    /// dealt a few to each member and carrying its members; a stranger behind one of them (its
+    /// owner, a neighbour on the same carrier exit) shares that one address, not a second one
+    /// elsewhere that the same fleet also uses, and addresses sold to many, or a carrier's
+    /// exits, carry customers of every age (session 18: in the address-neutralised worlds,
+    /// where every account draws its addresses from one distribution, three customers joined
+    /// a fleet on its addresses until the strangers on them were counted).
     fn shares_the_pool(&self, lone: u32, fleet: u32) -> bool {
-        let mut blocks: Vec<u16> = self
-            .linker
-            .edges_of(lone)
-            .filter(|&(n, _)| self.root_of(n) == fleet)
-            .filter_map(|(_, e)| e.shared_block())
-            .collect();
+        let Some(warm) = self.warmed_up_at() else {
+            return false;
+        };
+        let window = (self.config.links.switched_on_hours * HOUR_MS) as i64;
+        let middle = self.median_first_call(fleet);
+        let mut blocks: Vec<u16> = Vec::new();
+        let (mut members, mut strangers) = (0usize, 0usize);
+        for (n, e) in self.linker.edges_of(lone) {
+            if e.get(LinkKind::Ip) <= 0.0 {
+                continue;
+            }
+            if self.root_of(n) == fleet {
+                members += 1;
+                blocks.extend(e.shared_block());
+            } else {
+                let first = self.accounts[n as usize].state.first_ts();
+                if first < warm || (first - middle).abs() > window {
+                    strangers += 1;
+                }
+            }
+        }
         blocks.sort_unstable();
         blocks.dedup();
-        blocks.len() >= 2
+        blocks.len() >= 2 && strangers <= members
     }
 
     /// Counts the pair `a`-`b` towards its group's pairs that say one actor, once, when both

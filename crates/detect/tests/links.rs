@@ -1211,6 +1211,37 @@ fn a_fleet_that_forms_late_gathers_a_member_on_its_pool_that_has_gone_quiet() {
 }
 
 #[test]
+fn an_account_on_a_fleets_proxies_that_many_others_use_stays_apart() {
+    // Proxies 0 and 3 are also the exits of many customers who were here before the fleet
+    // came (residential addresses sold to many, or a carrier's exits): an account switched
+    // on in the fleet's wave on those two shares them with strangers more than with the
+    // fleet, and stays apart.
+    let mut d = Detector::new(Config::default());
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    for k in 0..6 {
+        let who = Who {
+            ip: Some(PROXIES[if k % 2 == 0 { 0 } else { 3 }].into()),
+            ua: Some("OpenAI/Python 1.59.0".into()),
+            ..Who::default()
+        };
+        for i in 0..3 {
+            d.observe(&line(
+                &format!("resident{k}"),
+                2 + 6 * i + k,
+                &who,
+                &chat(i + k),
+                512,
+            ));
+        }
+    }
+    fleet_dealt_proxies(&mut d, Some("pf_team"), untemplated);
+    one_more(&mut d, [PROXIES[0], PROXIES[3]], pos(7, 30), 40);
+    assert!(linked(&d, "m0", "m3"), "{:?}", d.groups());
+    assert!(!linked(&d, "late", "m0"), "{:?}", d.groups());
+}
+
+#[test]
 fn a_fleets_first_pair_takes_a_third_on_its_pool() {
     // Two accounts, each on a card of its own, switched on in the same minutes on proxies
     // {0, 1, 2} and {1, 2, 3}: a pool and a start together, one actor. A third, switched on
