@@ -203,8 +203,6 @@ pub struct VerdictChange {
     pub exchange: String,
 }
 
-/// A score as reports and listings show it: rounded down, so a shown score never reaches a
-/// threshold the true one has not.
 /// The kinds a join on the fleet's pool ([`Detector::on_the_fleets_pool`]) counts: the
 /// evidence between the two sides, and the pool, read over the group where no one pair
 /// carries it, which is what joined them (`Group::one_actor` counts a group's joins by kind).
@@ -216,6 +214,8 @@ fn on_the_pool(e: &Edge) -> Vec<LinkKind> {
     kinds
 }
 
+/// A score as reports and listings show it: rounded down, so a shown score never reaches a
+/// threshold the true one has not.
 fn shown(score: f64) -> f64 {
     (score * 10_000.0).floor() / 10_000.0
 }
@@ -528,28 +528,38 @@ impl Detector {
         let Some(warm) = self.warmed_up_at() else {
             return false;
         };
-        let window = (links.switched_on_hours * HOUR_MS) as i64;
-        // A fleet's first pair is one too, when what joined it says one actor (a pool or a
-        // card with a start together) and both were switched on, after the warm-up, within
-        // the window: the core a fleet grows from, one member at a time.
-        let switched_on = |g: &Group| {
-            if g.members.len() >= GROUP_HOLDS_TOGETHER {
-                return g.switched_on_together;
-            }
-            let firsts = g
-                .members
-                .iter()
-                .map(|&m| self.accounts[m as usize].state.first_ts());
-            let (lo, hi) = firsts.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
-            g.actor_pairs > 0 && lo >= warm && hi - lo <= window
-        };
-        if !self.groups.get(&fleet).is_some_and(switched_on) {
+        if !self.switched_on_as_a_fleet(fleet) {
             return false;
         }
+        let window = (links.switched_on_hours * HOUR_MS) as i64;
         let first = self.accounts[lone as usize].state.first_ts();
         first >= warm
             && (first - self.median_first_call(fleet)).abs() <= window
             && (e.get(LinkKind::Pool) >= 0.5 * links.pool || self.shares_the_pool(lone, fleet))
+    }
+
+    /// Whether the group rooted at `root` was switched on as a fleet: three or more members
+    /// switched on together ([`Detector::switched_on_together`]), or a fleet's first pair,
+    /// when what joined it says one actor (a pool or a card with a start together) and both
+    /// were switched on, after the warm-up, within `switched_on_hours`: the core a fleet
+    /// grows from, one member at a time.
+    fn switched_on_as_a_fleet(&self, root: u32) -> bool {
+        let Some(g) = self.groups.get(&root) else {
+            return false;
+        };
+        if g.members.len() >= GROUP_HOLDS_TOGETHER {
+            return g.switched_on_together;
+        }
+        let Some(warm) = self.warmed_up_at() else {
+            return false;
+        };
+        let window = (self.config.links.switched_on_hours * HOUR_MS) as i64;
+        let firsts = g
+            .members
+            .iter()
+            .map(|&m| self.accounts[m as usize].state.first_ts());
+        let (lo, hi) = firsts.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+        g.actor_pairs > 0 && lo >= warm && hi - lo <= window
     }
 
     /// Whether `lone` shares uncommon addresses in two or more address blocks with the members
@@ -757,10 +767,15 @@ impl Detector {
     /// neighbours, and every further round is a join.
     fn gather_the_pool(&mut self, idx: u32) {
         let root = self.find(idx);
+        if self.config.links.pool <= 0.0 || !self.switched_on_as_a_fleet(root) {
+            return;
+        }
         let mut queue: Vec<u32> = Vec::new();
         for &m in self.members_of(root).iter().take(GROUP_SCAN) {
             queue.extend(self.linker.edges_of(m).map(|(n, _)| n));
         }
+        queue.sort_unstable();
+        queue.dedup();
         while let Some(lone) = queue.pop() {
             let (mine, fleet) = (self.find(lone), self.find(idx));
             if mine == fleet || self.groups.contains_key(&mine) {

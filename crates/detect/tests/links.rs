@@ -1052,21 +1052,7 @@ fn pooled_fleet_and_one_more(from: usize) -> Detector {
 fn pooled_fleet_and_one_more_with(config: Config, from: usize, card: Option<&str>) -> Detector {
     let addresses = ["81.2.69.142", "93.184.5.10", "151.101.7.33"];
     let mut d = pooled_fleet_with(config, addresses, card);
-    for i in 0..40 {
-        let who = Who {
-            ip: Some(addresses[i % 2].into()),
-            ua: Some("OpenAI/Python 1.59.0".into()),
-            payment: Some("pf_own_late".into()),
-            ..Who::default()
-        };
-        d.observe(&line(
-            "late",
-            from + 4 * i,
-            &who,
-            &untemplated(1000 + i),
-            4096,
-        ));
-    }
+    one_more(&mut d, [addresses[0], addresses[1]], from, 40);
     d
 }
 
