@@ -573,6 +573,11 @@ impl Detector {
     /// exits, carry customers of every age (session 18: in the address-neutralised worlds,
     /// where every account draws its addresses from one distribution, three customers joined
     /// a fleet on its addresses until the strangers on them were counted).
+    ///
+    /// A fleet may buy several proxies of one ISP: in one block, an account shares the pool
+    /// when it shares two addresses with one member and the addresses it shares carry
+    /// several members and no stranger at all (a carrier's exits, or an office's, carry the
+    /// customers who were there before; a proxy's owner calling from home shares one).
     fn shares_the_pool(&self, lone: u32, fleet: u32) -> bool {
         let Some(warm) = self.warmed_up_at() else {
             return false;
@@ -580,7 +585,7 @@ impl Detector {
         let window = (self.config.links.switched_on_hours * HOUR_MS) as i64;
         let middle = self.median_first_call(fleet);
         let mut blocks: Vec<u16> = Vec::new();
-        let (mut members, mut strangers) = (0usize, 0usize);
+        let (mut members, mut strangers, mut several) = (0usize, 0usize, false);
         for (n, e) in self.linker.edges_of(lone) {
             if e.get(LinkKind::Ip) <= 0.0 {
                 continue;
@@ -588,6 +593,7 @@ impl Detector {
             if self.root_of(n) == fleet {
                 members += 1;
                 blocks.extend(e.shared_block());
+                several |= e.shared_addresses() >= 2;
             } else {
                 let first = self.accounts[n as usize].state.first_ts();
                 if first < warm || (first - middle).abs() > window {
@@ -597,7 +603,10 @@ impl Detector {
         }
         blocks.sort_unstable();
         blocks.dedup();
-        blocks.len() >= 2 && strangers <= members
+        // In one block (the fleet bought several proxies of one ISP), only addresses that
+        // carry nobody but the fleet, several of them, and several of its members.
+        let in_one_block = several && strangers == 0 && members >= GROUP_HOLDS_TOGETHER;
+        (blocks.len() >= 2 && strangers <= members) || in_one_block
     }
 
     /// Counts the pair `a`-`b` towards its group's pairs that say one actor, once, when both

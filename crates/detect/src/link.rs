@@ -412,6 +412,11 @@ impl Edge {
         (self.block != 0).then_some(self.block)
     }
 
+    /// How many uncommon addresses the pair shares, up to 3.
+    pub fn shared_addresses(&self) -> u8 {
+        self.shared & 0b11
+    }
+
     pub fn kinds(&self) -> impl Iterator<Item = (LinkKind, f64)> + '_ {
         LinkKind::ALL
             .into_iter()

@@ -982,8 +982,17 @@ fn pooled_fleet(addresses: [&str; 3]) -> Detector {
 /// [`pooled_fleet`] under `config`, every member paying with `card` where one is given.
 fn pooled_fleet_with(config: Config, addresses: [&str; 3], card: Option<&str>) -> Detector {
     let mut d = Detector::new(config);
-    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
-    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    pooled_fleet_on(&mut d, addresses, card);
+    d
+}
+
+/// [`pooled_fleet_with`] on a detector of the caller's (its clock line is sent when the
+/// detector has seen nothing yet).
+fn pooled_fleet_on(d: &mut Detector, addresses: [&str; 3], card: Option<&str>) {
+    if d.account_count() == 0 {
+        d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    }
+    everyday_customers(d, "OpenAI/Python 1.59.0", None);
     // Four hours in, all five first calls inside one ten-minute bucket.
     let mut n = 390;
     for i in 0..60 {
@@ -1004,7 +1013,6 @@ fn pooled_fleet_with(config: Config, addresses: [&str; 3], card: Option<&str>) -
             n += if i == 0 { 3 } else { 1 };
         }
     }
-    d
 }
 
 #[test]
@@ -1196,18 +1204,12 @@ fn a_fleet_that_forms_late_gathers_a_member_on_its_pool_that_has_gone_quiet() {
     assert!(linked(&d, "late", "m0"), "{:?}", d.groups());
 }
 
-#[test]
-fn an_account_on_a_fleets_proxies_that_many_others_use_stays_apart() {
-    // Proxies 0 and 3 are also the exits of many customers who were here before the fleet
-    // came (residential addresses sold to many, or a carrier's exits): an account switched
-    // on in the fleet's wave on those two shares them with strangers more than with the
-    // fleet, and stays apart.
-    let mut d = Detector::new(Config::default());
-    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
-    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+/// Six customers chatting from `addresses` (three on each) from the stream's first minutes,
+/// long before any fleet: the addresses' own residents.
+fn residents(d: &mut Detector, addresses: [&str; 2]) {
     for k in 0..6 {
         let who = Who {
-            ip: Some(PROXIES[if k % 2 == 0 { 0 } else { 3 }].into()),
+            ip: Some(addresses[k % 2].into()),
             ua: Some("OpenAI/Python 1.59.0".into()),
             ..Who::default()
         };
@@ -1221,6 +1223,52 @@ fn an_account_on_a_fleets_proxies_that_many_others_use_stays_apart() {
             ));
         }
     }
+}
+
+/// Three proxies on one ISP (one address block).
+const ONE_ISP: [&str; 3] = ["24.16.25.161", "24.16.144.160", "24.16.129.208"];
+
+/// [`pooled_fleet_with`] on [`ONE_ISP`] and one card, after [`residents`] of two of those
+/// addresses where `residents` is set, then [`one_more`] on those two, 40 calls from 7:30.
+fn one_isp_fleet_and_one_more(with_residents: bool) -> Detector {
+    let mut d = Detector::new(Config::default());
+    if with_residents {
+        d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+        residents(&mut d, [ONE_ISP[0], ONE_ISP[1]]);
+    }
+    pooled_fleet_on(&mut d, ONE_ISP, Some("pf_team"));
+    one_more(&mut d, [ONE_ISP[0], ONE_ISP[1]], pos(7, 30), 40);
+    d
+}
+
+#[test]
+fn an_account_on_a_fleets_own_proxies_of_one_isp_joins_the_fleet() {
+    // A fleet on one card bought three proxies of one ISP, which carry nobody else; an
+    // account switched on in its wave moves between two of them. One block is no pool read
+    // off a pair (a carrier's exits are in one block), but addresses that carry the fleet's
+    // members and no one else are the fleet's.
+    let d = one_isp_fleet_and_one_more(false);
+    assert!(linked(&d, "late", "m0"), "{:?}", d.groups());
+}
+
+#[test]
+fn an_account_on_one_isps_exits_that_others_use_too_stays_apart_from_a_fleet_there() {
+    // The same, but the two addresses are also the exits of customers here long before the
+    // fleet (a carrier's exits): the fleet's members are not all they carry.
+    let d = one_isp_fleet_and_one_more(true);
+    assert!(!linked(&d, "late", "m0"), "{:?}", d.groups());
+}
+
+#[test]
+fn an_account_on_a_fleets_proxies_that_many_others_use_stays_apart() {
+    // Proxies 0 and 3 are also the exits of many customers who were here before the fleet
+    // came (residential addresses sold to many, or a carrier's exits): an account switched
+    // on in the fleet's wave on those two shares them with strangers more than with the
+    // fleet, and stays apart.
+    let mut d = Detector::new(Config::default());
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    residents(&mut d, [PROXIES[0], PROXIES[3]]);
     fleet_dealt_proxies(&mut d, Some("pf_team"), untemplated);
     one_more(&mut d, [PROXIES[0], PROXIES[3]], pos(7, 30), 40);
     assert!(linked(&d, "m0", "m3"), "{:?}", d.groups());
