@@ -404,7 +404,6 @@ impl Detector {
     /// account that existed makes its first call). Sorts the members' first calls: run
     /// when a group grows, not per exchange; groups past `MAX_TIMED_GROUP` keep their answer.
     fn switched_on_together(&self, members: &[u32]) -> bool {
-        let links = &self.config.links;
         if members.len() < GROUP_HOLDS_TOGETHER || members.len() > MAX_TIMED_GROUP {
             return false;
         }
@@ -421,8 +420,21 @@ impl Detector {
             return false;
         }
         firsts.sort_unstable();
-        let window = (links.switched_on_hours * HOUR_MS) as i64;
+        let window = self.wave_ms();
         firsts.windows(need).any(|w| w[need - 1] - w[0] <= window)
+    }
+
+    /// How close first calls must lie to be one switching-on (`switched_on_hours`), in ms.
+    fn wave_ms(&self) -> i64 {
+        (self.config.links.switched_on_hours * HOUR_MS) as i64
+    }
+
+    /// Whether `account` was switched on in the wave whose first calls centre on `middle`:
+    /// its first call after the warm-up and within [`Detector::wave_ms`] of `middle`.
+    fn in_the_wave(&self, account: u32, middle: i64) -> bool {
+        let first = self.accounts[account as usize].state.first_ts();
+        self.warmed_up_at().is_some_and(|warm| first >= warm)
+            && (first - middle).abs() <= self.wave_ms()
     }
 
     /// When the stream's warm-up ends (`first_seen_warmup_hours` after its first exchange):
@@ -525,17 +537,13 @@ impl Detector {
             (n, 1) if n >= 2 => (b, a),
             _ => return false,
         };
-        let Some(warm) = self.warmed_up_at() else {
-            return false;
-        };
         if !self.switched_on_as_a_fleet(fleet) {
             return false;
         }
-        let window = (links.switched_on_hours * HOUR_MS) as i64;
-        let first = self.accounts[lone as usize].state.first_ts();
-        first >= warm
-            && (first - self.median_first_call(fleet)).abs() <= window
-            && (e.get(LinkKind::Pool) >= 0.5 * links.pool || self.shares_the_pool(lone, fleet))
+        let middle = self.median_first_call(fleet);
+        self.in_the_wave(lone, middle)
+            && (e.get(LinkKind::Pool) >= 0.5 * links.pool
+                || self.shares_the_pool(lone, fleet, middle))
     }
 
     /// Whether the group rooted at `root` was switched on as a fleet: three or more members
@@ -553,7 +561,7 @@ impl Detector {
         let Some(warm) = self.warmed_up_at() else {
             return false;
         };
-        let window = (self.config.links.switched_on_hours * HOUR_MS) as i64;
+        let window = self.wave_ms();
         let firsts = g
             .members
             .iter()
@@ -563,10 +571,10 @@ impl Detector {
     }
 
     /// Whether `lone` shares uncommon addresses in two or more address blocks with the members
-    /// of the group rooted at `fleet`, counted over the group: one address with one member,
-    /// another, in another block, with another member; and whether the accounts it shares
-    /// addresses with are the fleet's at least as often as strangers' (accounts that were not
-    /// switched on in the fleet's wave). A fleet's proxies are several homes on several ISPs,
+    /// of the group rooted at `fleet` (whose first calls centre on `middle`), counted over the
+    /// group: one address with one member, another, in another block, with another member;
+    /// and whether the accounts it shares addresses with are the fleet's at least as often as
+    /// strangers' (accounts that were not switched on in the fleet's wave). A fleet's proxies are several homes on several ISPs,
     /// dealt a few to each member and carrying its members; a stranger behind one of them (its
     /// owner, a neighbour on the same carrier exit) shares that one address, not a second one
     /// elsewhere that the same fleet also uses, and addresses sold to many, or a carrier's
@@ -578,12 +586,7 @@ impl Detector {
     /// when it shares two addresses with one member and the addresses it shares carry
     /// several members and no stranger at all (a carrier's exits, or an office's, carry the
     /// customers who were there before; a proxy's owner calling from home shares one).
-    fn shares_the_pool(&self, lone: u32, fleet: u32) -> bool {
-        let Some(warm) = self.warmed_up_at() else {
-            return false;
-        };
-        let window = (self.config.links.switched_on_hours * HOUR_MS) as i64;
-        let middle = self.median_first_call(fleet);
+    fn shares_the_pool(&self, lone: u32, fleet: u32, middle: i64) -> bool {
         let mut blocks: Vec<u16> = Vec::new();
         let (mut members, mut strangers, mut several) = (0usize, 0usize, false);
         for (n, e) in self.linker.edges_of(lone) {
@@ -594,11 +597,8 @@ impl Detector {
                 members += 1;
                 blocks.extend(e.shared_block());
                 several |= e.shared_addresses() >= 2;
-            } else {
-                let first = self.accounts[n as usize].state.first_ts();
-                if first < warm || (first - middle).abs() > window {
-                    strangers += 1;
-                }
+            } else if !self.in_the_wave(n, middle) {
+                strangers += 1;
             }
         }
         blocks.sort_unstable();

@@ -160,6 +160,20 @@ fn everyday_customers(d: &mut Detector, ua: &str, asn: Option<u64>) {
     feed(d, &others, 1);
 }
 
+/// A detector that has seen the stream's first call and [`everyday_customers`] on the common
+/// SDK: the population that makes an address or a client rare or common.
+fn busy_detector() -> Detector {
+    busy_detector_with(Config::default())
+}
+
+/// [`busy_detector`] under `config`.
+fn busy_detector_with(config: Config) -> Detector {
+    let mut d = Detector::new(config);
+    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
+    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    d
+}
+
 #[test]
 fn a_shared_office_address_alone_links_nothing() {
     let mut d = Detector::new(Config::default());
@@ -823,9 +837,7 @@ fn fleet_on_own_networks(tls: Option<&str>, gap: usize) -> Detector {
 /// [`fleet_on_own_networks`], each account asking untemplated questions for its first
 /// `plain` rounds and the step-by-step ones only after.
 fn fleet_on_own_networks_from(tls: Option<&str>, gap: usize, plain: usize) -> Detector {
-    let mut d = Detector::new(Config::default());
-    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
-    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    let mut d = busy_detector();
     let isps = [
         "81.2.69.142",
         "93.184.5.10",
@@ -981,18 +993,13 @@ fn pooled_fleet(addresses: [&str; 3]) -> Detector {
 
 /// [`pooled_fleet`] under `config`, every member paying with `card` where one is given.
 fn pooled_fleet_with(config: Config, addresses: [&str; 3], card: Option<&str>) -> Detector {
-    let mut d = Detector::new(config);
+    let mut d = busy_detector_with(config);
     pooled_fleet_on(&mut d, addresses, card);
     d
 }
 
-/// [`pooled_fleet_with`] on a detector of the caller's (its clock line is sent when the
-/// detector has seen nothing yet).
+/// [`pooled_fleet_with`]'s fleet, sent to a detector of the caller's.
 fn pooled_fleet_on(d: &mut Detector, addresses: [&str; 3], card: Option<&str>) {
-    if d.account_count() == 0 {
-        d.observe(&line("clock", 0, &Who::default(), "hello", 64));
-    }
-    everyday_customers(d, "OpenAI/Python 1.59.0", None);
     // Four hours in, all five first calls inside one ten-minute bucket.
     let mut n = 390;
     for i in 0..60 {
@@ -1153,9 +1160,7 @@ fn one_more(d: &mut Detector, addresses: [&str; 2], from: usize, calls: usize) {
 
 /// [`fleet_dealt_proxies`] on one card, then [`one_more`] with 40 calls.
 fn fleet_dealt_proxies_and_one_more(addresses: [&str; 2], from: usize) -> Detector {
-    let mut d = Detector::new(Config::default());
-    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
-    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    let mut d = busy_detector();
     fleet_dealt_proxies(&mut d, Some("pf_team"), untemplated);
     one_more(&mut d, addresses, from, 40);
     d
@@ -1195,9 +1200,7 @@ fn a_fleet_that_forms_late_gathers_a_member_on_its_pool_that_has_gone_quiet() {
     // third call, when their shared template is established; by then nothing new comes from
     // the quiet member to weigh it again. The fleet, as it forms, looks again at the accounts
     // alone on its pool.
-    let mut d = Detector::new(Config::default());
-    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
-    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    let mut d = busy_detector();
     one_more(&mut d, [PROXIES[0], PROXIES[3]], pos(3, 0), 7);
     fleet_dealt_proxies(&mut d, None, templated);
     assert!(linked(&d, "m0", "m3"), "{:?}", d.groups());
@@ -1229,11 +1232,10 @@ fn residents(d: &mut Detector, addresses: [&str; 2]) {
 const ONE_ISP: [&str; 3] = ["24.16.25.161", "24.16.144.160", "24.16.129.208"];
 
 /// [`pooled_fleet_with`] on [`ONE_ISP`] and one card, after [`residents`] of two of those
-/// addresses where `residents` is set, then [`one_more`] on those two, 40 calls from 7:30.
+/// addresses where `with_residents` is set, then [`one_more`] on those two, 40 calls from 7:30.
 fn one_isp_fleet_and_one_more(with_residents: bool) -> Detector {
-    let mut d = Detector::new(Config::default());
+    let mut d = busy_detector();
     if with_residents {
-        d.observe(&line("clock", 0, &Who::default(), "hello", 64));
         residents(&mut d, [ONE_ISP[0], ONE_ISP[1]]);
     }
     pooled_fleet_on(&mut d, ONE_ISP, Some("pf_team"));
@@ -1265,9 +1267,7 @@ fn an_account_on_a_fleets_proxies_that_many_others_use_stays_apart() {
     // came (residential addresses sold to many, or a carrier's exits): an account switched
     // on in the fleet's wave on those two shares them with strangers more than with the
     // fleet, and stays apart.
-    let mut d = Detector::new(Config::default());
-    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
-    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    let mut d = busy_detector();
     residents(&mut d, [PROXIES[0], PROXIES[3]]);
     fleet_dealt_proxies(&mut d, Some("pf_team"), untemplated);
     one_more(&mut d, [PROXIES[0], PROXIES[3]], pos(7, 30), 40);
@@ -1281,9 +1281,7 @@ fn a_fleets_first_pair_takes_a_third_on_its_pool() {
     // {0, 1, 2} and {1, 2, 3}: a pool and a start together, one actor. A third, switched on
     // two hours later on proxies 0 and 3, shares one address with each and two with neither:
     // over the pair it is on the pool, and a fleet grows from its first pair.
-    let mut d = Detector::new(Config::default());
-    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
-    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    let mut d = busy_detector();
     let mut n = 390;
     for i in 0..40 {
         for (k, name) in ["a", "b"].into_iter().enumerate() {
@@ -1311,9 +1309,7 @@ fn two_fleets(lag: usize) -> Detector {
 
 /// [`two_fleets`], each fleet's members sending the TLS fingerprint `builds[fleet]`.
 fn two_fleets_on(lag: usize, builds: [Option<&str>; 2]) -> Detector {
-    let mut d = Detector::new(Config::default());
-    d.observe(&line("clock", 0, &Who::default(), "hello", 64));
-    everyday_customers(&mut d, "OpenAI/Python 1.59.0", None);
+    let mut d = busy_detector();
     let who = |fleet: usize, k: usize| Who {
         ip: Some(format!("203.0.113.{}", 10 + fleet * 20 + k)),
         payment: Some(format!("pf_fleet_{fleet}")),
