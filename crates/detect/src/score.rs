@@ -251,7 +251,7 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(Signal, f64, f64, Strin
             "machine rhythm: the quietest six hours of the day carry {} of an even share of calls (people sleep; machines do not); gaps between calls vary by {:.2}x their mean (sessions of people vary more); active in {} of the hours over {:.0} h",
             pct(f.quiet_hours_activity), f.gap_cv, pct(f.duty_cycle), f.span_hours)),
         (Signal::IpRotation, rotation, w.ip_rotation, detail!(explain,
-            "{} distinct client addresses per call", pct(f.ip_churn))),
+            "{} distinct client addresses per call (about {:.0} addresses)", pct(f.ip_churn), f.ip_churn * f64::from(f.exchanges))),
         (Signal::NewAccount, new_account, w.new_account, detail!(explain,
             "account was {:.1} days old at its first call", f.account_age_days.unwrap_or(0.0))),
         (Signal::ModelPivot, pivot, w.model_pivot, detail!(explain,
@@ -413,6 +413,12 @@ const CIRCUMSTANCES: u32 = 2;
 /// towards `min_evidence_lines`.
 const PARTIAL_LINE: f64 = 0.5;
 const CIRCUMSTANCE_MIN: f64 = 0.5;
+/// Rotation through at least this many client addresses, most calls from one not seen before,
+/// makes the circumstances line by itself: a rotating proxy pool, which no customer's traffic
+/// needs. A person's devices use a few addresses a day, a product's servers a few, a
+/// company's egress pool a few dozen; a few dozen calls from as many addresses (a developer
+/// on a phone and a train's Wi-Fi, a team behind a pool) is a share, not a pool.
+const ROTATION_POOL: f64 = 48.0;
 
 /// Scores an account from its features, with the reasons behind the score.
 pub fn assess(f: &Features, c: &Config) -> Assessment {
@@ -456,6 +462,7 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     let mut any_circumstance = false;
     let mut round_the_clock = false;
     let mut hidden_reasoning = 0.0;
+    let mut rotated = 0.0;
     for (signal, strength, weight, detail) in signals {
         let mut value = confidence * strength * weight;
         if value > 0.0 && signal.is_context() {
@@ -479,6 +486,9 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         }
         if signal == Signal::HiddenReasoning {
             hidden_reasoning = value;
+        }
+        if signal == Signal::IpRotation {
+            rotated = value;
         }
         for (i, total) in by_line.iter_mut().enumerate() {
             if lines & (1 << i) != 0 {
@@ -508,7 +518,9 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
             0.0
         }
     });
-    let circumstance_line = u32::from(circumstances >= CIRCUMSTANCES);
+    let pool = f.ip_churn * f64::from(f.exchanges);
+    let rotating_pool = rotated >= CIRCUMSTANCE_MIN && pool >= ROTATION_POOL;
+    let circumstance_line = u32::from(circumstances >= CIRCUMSTANCES || rotating_pool);
     let lines = shares.clone().filter(|&s| s == 1.0).count() as u32 + circumstance_line;
     let weighed = shares.sum::<f64>() + f64::from(circumstance_line);
     // A logit-bias sweep is extraction no product performs; it need not last to be acted on.
@@ -568,7 +580,7 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     } else if held && enough {
         Some(if weighed < f64::from(c.thresholds.min_evidence_lines) {
             format!(
-                "held at suspicious: {weighed:.1} independent line(s) of harvest evidence (coverage, extraction, generated prompts, a fleet of accounts, two or more circumstances together; a line at least half there counts as its share), {} needed; one line with one circumstance is what a product's many users also show",
+                "held at suspicious: {weighed:.1} independent line(s) of harvest evidence (coverage, extraction, generated prompts, a fleet of accounts, two or more circumstances together or a rotating pool of addresses; a line at least half there counts as its share), {} needed; one line with one circumstance is what a product's many users also show",
                 c.thresholds.min_evidence_lines
             )
         } else {
@@ -675,6 +687,33 @@ mod tests {
         assert_eq!(extraction2, extraction);
         assert!((0.5..1.0).contains(&templated), "{templated}");
         assert_eq!(verdict, Verdict::Distilling);
+    }
+
+    #[test]
+    fn a_rotating_proxy_pool_is_a_line_of_circumstance_by_itself() {
+        let c = Config::default();
+        // The plain harvest in office hours (no timing to go with anything), from one
+        // address: coverage and long answers just short of a second line, held.
+        let office = Features {
+            quiet_hours_activity: 0.0,
+            ..plain_harvest(0.0)
+        };
+        assert_ne!(assess(&office, &c).verdict, Verdict::Distilling);
+        // The same calls each from an address of a pool of hundreds: no customer's traffic
+        // needs one.
+        let rotating = Features {
+            ip_churn: 0.9,
+            ..office.clone()
+        };
+        assert_eq!(assess(&rotating, &c).verdict, Verdict::Distilling);
+        // A few dozen addresses (a developer on the move, a team behind an egress pool) are a
+        // share, not a pool: the rule reads the pool's size (share of addresses x calls), and
+        // the same share over 40 calls, 36 addresses, is held.
+        let few = Features {
+            exchanges: 40,
+            ..rotating.clone()
+        };
+        assert_ne!(assess(&few, &c).verdict, Verdict::Distilling);
     }
 
     #[test]
