@@ -147,6 +147,14 @@ pub struct Features {
     pub concealed_fleet: bool,
 }
 
+impl Features {
+    /// About how many distinct client addresses the calls came from: the pool behind
+    /// `ip_churn`, which is this count over the calls.
+    pub fn client_addresses(&self) -> f64 {
+        self.ip_churn * f64::from(self.exchanges)
+    }
+}
+
 impl AccountState {
     /// The account's most repeated prompt skeleton and its (lower-bound) count.
     /// A template is a fixed wrapper around a slot, at the prompt's start or at its end

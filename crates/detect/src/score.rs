@@ -251,7 +251,7 @@ fn signals(f: &Features, c: &Config, explain: bool) -> [(Signal, f64, f64, Strin
             "machine rhythm: the quietest six hours of the day carry {} of an even share of calls (people sleep; machines do not); gaps between calls vary by {:.2}x their mean (sessions of people vary more); active in {} of the hours over {:.0} h",
             pct(f.quiet_hours_activity), f.gap_cv, pct(f.duty_cycle), f.span_hours)),
         (Signal::IpRotation, rotation, w.ip_rotation, detail!(explain,
-            "{} distinct client addresses per call (about {:.0} addresses)", pct(f.ip_churn), f.ip_churn * f64::from(f.exchanges))),
+            "{} distinct client addresses per call (about {:.0} addresses)", pct(f.ip_churn), f.client_addresses())),
         (Signal::NewAccount, new_account, w.new_account, detail!(explain,
             "account was {:.1} days old at its first call", f.account_age_days.unwrap_or(0.0))),
         (Signal::ModelPivot, pivot, w.model_pivot, detail!(explain,
@@ -462,7 +462,7 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
     let mut any_circumstance = false;
     let mut round_the_clock = false;
     let mut hidden_reasoning = 0.0;
-    let mut rotated = 0.0;
+    let mut rotated = false;
     for (signal, strength, weight, detail) in signals {
         let mut value = confidence * strength * weight;
         if value > 0.0 && signal.is_context() {
@@ -470,9 +470,8 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
         }
         logit += value;
         let lines = signal.lines();
-        if lines & (1 << EVASION) != 0 && value >= CIRCUMSTANCE_MIN {
-            circumstances += 1;
-        }
+        let circumstance = lines & (1 << EVASION) != 0 && value >= CIRCUMSTANCE_MIN;
+        circumstances += u32::from(circumstance);
         // A new account is every new customer: it puts no one on the watch list. Calls round
         // the clock at random intervals are what a product with users on several continents
         // sends: beside broad coverage (what such a product's users ask) they put no one there
@@ -488,7 +487,7 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
             hidden_reasoning = value;
         }
         if signal == Signal::IpRotation {
-            rotated = value;
+            rotated = circumstance;
         }
         for (i, total) in by_line.iter_mut().enumerate() {
             if lines & (1 << i) != 0 {
@@ -518,8 +517,7 @@ fn evaluate(f: &Features, c: &Config, explain: bool) -> Assessment {
             0.0
         }
     });
-    let pool = f.ip_churn * f64::from(f.exchanges);
-    let rotating_pool = rotated >= CIRCUMSTANCE_MIN && pool >= ROTATION_POOL;
+    let rotating_pool = rotated && f.client_addresses() >= ROTATION_POOL;
     let circumstance_line = u32::from(circumstances >= CIRCUMSTANCES || rotating_pool);
     let lines = shares.clone().filter(|&s| s == 1.0).count() as u32 + circumstance_line;
     let weighed = shares.sum::<f64>() + f64::from(circumstance_line);
