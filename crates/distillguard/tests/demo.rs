@@ -36,6 +36,18 @@ fn the_demo_runs_end_to_end_without_the_shared_corpora() {
     let on = words.iter().position(|w| *w == "on").unwrap();
     assert_eq!(words[on + 1], words[on + 3], "{agree}");
     assert!(words[on + 1].parse::<usize>().unwrap() > 12, "{agree}");
+    // Each simulated customer's own address reaches the log (through the trusted loopback
+    // proxy), not the demo's 127.0.0.1 for all of them: the links read addresses.
+    let log = std::fs::read_to_string(dir.path().join("out/exchanges.jsonl")).unwrap();
+    let addresses: std::collections::HashSet<String> = log
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            v["ip"].as_str().map(str::to_owned)
+        })
+        .collect();
+    assert!(addresses.len() > 12, "{addresses:?}");
+    assert!(!addresses.contains("127.0.0.1"), "{addresses:?}");
 }
 
 #[test]

@@ -77,6 +77,11 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     // account (`[detector.thresholds] min_active_hours`), so the demo waives that one rule,
     // and says so. A deployment keeps it.
     config.detector.thresholds.min_active_hours = 0.0;
+    // Every request comes from this process over loopback; each simulated customer's own
+    // address travels in `X-Forwarded-For`, read from loopback as from a load balancer in
+    // front of a deployment (`trusted_proxies`). Without it every account of the log shares
+    // 127.0.0.1, and the links read one office where there are seventy-seven customers.
+    config.trusted_proxies = vec!["127.0.0.1/32".parse()?];
     let detector_config = config.detector.clone();
     config.upstreams.push(Upstream {
         base_url: format!("http://{upstream}/v1"),
@@ -155,6 +160,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
                 ex.endpoint.clone(),
                 serde_json::to_vec(&ex.request)?,
                 ex.user_agent.clone(),
+                ex.ip.clone(),
             ));
         }
     }
@@ -170,7 +176,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let statuses = Arc::new(std::sync::Mutex::new(BTreeMap::<u16, usize>::new()));
     let sem = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
     let mut tasks = Vec::with_capacity(plan.len());
-    for (account, endpoint, body, ua) in plan.iter().cloned() {
+    for (account, endpoint, body, ua, ip) in plan.iter().cloned() {
         let permit = sem.clone().acquire_owned().await?;
         let client = client.clone();
         let url = format!("{base}{endpoint}");
@@ -184,6 +190,9 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
                 .body(body);
             if let Some(ua) = ua {
                 req = req.header("user-agent", ua);
+            }
+            if let Some(ip) = ip {
+                req = req.header("x-forwarded-for", ip);
             }
             let status = match req.send().await {
                 Ok(r) => {
