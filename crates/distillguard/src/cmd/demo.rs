@@ -80,7 +80,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     // Every request comes from this process over loopback; each simulated customer's own
     // address travels in `X-Forwarded-For`, read from loopback as from a load balancer in
     // front of a deployment (`trusted_proxies`). Without it every account of the log shares
-    // 127.0.0.1, and the links read one office where there are seventy-seven customers.
+    // 127.0.0.1, and the links read one office where there are dozens of customers.
     config.trusted_proxies = vec!["127.0.0.1/32".parse()?];
     let detector_config = config.detector.clone();
     config.upstreams.push(Upstream {
