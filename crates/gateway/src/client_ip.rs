@@ -33,6 +33,30 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     last
 }
 
+/// Whether a request names its client in `Forwarded` / `X-Forwarded-For` that this gateway
+/// ignores because its peer is not a trusted proxy, while the peer is an address of the
+/// operator's own network (loopback, private, link-local): what a load balancer or sidecar in
+/// front of the gateway looks like before `trusted_proxies` names it. Left so, every client
+/// is recorded as that one address, address-based linking joins the first accounts that share
+/// it while it is still rare, and rotation is never seen. (A client on a private network
+/// connecting directly may send such a header too; the warning this feeds says so.)
+pub fn ignored_forwarding(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
+    let internal = match peer {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local()
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_private())
+        }
+    };
+    internal
+        && !trusted.iter().any(|n| n.contains(&peer))
+        && (headers.contains_key("forwarded") || headers.contains_key("x-forwarded-for"))
+}
+
 /// The forwarded-for hops, left to right; `None` for one that is not an address.
 fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     let forwarded: Vec<&str> = headers
@@ -139,6 +163,27 @@ mod tests {
             ("x-forwarded-for", "203.0.113.2"),
         ]);
         assert_eq!(client_ip(ip("10.9.9.9"), &h, &trusted), ip("203.0.113.1"));
+    }
+
+    #[test]
+    fn a_proxy_of_our_own_whose_forwarding_is_ignored_is_noticed() {
+        let h = headers(&[("x-forwarded-for", "203.0.113.9")]);
+        // A balancer on the operator's network, not yet trusted: its header is ignored.
+        assert!(ignored_forwarding(ip("10.0.0.5"), &h, &[]));
+        assert!(ignored_forwarding(ip("127.0.0.1"), &h, &[]));
+        assert!(ignored_forwarding(ip("fd00::1"), &h, &[]));
+        let rfc = headers(&[("forwarded", "for=203.0.113.9")]);
+        assert!(ignored_forwarding(ip("192.168.1.2"), &rfc, &[]));
+        // Trusted: its header is read, nothing to say.
+        assert!(!ignored_forwarding(
+            ip("10.0.0.5"),
+            &h,
+            &nets(&["10.0.0.0/8"])
+        ));
+        // A client on the internet claiming to forward: it is the client, as it should be.
+        assert!(!ignored_forwarding(ip("198.51.100.7"), &h, &[]));
+        // A peer of our own network with no such header: a client inside it.
+        assert!(!ignored_forwarding(ip("10.0.0.5"), &HeaderMap::new(), &[]));
     }
 
     #[test]

@@ -135,6 +135,7 @@ pub async fn generate(
             Some(e),
         ),
     };
+    warn_of_ignored_forwarding(remote.ip(), &headers, &state.config.trusted_proxies);
     let call = CallRecord {
         id: request_id(),
         ts_ms: now_ms(),
@@ -586,5 +587,25 @@ pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
 fn export(state: &AppState, line: &Value, content: crate::config::ContentPolicy) {
     if let Some(x) = &state.otlp {
         x.export(line, content);
+    }
+}
+
+/// Says once per process that a proxy of the operator's own network forwards client addresses
+/// the gateway ignores (`client_ip::ignored_forwarding`): every call is then attributed to
+/// that proxy, and the detector's address evidence is one address for everyone.
+fn warn_of_ignored_forwarding(
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.load(std::sync::atomic::Ordering::Relaxed)
+        && crate::client_ip::ignored_forwarding(peer, headers, trusted)
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        tracing::warn!(
+            %peer,
+            "requests from {peer} name their client in Forwarded/X-Forwarded-For, which is ignored because {peer} is not in trusted_proxies: every call from it is recorded as {peer}, and address links and rotation see one address for all its clients; if {peer} is a load balancer or sidecar in front of the gateway, add it to trusted_proxies (if clients on your own network connect directly, ignore this)"
+        );
     }
 }
