@@ -17,7 +17,7 @@ use ipnet::IpNet;
 /// else `X-Forwarded-For`; every instance of the header, in order). A hop that does not parse
 /// (`unknown`, an obfuscated name) ends the walk at the last trusted hop.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let is_trusted = |ip: &IpAddr| is_trusted(ip, trusted);
     if !is_trusted(&peer) {
         return peer;
     }
@@ -41,20 +41,19 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
 /// it while it is still rare, and rotation is never seen. (A client on a private network
 /// connecting directly may send such a header too; the warning this feeds says so.)
 pub fn ignored_forwarding(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
-    let internal = match peer {
+    // An IPv4 peer on a dual-stack socket arrives IPv4-mapped: judged as the IPv4 it is.
+    let internal = match peer.to_canonical() {
         IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unique_local()
-                || v6.is_unicast_link_local()
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| v4.is_loopback() || v4.is_private())
-        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
     };
     internal
-        && !trusted.iter().any(|n| n.contains(&peer))
+        && !is_trusted(&peer, trusted)
         && (headers.contains_key("forwarded") || headers.contains_key("x-forwarded-for"))
+}
+
+/// Whether `ip` is one of the configured trusted proxies.
+fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|n| n.contains(ip))
 }
 
 /// The forwarded-for hops, left to right; `None` for one that is not an address.
@@ -172,6 +171,7 @@ mod tests {
         assert!(ignored_forwarding(ip("10.0.0.5"), &h, &[]));
         assert!(ignored_forwarding(ip("127.0.0.1"), &h, &[]));
         assert!(ignored_forwarding(ip("fd00::1"), &h, &[]));
+        assert!(ignored_forwarding(ip("::ffff:10.0.0.5"), &h, &[]));
         let rfc = headers(&[("forwarded", "for=203.0.113.9")]);
         assert!(ignored_forwarding(ip("192.168.1.2"), &rfc, &[]));
         // Trusted: its header is read, nothing to say.
