@@ -433,15 +433,25 @@ struct Holders {
 }
 
 /// The link graph: which account holds which values, and the evidence between pairs.
+///
+/// The edges are most of its memory (a value shared by `max_share` accounts makes that many
+/// squared pairs), so they are held as compactly as their use allows: each pair's evidence
+/// once, in a list in the order the pairs were first linked, and each account's adjacency as
+/// (other account, index of the edge) under both accounts of the pair. Finding the edge of
+/// a pair scans the shorter adjacency, bounded like the edges; a hash map of pairs cost
+/// twice the bytes (its buckets, kept at most 7/8 full and doubling, were half empty at
+/// 100,000 accounts; `bench memory`).
 #[derive(Default, Serialize, Deserialize)]
 pub struct Linker {
     values: HashMap<u64, Holders>,
-    edges: HashMap<(u32, u32), Edge>,
+    /// Every linked pair's evidence.
+    edges: Vec<Edge>,
     /// Per account, the values it has contributed (kind mixed into the hash).
     contributed: Vec<Vec<u64>>,
-    /// Per account, the accounts it has an edge with: bounded like the edges, and what lets
-    /// the detector weigh an account's (or a small group's) evidence against a whole group.
-    neighbours: Vec<Vec<u32>>,
+    /// Per account, the accounts it has an edge with and that edge's index in `edges`:
+    /// bounded like the edges, and what lets the detector weigh an account's (or a small
+    /// group's) evidence against a whole group.
+    adjacent: Vec<Vec<(u32, u32)>>,
 }
 
 fn key(kind: LinkKind, value: u64) -> u64 {
@@ -499,20 +509,42 @@ impl Linker {
             .filter(|&o| o != account)
             .collect();
         for &o in &others {
-            let pair = (o.min(account), o.max(account));
-            let edge = self.edges.entry(pair).or_insert_with(|| {
-                for (x, y) in [(account, o), (o, account)] {
-                    let x = x as usize;
-                    if self.neighbours.len() <= x {
-                        self.neighbours.resize_with(x + 1, Vec::new);
-                    }
-                    self.neighbours[x].push(y);
-                }
-                Edge::default()
-            });
-            edge.raise(kind, w);
+            let at = match self.edge_index(account, o) {
+                Some(at) => at,
+                None => self.add_edge(account, o),
+            };
+            self.edges[at].raise(kind, w);
         }
         (w, others)
+    }
+
+    /// Where the edge of `a` and `b` is in `edges`, if they have one.
+    fn edge_index(&self, a: u32, b: u32) -> Option<usize> {
+        let list = |x: u32| self.adjacent.get(x as usize).map_or(&[][..], Vec::as_slice);
+        let (shorter, other) = if list(a).len() <= list(b).len() {
+            (list(a), b)
+        } else {
+            (list(b), a)
+        };
+        shorter
+            .iter()
+            .find(|&&(n, _)| n == other)
+            .map(|&(_, at)| at as usize)
+    }
+
+    /// A new, empty edge between `a` and `b`, listed under both.
+    fn add_edge(&mut self, a: u32, b: u32) -> usize {
+        let at = self.edges.len();
+        let index = u32::try_from(at).expect("fewer than 2^32 edges");
+        self.edges.push(Edge::default());
+        for (x, y) in [(a, b), (b, a)] {
+            let x = x as usize;
+            if self.adjacent.len() <= x {
+                self.adjacent.resize_with(x + 1, Vec::new);
+            }
+            self.adjacent[x].push((y, index));
+        }
+        at
     }
 
     /// [`Linker::note`] for a client address, with the block it belongs to
@@ -539,28 +571,32 @@ impl Linker {
 
     /// The accounts `account` has evidence with, and that evidence.
     pub fn edges_of(&self, account: u32) -> impl Iterator<Item = (u32, &Edge)> + '_ {
-        self.neighbours
+        self.adjacent
             .get(account as usize)
             .map_or(&[][..], Vec::as_slice)
             .iter()
-            .filter_map(move |&n| self.edge(account, n).map(|e| (n, e)))
+            .map(|&(n, at)| (n, &self.edges[at as usize]))
     }
 
     /// The evidence between two accounts, if any.
     pub fn edge(&self, a: u32, b: u32) -> Option<&Edge> {
-        self.edges.get(&(a.min(b), a.max(b)))
+        self.edge_index(a, b).map(|at| &self.edges[at])
     }
 
     pub(crate) fn edge_mut(&mut self, a: u32, b: u32) -> Option<&mut Edge> {
-        self.edges.get_mut(&(a.min(b), a.max(b)))
+        self.edge_index(a, b).map(|at| &mut self.edges[at])
     }
 
-    /// Every edge with evidence at or above `min`, for reports.
+    /// Every edge with evidence at or above `min` (as `(a, b, edge)` with `a < b`), for
+    /// reports.
     pub fn edges(&self, min: f64) -> impl Iterator<Item = (u32, u32, &Edge)> + '_ {
-        self.edges
-            .iter()
-            .filter(move |(_, e)| e.total() >= min)
-            .map(|(&(a, b), e)| (a, b, e))
+        self.adjacent.iter().enumerate().flat_map(move |(a, list)| {
+            let a = a as u32;
+            list.iter()
+                .filter(move |&&(b, _)| a < b)
+                .map(move |&(b, at)| (a, b, &self.edges[at as usize]))
+                .filter(move |(_, _, e)| e.total() >= min)
+        })
     }
 
     /// The value of `kind` most of `accounts` hold, with how many of them hold it (values as

@@ -15,7 +15,7 @@ use crate::sketch::hash_bytes;
 use crate::{Config, Detector};
 
 /// The layout of the saved state; raise it whenever a saved type changes shape.
-pub const STATE_VERSION: u32 = 10;
+pub const STATE_VERSION: u32 = 11;
 
 const MAGIC: &[u8; 8] = b"DGSTATE\0";
 /// Magic, state version, facts version, config fingerprint, payload checksum.

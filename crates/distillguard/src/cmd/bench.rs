@@ -34,6 +34,9 @@ pub enum What {
     /// The watermark: false positives on human text, power against length and edits, the
     /// quality cost of each δ, load, decode and detection speeds (feature `engine`).
     Watermark(crate::cmd::bench_watermark::Args),
+    /// Radioactivity: students trained on the engine's marked answers (alone or as 5 % of
+    /// human text) and on its unmarked ones, their text tested for the mark (feature `engine`).
+    Radioactivity(crate::cmd::bench_radioactivity::Args),
     /// The analyst console's pages timed on a gateway holding many accounts.
     Console(crate::cmd::bench_console::Args),
 }
@@ -139,6 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         What::Memory(a) => memory(a),
         What::Load(a) => load(a),
         What::Watermark(a) => crate::cmd::bench_watermark::run(a),
+        What::Radioactivity(a) => crate::cmd::bench_radioactivity::run(a),
         What::Console(a) => crate::cmd::bench_console::run(a),
     }
 }
@@ -390,6 +394,11 @@ fn memory(args: MemoryArgs) -> anyhow::Result<ExitCode> {
         baseline,
         (held - baseline) * 1024.0 * 1024.0 / args.accounts as f64,
         std::mem::size_of::<detect::AccountState>()
+    );
+    let (values, edges) = detector.link_index_size();
+    println!(
+        "link graph: {values} values, {edges} edges ({:.1} per account)",
+        2.0 * edges as f64 / args.accounts as f64
     );
     // What a gateway's snapshot of this detector costs (after the peak above was read: the
     // bytes are a second copy of the state while they exist).
