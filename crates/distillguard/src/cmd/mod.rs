@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_console;
+pub mod bench_radioactivity;
 pub mod bench_watermark;
 pub mod collect;
 pub mod demo;
