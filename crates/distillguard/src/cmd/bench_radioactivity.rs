@@ -17,10 +17,12 @@
 //! The engine's answers are slow to write on a CPU (about 14 tokens/s here), so they are kept
 //! in `--cache` as they come and a rerun writes only the ones missing.
 
+#[cfg(any(feature = "engine", test))]
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(any(feature = "engine", test))]
 use rand::Rng;
 
 #[derive(clap::Args)]
@@ -63,6 +65,7 @@ pub struct Args {
 /// that context's followers (in proportion to their counts) with probability `c / (c + t)`
 /// (`c` followers counted, `t` distinct), else the model backs off to one token less of
 /// context, down to the unigram.
+#[cfg(any(feature = "engine", test))]
 pub struct Student {
     order: usize,
     /// `tables[k - 1]`: contexts of `k` tokens → every token that followed them.
@@ -70,12 +73,14 @@ pub struct Student {
     unigram: Vec<u32>,
 }
 
+#[cfg(any(feature = "engine", test))]
 #[derive(Default)]
 struct Followers {
     all: Vec<u32>,
     distinct: usize,
 }
 
+#[cfg(any(feature = "engine", test))]
 impl Student {
     /// Counts `docs` (token sequences, each learned on its own) into an order-`order` model.
     pub fn train<'a>(order: usize, docs: impl IntoIterator<Item = &'a [u32]>) -> Self {
@@ -212,26 +217,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             if kept.contains_key(&(marked, i)) {
                 continue;
             }
-            let ids = model
-                .tokenizer
-                .encode(&engine::chat::prompt(&[("user".into(), prompt.clone())]));
-            let params = engine::Params {
-                max_tokens: a.tokens,
-                min_tokens: a.tokens,
-                temperature: 1.0,
-                top_p: 1.0,
-                seed: i as u64,
-                logprobs: None,
-            };
             let t = Instant::now();
-            let g = engine::generate(
+            let (_, g) = crate::cmd::bench_watermark::long_answer(
                 &mut model,
-                &ids,
-                &params,
+                prompt,
+                a.tokens,
+                i as u64,
                 marked.then_some(&acme),
-                |_, _| true,
-            )
-            .map_err(anyhow::Error::msg)?;
+            )?;
             secs += t.elapsed().as_secs_f64();
             written += g.tokens.len();
             let answer = Answer {

@@ -32,6 +32,33 @@ pub struct Args {
     pub skip_quality: bool,
 }
 
+/// The engine's answer to `prompt` as a user's message, at temperature 1 and exactly `tokens`
+/// long (the end of turn waits for the full length: long texts are what the evidence benches
+/// measure), marked with `mark` when given; with the prompt's tokens.
+#[cfg(feature = "engine")]
+pub(crate) fn long_answer(
+    model: &mut engine::Model,
+    prompt: &str,
+    tokens: usize,
+    seed: u64,
+    mark: Option<&watermark::Watermark>,
+) -> anyhow::Result<(Vec<u32>, engine::Generated)> {
+    let ids = model
+        .tokenizer
+        .encode(&engine::chat::prompt(&[("user".into(), prompt.to_owned())]));
+    let params = engine::Params {
+        max_tokens: tokens,
+        min_tokens: tokens,
+        temperature: 1.0,
+        top_p: 1.0,
+        seed,
+        logprobs: None,
+    };
+    let g =
+        engine::generate(model, &ids, &params, mark, |_, _| true).map_err(anyhow::Error::msg)?;
+    Ok((ids, g))
+}
+
 #[cfg(not(feature = "engine"))]
 pub fn run(_: Args) -> anyhow::Result<ExitCode> {
     anyhow::bail!(crate::cmd::engine::not_built())
@@ -119,21 +146,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let mut found = std::collections::BTreeMap::<String, (usize, usize)>::new();
         let mut control = Vec::new();
         for (i, prompt) in prompts.iter().enumerate() {
-            let ids = model
-                .tokenizer
-                .encode(&engine::chat::prompt(&[("user".into(), prompt.clone())]));
-            let params = engine::Params {
-                max_tokens: a.tokens,
-                // Long answers: the end of turn waits for the full length.
-                min_tokens: a.tokens,
-                temperature: 1.0,
-                top_p: 1.0,
-                seed: i as u64,
-                logprobs: None,
-            };
             let t = Instant::now();
-            let g = engine::generate(&mut model, &ids, &params, Some(&wm), |_, _| true)
-                .map_err(anyhow::Error::msg)?;
+            let (ids, g) = long_answer(&mut model, prompt, a.tokens, i as u64, Some(&wm))?;
             gen_secs += t.elapsed().as_secs_f64();
             gen_tokens += g.tokens.len();
             // Quality: the answer's negative log-likelihood under the unmarked model.
