@@ -15,7 +15,9 @@
 //! the text owes nothing to the key, which holds whatever else the student learned from.
 //!
 //! The engine's answers are slow to write on a CPU (about 14 tokens/s here), so they are kept
-//! in `--cache` as they come and a rerun writes only the ones missing.
+//! in `--cache` as they come (each with the mark it was written under, so one cache serves
+//! several marks, and the unmarked answers serve them all) and a rerun writes only the ones
+//! missing. `--scheme gumbel` measures the distortion-free mark the same way.
 
 #[cfg(any(feature = "engine", test))]
 use std::collections::HashMap;
@@ -38,9 +40,9 @@ pub struct Args {
     /// Tokens per answer.
     #[arg(long, default_value_t = 256)]
     pub tokens: usize,
-    /// The KGW bias the marked answers are written with.
-    #[arg(long, default_value_t = 2.0)]
-    pub delta: f32,
+    /// How the marked answers are marked (the engine's options and defaults).
+    #[command(flatten)]
+    pub mark: crate::cmd::engine::MarkArgs,
     /// Where the engine's answers are kept between runs (JSON lines).
     #[arg(long, default_value = "out/radioactivity-answers.jsonl")]
     pub cache: PathBuf,
@@ -151,12 +153,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     use rand::SeedableRng;
     use std::io::{BufRead, Write};
     use std::time::Instant;
-    use watermark::{detect, Master, Scheme, Watermark};
+    use watermark::{detect, Master, Watermark};
 
     #[derive(serde::Serialize, serde::Deserialize)]
     struct Answer {
         marked: bool,
-        delta: f32,
+        /// The mark as the exchange log names it (`Watermark::named`), or "none".
+        mark: String,
         tokens: usize,
         i: usize,
         text: String,
@@ -164,17 +167,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 
     let master = Master::new(b"bench radioactivity master secret, fixed")?;
     let mark = |account: &str| {
-        Watermark::new(
-            master.key_for(account),
-            Scheme::Kgw {
-                gamma: 0.25,
-                delta: a.delta,
-            },
-            1,
-        )
-        .expect("a valid mark")
+        Watermark::new(master.key_for(account), a.mark.scheme(), a.mark.context)
+            .map_err(anyhow::Error::msg)
     };
-    let acme = mark("acme");
+    let acme = mark("acme")?;
+    println!("mark: {}", acme.named());
+    let named = |marked: bool| {
+        if marked {
+            acme.named()
+        } else {
+            "none".to_owned()
+        }
+    };
     let mut model = engine::Model::load(&a.model.path).map_err(anyhow::Error::msg)?;
     let (corpora, source) = simulate::Corpora::find(a.data_dir.as_deref())?;
 
@@ -198,8 +202,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let Ok(answer) = serde_json::from_str::<Answer>(&line?) else {
                 continue;
             };
-            let delta = if answer.marked { a.delta } else { 0.0 };
-            if answer.delta == delta && answer.tokens == a.tokens {
+            if answer.mark == named(answer.marked) && answer.tokens == a.tokens {
                 kept.insert((answer.marked, answer.i), answer.text);
             }
         }
@@ -229,7 +232,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             written += g.tokens.len();
             let answer = Answer {
                 marked,
-                delta: if marked { a.delta } else { 0.0 },
+                mark: named(marked),
                 tokens: a.tokens,
                 i,
                 text: g.text,
@@ -254,14 +257,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .collect()
     };
     let (marked_docs, unmarked_docs) = (side(true), side(false));
+    if marked_docs.is_empty() || unmarked_docs.is_empty() {
+        anyhow::bail!("no answers to train students on (--answers {})", a.answers);
+    }
     let count = |docs: &[Vec<u32>]| docs.iter().map(Vec::len).sum::<usize>();
     let teacher: Vec<u32> = marked_docs.concat();
     let d = detect(&acme, &teacher, 50);
     println!(
-        "teacher data: {} marked answers, {} tokens, green {} of {} scored, p {}; {} unmarked answers, {} tokens",
+        "teacher data: {} marked answers, {} tokens, {} of {} scored, p {}; {} unmarked answers, {} tokens",
         marked_docs.len(),
         count(&marked_docs),
-        d.green.unwrap_or(0),
+        statistic(&d),
         d.scored,
         d.log10_p_value
             .map_or("too short to judge".into(), |l| format!("1e{l:.1}")),
@@ -292,9 +298,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // 3. Students, their text, and the test.
     let controls: Vec<Watermark> = (0..a.controls)
         .map(|k| mark(&format!("control-{k}")))
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
+
     println!(
-        "| student | order | share of our answers | trained on (ours + human tokens) | scored | green | p, acme's key | control keys' p |"
+        "| student | order | share of our answers | trained on (ours + human tokens) | scored | green (KGW) or score (Gumbel) | p, acme's key | control keys' p |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     for &share in &a.shares {
@@ -315,8 +322,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(order as u64);
                 let mut tokens = Vec::with_capacity(a.student_tokens);
                 while tokens.len() < a.student_tokens {
+                    let written = student.write(200, &mut rng);
+                    if written.is_empty() {
+                        break; // A student that learned nothing writes nothing.
+                    }
                     // The stranger reads text: decoded, then tokenized again.
-                    let text = model.tokenizer.decode(&student.write(200, &mut rng));
+                    let text = model.tokenizer.decode(&written);
                     tokens.extend(model.tokenizer.encode(&text));
                 }
                 let d = detect(&acme, &tokens, 50);
@@ -329,11 +340,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     })
                     .collect();
                 println!(
-                    "| {what} answers | {order} | {:.0} % | {ours} + {taken} | {} | {} ({:.3}) | {} | {} |",
+                    "| {what} answers | {order} | {:.0} % | {ours} + {taken} | {} | {} | {} | {} |",
                     share * 100.0,
                     d.scored,
-                    d.green.unwrap_or(0),
-                    d.green.unwrap_or(0) as f64 / d.scored.max(1) as f64,
+                    statistic(&d),
                     d.log10_p_value
                         .map_or("too short".into(), |l| format!("1e{l:.1}")),
                     control_p.join(", ")
@@ -342,6 +352,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What was counted: KGW's green tokens and their share (0.25 by chance at the default γ), or
+/// Gumbel's score and its mean per scored pair (1.0 by chance).
+#[cfg(feature = "engine")]
+fn statistic(d: &watermark::Detection) -> String {
+    let per = |x: f64| x / d.scored.max(1) as f64;
+    match d.green {
+        Some(g) => format!("green {g} ({:.3})", per(g as f64)),
+        None => format!("score {:.0} (mean {:.3})", d.score, per(d.score)),
+    }
 }
 
 #[cfg(test)]
