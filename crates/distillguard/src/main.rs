@@ -9,6 +9,7 @@
 //! - 4: `--strict` and a bad line was found
 
 mod cmd;
+mod marks;
 mod pipeline;
 mod report;
 mod suspect;

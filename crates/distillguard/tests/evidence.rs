@@ -272,9 +272,10 @@ async fn a_probe_finds_the_key_of_the_account_a_suspect_learned_from_and_no_othe
     };
     let dir = tempfile::tempdir().unwrap();
     let served = MarkingGateway::start(&model, dir.path()).await;
-    let probe = |suspect: String, key: Option<&str>, out: &str| {
+    let probe = |suspect: String, key: Option<&str>, out: &str, extra: &[&std::ffi::OsStr]| {
         let mut c = Command::new(BIN);
         c.args(["evidence", "probe", "--suspect", &suspect])
+            .args(extra)
             .args([
                 "--account",
                 "acme,globex",
@@ -302,7 +303,7 @@ async fn a_probe_finds_the_key_of_the_account_a_suspect_learned_from_and_no_othe
     let suspect = format!("http://127.0.0.1:{}/v1", served.port);
     // The probe runs as a child process and waits for it: the suspects live in other
     // processes, or on this runtime's other worker.
-    let report = probe(suspect, Some(&served.acme_key), "reseller");
+    let report = probe(suspect.clone(), Some(&served.acme_key), "reseller", &[]);
     let keys = report["keys"].as_array().unwrap();
     assert_eq!(keys[0]["account"], "acme");
     assert_eq!(keys[0]["marked"], true, "{report}");
@@ -316,10 +317,41 @@ async fn a_probe_finds_the_key_of_the_account_a_suspect_learned_from_and_no_othe
     let rt_upstream = standin::spawn("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let report = probe(format!("http://{rt_upstream}/v1"), None, "stranger");
+    let stranger = format!("http://{rt_upstream}/v1");
+    let report = probe(stranger.clone(), None, "stranger", &[]);
     for k in report["keys"].as_array().unwrap() {
         assert_eq!(k["marked"], false, "{report}");
     }
+    assert!(report["filter"].is_null(), "{report}");
+
+    // Within the windows of what we served to acme (the reseller's answers above, read back
+    // from the gateway's log): the reseller is still found, the stranger still is not.
+    let log = dir.path().join("served.jsonl");
+    let exported = run_ok(
+        Command::new(BIN)
+            .arg("export")
+            .arg("--data")
+            .arg(dir.path()),
+    );
+    std::fs::write(&log, exported).unwrap();
+    let within: [&std::ffi::OsStr; 2] = ["--served".as_ref(), log.as_os_str()];
+    let report = probe(stranger, None, "stranger-within", &within);
+    assert!(
+        report["filter"]["answers"].as_u64().unwrap() >= 3,
+        "{report}"
+    );
+    assert!(
+        report["filter"]["windows"].as_u64().unwrap() > 100,
+        "{report}"
+    );
+    for k in report["keys"].as_array().unwrap() {
+        assert_eq!(k["marked"], false, "{report}");
+        assert!(k["filtered"].as_u64().unwrap() > 0, "{k}");
+    }
+    let report = probe(suspect, Some(&served.acme_key), "reseller-within", &within);
+    let keys = report["keys"].as_array().unwrap();
+    assert_eq!(keys[0]["marked"], true, "{report}");
+    assert_eq!(keys[1]["marked"], false, "{report}");
 }
 
 /// A suspect that fails its first call, refuses its second, stalls past the timeout on its

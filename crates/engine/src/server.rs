@@ -457,6 +457,7 @@ async fn detect_keys(
         &tokens,
         q.min_tokens,
         q.alpha,
+        None,
     ) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

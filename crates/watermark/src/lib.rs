@@ -20,7 +20,8 @@
 //!   once (a repeated phrase is not repeated evidence), and an **exact p-value** under the null
 //!   hypothesis that the text was written without this key (binomial tail; Gamma tail). Below
 //!   a minimum number of scored tokens the answer is "too short to judge", never a p-value it
-//!   cannot stand behind.
+//!   cannot stand behind. [`detect_within`] scores only the positions after a window of texts
+//!   we marked ([`Windows`]): the radioactivity test's filter, which keeps the p-value exact.
 //!
 //! What the p-value assumes: under the null, each scored (context, token) pair is green with
 //! probability `γ` (its `r` is uniform), independently, which holds when the text's author did
@@ -35,7 +36,7 @@ mod stats;
 
 pub use key::{Key, KeyError, KeyId, Master};
 pub use sample::{sample_plain, softmax, top_p};
-pub use score::{detect, test_keys, Detection, Judgement, KeyTest};
+pub use score::{detect, detect_within, test_keys, Detection, Judgement, KeyTest, Windows};
 pub use stats::{binomial_tail, gamma_tail};
 
 use serde::{Deserialize, Serialize};

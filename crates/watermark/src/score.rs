@@ -20,6 +20,8 @@ pub struct Detection {
     pub scored: usize,
     /// Positions left out as repeats of a (context, token) pair already scored.
     pub repeats: usize,
+    /// Positions left out by a filter of windows ([`detect_within`]): 0 without one.
+    pub filtered: usize,
     /// KGW: green tokens among the scored.
     pub green: Option<usize>,
     /// KGW: the z-score of the green count; Gumbel: the sum of `-ln(1 - r)`.
@@ -40,13 +42,94 @@ pub enum Judgement {
     Judged,
 }
 
+/// The watermark windows (the tokens that seed a step) of texts we marked: the filter of
+/// Sander et al. 2024 ("Watermarking makes language models radioactive"). A student of our
+/// answers keeps the mark only after windows it saw in them; positions after any other window
+/// are noise that dilutes the test, and leaving them out sharpens it.
+///
+/// Why the p-value stays exact: a window enters the set because it was *written* in our text
+/// (its own tokens chosen under the key, through other windows), not because of the tokens
+/// that followed it. Whether a suspect's token after the window is green is a keyed function
+/// of (window, token), independent of how the window got into the set; so under the null each
+/// kept (window, token) pair is still green with probability `γ`. Filtering on the pairs
+/// themselves would not be: our pairs are green more often than `γ` by construction, and an
+/// innocent model writing common pairs would look marked.
+#[derive(Debug, Clone, Default)]
+pub struct Windows {
+    /// By width (1 to 4 tokens, index 0 unused): every mark's context width is served.
+    by_width: [HashSet<Vec<u32>>; 5],
+}
+
+impl Windows {
+    /// The windows of every width in `texts`; with `top`, only each width's `top` most frequent
+    /// (ties broken by the tokens, so the set does not depend on the texts' order).
+    pub fn of<'a>(texts: impl IntoIterator<Item = &'a [u32]>, top: Option<usize>) -> Self {
+        let mut counts: [std::collections::HashMap<&[u32], usize>; 5] = Default::default();
+        for text in texts {
+            for (width, count) in counts.iter_mut().enumerate().skip(1) {
+                for window in text.windows(width) {
+                    *count.entry(window).or_default() += 1;
+                }
+            }
+        }
+        let mut by_width: [HashSet<Vec<u32>>; 5] = Default::default();
+        for (width, count) in counts.into_iter().enumerate() {
+            let mut ranked: Vec<(&[u32], usize)> = count.into_iter().collect();
+            ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            ranked.truncate(top.unwrap_or(usize::MAX));
+            by_width[width] = ranked.into_iter().map(|(w, _)| w.to_vec()).collect();
+        }
+        Self { by_width }
+    }
+
+    /// How many windows of `width` tokens are kept.
+    pub fn len(&self, width: usize) -> usize {
+        self.by_width.get(width).map_or(0, HashSet::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_width.iter().all(HashSet::is_empty)
+    }
+
+    fn contains(&self, window: &[u32]) -> bool {
+        self.by_width
+            .get(window.len())
+            .is_some_and(|set| set.contains(window))
+    }
+}
+
 /// Scores `tokens` (in the engine's tokenizer) against `wm`; fewer than `min_scored` scored
 /// positions is too short to judge.
 pub fn detect(wm: &Watermark, tokens: &[u32], min_scored: usize) -> Detection {
+    score(wm, tokens, min_scored, None)
+}
+
+/// [`detect`], scoring only the positions whose window is among `windows` (the texts we
+/// marked): the radioactivity test's filter. The rest are counted as `filtered`.
+pub fn detect_within(
+    wm: &Watermark,
+    tokens: &[u32],
+    min_scored: usize,
+    windows: &Windows,
+) -> Detection {
+    score(wm, tokens, min_scored, Some(windows))
+}
+
+fn score(
+    wm: &Watermark,
+    tokens: &[u32],
+    min_scored: usize,
+    windows: Option<&Windows>,
+) -> Detection {
     let h = wm.context;
     let mut seen: HashSet<(u64, u32)> = HashSet::new();
-    let (mut scored, mut repeats, mut green, mut sum) = (0usize, 0usize, 0usize, 0.0f64);
+    let (mut scored, mut repeats, mut filtered, mut green, mut sum) =
+        (0usize, 0usize, 0usize, 0usize, 0.0f64);
     for i in h..tokens.len() {
+        if windows.is_some_and(|w| !w.contains(&tokens[i - h..i])) {
+            filtered += 1;
+            continue;
+        }
         let seed = wm.key.seed(&tokens[i - h..i]);
         let t = tokens[i];
         if !seen.insert((seed, t)) {
@@ -80,6 +163,7 @@ pub fn detect(wm: &Watermark, tokens: &[u32], min_scored: usize) -> Detection {
         tokens: tokens.len(),
         scored,
         repeats,
+        filtered,
         green,
         score,
         p_value: judged.then(|| ln_p.exp()),
@@ -105,7 +189,8 @@ pub struct KeyTest {
 /// Whose answer is this? Each of `accounts`' keys (derived from `master`, marking as `scheme`
 /// with `context` tokens) tested on `tokens`, each judged at `alpha / accounts.len()`
 /// (Bonferroni, so that testing many keys does not find a mark by chance), in the order given.
-/// A name that is no account's gives a control key, whose p-value is uniform.
+/// A name that is no account's gives a control key, whose p-value is uniform. With `windows`,
+/// only the positions after a window of texts we marked are scored ([`detect_within`]).
 pub fn test_keys(
     master: &Master,
     (scheme, context): (Scheme, usize),
@@ -113,13 +198,14 @@ pub fn test_keys(
     tokens: &[u32],
     min_scored: usize,
     alpha: f64,
+    windows: Option<&Windows>,
 ) -> Result<Vec<KeyTest>, crate::ConfigError> {
     let level = alpha / accounts.len().max(1) as f64;
     accounts
         .iter()
         .map(|account| {
             let wm = Watermark::new(master.key_for(account), scheme, context)?;
-            let detection = detect(&wm, tokens, min_scored);
+            let detection = score(&wm, tokens, min_scored, windows);
             Ok(KeyTest {
                 account: account.clone(),
                 marked: detection.p_value.is_some_and(|p| p < level),

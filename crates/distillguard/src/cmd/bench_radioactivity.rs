@@ -18,6 +18,12 @@
 //! in `--cache` as they come (each with the mark it was written under, so one cache serves
 //! several marks, and the unmarked answers serve them all) and a rerun writes only the ones
 //! missing. `--scheme gumbel` measures the distortion-free mark the same way.
+//!
+//! Each student is tested twice: on all its text, and within the windows of the marked answers
+//! (the paper's filter, what `evidence probe --served` does): positions after a window the
+//! student never saw in our answers owe nothing to our mark, and leaving them out stops them
+//! diluting it. The unmarked students, tested within the same windows, show the filter keeps
+//! the test exact.
 
 #[cfg(any(feature = "engine", test))]
 use std::collections::HashMap;
@@ -59,6 +65,10 @@ pub struct Args {
     /// Control keys tested beside the account's.
     #[arg(long, default_value_t = 5)]
     pub controls: usize,
+    /// Each test is also run within the windows of the marked answers (the paper's filter,
+    /// `watermark::Windows`); with this, only the N most frequent windows are kept.
+    #[arg(long)]
+    pub top_windows: Option<usize>,
 }
 
 /// An n-gram language model over token ids, trained by counting: the student.
@@ -153,7 +163,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     use rand::SeedableRng;
     use std::io::{BufRead, Write};
     use std::time::Instant;
-    use watermark::{detect, Master, Watermark};
+    use watermark::{detect, detect_within, Master, Watermark, Windows};
 
     #[derive(serde::Serialize, serde::Deserialize)]
     struct Answer {
@@ -275,6 +285,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         count(&unmarked_docs)
     );
 
+    let windows = Windows::of(marked_docs.iter().map(Vec::as_slice), a.top_windows);
+    println!(
+        "filter: {} windows of {} tokens in the marked answers",
+        windows.len(acme.context()),
+        acme.context()
+    );
+
     // 2. Human text for the rest of a student's diet, as much as the smallest share needs.
     let least = a.shares.iter().copied().fold(1.0f64, f64::min).max(1e-3);
     let need = (count(&marked_docs) as f64 * (1.0 - least) / least) as usize;
@@ -301,9 +318,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<_>>()?;
 
     println!(
-        "| student | order | share of our answers | trained on (ours + human tokens) | scored | green (KGW) or score (Gumbel) | p, acme's key | control keys' p |"
+        "| student | order | share of our answers | trained on (ours + human tokens) | scored | green (KGW) or score (Gumbel) | p, acme's key | control keys' p | within our windows: scored | statistic | p, acme's key | control keys' p |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &share in &a.shares {
         for (teacher_docs, what) in [(&marked_docs, "marked"), (&unmarked_docs, "unmarked")] {
             let ours = count(teacher_docs);
@@ -330,23 +347,35 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     let text = model.tokenizer.decode(&written);
                     tokens.extend(model.tokenizer.encode(&text));
                 }
-                let d = detect(&acme, &tokens, 50);
-                let control_p: Vec<String> = controls
-                    .iter()
-                    .map(|c| {
-                        detect(c, &tokens, 50)
-                            .p_value
-                            .map_or("too short".into(), |p| format!("{p:.2}"))
-                    })
-                    .collect();
+                let log10 = |d: &watermark::Detection| {
+                    d.log10_p_value
+                        .map_or("too short".into(), |l| format!("1e{l:.1}"))
+                };
+                let controls_p = |test: &dyn Fn(&Watermark) -> watermark::Detection| {
+                    controls
+                        .iter()
+                        .map(|c| {
+                            test(c)
+                                .p_value
+                                .map_or("too short".into(), |p| format!("{p:.2}"))
+                        })
+                        .collect::<Vec<String>>()
+                        .join(", ")
+                };
+                let all = |k: &Watermark| detect(k, &tokens, 50);
+                let within = |k: &Watermark| detect_within(k, &tokens, 50, &windows);
+                let (d, f) = (all(&acme), within(&acme));
                 println!(
-                    "| {what} answers | {order} | {:.0} % | {ours} + {taken} | {} | {} | {} | {} |",
+                    "| {what} answers | {order} | {:.0} % | {ours} + {taken} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     share * 100.0,
                     d.scored,
                     statistic(&d),
-                    d.log10_p_value
-                        .map_or("too short".into(), |l| format!("1e{l:.1}")),
-                    control_p.join(", ")
+                    log10(&d),
+                    controls_p(&all),
+                    f.scored,
+                    statistic(&f),
+                    log10(&f),
+                    controls_p(&within),
                 );
             }
         }

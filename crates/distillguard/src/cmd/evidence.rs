@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::cmd::engine::{MarkArgs, SecretArgs};
+use crate::marks::{detection, test_keys, tokenizer};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -108,7 +109,13 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     };
     let text = read_text(&a.input)?;
     let tokens = tokenizer(&a.model.path)?(&text);
-    let d = detection((&master, scheme, context), &account, &tokens, a.min_tokens)?;
+    let d = detection(
+        (&master, scheme, context),
+        &account,
+        &tokens,
+        a.min_tokens,
+        None,
+    )?;
     let mut out = serde_json::to_value(&d)?;
     out["account"] = account.clone().into();
     println!("{}", serde_json::to_string_pretty(&out)?);
@@ -133,9 +140,6 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The engine's tokenizer, read from the model file: text as the tokens the engine marked.
-pub type Tokenize = Box<dyn Fn(&str) -> Vec<u32>>;
-
 /// `--all-accounts`: the text against every account's key of the store, ranked by p-value,
 /// each judged at `alpha / accounts`.
 fn detect_all(
@@ -156,7 +160,7 @@ fn detect_all(
     let tokens = tokenizer(&a.model.path)?(&text);
     let level = a.alpha / accounts.len() as f64;
     let mark = (master, scheme, context);
-    let (mut results, _) = test_keys(mark, &accounts, &tokens, a.min_tokens, a.alpha)?;
+    let (mut results, _) = test_keys(mark, &accounts, &tokens, (a.min_tokens, a.alpha), None)?;
     let p = |v: &serde_json::Value| v["p_value"].as_f64().unwrap_or(1.0);
     results.sort_by(|x, y| p(x).total_cmp(&p(y)));
     // The marked accounts in the ranking's order, most significant first.
@@ -182,51 +186,6 @@ fn detect_all(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The master secret and how answers were marked: what a key test needs besides the text.
-pub type Mark<'a> = (&'a watermark::Master, watermark::Scheme, usize);
-
-/// `name`'s key tested on `tokens` (the name of no account gives a control key).
-pub fn detection(
-    (master, scheme, context): Mark,
-    name: &str,
-    tokens: &[u32],
-    min_tokens: usize,
-) -> anyhow::Result<watermark::Detection> {
-    let wm = watermark::Watermark::new(master.key_for(name), scheme, context)
-        .map_err(anyhow::Error::msg)?;
-    Ok(watermark::detect(&wm, tokens, min_tokens))
-}
-
-/// Each of `accounts`' keys tested on `tokens`, each judged at `alpha / accounts`
-/// (Bonferroni; [`watermark::test_keys`]): the detections as JSON with `account` and
-/// `marked`, in the order given, and the accounts whose mark was found.
-pub fn test_keys(
-    (master, scheme, context): Mark,
-    accounts: &[String],
-    tokens: &[u32],
-    min_tokens: usize,
-    alpha: f64,
-) -> anyhow::Result<(Vec<serde_json::Value>, Vec<String>)> {
-    let tests = watermark::test_keys(
-        master,
-        (scheme, context),
-        accounts,
-        tokens,
-        min_tokens,
-        alpha,
-    )?;
-    let found = tests
-        .iter()
-        .filter(|t| t.marked)
-        .map(|t| t.account.clone())
-        .collect();
-    let results = tests
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()?;
-    Ok((results, found))
-}
-
 fn read_text(input: &std::path::Path) -> anyhow::Result<String> {
     let mut text = String::new();
     if input.as_os_str() == "-" {
@@ -236,15 +195,4 @@ fn read_text(input: &std::path::Path) -> anyhow::Result<String> {
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", input.display()))?;
     }
     Ok(text)
-}
-
-#[cfg(feature = "engine")]
-pub fn tokenizer(model: &std::path::Path) -> anyhow::Result<Tokenize> {
-    let t = engine::load_tokenizer(model).map_err(anyhow::Error::msg)?;
-    Ok(Box::new(move |text| t.encode(text)))
-}
-
-#[cfg(not(feature = "engine"))]
-pub fn tokenizer(_: &std::path::Path) -> anyhow::Result<Tokenize> {
-    anyhow::bail!(crate::cmd::engine::not_built())
 }

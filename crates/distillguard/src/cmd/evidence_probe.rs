@@ -11,6 +11,13 @@
 //! the test's calibration on this very text. Several accounts tested at once are judged at
 //! `alpha / accounts` (Bonferroni).
 //!
+//! With `--served LOG` (our exchange log, content on) only the positions after a window of an
+//! answer we served to those accounts are scored: the paper's filter. A student keeps our mark
+//! where it saw our text and nowhere else; the rest of its text is noise that dilutes the test.
+//! The filter is on windows, not on (window, token) pairs: the pairs we served are green more
+//! often than `γ` by construction, and an innocent model writing common pairs would look
+//! marked, while a window's presence in our text owes nothing to what follows it.
+//!
 //! Beside the test sit identity probes: the suspect is asked who it is and who made it, and a
 //! few questions whose answers betray a tokenizer or a model family; the answers are quoted,
 //! with the names of our model they mention. They prove nothing alone (a model repeats what its
@@ -35,6 +42,7 @@ use maud::html;
 use serde_json::{json, Value};
 
 use crate::cmd::engine::{MarkArgs, ModelArgs, SecretArgs};
+use crate::marks::{detection, served_windows, test_keys, tokenizer};
 use crate::suspect::{tally, write_report, Outcome, SuspectArgs};
 
 /// Open questions with long answers: the more text, the more the test can see.
@@ -78,6 +86,13 @@ pub struct ProbeArgs {
     /// the suspect is thought to have learned from.
     #[arg(long, required = true, value_delimiter = ',')]
     pub account: Vec<String>,
+    /// Our exchange log (content on): only the suspect's positions after a window (the tokens
+    /// that seed a step) of the answers served to these accounts are scored, the filter of
+    /// Sander et al. 2024: a student keeps our mark only where it saw our text, and the rest
+    /// dilutes the test. The p-values stay exact (`docs/evidence.md`). Without it every
+    /// position is scored.
+    #[arg(long)]
+    pub served: Option<PathBuf>,
     /// Questions asked (at most the built-in set of 20).
     #[arg(long, default_value_t = 20)]
     pub prompts: usize,
@@ -119,7 +134,22 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     let master = a.secret.master()?.ok_or_else(|| {
         anyhow::anyhow!("set DISTILLGUARD_WATERMARK_SECRET (or --watermark-secret-file): the keys derive from it")
     })?;
-    let tokenizer = super::evidence::tokenizer(&a.model.path)?;
+    let tokenizer = tokenizer(&a.model.path)?;
+    // Read before the suspect is asked: a log that cannot be read stops the probe early.
+    let windows = match &a.served {
+        Some(log) => {
+            let (windows, answers) = served_windows(log, &a.account, &tokenizer)?;
+            anyhow::ensure!(
+                !windows.is_empty(),
+                "{} holds no answer served to {} with its content: nothing to filter on",
+                log.display(),
+                a.account.join(", ")
+            );
+            Some((windows, answers, log))
+        }
+        None => None,
+    };
+    let within = windows.as_ref().map(|(w, _, _)| w);
     let prompts = &PROMPTS[..a.prompts.clamp(1, PROMPTS.len())];
     let questions: Vec<(&str, f64, u32)> = prompts
         .iter()
@@ -158,13 +188,12 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     let answered = calls["answered"].as_u64().unwrap_or(0);
     let mark = (&master, a.mark.scheme(), a.mark.context);
     let level = a.alpha / a.account.len() as f64;
-    let (keys, found) =
-        super::evidence::test_keys(mark, &a.account, &tokens, a.min_tokens, a.alpha)?;
+    let (keys, found) = test_keys(mark, &a.account, &tokens, (a.min_tokens, a.alpha), within)?;
     let mut controls = Vec::new();
     for i in 0..a.controls {
         // A NUL never appears in an account's name: these keys mark nobody.
         let name = format!("\u{0}control-{i}");
-        let d = super::evidence::detection(mark, &name, &tokens, a.min_tokens)?;
+        let d = detection(mark, &name, &tokens, a.min_tokens, within)?;
         controls.push(serde_json::to_value(&d)?);
     }
     let verdict = if answered == 0 {
@@ -187,6 +216,19 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
             a.account.len()
         )
     };
+    let filter = windows.as_ref().map(|(w, answers, log)| {
+        json!({
+            "method": "only positions whose window (the context tokens that seed a step) occurs in an answer served to the accounts tested are scored; a window's presence owes nothing to the token that follows it, so under the null each scored pair is still green with probability gamma (Gumbel: its r uniform) and the p-values stay exact",
+            "log": log.display().to_string(),
+            "log_sha256": sha256_file(log).ok(),
+            "answers": answers,
+            "windows": w.len(a.mark.context),
+        })
+    });
+    let mut scored_bytes = Vec::with_capacity(tokens.len() * 4);
+    for t in &tokens {
+        scored_bytes.extend_from_slice(&t.to_le_bytes());
+    }
     let report = json!({
         "suspect": a.target.suspect,
         "suspect_model": a.target.suspect_model,
@@ -195,6 +237,8 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         "context": a.mark.context,
         "prompts": prompts.len(),
         "tokens": tokens.len(),
+        "tokens_sha256": sha256_hex(&scored_bytes),
+        "filter": filter,
         "alpha": a.alpha,
         "level_per_key": level,
         "keys": keys,
@@ -232,6 +276,18 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The report's page (its body): the verdict, each key's test, the controls, the answers.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    Ok(sha256_hex(&std::fs::read(path)?))
+}
+
 fn page(r: &Value) -> maud::Markup {
     let row = |d: &Value, name: String| {
         html! {
@@ -249,6 +305,10 @@ fn page(r: &Value) -> maud::Markup {
         h1 { "Evidence report: " (r["suspect"].as_str().unwrap_or_default()) }
         p { strong { (r["verdict"].as_str().unwrap_or_default()) } }
         p { (r["method"].as_str().unwrap_or_default()) "." }
+        @if r["filter"].is_object() {
+            p { "Filtered: " (r["filter"]["method"].as_str().unwrap_or_default()) ". " (r["filter"]["windows"]) " windows from " (r["filter"]["answers"]) " served answers in " code { (r["filter"]["log"].as_str().unwrap_or_default()) } " (sha256 " code { (r["filter"]["log_sha256"].as_str().unwrap_or_default()) } ")." }
+        }
+        p { "The scored text: sha256 " code { (r["tokens_sha256"].as_str().unwrap_or_default()) } " of its token ids (little-endian u32)." }
         p { (r["prompts"]) " questions, " (r["tokens"]) " tokens; scheme " (r["scheme"].as_str().unwrap_or_default()) ", context " (r["context"]) "; each key judged at p < " (format!("{:.1e}", r["level_per_key"].as_f64().unwrap_or(0.0))) "." }
         table {
             thead { tr { th { "Key of" } th { "Key id" } th { "Scored tokens" } th { "Green" } th { "p-value" } th { "Reading" } } }

@@ -20,11 +20,11 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use maud::html;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use crate::marks::served;
 use crate::suspect::{tally, write_report, Outcome, Suspect, SuspectArgs};
 
 #[derive(clap::Args)]
@@ -61,52 +61,6 @@ pub struct SimilarityArgs {
     /// Where to write the report: PREFIX.json and PREFIX.html.
     #[arg(long, default_value = "similarity-report")]
     pub out: PathBuf,
-}
-
-/// Distinct single-turn prompts of `accounts` with the answer we served, in log order.
-fn served(
-    log: &std::path::Path,
-    accounts: &[String],
-    limit: usize,
-) -> anyhow::Result<Vec<(String, String)>> {
-    let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
-    let mut source = exchange::LineSource::open(log, exchange::ReaderOptions::default())
-        .with_context(|| format!("opening {}", log.display()))?;
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    while let Some(line) = source.next_line() {
-        let Ok(exchange::RawLine::Line { bytes, .. }) = line else {
-            continue;
-        };
-        let Ok(ex) = exchange::parse_line(&bytes) else {
-            continue;
-        };
-        if !wanted.contains(ex.account.as_str()) || ex.status >= 400 {
-            continue;
-        }
-        let Some([m]) = ex.request.messages.as_deref() else {
-            continue;
-        };
-        let answer = ex
-            .response
-            .as_ref()
-            .and_then(|r| r.choices.first())
-            .and_then(|c| c.message.as_ref())
-            .map(|m| m.content.as_str().to_owned())
-            .unwrap_or_default();
-        let prompt = m.content.as_str();
-        // Content off keeps a digest in place of the text: nothing to replay.
-        if m.role != "user" || answer.is_empty() || prompt.starts_with("sha256:") {
-            continue;
-        }
-        if seen.insert(prompt.to_owned()) {
-            out.push((prompt.to_owned(), answer));
-            if out.len() == limit {
-                break;
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// The set of a text's word pairs (lowercased letters and digits).
