@@ -9,8 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::account::Features;
 use crate::config::Shape;
+use crate::features::Features;
 use crate::observation::Observation;
 use crate::sketch::{mix, normalised_entropy, CoMoments, HeavyHitters, Histogram, Hll};
 

@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::account::{AccountState, Features};
+use crate::account::AccountState;
+use crate::features::Features;
 use crate::link::{LinkKind, KINDS};
 use crate::score::{Reason, Verdict};
 

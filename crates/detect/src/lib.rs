@@ -14,6 +14,7 @@ pub mod account;
 mod chunked;
 pub mod config;
 mod content;
+mod features;
 pub mod group;
 pub mod link;
 pub mod observation;
@@ -34,8 +35,9 @@ use crate::link::{Edge, LinkKind, Linker, KINDS};
 use crate::sketch::mix;
 use crate::stream::Streams;
 
-pub use account::{AccountState, Features};
+pub use account::AccountState;
 pub use config::Config;
+pub use features::Features;
 pub use group::{GroupReport, LinkEvidence};
 pub use observation::{Observation, Observer, FACTS_VERSION};
 pub use score::{Assessment, Reason, Verdict};

@@ -5,8 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::account::{Features, MAX_GAP_SECS};
+use crate::account::MAX_GAP_SECS;
 use crate::config::Config;
+use crate::features::Features;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "lowercase")]

@@ -18,9 +18,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::account::Features;
 use crate::config::Shape;
 use crate::content::Content;
+use crate::features::Features;
 use crate::observation::Observation;
 use crate::sketch::HeavyHitters;
 

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::config::ContentPolicy;
+use exchange::ContentPolicy;
 
 /// `[otlp]` in the gateway config.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
