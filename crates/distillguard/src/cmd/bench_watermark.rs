@@ -202,6 +202,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 trial(format!("200, {:.0}% deleted", share * 100.0), &deleted);
             }
             control.extend(detect(&other, &tokens, 25).p_value);
+            // A long run shows its figures as it goes: stopped early, it still said something.
+            if (i + 1) % 25 == 0 && i + 1 < prompts.len() {
+                let so_far: Vec<String> = found
+                    .iter()
+                    .map(|(what, (hit, n))| format!("{what} {hit}/{n}"))
+                    .collect();
+                eprintln!(
+                    "delta {delta}, {} answers so far: {}",
+                    i + 1,
+                    so_far.join("; ")
+                );
+            }
         }
         let ppl = if a.skip_quality {
             "not measured".to_owned()
