@@ -134,19 +134,27 @@ pub fn served(
     Ok(out)
 }
 
-/// The watermark windows of every answer served to `accounts` (content on), through the
-/// engine's tokenizer: what a radioactivity test keeps ([`watermark::Windows`]), with how
-/// many answers they came from.
+/// The watermark windows of the answers served to `accounts` (content on), through the
+/// engine's tokenizer: what a radioactivity test keeps ([`watermark::Windows`]), with how many
+/// answers they came from. With `ratio` above 0, only the windows our answers use at least
+/// `ratio` times as often as the `reference` texts (public text) do.
 pub fn served_windows(
     log: &std::path::Path,
     accounts: &[String],
     tokenize: &Tokenize,
+    (reference, ratio): (&[String], f64),
 ) -> anyhow::Result<(watermark::Windows, usize)> {
     let mut answers = Vec::new();
     each_answer(log, accounts, |_, answer| {
         answers.push(tokenize(&answer));
         true
     })?;
-    let windows = watermark::Windows::of(answers.iter().map(Vec::as_slice), None);
+    let ours = answers.iter().map(Vec::as_slice);
+    let windows = if ratio > 0.0 {
+        let public: Vec<Vec<u32>> = reference.iter().map(|t| tokenize(t)).collect();
+        watermark::Windows::over_represented(ours, public.iter().map(Vec::as_slice), ratio)
+    } else {
+        watermark::Windows::of(ours, None)
+    };
     Ok((windows, answers.len()))
 }

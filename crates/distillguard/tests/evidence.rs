@@ -325,7 +325,8 @@ async fn a_probe_finds_the_key_of_the_account_a_suspect_learned_from_and_no_othe
     assert!(report["filter"].is_null(), "{report}");
 
     // Within the windows of what we served to acme (the reseller's answers above, read back
-    // from the gateway's log): the reseller is still found, the stranger still is not.
+    // from the gateway's log) that public text uses far less: the reseller is still found,
+    // the stranger still is not.
     let log = dir.path().join("served.jsonl");
     let exported = run_ok(
         Command::new(BIN)
@@ -334,16 +335,22 @@ async fn a_probe_finds_the_key_of_the_account_a_suspect_learned_from_and_no_othe
             .arg(dir.path()),
     );
     std::fs::write(&log, exported).unwrap();
-    let within: [&std::ffi::OsStr; 2] = ["--served".as_ref(), log.as_os_str()];
+    let within: [&std::ffi::OsStr; 4] = [
+        "--served".as_ref(),
+        log.as_os_str(),
+        "--reference-texts".as_ref(),
+        "1000".as_ref(),
+    ];
     let report = probe(stranger, None, "stranger-within", &within);
     assert!(
         report["filter"]["answers"].as_u64().unwrap() >= 3,
         "{report}"
     );
     assert!(
-        report["filter"]["windows"].as_u64().unwrap() > 100,
+        report["filter"]["windows"].as_u64().unwrap() > 10,
         "{report}"
     );
+    assert_eq!(report["filter"]["reference"]["texts"], 1000, "{report}");
     for k in report["keys"].as_array().unwrap() {
         assert_eq!(k["marked"], false, "{report}");
         assert!(k["filtered"].as_u64().unwrap() > 0, "{k}");

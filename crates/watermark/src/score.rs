@@ -1,7 +1,7 @@
 //! Finding a mark: score a token sequence against one key and say how surprising the score
 //! would be for a text written without it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -57,27 +57,60 @@ pub enum Judgement {
 #[derive(Debug, Clone, Default)]
 pub struct Windows {
     /// By width (1 to 4 tokens, index 0 unused): every mark's context width is served.
-    by_width: [HashSet<Vec<u32>>; 5],
+    by_width: [HashSet<Vec<u32>>; MAX_WIDTH + 1],
 }
 
 impl Windows {
     /// The windows of every width in `texts`; with `top`, only each width's `top` most frequent
     /// (ties broken by the tokens, so the set does not depend on the texts' order).
     pub fn of<'a>(texts: impl IntoIterator<Item = &'a [u32]>, top: Option<usize>) -> Self {
-        let mut counts: [std::collections::HashMap<&[u32], usize>; 5] = Default::default();
-        for text in texts {
-            for (width, count) in counts.iter_mut().enumerate().skip(1) {
-                for window in text.windows(width) {
-                    *count.entry(window).or_default() += 1;
-                }
-            }
-        }
-        let mut by_width: [HashSet<Vec<u32>>; 5] = Default::default();
-        for (width, count) in counts.into_iter().enumerate() {
+        let mut by_width: [HashSet<Vec<u32>>; MAX_WIDTH + 1] = Default::default();
+        for (width, count) in counts(texts).into_iter().enumerate() {
             let mut ranked: Vec<(&[u32], usize)> = count.into_iter().collect();
             ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
             ranked.truncate(top.unwrap_or(usize::MAX));
             by_width[width] = ranked.into_iter().map(|(w, _)| w.to_vec()).collect();
+        }
+        Self { by_width }
+    }
+
+    /// The windows `ours` uses at least `ratio` times as often (a share of all its windows of
+    /// that width) as `reference` does (public text; a window it never uses counts as once):
+    /// windows after which a student's next token most likely came from us, since public
+    /// text, the rest of any student's diet, rarely writes them. Our answers' most common
+    /// windows ("the", a comma) are everyone's, and a student's followers there are mostly
+    /// not ours. Chosen from the texts alone, never a key, so the p-value stays exact.
+    pub fn over_represented<'a>(
+        ours: impl IntoIterator<Item = &'a [u32]>,
+        reference: impl IntoIterator<Item = &'a [u32]>,
+        ratio: f64,
+    ) -> Self {
+        let ours = counts(ours);
+        let mut public: [HashMap<&[u32], usize>; MAX_WIDTH + 1] = Default::default();
+        let mut public_total = [0usize; MAX_WIDTH + 1];
+        for text in reference {
+            for width in 1..=MAX_WIDTH {
+                for window in text.windows(width) {
+                    public_total[width] += 1;
+                    // Only our windows are counted: the reference can be large.
+                    if let Some((&key, _)) = ours[width].get_key_value(window) {
+                        *public[width].entry(key).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let mut by_width: [HashSet<Vec<u32>>; MAX_WIDTH + 1] = Default::default();
+        for width in 1..=MAX_WIDTH {
+            let ours_total = ours[width].values().sum::<usize>().max(1) as f64;
+            let public_total = public_total[width].max(1) as f64;
+            by_width[width] = ours[width]
+                .iter()
+                .filter(|(w, &c)| {
+                    let elsewhere = public[width].get(*w).copied().unwrap_or(0).max(1);
+                    c as f64 / ours_total >= ratio * elsewhere as f64 / public_total
+                })
+                .map(|(w, _)| w.to_vec())
+                .collect();
         }
         Self { by_width }
     }
@@ -96,6 +129,24 @@ impl Windows {
             .get(window.len())
             .is_some_and(|set| set.contains(window))
     }
+}
+
+/// The widest window a mark seeds from ([`Watermark::new`] allows 1 to 4 tokens).
+const MAX_WIDTH: usize = 4;
+
+/// How often each window of each width occurs in `texts` (index: the width; 0 unused).
+fn counts<'a>(
+    texts: impl IntoIterator<Item = &'a [u32]>,
+) -> [HashMap<&'a [u32], usize>; MAX_WIDTH + 1] {
+    let mut counts: [HashMap<&[u32], usize>; MAX_WIDTH + 1] = Default::default();
+    for text in texts {
+        for (width, count) in counts.iter_mut().enumerate().skip(1) {
+            for window in text.windows(width) {
+                *count.entry(window).or_default() += 1;
+            }
+        }
+    }
+    counts
 }
 
 /// Scores `tokens` (in the engine's tokenizer) against `wm`; fewer than `min_scored` scored

@@ -160,18 +160,33 @@ fn p_values_within_the_windows_we_served_stay_uniform() {
     let served: Vec<Vec<u32>> = (0..100)
         .map(|_| generate(Some(&wm), 200, &mut rng))
         .collect();
-    let windows = Windows::of(served.iter().map(Vec::as_slice), None);
-    assert!(windows.len(2) > 1000, "{} windows", windows.len(2));
-    let p: Vec<f64> = (0..300)
-        .map(|_| {
-            let text = generate(None, 300, &mut rng);
-            let d = detect_within(&wm, &text, 20, &windows);
-            assert!(d.filtered > 0 && d.scored + d.filtered + d.repeats == 298);
-            d.p_value.expect("enough windows of ours")
-        })
-        .collect();
-    let d = ks_uniform(p);
-    assert!(d < ks_critical(300), "KS distance {d:.3}");
+    let every = Windows::of(served.iter().map(Vec::as_slice), None);
+    assert!(every.len(2) > 1000, "{} windows", every.len(2));
+    // Those our text uses at least twice as often as public (here: unmarked) text does.
+    let public: Vec<Vec<u32>> = (0..100).map(|_| generate(None, 200, &mut rng)).collect();
+    let rare = Windows::over_represented(
+        served.iter().map(Vec::as_slice),
+        public.iter().map(Vec::as_slice),
+        2.0,
+    );
+    assert!(
+        rare.len(2) > 100 && rare.len(2) < every.len(2),
+        "{} of {} windows",
+        rare.len(2),
+        every.len(2)
+    );
+    for (what, windows, min) in [("every window", &every, 20), ("over-represented", &rare, 5)] {
+        let p: Vec<f64> = (0..300)
+            .map(|_| {
+                let text = generate(None, 300, &mut rng);
+                let d = detect_within(&wm, &text, min, windows);
+                assert!(d.filtered > 0 && d.scored + d.filtered + d.repeats == 298);
+                d.p_value.expect("enough windows of ours")
+            })
+            .collect();
+        let d = ks_uniform(p);
+        assert!(d < ks_critical(300), "{what}: KS distance {d:.3}");
+    }
 }
 
 /// A student that copied a little of our text among much of its own: the filter drops the

@@ -69,6 +69,11 @@ pub struct Args {
     /// `watermark::Windows`); with this, only the N most frequent windows are kept.
     #[arg(long)]
     pub top_windows: Option<usize>,
+    /// Keep only the windows our marked answers use at least this many times as often as
+    /// human text no student trained on (`Windows::over_represented`): where a student's
+    /// followers come mostly from us.
+    #[arg(long)]
+    pub over_represented: Option<f64>,
 }
 
 /// An n-gram language model over token ids, trained by counting: the student.
@@ -285,13 +290,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         count(&unmarked_docs)
     );
 
-    let windows = Windows::of(marked_docs.iter().map(Vec::as_slice), a.top_windows);
-    println!(
-        "filter: {} windows of {} tokens in the marked answers",
-        windows.len(acme.context()),
-        acme.context()
-    );
-
     // 2. Human text for the rest of a student's diet, as much as the smallest share needs.
     let least = a.shares.iter().copied().fold(1.0f64, f64::min).max(1e-3);
     let need = (count(&marked_docs) as f64 * (1.0 - least) / least) as usize;
@@ -311,11 +309,57 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         human.push(toks);
     }
     println!("human text ({source}): {human_tokens} tokens available for the mixtures");
+    let windows = match a.over_represented {
+        None => Windows::of(marked_docs.iter().map(Vec::as_slice), a.top_windows),
+        Some(ratio) => {
+            // Public text the students never saw: the corpora's turns after those in any diet.
+            let reference: Vec<Vec<u32>> = corpora
+                .chats
+                .iter()
+                .chain(&corpora.dialogues)
+                .flat_map(|c| c.turns.iter().map(|t| t.content.as_str()))
+                .skip(human.len())
+                .take(20_000)
+                .map(|t| model.tokenizer.encode(t))
+                .collect();
+            println!(
+                "reference: {} tokens of human text no student saw",
+                count(&reference)
+            );
+            Windows::over_represented(
+                marked_docs.iter().map(Vec::as_slice),
+                reference.iter().map(Vec::as_slice),
+                ratio,
+            )
+        }
+    };
+    println!(
+        "filter: {} windows of {} tokens in the marked answers",
+        windows.len(acme.context()),
+        acme.context()
+    );
 
     // 3. Students, their text, and the test.
     let controls: Vec<Watermark> = (0..a.controls)
         .map(|k| mark(&format!("control-{k}")))
         .collect::<anyhow::Result<_>>()?;
+    // A control key's chance excess on our answers is inherited by every student that copies
+    // them: one draw of the null, seen again in each row, not a new one each time.
+    let on_teacher: Vec<String> = controls
+        .iter()
+        .map(|c| {
+            let p = |d: watermark::Detection| d.p_value.map_or("-".into(), |p| format!("{p:.2}"));
+            format!(
+                "{} (within {})",
+                p(detect(c, &teacher, 50)),
+                p(detect_within(c, &teacher, 50, &windows))
+            )
+        })
+        .collect();
+    println!(
+        "control keys on the marked answers themselves: p {}",
+        on_teacher.join(", ")
+    );
 
     println!(
         "| student | order | share of our answers | trained on (ours + human tokens) | scored | green (KGW) or score (Gumbel) | p, acme's key | control keys' p | within our windows: scored | statistic | p, acme's key | control keys' p |"

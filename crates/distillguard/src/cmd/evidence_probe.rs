@@ -16,7 +16,11 @@
 //! where it saw our text and nowhere else; the rest of its text is noise that dilutes the test.
 //! The filter is on windows, not on (window, token) pairs: the pairs we served are green more
 //! often than `γ` by construction, and an innocent model writing common pairs would look
-//! marked, while a window's presence in our text owes nothing to what follows it.
+//! marked, while a window's presence in our text owes nothing to what follows it. By default
+//! only the windows our answers use at least five times as often as public text does
+//! (`--over-represented`, the corpora as the public text) are kept: after a common word a
+//! student's next token mostly comes from the rest of its diet, after a window of our style
+//! mostly from us (measured in `bench/README.md`, "Radioactivity").
 //!
 //! Beside the test sit identity probes: the suspect is asked who it is and who made it, and a
 //! few questions whose answers betray a tokenizer or a model family; the answers are quoted,
@@ -93,6 +97,18 @@ pub struct ProbeArgs {
     /// position is scored.
     #[arg(long)]
     pub served: Option<PathBuf>,
+    /// With --served: keep only the windows our answers use at least this many times as often
+    /// as public text does (the corpora of --data-dir): where a student's next token most
+    /// likely came from us rather than from the rest of its diet. 0 keeps every window.
+    #[arg(long, default_value_t = 5.0)]
+    pub over_represented: f64,
+    /// The public text --over-represented compares with: a folder with corpora/ (default:
+    /// ../shared/data, else the sample built into the binary).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// How many of the corpora's texts (conversation turns) are read as the public text.
+    #[arg(long, default_value_t = 5_000)]
+    pub reference_texts: usize,
     /// Questions asked (at most the built-in set of 20).
     #[arg(long, default_value_t = 20)]
     pub prompts: usize,
@@ -138,18 +154,34 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     // Read before the suspect is asked: a log that cannot be read stops the probe early.
     let windows = match &a.served {
         Some(log) => {
-            let (windows, answers) = served_windows(log, &a.account, &tokenizer)?;
+            let reference = if a.over_represented > 0.0 {
+                let (corpora, source) = simulate::Corpora::find(a.data_dir.as_deref())?;
+                let texts: Vec<String> = corpora
+                    .chats
+                    .iter()
+                    .chain(&corpora.dialogues)
+                    .flat_map(|c| c.turns.iter().map(|t| t.content.clone()))
+                    .take(a.reference_texts)
+                    .collect();
+                Some((texts, source.to_string()))
+            } else {
+                None
+            };
+            let texts = reference.as_ref().map_or(&[][..], |(t, _)| t.as_slice());
+            let (windows, answers) =
+                served_windows(log, &a.account, &tokenizer, (texts, a.over_represented))?;
             anyhow::ensure!(
                 !windows.is_empty(),
                 "{} holds no answer served to {} with its content: nothing to filter on",
                 log.display(),
                 a.account.join(", ")
             );
-            Some((windows, answers, log))
+            let reference = reference.map(|(t, source)| (t.len(), source));
+            Some((windows, answers, log, reference))
         }
         None => None,
     };
-    let within = windows.as_ref().map(|(w, _, _)| w);
+    let within = windows.as_ref().map(|(w, ..)| w);
     let prompts = &PROMPTS[..a.prompts.clamp(1, PROMPTS.len())];
     let questions: Vec<(&str, f64, u32)> = prompts
         .iter()
@@ -216,13 +248,15 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
             a.account.len()
         )
     };
-    let filter = windows.as_ref().map(|(w, answers, log)| {
+    let filter = windows.as_ref().map(|(w, answers, log, reference)| {
         json!({
-            "method": "only positions whose window (the context tokens that seed a step) occurs in an answer served to the accounts tested are scored; a window's presence owes nothing to the token that follows it, so under the null each scored pair is still green with probability gamma (Gumbel: its r uniform) and the p-values stay exact",
+            "method": "only positions whose window (the context tokens that seed a step) occurs in an answer served to the accounts tested are scored, and, with over_represented above 0, only windows those answers use at least that many times as often as the public reference text does; which windows are kept depends on texts alone, never on a key, and a window's presence owes nothing to whether the token after it is green, so under the null each scored pair is still green with probability gamma (Gumbel: its r uniform) and the p-values stay exact",
             "log": log.display().to_string(),
             "log_sha256": sha256_file(log).ok(),
             "answers": answers,
             "windows": w.len(a.mark.context),
+            "over_represented": a.over_represented,
+            "reference": reference.as_ref().map(|(texts, source)| json!({"source": source, "texts": texts})),
         })
     });
     let mut scored_bytes = Vec::with_capacity(tokens.len() * 4);
