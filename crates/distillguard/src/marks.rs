@@ -158,3 +158,16 @@ pub fn served_windows(
     };
     Ok((windows, answers.len()))
 }
+
+/// A digest a report names its data by, so a stranger can check they hold the same.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    Ok(sha256_hex(&std::fs::read(path)?))
+}

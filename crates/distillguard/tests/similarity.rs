@@ -119,6 +119,10 @@ async fn a_suspect_that_learned_our_answers_is_closer_to_them_than_a_control() {
     let (ok, err, r) = similarity(&log, &student, &control, &dir.path().join("student"));
     assert!(ok, "{err}");
     assert_eq!(r["pairs"], 20, "{r}");
+    // The report names its data by digest: a stranger can check they hold the same log.
+    let digest = r["log_sha256"].as_str().unwrap();
+    assert_eq!(digest.len(), 64, "{r}");
+    assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()), "{r}");
     let p = r["p_value"].as_f64().unwrap();
     assert!(p < 1e-3, "{r}");
     assert!(r["verdict"].as_str().unwrap().contains("more like"), "{r}");

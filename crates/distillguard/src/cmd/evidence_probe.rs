@@ -46,7 +46,7 @@ use maud::html;
 use serde_json::{json, Value};
 
 use crate::cmd::engine::{MarkArgs, ModelArgs, SecretArgs};
-use crate::marks::{detection, served_windows, test_keys, tokenizer};
+use crate::marks::{detection, served_windows, sha256_file, sha256_hex, test_keys, tokenizer};
 use crate::suspect::{tally, write_report, Outcome, SuspectArgs};
 
 /// Open questions with long answers: the more text, the more the test can see.
@@ -310,18 +310,6 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The report's page (its body): the verdict, each key's test, the controls, the answers.
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    Ok(sha256_hex(&std::fs::read(path)?))
-}
-
 fn page(r: &Value) -> maud::Markup {
     let row = |d: &Value, name: String| {
         html! {

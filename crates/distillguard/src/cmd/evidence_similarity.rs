@@ -24,7 +24,7 @@ use maud::html;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::marks::served;
+use crate::marks::{served, sha256_file};
 use crate::suspect::{tally, write_report, Outcome, Suspect, SuspectArgs};
 
 #[derive(clap::Args)]
@@ -181,6 +181,7 @@ pub fn run(a: SimilarityArgs) -> anyhow::Result<ExitCode> {
         "control": a.control, "control_model": a.control_model,
         "accounts": a.account,
         "log": a.log.display().to_string(),
+        "log_sha256": sha256_file(&a.log).ok(),
         "method": "served-output similarity: the group's logged single-turn prompts replayed to the suspect and to a control at temperature 0; per prompt d = J(suspect, served) - J(control, served), J the Jaccard overlap of lowercased word pairs; one-sided sign-flip permutation test of mean d > 0 (exact up to 16 prompts, else random flips with a fixed seed)",
         "assumptions": "under the null the suspect's and the control's answers are exchangeable with respect to what we served (the control is a model of the suspect's class that never saw our answers); prompts are treated as independent; only prompts both answered are scored",
         "pairs": d.len(),
@@ -219,6 +220,7 @@ fn page(r: &Value) -> maud::Markup {
         p { strong { (r["verdict"].as_str().unwrap_or_default()) } }
         p { (r["method"].as_str().unwrap_or_default()) "." }
         p { "Assumptions: " (r["assumptions"].as_str().unwrap_or_default()) "." }
+        p { "Prompts and served answers from " code { (r["log"].as_str().unwrap_or_default()) } " (sha256 " code { (r["log_sha256"].as_str().unwrap_or_default()) } ")." }
         p { "Mean similarity to what we served: suspect " (sim(&r["mean_similarity_suspect"])) ", control " (sim(&r["mean_similarity_control"])) "; " (r["pairs"]) " prompts scored." }
         table {
             thead { tr { th { "Prompt" } th { "Suspect" } th { "Control" } } }
