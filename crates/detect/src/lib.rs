@@ -3,22 +3,25 @@
 //! A pure library: no I/O, no async, no clock of its own. Time is the `ts` of the exchanges it
 //! is fed, so replaying a log gives exactly the verdicts the gateway reached live. Feed
 //! exchanges in time order to [`Detector::observe`]; it updates the account's bounded state
-//! ([`account`]), rescoring it ([`score`]) and returning a [`VerdictChange`] when the verdict
+//! (`account.rs`), rescoring it (`score.rs`) and returning a [`VerdictChange`] when the verdict
 //! moves. Verdicts only escalate: clearing an account is a human decision, taken outside.
 //!
-//! Accounts are joined by the evidence between them ([`link`]) into groups judged as one actor
-//! on their merged state ([`group`]: what a group is and its report; the union-find that forms
+//! Accounts are joined by the evidence between them (`link.rs`) into groups judged as one actor
+//! on their merged state (`group.rs`: what a group is and its report; the union-find that forms
 //! groups is here, on the detector's own tables).
+//!
+//! One door: the modules are private, and what a caller needs is re-exported below, so the
+//! crate's inside can be rearranged without touching the gateway, the recorder or the CLI.
 
-pub mod account;
+mod account;
 mod chunked;
-pub mod config;
+mod config;
 mod content;
 mod features;
-pub mod group;
-pub mod link;
-pub mod observation;
-pub mod score;
+mod group;
+mod link;
+mod observation;
+mod score;
 mod sketch;
 mod state;
 mod stream;
@@ -36,7 +39,7 @@ use crate::sketch::mix;
 use crate::stream::Streams;
 
 pub use account::AccountState;
-pub use config::Config;
+pub use config::{Config, Thresholds};
 pub use features::Features;
 pub use group::{GroupReport, LinkEvidence};
 pub use observation::{Observation, Observer, FACTS_VERSION};

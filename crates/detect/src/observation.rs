@@ -107,10 +107,10 @@ pub struct Observation {
     /// the answer ended, and so how soon a follow-up came after it was read.
     #[serde(default)]
     pub latency_ms: Option<u32>,
-    /// [`head_hash`] of the answer's text (0 without one): what a follow-up quotes back.
+    /// `head_hash` of the answer's text (0 without one): what a follow-up quotes back.
     #[serde(default)]
     pub answer_head: u64,
-    /// [`head_hash`] of the assistant message a follow-up answers (the request ends with a
+    /// `head_hash` of the assistant message a follow-up answers (the request ends with a
     /// user turn after it); 0 for any other call. Equal to the `answer_head` of the call that
     /// produced that answer, which ties a follow-up to its predecessor exactly, where a
     /// conversation's opening alone is shared by every conversation that begins "Hi".

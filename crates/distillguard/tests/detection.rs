@@ -224,7 +224,7 @@ fn a_restored_state_goes_on_exactly_as_the_detector_that_saved_it() {
 
     // Bytes that are not this detector's state are refused, and the caller replays instead.
     let other = Config {
-        thresholds: detect::config::Thresholds {
+        thresholds: detect::Thresholds {
             distilling: 0.9,
             ..Default::default()
         },
