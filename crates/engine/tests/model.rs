@@ -6,7 +6,7 @@ use engine::{generate, Model, Params};
 use watermark::{detect, Master, Scheme, Watermark};
 
 fn ask(question: &str) -> String {
-    engine::chat::prompt(&[("user".into(), question.into())])
+    engine::chat_prompt(&[("user".into(), question.into())])
 }
 
 #[test]
@@ -102,7 +102,7 @@ async fn the_server_speaks_the_openai_api_and_names_the_key_it_marked_with() {
         degrade_delta: 4.0,
     };
     let e = std::sync::Arc::new(engine::Engine::new(model, Some(mark.clone())));
-    let addr = engine::server::spawn(e, "127.0.0.1:0".parse().unwrap())
+    let addr = engine::spawn(e, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let url = format!("http://{addr}/v1/chat/completions");
@@ -214,7 +214,7 @@ async fn the_server_speaks_the_openai_api_and_names_the_key_it_marked_with() {
     // With a token but no master secret there is no key to test.
     let unmarked = engine::Engine::new(Model::load(&path).unwrap(), None)
         .with_admin_token(Some("admin".into()));
-    let addr = engine::server::spawn(
+    let addr = engine::spawn(
         std::sync::Arc::new(unmarked),
         "127.0.0.1:0".parse().unwrap(),
     )

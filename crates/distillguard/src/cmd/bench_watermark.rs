@@ -45,7 +45,7 @@ pub(crate) fn long_answer(
 ) -> anyhow::Result<(Vec<u32>, engine::Generated)> {
     let ids = model
         .tokenizer
-        .encode(&engine::chat::prompt(&[("user".into(), prompt.to_owned())]));
+        .encode(&engine::chat_prompt(&[("user".into(), prompt.to_owned())]));
     let params = engine::Params {
         max_tokens: tokens,
         min_tokens: tokens,
@@ -157,7 +157,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 model.forward(&ids, 0).map_err(anyhow::Error::msg)?
             };
             for (k, &tok) in g.tokens.iter().enumerate().filter(|_| !a.skip_quality) {
-                nll -= f64::from(engine::generate::log_softmax(&logits)[tok as usize]);
+                nll -= f64::from(engine::log_softmax(&logits)[tok as usize]);
                 counted += 1;
                 logits = model
                     .forward(&[tok], ids.len() + k)

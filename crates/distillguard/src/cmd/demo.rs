@@ -491,9 +491,7 @@ mod evidence {
             degrade_delta: 4.0,
         };
         let e = std::sync::Arc::new(engine::Engine::new(loaded, Some(mark)));
-        let addr = engine::server::spawn(e, "127.0.0.1:0".parse().ok()?)
-            .await
-            .ok()?;
+        let addr = engine::spawn(e, "127.0.0.1:0".parse().ok()?).await.ok()?;
         Some(Evidence {
             addr,
             master,

@@ -128,7 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let engine = std::sync::Arc::new(engine::Engine::new(model, mark).with_admin_token(token));
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let addr = engine::server::spawn(engine, args.listen).await?;
+        let addr = engine::spawn(engine, args.listen).await?;
         eprintln!("engine: OpenAI API on http://{addr}/v1 (front it with `distillguard serve --engine http://{addr}/v1`)");
         tokio::signal::ctrl_c().await?;
         Ok::<_, anyhow::Error>(())
