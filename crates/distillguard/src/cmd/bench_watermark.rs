@@ -18,9 +18,14 @@ pub struct Args {
     pub human: usize,
     #[arg(long, default_value_t = 200)]
     pub fpr_tokens: usize,
-    /// Answers generated per δ.
+    /// Answers generated per δ: to the Self-Instruct seed tasks (175), then to the first
+    /// turns of the chat corpora.
     #[arg(long, default_value_t = 10)]
     pub texts: usize,
+    /// Prompts skipped first: a later run answers the next ones, and the two runs' counts
+    /// pool as one (each answer is seeded by its prompt's position).
+    #[arg(long, default_value_t = 0)]
+    pub from: usize,
     /// Tokens per generated answer.
     #[arg(long, default_value_t = 400)]
     pub tokens: usize,
@@ -132,11 +137,20 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     );
 
     // 3. Marked answers: power against length and edits, quality, decode speed, mark cost.
-    let prompts: Vec<String> = corpora
+    let seeds = corpora
         .seeds
         .iter()
         .map(|p| p.prompt.clone())
-        .filter(|p| p.len() > 20)
+        .filter(|p| p.len() > 20);
+    let chats = corpora
+        .chats
+        .iter()
+        .filter_map(|c| c.turns.first().map(|t| t.content.clone()))
+        .filter(|p| p.len() > 20 && p.len() < 600);
+    let prompts: Vec<(usize, String)> = seeds
+        .chain(chats)
+        .enumerate()
+        .skip(a.from)
         .take(a.texts)
         .collect();
     for &delta in &a.deltas {
@@ -145,7 +159,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let (mut nll, mut counted, mut gen_tokens, mut gen_secs) = (0.0f64, 0usize, 0usize, 0.0);
         let mut found = std::collections::BTreeMap::<String, (usize, usize)>::new();
         let mut control = Vec::new();
-        for (i, prompt) in prompts.iter().enumerate() {
+        for (done, (i, prompt)) in prompts.iter().enumerate() {
+            let i = *i;
             let t = Instant::now();
             let (ids, g) = long_answer(&mut model, prompt, a.tokens, i as u64, Some(&wm))?;
             gen_secs += t.elapsed().as_secs_f64();
@@ -203,14 +218,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             }
             control.extend(detect(&other, &tokens, 25).p_value);
             // A long run shows its figures as it goes: stopped early, it still said something.
-            if (i + 1) % 25 == 0 && i + 1 < prompts.len() {
+            if (done + 1) % 25 == 0 && done + 1 < prompts.len() {
                 let so_far: Vec<String> = found
                     .iter()
                     .map(|(what, (hit, n))| format!("{what} {hit}/{n}"))
                     .collect();
                 eprintln!(
                     "delta {delta}, {} answers so far: {}",
-                    i + 1,
+                    done + 1,
                     so_far.join("; ")
                 );
             }
