@@ -478,3 +478,34 @@ async fn a_probe_counts_what_an_unreliable_suspect_does_and_still_reports() {
         "{report}"
     );
 }
+
+/// `--served` with a log that holds no answer of the accounts tested (empty, or kept with
+/// content off) has nothing to filter on: the probe says so and stops before asking the
+/// suspect (the address below answers nothing).
+#[test]
+fn a_probe_within_a_log_with_no_served_answer_says_why() {
+    let Some(model) = testkit::model_file() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("empty.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let o = Command::new(BIN)
+        .args(["evidence", "probe", "--suspect", "http://127.0.0.1:9/v1"])
+        .args(["--account", "acme", "--over-represented", "0"])
+        .arg("--served")
+        .arg(&log)
+        .arg("--out")
+        .arg(dir.path().join("none"))
+        .env("DISTILLGUARD_WATERMARK_SECRET", SECRET)
+        .env("DISTILLGUARD_MODEL", &model)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("holds no answer served to acme"), "{err}");
+    assert!(
+        !dir.path().join("none.json").exists(),
+        "no report without a test"
+    );
+}
