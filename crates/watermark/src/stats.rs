@@ -59,6 +59,25 @@ pub fn gamma_tail(n: usize, x: f64) -> f64 {
     ln_gamma_tail(n, x).exp()
 }
 
+/// The Kolmogorov-Smirnov distance between a sample of p-values and the uniform distribution
+/// on [0, 1]: what a test whose p-values are exact leaves near zero on text it did not mark
+/// (the property tests and `bench watermark` check the detector's with it).
+pub fn ks_uniform(p: &[f64]) -> f64 {
+    let mut p = p.to_vec();
+    p.sort_by(f64::total_cmp);
+    let n = p.len() as f64;
+    p.iter()
+        .enumerate()
+        .map(|(i, &x)| (((i + 1) as f64 / n) - x).max(x - i as f64 / n))
+        .fold(0.0, f64::max)
+}
+
+/// The KS distance a uniform sample of `n` exceeds with chance 0.001 (the asymptotic
+/// critical value, close enough from a few dozen values on).
+pub fn ks_critical(n: usize) -> f64 {
+    1.949 / (n as f64).sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

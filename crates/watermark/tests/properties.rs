@@ -8,8 +8,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use watermark::{
-    detect, detect_within, sample_plain, softmax, test_keys, Judgement, Master, Scheme, Watermark,
-    Windows,
+    detect, detect_within, ks_critical, ks_uniform, sample_plain, softmax, test_keys, Judgement,
+    Master, Scheme, Watermark, Windows,
 };
 
 const VOCAB: usize = 500;
@@ -48,21 +48,6 @@ fn generate(wm: Option<&Watermark>, len: usize, rng: &mut ChaCha8Rng) -> Vec<u32
         tokens.push(next);
     }
     tokens
-}
-
-/// The Kolmogorov-Smirnov distance between the p-values and the uniform distribution.
-fn ks_uniform(mut p: Vec<f64>) -> f64 {
-    p.sort_by(f64::total_cmp);
-    let n = p.len() as f64;
-    p.iter()
-        .enumerate()
-        .map(|(i, &x)| (((i + 1) as f64 / n) - x).max(x - i as f64 / n))
-        .fold(0.0, f64::max)
-}
-
-/// The KS distance a uniform sample of `n` exceeds with chance 0.001.
-fn ks_critical(n: usize) -> f64 {
-    1.949 / (n as f64).sqrt()
 }
 
 fn kgw(account: &str, delta: f32) -> Watermark {
@@ -143,7 +128,7 @@ fn p_values_of_text_written_without_the_key_are_uniform() {
         ("kgw, another key", wrong_kgw),
         ("gumbel, another key", wrong_gumbel),
     ] {
-        let d = ks_uniform(p);
+        let d = ks_uniform(&p);
         assert!(d < ks_critical(400), "{what}: KS distance {d:.3}");
     }
 }
@@ -184,7 +169,7 @@ fn p_values_within_the_windows_we_served_stay_uniform() {
                 d.p_value.expect("enough windows of ours")
             })
             .collect();
-        let d = ks_uniform(p);
+        let d = ks_uniform(&p);
         assert!(d < ks_critical(300), "{what}: KS distance {d:.3}");
     }
 }

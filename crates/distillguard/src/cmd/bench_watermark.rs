@@ -35,6 +35,16 @@ pub struct Args {
     /// Skip the perplexity of each answer (one more model pass per token: half the time).
     #[arg(long)]
     pub skip_quality: bool,
+    /// Keys each unmarked answer (δ = 0) is tested with, per scheme (KGW over one and over
+    /// two tokens, Gumbel): the false-positive rate on the engine's own output. The key is
+    /// the test's only randomness (the text is fixed and was not made with it), so the keys
+    /// of one answer are independent tests of the same text.
+    #[arg(long, default_value_t = 50)]
+    pub fpr_keys: usize,
+    /// Append every generated answer to this JSON-lines file ({prompt, delta, seed, text}),
+    /// so that later measurements read them again instead of decoding them again.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
 }
 
 /// The engine's answer to `prompt` as a user's message, at temperature 1 and exactly `tokens`
@@ -72,8 +82,9 @@ pub fn run(_: Args) -> anyhow::Result<ExitCode> {
 #[cfg(feature = "engine")]
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     use rand::{Rng, SeedableRng};
+    use std::io::Write;
     use std::time::Instant;
-    use watermark::{detect, Master, Scheme, Watermark};
+    use watermark::{detect, ks_critical, ks_uniform, Master, Scheme, Watermark};
 
     let master = Master::new(b"bench watermark master secret, fixed")?;
     let mark = |delta: f32, account: &str| {
@@ -103,10 +114,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 
     // 2. False positives on human text, through the model's tokenizer.
     let (corpora, source) = simulate::Corpora::find(a.data_dir.as_deref())?;
-    let mut texts: Vec<String> = Vec::new();
-    for c in corpora.chats.iter().chain(&corpora.dialogues) {
-        texts.extend(c.turns.iter().map(|t| t.content.clone()));
-    }
+    let mut texts: Vec<String> = corpora.turns().map(str::to_owned).collect();
     for p in corpora.seeds.iter().chain(&corpora.math) {
         texts.push(format!("{} {}", p.prompt, p.answer));
     }
@@ -153,8 +161,38 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .skip(a.from)
         .take(a.texts)
         .collect();
+    let mut save = match &a.save {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| anyhow::anyhow!("opening {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    // The keys unmarked answers are tested with: never used to mark anything.
+    let fpr_keys: Vec<(&str, Watermark)> = (0..a.fpr_keys)
+        .flat_map(|k| {
+            let key = || master.key_for(&format!("unused {k}"));
+            let kgw = Scheme::Kgw {
+                gamma: 0.25,
+                delta: 2.0,
+            };
+            [
+                ("KGW, one token", Watermark::new(key(), kgw, 1)),
+                ("KGW, two tokens", Watermark::new(key(), kgw, 2)),
+                (
+                    "Gumbel, one token",
+                    Watermark::new(key(), Scheme::Gumbel, 1),
+                ),
+            ]
+        })
+        .map(|(what, w)| (what, w.expect("a valid mark")))
+        .collect();
     for &delta in &a.deltas {
         let wm = mark(delta, "acme");
+        let mut unmarked = std::collections::BTreeMap::<&str, Vec<f64>>::new();
         let other = mark(delta, "globex");
         let (mut nll, mut counted, mut gen_tokens, mut gen_secs) = (0.0f64, 0usize, 0usize, 0.0);
         let mut found = std::collections::BTreeMap::<String, (usize, usize)>::new();
@@ -178,8 +216,20 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     .forward(&[tok], ids.len() + k)
                     .map_err(anyhow::Error::msg)?;
             }
+            if let Some(f) = &mut save {
+                let line = serde_json::json!({"prompt": prompt, "delta": delta, "seed": i, "text": g.text});
+                writeln!(f, "{line}")?;
+            }
             // The detector reads text, as a stranger would.
             let tokens = model.tokenizer.encode(&g.text);
+            if delta == 0.0 {
+                let cut = &tokens[..tokens.len().min(a.fpr_tokens)];
+                for (what, key) in &fpr_keys {
+                    if let Some(p) = detect(key, cut, 50).p_value {
+                        unmarked.entry(what).or_default().push(p);
+                    }
+                }
+            }
             let mut edit_rng = rand_chacha::ChaCha8Rng::seed_from_u64(100 + i as u64);
             let mut trial = |name: String, toks: &[u32]| {
                 let e = found.entry(name).or_default();
@@ -244,6 +294,21 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         );
         for (what, (hit, n)) in &found {
             println!("  TPR at p < 1e-3, {what}: {hit}/{n}");
+        }
+        for (what, p) in &unmarked {
+            let below = |alpha: f64| p.iter().filter(|&&x| x < alpha).count();
+            println!(
+                "  unmarked, {} keys ({what}), {} tests of up to {} tokens: FPR at 1e-2 {} ({:.4}), at 1e-3 {} ({:.5}); KS distance from uniform {:.4} (0.001 critical {:.4})",
+                a.fpr_keys,
+                p.len(),
+                a.fpr_tokens,
+                below(1e-2),
+                below(1e-2) as f64 / p.len().max(1) as f64,
+                below(1e-3),
+                below(1e-3) as f64 / p.len().max(1) as f64,
+                ks_uniform(p),
+                ks_critical(p.len())
+            );
         }
     }
 
