@@ -93,7 +93,7 @@ pub fn write(
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "distillguard scan of " (log_name) }
                 link rel="icon" href="data:,";
-                style { (PreEscaped(gateway::console::STYLE)) }
+                style { (PreEscaped(gateway::CONSOLE_STYLE)) }
             }
             body { main {
                 h1 { "Scan of " (log_name) }

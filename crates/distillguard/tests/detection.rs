@@ -156,7 +156,7 @@ fn benign_customers_are_not_flagged_and_campaigns_rank_above_them() {
         }
         scored.push((r.score, l.is_attack()));
     }
-    let auroc = simulate::evaluate::auroc(&scored);
+    let auroc = simulate::auroc(&scored);
     assert!(auroc > 0.95, "AUROC {auroc}");
     let caught = sim
         .labels

@@ -617,7 +617,7 @@ async fn replicas_publish_workers_detect_and_nothing_is_lost_through_crashes_and
     let snap = pg(&db.url, |s| s.snapshot("worker-0-of-1-by-payer").unwrap())
         .await
         .expect("a snapshot at shutdown");
-    let (_, state) = recorder::snapshot::unpack(&snap.bytes).unwrap();
+    let (_, state) = recorder::unpack_snapshot(&snap.bytes).unwrap();
     let detector = detect::Detector::restore_state(detect::Config::default(), &state).unwrap();
     assert_eq!(
         detector.report("loader").unwrap().exchanges,

@@ -7,15 +7,19 @@
 //! The types here are a typed *view* of the fields distillguard reasons about. Unknown fields
 //! are accepted and ignored, so logs from newer writers still read.
 //!
-//! [`reader`] turns a file, a gzip file or stdin into a stream of lines and parses each one,
-//! counting every bad line with its number instead of stopping.
+//! [`LineSource`] turns a file, a gzip file or stdin into a stream of lines and [`parse_line`]
+//! parses each one, counting every bad line with its number instead of stopping.
+//!
+//! Everything is reached from this root, except the two foreign formats, which keep a
+//! namespace each because their items would collide: [`litellm`] (LiteLLM's spend logs) and
+//! [`otel`] (OpenTelemetry GenAI spans and their log events).
 
 pub mod litellm;
 pub mod otel;
 mod peek;
-pub mod reader;
+mod reader;
 mod record;
-pub mod redact;
+mod redact;
 mod text;
 mod timestamp;
 mod write;
@@ -28,7 +32,7 @@ pub use record::{
     Choice, Exchange, Message, Meta, ReasoningParams, Request, Response, ResponseMessage, Usage,
     OUTPUT_CAPS,
 };
-pub use redact::ContentPolicy;
+pub use redact::{redact, ContentPolicy};
 pub use text::{Content, Item, LogitBias, Prompt};
 pub use timestamp::Timestamp;
 pub use write::Written;
@@ -71,7 +75,10 @@ impl Format {
     ) {
         let one = match self {
             Format::Otel(attrs) => otel::parse_line(line, attrs, &mut out).err(),
-            Format::Auto { otel: attrs, .. } if otel::looks_like(line) => {
+            // A logs export in a traces file is read as OTLP too, to be told where it belongs.
+            Format::Auto { otel: attrs, .. }
+                if otel::looks_like(line) || otel::looks_like_logs(line) =>
+            {
                 otel::parse_line(line, attrs, &mut out).err()
             }
             Format::LiteLlm(fields) => {

@@ -27,7 +27,7 @@ pub struct GatewayConfig {
     pub limits: Option<String>,
     /// When Redis is unreachable: `local` (serve, counting limits in this replica only; the
     /// default) or `closed` (refuse limited accounts with 503 until it is back).
-    pub limits_fallback: limits::shared::Fallback,
+    pub limits_fallback: limits::Fallback,
     /// The exchange stream: unset to log and detect in this process, or `nats://…` to publish
     /// exchanges to JetStream for `distillguard worker` and take verdicts from it.
     pub bus: Option<String>,
@@ -115,7 +115,7 @@ impl Default for GatewayConfig {
             data: PathBuf::from("data"),
             store: None,
             limits: None,
-            limits_fallback: limits::shared::Fallback::Local,
+            limits_fallback: limits::Fallback::Local,
             bus: None,
             upstreams: Vec::new(),
             max_body_bytes: 8 << 20,

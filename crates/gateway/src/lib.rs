@@ -9,7 +9,7 @@
 //!                            recorder::Tap ─► exchange log + detector ─► verdicts ─► policy table
 //! ```
 //!
-//! Traces sent to `/v1/traces` (OTLP/HTTP, [`collect`]) take the same tap from the span on, so
+//! Traces sent to `/v1/traces` (OTLP/HTTP, `collect.rs`) take the same tap from the span on, so
 //! a provider's own gateway can be judged with no change in its request path. The admin API
 //! and the console ask [`recorder::Verdicts`] what was judged, whoever judges (this process or
 //! the workers).
@@ -18,20 +18,20 @@
 //! [`Running`] handle tells the bound address and shuts down gracefully (in-flight calls
 //! drain, then the log writer commits what is queued).
 
-pub mod admin;
-pub mod auth;
-pub mod client_ip;
-pub mod collect;
-pub mod config;
-pub mod conn;
-pub mod console;
-pub mod error;
-pub mod limit;
-pub mod otlp;
-pub mod proxy;
-pub mod request;
-pub mod stream;
-pub mod tokens;
+mod admin;
+mod auth;
+mod client_ip;
+mod collect;
+mod config;
+mod conn;
+mod console;
+mod error;
+mod limit;
+mod otlp;
+mod proxy;
+mod request;
+mod stream;
+mod tokens;
 
 use parking_lot::Mutex;
 use std::net::SocketAddr;
@@ -49,8 +49,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+pub use anyhow_like::Error;
 pub use config::{ContentPolicy, Durability, GatewayConfig, Upstream};
+pub use console::STYLE as CONSOLE_STYLE;
+pub use otlp::OtlpConfig;
 pub use respond::{Action, Policy};
+pub use tokens::count as count_tokens;
 
 /// Everything a request handler can reach.
 pub struct AppState {
@@ -347,7 +351,7 @@ impl Gateway {
         let detects_here = config.bus.is_none();
         let catch_up = {
             let s = shared.clone();
-            tokio::task::spawn_blocking(move || -> store::Result<recorder::snapshot::CatchUp> {
+            tokio::task::spawn_blocking(move || -> store::Result<recorder::CatchUp> {
                 for o in s.store.overrides()? {
                     if let Some(a) = Action::parse(&o.action) {
                         s.table.set_override(&o.account, Some((a, o.by)));
@@ -359,14 +363,14 @@ impl Gateway {
                     }
                 }
                 if detects_here {
-                    return recorder::snapshot::prepare(&s);
+                    return recorder::prepare_catch_up(&s);
                 }
                 for v in s.store.verdicts()? {
                     if let Some(verdict) = detect::Verdict::parse(&v.verdict) {
                         s.table.set_verdict(&v.account, verdict);
                     }
                 }
-                Ok(recorder::snapshot::CatchUp::default())
+                Ok(recorder::CatchUp::default())
             })
             .await
             .map_err(anyhow_like::Error::of)??
@@ -382,7 +386,7 @@ impl Gateway {
         keys.spawn_refresher(Duration::from_secs(1));
         let (tap, writer, publisher, standing_watch, bus_state) = match &config.bus {
             None => {
-                let (tap, writer) = recorder::tap::start(
+                let (tap, writer) = recorder::start_tap(
                     shared.clone(),
                     config.log_durability,
                     config.log_queue,
@@ -427,7 +431,7 @@ impl Gateway {
         let limiter = match &config.limits {
             None => limit::Limiter::Local(limits::Limiter::new()),
             Some(url) => limit::Limiter::Shared(
-                limits::shared::RedisLimiter::new(url, config.limits_fallback)
+                limits::RedisLimiter::new(url, config.limits_fallback)
                     .map_err(|e| anyhow_like::Error(format!("limits at {url}: {e}")))?,
             ),
         };
@@ -472,7 +476,7 @@ impl Gateway {
         let (shutdown, rx) = watch::channel(false);
         let mut followers = Vec::new();
         for f in &state.config.tail {
-            let thread = recorder::follow::spawn(
+            let thread = recorder::spawn_follow(
                 f.clone(),
                 state.tap.clone(),
                 state.config.content,
@@ -706,7 +710,7 @@ impl Running {
 }
 
 /// A small error type for start-up, so this library does not pull in anyhow.
-pub mod anyhow_like {
+mod anyhow_like {
     #[derive(Debug)]
     pub struct Error(pub String);
 

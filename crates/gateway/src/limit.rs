@@ -1,7 +1,6 @@
 //! The limits step: counted in this process, or shared with every replica through Redis.
 
-use limits::shared::{RedisLimiter, SharedPermit};
-use limits::{Denied, Limits};
+use limits::{Denied, Limits, RedisLimiter, SharedPermit};
 
 pub enum Limiter {
     Local(limits::Limiter),

@@ -200,14 +200,6 @@ impl Assembler {
         }
         Value::Object(out)
     }
-
-    /// Characters of answer text so far (for token estimates when upstream sends no usage).
-    pub fn output_chars(&self) -> usize {
-        self.choices
-            .iter()
-            .map(|c| c.content.len() + c.text.len() + c.reasoning.len())
-            .sum()
-    }
 }
 
 fn merge_tool_call(calls: &mut Vec<Value>, delta: &Value) {

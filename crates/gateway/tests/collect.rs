@@ -409,7 +409,7 @@ async fn proxied_calls_are_exported_as_genai_spans_and_a_down_collector_costs_no
     let receiver = Harness::start(|_| {}).await;
     let endpoint = receiver.url("/v1/traces");
     let h = Harness::start(|c| {
-        c.otlp = Some(gateway::otlp::OtlpConfig {
+        c.otlp = Some(gateway::OtlpConfig {
             endpoint,
             headers: [("authorization".to_owned(), format!("Bearer {ADMIN}"))].into(),
             flush_ms: 20,

@@ -673,7 +673,7 @@ async fn usage_is_counted_with_tiktoken_when_the_upstream_reports_none() {
             .unwrap();
         assert_eq!(
             usage["completion_tokens"].as_u64().unwrap(),
-            gateway::tokens::count(answer)
+            gateway::count_tokens(answer)
         );
         assert!(usage["prompt_tokens"].as_u64().unwrap() > 4);
     }

@@ -7,7 +7,9 @@
 //! to the real usage when it ends, so a burst of large requests cannot overshoot the budget.
 
 #[cfg(feature = "redis")]
-pub mod shared;
+mod shared;
+#[cfg(feature = "redis")]
+pub use shared::{Fallback, RedisLimiter, RedisPermit, SharedPermit, DEFAULT_LEASE};
 
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use limits::shared::{Fallback, RedisLimiter, SharedPermit};
-use limits::{Limit, Limits};
+use limits::{Fallback, Limit, Limits, RedisLimiter, SharedPermit};
 
 fn account() -> String {
     format!("acct-{:x}", rand::random::<u64>())

@@ -9,29 +9,30 @@
 //!                                                  └─► policy table (what the request path enforces)
 //! ```
 //!
-//! - [`follow`]: a log file followed as it grows (`collect --tail`): another gateway's
+//! - [`spawn_follow`]: a log file followed as it grows (`collect --tail`): another gateway's
 //!   traffic, read as it is written, through the tap.
-//! - [`tap`]: where a finished exchange goes: this process's log writer and detector threads
-//!   ([`Tap::Local`]), or the bus to the workers ([`Tap::Bus`]).
-//! - [`record`]: the core both run: append until the store takes it, observe, record what
+//! - [`start_tap`]: where a finished exchange goes: this process's log writer and detector
+//!   threads ([`Tap::Local`]), or the bus to the workers ([`Tap::Bus`]).
+//! - the core both run (`record.rs`): append until the store takes it, observe, record what
 //!   changed, replay the log.
-//! - [`snapshot`]: the detector's state saved now and then, restored at start-up, the rest of
-//!   the log replayed while serving.
-//! - [`worker`]: `distillguard worker`, the same engine fed from NATS JetStream.
-//! - [`judge`]: who judges, asked one way ([`Verdicts`]): this process's detector ([`Here`]) or
-//!   the workers ([`Workers`]).
+//! - snapshots (`snapshot.rs`, [`CatchUp`]): the detector's state saved now and then,
+//!   restored at start-up, the rest of the log replayed while serving.
+//! - [`run_worker`]: `distillguard worker`, the same engine fed from NATS JetStream.
+//! - who judges, asked one way ([`Verdicts`]): this process's detector ([`Here`]) or the
+//!   workers ([`Workers`]).
 //!
 //! The engine has no HTTP in it: the gateway is one of its sources, not its owner.
 
-pub mod follow;
-pub mod judge;
-pub mod record;
-pub mod snapshot;
-pub mod tap;
-pub mod worker;
+mod follow;
+mod judge;
+mod record;
+mod snapshot;
+mod tap;
+mod worker;
 
-pub use follow::Follow;
+pub use follow::{spawn as spawn_follow, Follow};
 pub use judge::{Here, Judged, Verdicts, Workers};
 pub use record::{now_ms, Shared};
-pub use tap::{Durability, Finished, Tap};
-pub use worker::WorkerConfig;
+pub use snapshot::{prepare as prepare_catch_up, unpack as unpack_snapshot, CatchUp};
+pub use tap::{start as start_tap, Durability, Finished, Tap};
+pub use worker::{run as run_worker, WorkerConfig};

@@ -23,7 +23,7 @@ use serde_json::Value;
 use store::LoggedExchange;
 use tokio::sync::mpsc;
 
-use exchange::redact::redact;
+use exchange::redact;
 use exchange::ContentPolicy;
 use serde::{Deserialize, Serialize};
 

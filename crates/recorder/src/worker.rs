@@ -506,7 +506,7 @@ fn stored_row(e: &Envelope, observer: &Observer) -> (LoggedExchange, Option<dete
     } else {
         let line = match serde_json::from_str::<Value>(&full) {
             Ok(mut v) => {
-                exchange::redact::redact(&mut v, policy);
+                exchange::redact(&mut v, policy);
                 v.to_string()
             }
             Err(_) => full,

@@ -214,6 +214,16 @@ struct Files<I> {
 }
 
 impl Corpora {
+    /// Every turn of the human conversations (the chats, then the dialogues), in order: the
+    /// public text the evidence side measures against (false positives, students' diets, the
+    /// probe's reference).
+    pub fn turns(&self) -> impl Iterator<Item = &str> {
+        self.chats
+            .iter()
+            .chain(&self.dialogues)
+            .flat_map(|c| c.turns.iter().map(|t| t.content.as_str()))
+    }
+
     /// Loads every corpus under `dir` (the `shared/data` folder).
     pub fn load(dir: &Path) -> Result<Self, CorpusError> {
         if !dir.join("corpora").is_dir() {

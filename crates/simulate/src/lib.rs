@@ -7,19 +7,20 @@
 //! Everything is deterministic per seed. [`evaluate()`] scores a detector's verdicts against the
 //! labels.
 
-pub mod attack;
-pub mod benign;
-pub mod corpus;
-pub mod evaluate;
-pub mod neutralise;
-pub mod world;
+mod attack;
+mod benign;
+mod corpus;
+mod evaluate;
+mod neutralise;
+mod world;
 
 use exchange::Exchange;
 use rand::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use corpus::{Corpora, CorpusError};
-pub use evaluate::{evaluate, Evaluation};
+pub use evaluate::{auroc, evaluate, Evaluation, Rate, Verdict};
+pub use neutralise::{neutralise, Cue};
 
 use crate::attack::Harvest;
 use crate::world::{World, DAY};

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use detect::{Detector, Verdict as DetectVerdict};
-use simulate::evaluate::{evaluate, Evaluation, Verdict};
-use simulate::neutralise::{neutralise, Cue};
-use simulate::{simulate, Corpora, Label, SimConfig};
+use simulate::{
+    evaluate, neutralise, simulate, Corpora, Cue, Evaluation, Label, SimConfig, Verdict,
+};
 
 #[derive(clap::Args)]
 pub struct Args {

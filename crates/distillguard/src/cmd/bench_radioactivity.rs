@@ -295,12 +295,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let need = (count(&marked_docs) as f64 * (1.0 - least) / least) as usize;
     let mut human: Vec<Vec<u32>> = Vec::new();
     let mut human_tokens = 0usize;
-    let texts = corpora
-        .chats
-        .iter()
-        .chain(&corpora.dialogues)
-        .flat_map(|c| c.turns.iter().map(|t| t.content.as_str()));
-    for text in texts {
+    for text in corpora.turns() {
         if human_tokens >= need {
             break;
         }
@@ -314,10 +309,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Some(ratio) => {
             // Public text the students never saw: the corpora's turns after those in any diet.
             let reference: Vec<Vec<u32>> = corpora
-                .chats
-                .iter()
-                .chain(&corpora.dialogues)
-                .flat_map(|c| c.turns.iter().map(|t| t.content.as_str()))
+                .turns()
                 .skip(human.len())
                 .take(20_000)
                 .map(|t| model.tokenizer.encode(t))

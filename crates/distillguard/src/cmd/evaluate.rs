@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use exchange::{parse_line, LineSource, RawLine, ReaderOptions, Timestamp};
 use serde::Deserialize;
-use simulate::evaluate::{evaluate, Evaluation, Verdict};
 use simulate::Label;
+use simulate::{evaluate, Evaluation, Verdict};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The human-readable form of an evaluation.
 pub fn render(e: &Evaluation) -> String {
     let mut s = String::new();
-    let r = |x: &simulate::evaluate::Rate| format!("{:.4} ({}/{})", x.value(), x.hits, x.of);
+    let r = |x: &simulate::Rate| format!("{:.4} ({}/{})", x.value(), x.hits, x.of);
     s += &format!("AUROC                         {:.4}\n", e.auroc);
     s += &format!("TPR at distilling             {}\n", r(&e.tpr));
     s += &format!("FPR at distilling             {}\n", r(&e.fpr));
@@ -110,7 +110,7 @@ pub fn render(e: &Evaluation) -> String {
         r(&e.campaigns_caught_early)
     );
     // The same, among the campaigns caught at all: how early detection is when it comes.
-    let early_of_caught = simulate::evaluate::Rate {
+    let early_of_caught = simulate::Rate {
         hits: e.campaigns_caught_early.hits,
         of: e.campaigns_caught.hits,
     };

@@ -157,10 +157,8 @@ pub fn probe(a: ProbeArgs) -> anyhow::Result<ExitCode> {
             let reference = if a.over_represented > 0.0 {
                 let (corpora, source) = simulate::Corpora::find(a.data_dir.as_deref())?;
                 let texts: Vec<String> = corpora
-                    .chats
-                    .iter()
-                    .chain(&corpora.dialogues)
-                    .flat_map(|c| c.turns.iter().map(|t| t.content.clone()))
+                    .turns()
+                    .map(str::to_owned)
                     .take(a.reference_texts)
                     .collect();
                 Some((texts, source.to_string()))

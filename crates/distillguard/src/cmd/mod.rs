@@ -128,7 +128,7 @@ impl LogArgs {
         let mut source = exchange::LineSource::open(path, self.reader_options())
             .with_context(|| format!("opening {}", path.display()))?;
         let mut contents = exchange::otel::Contents::new(MAX_LOG_CONTENT);
-        let (mut taken, mut bad) = (exchange::otel::logs::Taken::default(), Vec::new());
+        let (mut taken, mut bad) = (exchange::otel::Taken::default(), Vec::new());
         let mut lines = 0u64;
         while let Some(line) = source.next_line() {
             let line = line.with_context(|| format!("reading {}", path.display()))?;
@@ -156,7 +156,7 @@ impl LogArgs {
             taken.ignored,
             taken.unjoinable,
             taken.evicted,
-            exchange::otel::logs::DEFAULT_MAX_BYTES >> 20,
+            exchange::otel::DEFAULT_MAX_BYTES >> 20,
             bad.len()
         );
         for why in bad.iter().take(5) {

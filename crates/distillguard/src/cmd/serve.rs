@@ -71,8 +71,8 @@ pub fn load(args: &Args) -> anyhow::Result<GatewayConfig> {
         config.limits.clone_from(&args.limits);
     }
     match args.limits_fallback.as_deref() {
-        Some("closed") => config.limits_fallback = limits::shared::Fallback::Closed,
-        Some(_) => config.limits_fallback = limits::shared::Fallback::Local,
+        Some("closed") => config.limits_fallback = limits::Fallback::Closed,
+        Some(_) => config.limits_fallback = limits::Fallback::Local,
         None => {}
     }
     if args.bus.is_some() {

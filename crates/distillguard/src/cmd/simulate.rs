@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use simulate::neutralise::{neutralise, Cue};
-use simulate::{simulate, Corpora, SimConfig};
+use simulate::{neutralise, simulate, Corpora, Cue, SimConfig};
 
 #[derive(clap::Args)]
 pub struct Args {

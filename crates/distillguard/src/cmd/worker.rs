@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use recorder::worker::WorkerConfig;
+use recorder::WorkerConfig;
 
 use super::StoreArgs;
 
@@ -60,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             tracing::info!("shutting down: finishing the batches in hand");
             let _ = tx.send(true);
         });
-        recorder::worker::run(config, store, rx)
+        recorder::run_worker(config, store, rx)
             .await
             .map_err(|e| anyhow::anyhow!(e))
     })?;

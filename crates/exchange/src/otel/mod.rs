@@ -23,10 +23,10 @@ use serde_json::{json, Map, Value};
 use crate::reader::BadLineKind;
 use crate::{Exchange, Timestamp};
 
-pub mod logs;
+mod logs;
 mod value;
 
-pub use logs::Contents;
+pub use logs::{looks_like as looks_like_logs, Contents, Taken, DEFAULT_MAX_BYTES};
 use value::{attributes, nanos_to_millis, text};
 
 /// Which attributes name the account, tried in order on the span and then on its resource;
@@ -46,7 +46,7 @@ impl Default for AccountAttributes {
 }
 
 /// How spans are read: which attributes name the account, and the message content that came
-/// as log events ([`logs`]), where there is any.
+/// as log events ([`Contents`]), where there is any.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub accounts: AccountAttributes,
@@ -109,10 +109,12 @@ pub fn parse_request(
         .get("resourceSpans")
         .and_then(Value::as_array)
         .ok_or_else(|| {
-            (
-                BadLineKind::WrongType,
-                "an OTLP/JSON line is an object with a resourceSpans array".to_owned(),
-            )
+            let why = if v.get("resourceLogs").is_some() {
+                "this is an OTLP/JSON logs export (resourceLogs): its message content is read beside the traces (scan --otel-logs FILE), not as one"
+            } else {
+                "an OTLP/JSON line is an object with a resourceSpans array"
+            };
+            (BadLineKind::WrongType, why.to_owned())
         })?;
     let mut found = Vec::new();
     for rs in resource_spans {
@@ -901,7 +903,16 @@ mod tests {
         assert_eq!(contents.len(), 2);
         assert!(!contents.has("5b8efff798038103d269b633813fc60c-aaaaaaaaaaaaaaa1"));
         assert!(contents.has("5b8efff798038103d269b633813fc60c-aaaaaaaaaaaaaaa3"));
-        assert!(logs::looks_like(logs(vec![]).to_string().as_bytes()));
+        assert!(looks_like_logs(logs(vec![]).to_string().as_bytes()));
+        // A logs export read as traces says where it belongs.
+        let (kind, why) = parse_line(
+            logs(vec![]).to_string().as_bytes(),
+            &Options::default(),
+            |_| {},
+        )
+        .unwrap_err();
+        assert_eq!(kind, BadLineKind::WrongType);
+        assert!(why.contains("--otel-logs"), "{why}");
 
         // A memory budget as well: long histories push the oldest calls' content out.
         let mut small = Contents::new(1000).with_max_bytes(2_500);
