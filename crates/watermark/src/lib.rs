@@ -37,7 +37,7 @@ mod stats;
 pub use key::{Key, KeyError, KeyId, Master};
 pub use sample::{sample_plain, softmax, top_p};
 pub use score::{detect, detect_within, test_keys, Detection, Judgement, KeyTest, Windows};
-pub use stats::{binomial_tail, gamma_tail, ks_critical, ks_uniform};
+pub use stats::{binomial_tail, gamma_tail, ks_critical, ks_sides, ks_uniform};
 
 use serde::{Deserialize, Serialize};
 

@@ -63,13 +63,25 @@ pub fn gamma_tail(n: usize, x: f64) -> f64 {
 /// on [0, 1]: what a test whose p-values are exact leaves near zero on text it did not mark
 /// (the property tests and `bench watermark` check the detector's with it).
 pub fn ks_uniform(p: &[f64]) -> f64 {
+    let (excess, deficit) = ks_sides(p);
+    excess.max(deficit)
+}
+
+/// The KS distance's two sides: how far small p-values are in excess of uniform (what would
+/// accuse unmarked text) and in deficit (a conservative test: an exact tail of a discrete
+/// statistic sits on atoms at or above where a continuous one would).
+pub fn ks_sides(p: &[f64]) -> (f64, f64) {
     let mut p = p.to_vec();
     p.sort_by(f64::total_cmp);
     let n = p.len() as f64;
     p.iter()
         .enumerate()
-        .map(|(i, &x)| (((i + 1) as f64 / n) - x).max(x - i as f64 / n))
-        .fold(0.0, f64::max)
+        .fold((0.0, 0.0), |(excess, deficit), (i, &x)| {
+            (
+                f64::max(excess, (i + 1) as f64 / n - x),
+                f64::max(deficit, x - i as f64 / n),
+            )
+        })
 }
 
 /// The KS distance a uniform sample of `n` exceeds with chance 0.001 (the asymptotic
@@ -81,6 +93,20 @@ pub fn ks_critical(n: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ks_sides_tell_an_accusing_test_from_a_conservative_one() {
+        let even: Vec<f64> = (0..100).map(|i| (i as f64 + 0.5) / 100.0).collect();
+        assert!(ks_uniform(&even) <= 0.005 + 1e-12);
+        // Too many small p-values: in excess; too few: in deficit.
+        let low: Vec<f64> = even.iter().map(|p| p * 0.5).collect();
+        let (excess, deficit) = ks_sides(&low);
+        assert!(excess > 0.49 && deficit < 0.01, "{excess} {deficit}");
+        let high: Vec<f64> = even.iter().map(|p| 0.5 + p * 0.5).collect();
+        let (excess, deficit) = ks_sides(&high);
+        assert!(deficit > 0.49 && excess < 0.01, "{excess} {deficit}");
+        assert_eq!(ks_uniform(&high), deficit);
+    }
 
     fn choose(n: u64, k: u64) -> f64 {
         (1..=k).fold(1.0, |c, i| c * (n - k + i) as f64 / i as f64)

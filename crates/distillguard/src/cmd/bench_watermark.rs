@@ -59,7 +59,7 @@ pub struct Args {
 /// would, and only the spread over many keys shows it.
 #[cfg(feature = "engine")]
 fn unmarked_fpr(answers: &[Vec<u32>], keys: &[(&str, watermark::Watermark)], cut: usize) {
-    use watermark::{detect, ks_critical, ks_uniform};
+    use watermark::{detect, ks_critical, ks_sides};
     let mut by_scheme = std::collections::BTreeMap::<&str, (Vec<f64>, Vec<usize>)>::new();
     for (what, key) in keys {
         let p: Vec<f64> = answers
@@ -72,22 +72,7 @@ fn unmarked_fpr(answers: &[Vec<u32>], keys: &[(&str, watermark::Watermark)], cut
     }
     for (what, (p, per_key)) in &by_scheme {
         let below = |alpha: f64| p.iter().filter(|&&x| x < alpha).count();
-        // The KS distance's two sides: small p-values in excess (what would accuse unmarked
-        // text) and in deficit (an exact discrete tail is conservative: its p-values sit on
-        // atoms at or above where a continuous one would).
-        let mut sorted = p.clone();
-        sorted.sort_by(f64::total_cmp);
-        let m = sorted.len() as f64;
-        let excess = sorted
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| (i + 1) as f64 / m - x)
-            .fold(0.0, f64::max);
-        let deficit = sorted
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| x - i as f64 / m)
-            .fold(0.0, f64::max);
+        let (excess, deficit) = ks_sides(p);
         let n = p.len().max(1) as f64;
         let k = per_key.len().max(1) as f64;
         let mean = per_key.iter().sum::<usize>() as f64 / k;
@@ -106,7 +91,7 @@ fn unmarked_fpr(answers: &[Vec<u32>], keys: &[(&str, watermark::Watermark)], cut
             below(1e-2) as f64 / n,
             below(1e-3),
             below(1e-3) as f64 / n,
-            ks_uniform(p),
+            excess.max(deficit),
             ks_critical(p.len()),
             texts * 0.01 * 0.99,
             per_key.iter().max().unwrap_or(&0),
@@ -166,6 +151,44 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut model = engine::Model::load(&a.model.path).map_err(anyhow::Error::msg)?;
     let load_secs = started.elapsed().as_secs_f64();
     println!("load: {load_secs:.2} s ({})", model.name);
+
+    // The keys unmarked answers are tested with: never used to mark anything.
+    let fpr_keys: Vec<(&str, Watermark)> = (0..a.fpr_keys)
+        .flat_map(|k| {
+            let key = || master.key_for(&format!("unused {k}"));
+            let kgw = Scheme::Kgw {
+                gamma: 0.25,
+                delta: 2.0,
+            };
+            [
+                ("KGW, one token", Watermark::new(key(), kgw, 1)),
+                ("KGW, two tokens", Watermark::new(key(), kgw, 2)),
+                (
+                    "Gumbel, one token",
+                    Watermark::new(key(), Scheme::Gumbel, 1),
+                ),
+            ]
+        })
+        .map(|(what, w)| (what, w.expect("a valid mark")))
+        .collect();
+    if !a.read_answers.is_empty() {
+        let mut answers = Vec::new();
+        for path in &a.read_answers {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            for (n, line) in text.lines().enumerate() {
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .map_err(|e| anyhow::anyhow!("{} line {}: {e}", path.display(), n + 1))?;
+                if v["delta"].as_f64() == Some(0.0) {
+                    let answer = v["text"].as_str().unwrap_or_default();
+                    answers.push(model.tokenizer.encode(answer));
+                }
+            }
+        }
+        println!("unmarked answers read: {}", answers.len());
+        unmarked_fpr(&answers, &fpr_keys, a.fpr_tokens);
+        return Ok(ExitCode::SUCCESS);
+    }
 
     // 1. Detection speed, one core: random tokens (what a text is to the detector).
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -238,43 +261,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    // The keys unmarked answers are tested with: never used to mark anything.
-    let fpr_keys: Vec<(&str, Watermark)> = (0..a.fpr_keys)
-        .flat_map(|k| {
-            let key = || master.key_for(&format!("unused {k}"));
-            let kgw = Scheme::Kgw {
-                gamma: 0.25,
-                delta: 2.0,
-            };
-            [
-                ("KGW, one token", Watermark::new(key(), kgw, 1)),
-                ("KGW, two tokens", Watermark::new(key(), kgw, 2)),
-                (
-                    "Gumbel, one token",
-                    Watermark::new(key(), Scheme::Gumbel, 1),
-                ),
-            ]
-        })
-        .map(|(what, w)| (what, w.expect("a valid mark")))
-        .collect();
-    if !a.read_answers.is_empty() {
-        let mut answers = Vec::new();
-        for path in &a.read_answers {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-            for (n, line) in text.lines().enumerate() {
-                let v: serde_json::Value = serde_json::from_str(line)
-                    .map_err(|e| anyhow::anyhow!("{} line {}: {e}", path.display(), n + 1))?;
-                if v["delta"].as_f64() == Some(0.0) {
-                    let answer = v["text"].as_str().unwrap_or_default();
-                    answers.push(model.tokenizer.encode(answer));
-                }
-            }
-        }
-        println!("unmarked answers read: {}", answers.len());
-        unmarked_fpr(&answers, &fpr_keys, a.fpr_tokens);
-        return Ok(ExitCode::SUCCESS);
-    }
     for &delta in &a.deltas {
         let wm = mark(delta, "acme");
         let mut unmarked: Vec<Vec<u32>> = Vec::new();

@@ -913,6 +913,15 @@ mod tests {
         .unwrap_err();
         assert_eq!(kind, BadLineKind::WrongType);
         assert!(why.contains("--otel-logs"), "{why}");
+        // And so does one in a log read line by line in any format (scan's default).
+        let mut said = Vec::new();
+        crate::Format::default().parse_each(logs(vec![]).to_string().as_bytes(), |r| {
+            said.push(r.map(|_| ()))
+        });
+        assert!(
+            matches!(&said[..], [Err((BadLineKind::WrongType, why))] if why.contains("--otel-logs")),
+            "{said:?}"
+        );
 
         // A memory budget as well: long histories push the oldest calls' content out.
         let mut small = Contents::new(1000).with_max_bytes(2_500);
